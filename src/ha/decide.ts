@@ -1,0 +1,627 @@
+import { mustStepDown } from './lease.js';
+import { slotNameFor } from './slots.js';
+import type {
+  Action,
+  Clock,
+  ClusterView,
+  ControlState,
+  Decision,
+  DynamicConfig,
+  FailoverIntent,
+  MemberStatus,
+  Observation,
+} from './types.js';
+
+/**
+ * The whole HA policy: one pure, synchronous function. No I/O, no clock reads, no randomness — time comes in
+ * through `clock`, everything remembered between cycles through `obs.memory`. Every safety rule of DESIGN.md
+ * lives here (or in lease.ts, which this calls), so scenario tables and the simulator can test them all.
+ */
+export function decide(view: ClusterView, obs: Observation, config: DynamicConfig, clock: Clock): Decision {
+  return new Decider(view, obs, config, clock).run();
+}
+
+/** Control-file states of a server that was last running as a primary (so it may need pg_rewind to rejoin). */
+const PRIMARY_CONTROL_STATES: ReadonlySet<ControlState> = new Set<ControlState>([
+  'shut down',
+  'in production',
+  'shutting down',
+  'in crash recovery',
+  'starting up',
+]);
+
+/** How long an operator's switchover/failover request stays valid once due. */
+export function intentTimeoutMs(config: DynamicConfig): number {
+  return Math.max(30_000, config.ttl * 6_000);
+}
+
+/** Failures to start PostgreSQL in place after which a primary gives its key up for a failover. */
+export const MAX_START_FAILURES = 3;
+
+function isHealthyReplicaStatus(m: MemberStatus | undefined): boolean {
+  return !!m && m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
+}
+
+class Decider {
+  private readonly me: string;
+  private readonly leader: string | null;
+  private readonly pgIsPrimary: boolean;
+  private readonly pgMaybePrimary: boolean;
+
+  constructor(
+    private readonly view: ClusterView,
+    private readonly obs: Observation,
+    private readonly config: DynamicConfig,
+    private readonly clock: Clock,
+  ) {
+    this.me = obs.me;
+    this.leader = view.leader?.name ?? null;
+    const pg = obs.pg;
+    this.pgIsPrimary = pg.running && pg.accepting && pg.inRecovery === false;
+    // A running server we could not query might be a primary: count it as one wherever that is the safe side.
+    this.pgMaybePrimary = pg.running && pg.inRecovery !== true;
+  }
+
+  run(): Decision {
+    const pg = this.obs.pg;
+    if (pg.dataDir !== 'initialized') return this.uninitialized();
+    if (
+      this.obs.dcsReachable &&
+      this.view.initialize &&
+      pg.systemId &&
+      this.view.initialize !== pg.systemId
+    ) {
+      return this.decision(
+        [],
+        `refusing to act: this data directory belongs to system ${pg.systemId}, the cluster is ${this.view.initialize}; run 'pgwarden reinit ${this.me}' to re-clone it`,
+        this.pgMaybePrimary ? 'primary' : 'replica',
+        pg.running ? 'running' : 'stopped',
+      );
+    }
+    if (!this.obs.dcsReachable) return this.dcsUnreachable();
+    if (this.config.pause) return this.paused();
+    const request = this.operatorRequest();
+    if (request) return request;
+    if (this.leader === this.me) return this.asLeader();
+    if (this.leader !== null) return this.asFollower(this.leader);
+    return this.leaderless();
+  }
+
+  // ---- building blocks -------------------------------------------------------------------------------
+
+  private decision(actions: Action[], reason: string, role: Decision['role'], state: Decision['state']): Decision {
+    return { actions, reason, role, state };
+  }
+
+  private get pgState(): Decision['state'] {
+    const pg = this.obs.pg;
+    if (!pg.running) return pg.controlState === 'in production' ? 'crashed' : 'stopped';
+    if (pg.inRecovery === true) return pg.streaming ? 'streaming' : 'running';
+    return 'running';
+  }
+
+  private get pgRole(): Decision['role'] {
+    const pg = this.obs.pg;
+    if (pg.running) return pg.inRecovery === true ? 'replica' : 'primary';
+    return pg.controlState && PRIMARY_CONTROL_STATES.has(pg.controlState) ? 'primary' : 'replica';
+  }
+
+  private member(name: string): MemberStatus | undefined {
+    return this.view.members[name];
+  }
+
+  private get myPriority(): number {
+    return this.obs.tags.failover_priority;
+  }
+
+  private get canFailOver(): boolean {
+    return !this.obs.tags.nofailover && this.myPriority > 0;
+  }
+
+  /** The operator's failover/switchover request if it is due and not stale. */
+  private activeIntent(): { intent: FailoverIntent; due: boolean; stale: boolean } | null {
+    const intent = this.view.failover;
+    if (!intent) return null;
+    const dueAt = intent.at ?? intent.requestedAt;
+    const due = this.clock.wall >= dueAt;
+    const stale = this.clock.wall > dueAt + intentTimeoutMs(this.config);
+    return { intent, due, stale };
+  }
+
+  private lagOf(walPosition: number | null): number | null {
+    if (this.view.optime === null || walPosition === null) return null;
+    return Math.max(0, this.view.optime - walPosition);
+  }
+
+  // ---- no data directory yet -------------------------------------------------------------------------
+
+  private uninitialized(): Decision {
+    if (!this.obs.dcsReachable) return this.decision([], 'waiting for etcd before initializing', 'uninitialized', 'stopped');
+    const init = this.view.initialize;
+    if (init === null) {
+      if (this.config.pause) return this.decision([], 'paused: not bootstrapping', 'uninitialized', 'stopped');
+      if (!this.canFailOver) {
+        return this.decision([], 'waiting for another member to bootstrap the cluster (this one is tagged nofailover)', 'uninitialized', 'stopped');
+      }
+      return this.decision([{ type: 'bootstrap' }], 'bootstrapping a new cluster: the initialize key was free', 'uninitialized', 'bootstrapping');
+    }
+    if (init === '') return this.decision([], 'waiting: another member is bootstrapping the cluster', 'uninitialized', 'stopped');
+    const source = this.leader && this.leader !== this.me ? this.member(this.leader) : undefined;
+    if (!source || source.role !== 'primary' || source.state !== 'running') {
+      return this.decision([], 'waiting for a running primary to clone from', 'uninitialized', 'stopped');
+    }
+    return this.decision(
+      [{ type: 'clone', from: source.name }, { type: 'start', role: 'replica', follow: source.name }],
+      `cloning from the primary ${source.name} and starting as its replica`,
+      'uninitialized',
+      'cloning',
+    );
+  }
+
+  // ---- etcd unreachable ------------------------------------------------------------------------------
+
+  private dcsUnreachable(): Decision {
+    const memory = this.obs.memory;
+    if (this.pgMaybePrimary) {
+      if (mustStepDown(memory, this.config, this.clock.mono)) {
+        return this.decision(
+          [{ type: 'stop', mode: 'fast' }],
+          'demoted: etcd is unreachable and the leader lease could not be refreshed before its safety deadline',
+          'primary',
+          'demoting',
+        );
+      }
+      return this.decision(
+        [{ type: 'refreshLeader' }],
+        'etcd is unreachable: still primary while the leader lease is safe, retrying the refresh',
+        'primary',
+        'running',
+      );
+    }
+    if (!this.obs.pg.running && !this.config.pause && this.pgRole === 'replica') {
+      // Starting as a replica can never create a second writer, so it is safe without etcd.
+      return this.decision(
+        [{ type: 'start', role: 'replica', follow: this.obs.pg.following }],
+        'etcd is unreachable: restarting PostgreSQL as a replica',
+        'replica',
+        'starting',
+      );
+    }
+    return this.decision([], 'etcd is unreachable: not acting until it answers', this.pgRole, this.pgState);
+  }
+
+  // ---- maintenance mode ------------------------------------------------------------------------------
+
+  private paused(): Decision {
+    const requested = this.operatorRequest();
+    if (requested) return requested;
+    if (this.pgIsPrimary && this.leader === this.me) {
+      return this.decision([{ type: 'refreshLeader' }], 'paused: holding the leader key, taking no automatic action', 'primary', 'running');
+    }
+    if (this.pgIsPrimary && this.leader === null) {
+      return this.decision([{ type: 'acquireLeader' }], 'paused: running primary took the free leader key', 'primary', 'running');
+    }
+    return this.decision([], 'paused: taking no automatic action', this.pgRole, this.pgState);
+  }
+
+  // ---- requests from the REST API (restart, reload, reinitialize) --------------------------------------
+
+  private operatorRequest(): Decision | null {
+    const req = this.obs.memory.requests;
+    const keep: Action[] = this.leader === this.me && this.pgIsPrimary ? [{ type: 'refreshLeader' }] : [];
+    if (req.reinitialize) {
+      if (this.leader === this.me) {
+        return this.decision([{ type: 'clearRequests' }, ...keep], 'refused to reinitialize: this member is the leader; switch over first', this.pgRole, this.pgState);
+      }
+      const source = this.leader ? this.member(this.leader) : undefined;
+      if (!source || source.state !== 'running') {
+        return this.decision([], 'reinitialize requested: waiting for a running primary to clone from', this.pgRole, this.pgState);
+      }
+      return this.decision(
+        [
+          { type: 'clearRequests' },
+          { type: 'stop', mode: 'fast' },
+          { type: 'reinitialize', from: source.name },
+          { type: 'start', role: 'replica', follow: source.name },
+        ],
+        `reinitializing: wiping the data directory and cloning again from ${source.name}`,
+        'replica',
+        'cloning',
+      );
+    }
+    if (req.restart && this.obs.pg.running) {
+      return this.decision([...keep, { type: 'clearRequests' }, { type: 'restart' }], 'restarting PostgreSQL as requested', this.pgRole, 'restarting');
+    }
+    if (req.reload) {
+      return this.decision([...keep, { type: 'clearRequests' }, { type: 'reload' }], 'reloading the PostgreSQL configuration as requested', this.pgRole, this.pgState);
+    }
+    if (req.restart) return this.decision([{ type: 'clearRequests' }, ...keep], 'restart requested but PostgreSQL is not running; nothing to restart', this.pgRole, this.pgState);
+    return null;
+  }
+
+  // ---- this member holds the leader key ---------------------------------------------------------------
+
+  private asLeader(): Decision {
+    const pg = this.obs.pg;
+    if (!pg.running) return this.leaderWithoutPostgres();
+    if (pg.inRecovery === true) {
+      // We took the key (or were given it) while still a replica: finish the promotion.
+      return this.decision(
+        [{ type: 'refreshLeader' }, ...this.promotionSteps('finishing the promotion')],
+        'holding the leader key as a replica: promoting',
+        'primary',
+        'promoting',
+      );
+    }
+    if (!pg.accepting) {
+      return this.decision([{ type: 'refreshLeader' }], 'primary is running but not answering queries yet; keeping the leader key', 'primary', 'starting');
+    }
+    if (mustStepDown(this.obs.memory, this.config, this.clock.mono) && this.obs.memory.holdsLeader) {
+      return this.decision(
+        [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }],
+        'demoted: the leader lease was not refreshed before its safety deadline',
+        'primary',
+        'demoting',
+      );
+    }
+
+    const intentStep = this.leaderIntent();
+    if (intentStep) return intentStep;
+
+    const actions: Action[] = [{ type: 'refreshLeader' }];
+    const notes: string[] = [];
+    if (this.view.failover) {
+      const active = this.activeIntent();
+      if (active && !active.due) {
+        notes.push(`switchover to ${active.intent.to ?? 'the best replica'} scheduled at ${new Date(active.intent.at ?? 0).toISOString()}`);
+      }
+    }
+    notes.push(...this.syncSteps(actions));
+    this.slotSteps(actions);
+    const reason = notes.length ? `primary holding the leader key; ${notes.join('; ')}` : 'primary holding the leader key';
+    return this.decision(actions, reason, 'primary', 'running');
+  }
+
+  private leaderWithoutPostgres(): Decision {
+    const pg = this.obs.pg;
+    const memory = this.obs.memory;
+    const wasReplica = pg.controlState !== null && !PRIMARY_CONTROL_STATES.has(pg.controlState);
+    if (wasReplica) {
+      return this.decision([{ type: 'releaseLeader' }], 'released the leader key: PostgreSQL is down and was not a primary', 'replica', 'stopped');
+    }
+    const candidate = this.bestCandidate(null);
+    if (candidate) {
+      return this.decision(
+        [{ type: 'releaseLeader' }],
+        `released the leader key: PostgreSQL is not running on the primary and ${candidate.name} can take over`,
+        'primary',
+        'crashed',
+      );
+    }
+    if (memory.startFailures >= MAX_START_FAILURES) {
+      return this.decision(
+        [{ type: 'releaseLeader' }],
+        `released the leader key: PostgreSQL failed to start ${memory.startFailures} times and no replica is ready to take over`,
+        'primary',
+        'start failed',
+      );
+    }
+    return this.decision(
+      [{ type: 'refreshLeader' }, { type: 'start', role: 'primary', follow: null }],
+      'restarting PostgreSQL in place: the primary is down and no replica is eligible to take over',
+      'primary',
+      'starting',
+    );
+  }
+
+  /** Carries out a due switchover/failover request on the primary, or drops an invalid one. */
+  private leaderIntent(): Decision | null {
+    const active = this.activeIntent();
+    if (!active) return null;
+    const { intent, due, stale } = active;
+    const keep: Action[] = [{ type: 'refreshLeader' }];
+    if (intent.from && intent.from !== this.me) {
+      return this.decision([...keep, { type: 'clearFailover' }], `dropped a ${intent.kind} request from ${intent.from}, which is not the leader`, 'primary', 'running');
+    }
+    if (intent.to === this.me) {
+      return this.decision([...keep, { type: 'clearFailover' }], `dropped a ${intent.kind} request to ${this.me}: it is already the primary`, 'primary', 'running');
+    }
+    if (!due) return null;
+    if (stale) {
+      return this.decision([...keep, { type: 'clearFailover' }], `dropped a ${intent.kind} request that could not be carried out in time`, 'primary', 'running');
+    }
+    const candidate = intent.to ? this.member(intent.to) : undefined;
+    if (intent.to && !candidate) {
+      return this.decision([...keep, { type: 'clearFailover' }], `dropped a ${intent.kind} request: ${intent.to} is not a member`, 'primary', 'running');
+    }
+    const chosen = intent.to ? this.candidateCheck(intent.to, intent.kind === 'switchover') : this.bestCandidate(null);
+    if (!chosen || ('refusal' in chosen)) {
+      const why = chosen && 'refusal' in chosen ? chosen.refusal : 'no replica is eligible';
+      return this.decision(keep, `${intent.kind} waiting: ${why}`, 'primary', 'running');
+    }
+    return this.decision(
+      [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }],
+      `${intent.kind}: shut down cleanly and released the leader key for ${chosen.name}`,
+      'primary',
+      'demoting',
+    );
+  }
+
+  /**
+   * Whether `name` could take over from this primary now. For a switchover the candidate must be streaming
+   * from us within the lag limit, so the clean shutdown hands it every last commit.
+   */
+  private candidateCheck(name: string, checkLag: boolean): { name: string } | { refusal: string } {
+    const m = this.member(name);
+    if (!m) return { refusal: `${name} is not a member` };
+    if (m.tags.nofailover || m.tags.failover_priority <= 0) return { refusal: `${name} is tagged nofailover` };
+    if (!isHealthyReplicaStatus(m)) return { refusal: `${name} is not a running replica (state ${m.state})` };
+    if (this.config.synchronous_mode && !this.inSync(name)) return { refusal: `${name} is not a synchronous standby` };
+    const row = this.obs.pg.replication.find((r) => r.name === name);
+    if (!row || row.state !== 'streaming') return { refusal: `${name} is not streaming from this primary` };
+    if (checkLag && this.obs.pg.walPosition !== null && row.flushLsn !== null) {
+      const lag = this.obs.pg.walPosition - row.flushLsn;
+      if (lag > this.config.maximum_lag_on_failover) return { refusal: `${name} lags ${lag} bytes, over maximum_lag_on_failover` };
+    }
+    return { name };
+  }
+
+  /** The replica that would best take over from this member (used before giving the key up). */
+  private bestCandidate(exclude: string | null): MemberStatus | null {
+    let best: MemberStatus | null = null;
+    for (const m of Object.values(this.view.members)) {
+      if (m.name === this.me || m.name === exclude) continue;
+      if (!isHealthyReplicaStatus(m) || m.tags.nofailover || m.tags.failover_priority <= 0) continue;
+      if (this.config.synchronous_mode && !this.inSync(m.name)) continue;
+      const lag = this.lagOf(m.walPosition);
+      if (lag !== null && lag > this.config.maximum_lag_on_failover) continue;
+      if (
+        !best ||
+        (m.walPosition ?? -1) > (best.walPosition ?? -1) ||
+        ((m.walPosition ?? -1) === (best.walPosition ?? -1) && m.tags.failover_priority > best.tags.failover_priority)
+      ) {
+        best = m;
+      }
+    }
+    return best;
+  }
+
+  private inSync(name: string): boolean {
+    const sync = this.view.sync;
+    return !!sync && sync.members.includes(name);
+  }
+
+  /**
+   * Synchronous replication bookkeeping on the primary. Order is the safety rule of DESIGN.md: a member is
+   * removed from `sync` before it leaves synchronous_standby_names, and added to `sync` only after
+   * PostgreSQL reports it synchronous and it has flushed past the point where it was added.
+   */
+  private syncSteps(actions: Action[]): string[] {
+    const pg = this.obs.pg;
+    const current = this.view.sync && this.view.sync.leader === this.me ? this.view.sync.members : null;
+    const guc = pg.synchronousStandbyNames;
+    if (!this.config.synchronous_mode) {
+      if (guc.length > 0) actions.push({ type: 'setSynchronousStandbys', names: [] });
+      return [];
+    }
+    const streaming = pg.replication.filter((r) => r.state === 'streaming');
+    const eligible = streaming.filter((r) => {
+      const m = this.member(r.name);
+      return r.name !== this.me && !!m && !m.tags.nosync;
+    });
+    const keyMembers = current ?? [];
+    // Prefer members already in `sync` so the set does not churn, then the most advanced.
+    eligible.sort((a, b) => {
+      const ak = keyMembers.includes(a.name) ? 1 : 0;
+      const bk = keyMembers.includes(b.name) ? 1 : 0;
+      if (ak !== bk) return bk - ak;
+      return (b.flushLsn ?? -1) - (a.flushLsn ?? -1);
+    });
+    const desired = eligible.slice(0, this.config.synchronous_node_count).map((r) => r.name).sort();
+    const memory = this.obs.memory;
+    const ready = (name: string): boolean => {
+      if (!guc.includes(name)) return false;
+      const row = pg.replication.find((r) => r.name === name);
+      if (!row || (row.syncState !== 'sync' && row.syncState !== 'quorum')) return false;
+      const addedAt = memory.syncAddedAt[name];
+      return addedAt !== undefined && row.flushLsn !== null && row.flushLsn >= addedAt;
+    };
+    const nextKey = desired.filter((n) => keyMembers.includes(n) || ready(n)).sort();
+    const notes: string[] = [];
+    if (current === null || !sameSet(nextKey, keyMembers)) {
+      actions.push({ type: 'writeSync', members: nextKey });
+      notes.push(`synchronous standbys in sync: [${nextKey.join(', ')}]`);
+    }
+    const nextGuc = desired.length > 0 ? desired : this.config.synchronous_mode_strict ? ['*'] : [];
+    const missingAddedAt = nextGuc.some((n) => n !== '*' && memory.syncAddedAt[n] === undefined);
+    if (!sameSet(nextGuc, guc) || missingAddedAt) {
+      actions.push({ type: 'setSynchronousStandbys', names: nextGuc });
+      if (!sameSet(nextGuc, guc)) notes.push(`synchronous_standby_names set to [${nextGuc.join(', ')}]`);
+    }
+    if (desired.length === 0) {
+      notes.push(this.config.synchronous_mode_strict ? 'no synchronous standby: writes block (strict mode)' : 'no synchronous standby available');
+    }
+    return notes;
+  }
+
+  /** A slot for every member, kept while the member has been seen within member_slots_ttl. */
+  private slotSteps(actions: Action[]): void {
+    const pg = this.obs.pg;
+    const wanted = new Set<string>();
+    for (const name of Object.keys(this.view.members)) if (name !== this.me) wanted.add(slotNameFor(name));
+    const ttlMs = this.config.member_slots_ttl * 1000;
+    for (const [name, seenAt] of Object.entries(this.obs.memory.memberLastSeen)) {
+      if (name !== this.me && this.clock.wall - seenAt < ttlMs) wanted.add(slotNameFor(name));
+    }
+    const create = [...wanted].filter((s) => !pg.slots.includes(s)).sort();
+    const drop = pg.slots.filter((s) => !wanted.has(s)).sort();
+    if (create.length || drop.length) actions.push({ type: 'manageSlots', create, drop });
+  }
+
+  private promotionSteps(_why: string): Action[] {
+    const steps: Action[] = [];
+    // Before the first commit can be acknowledged on the new primary, `sync` must stop naming members that
+    // may lack it.
+    if (this.config.synchronous_mode) steps.push({ type: 'writeSync', members: [] });
+    steps.push({ type: 'promote' });
+    steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}` });
+    if (this.view.failover) steps.push({ type: 'clearFailover' });
+    return steps;
+  }
+
+  // ---- another member holds the leader key -------------------------------------------------------------
+
+  private asFollower(leader: string): Decision {
+    const pg = this.obs.pg;
+    if (this.pgMaybePrimary) {
+      return this.decision(
+        [{ type: 'stop', mode: 'fast' }],
+        `demoting: ${leader} holds the leader key, so this server must not accept writes`,
+        'primary',
+        'demoting',
+      );
+    }
+    const lm = this.member(leader);
+    if (!pg.running) {
+      if (this.config.pause) return this.decision([], 'paused: PostgreSQL is stopped, not starting it', this.pgRole, this.pgState);
+      if (this.pgRole === 'primary') return this.rejoinAsReplica(leader, lm);
+      return this.decision(
+        [{ type: 'start', role: 'replica', follow: leader }],
+        `starting PostgreSQL as a replica of ${leader}`,
+        'replica',
+        'starting',
+      );
+    }
+    if (pg.following !== leader) {
+      return this.decision([{ type: 'follow', leader }], `following the new primary ${leader}`, 'replica', this.pgState);
+    }
+    const lag = this.lagOf(pg.walPosition);
+    const lagText = lag === null ? '' : `, ${lag} bytes behind`;
+    return this.decision([], pg.streaming ? `replica streaming from ${leader}${lagText}` : `replica of ${leader}, not streaming yet${lagText}`, 'replica', this.pgState);
+  }
+
+  /** A former primary becomes a replica of the new leader: rewind when timelines diverged, else clone again. */
+  private rejoinAsReplica(leader: string, lm: MemberStatus | undefined): Decision {
+    if (!lm || lm.role !== 'primary' || lm.state !== 'running' || lm.timeline === null) {
+      return this.decision([], `former primary waiting for the new primary ${leader} to be running before rejoining`, 'replica', 'stopped');
+    }
+    if (this.obs.memory.rewindFailed) {
+      return this.decision(
+        [{ type: 'reinitialize', from: leader }, { type: 'start', role: 'replica', follow: leader }],
+        `rejoining as a replica of ${leader}: pg_rewind failed, cloning again`,
+        'replica',
+        'cloning',
+      );
+    }
+    return this.decision(
+      [{ type: 'rewind', from: leader }, { type: 'start', role: 'replica', follow: leader }],
+      `rejoining as a replica of ${leader}: rewinding this former primary first`,
+      'replica',
+      'rewinding',
+    );
+  }
+
+  // ---- nobody holds the leader key -------------------------------------------------------------------
+
+  private leaderless(): Decision {
+    const pg = this.obs.pg;
+    const active = this.activeIntent();
+    const intentFor = active && !active.stale && active.intent.to ? active.intent.to : null;
+    if (this.pgMaybePrimary && !this.pgIsPrimary) {
+      return this.decision([], 'the leader key is free but PostgreSQL is not answering queries yet; waiting', this.pgRole, this.pgState);
+    }
+    if (this.pgIsPrimary) {
+      const block = this.primaryRetakeBlocker(intentFor);
+      if (block) {
+        return this.decision([{ type: 'stop', mode: 'fast' }], `demoting: the leader key is free but ${block}`, 'primary', 'demoting');
+      }
+      return this.decision([{ type: 'acquireLeader' }], 'running primary is taking the free leader key', 'primary', 'running');
+    }
+    if (!pg.running) {
+      if (this.pgRole === 'primary') {
+        const block = this.primaryRetakeBlocker(intentFor);
+        if (block) return this.decision([], `former primary stays stopped: ${block}`, 'primary', this.pgState);
+        const moreAdvanced = this.moreAdvancedPeer(this.obs.pg.walPosition ?? null);
+        if (moreAdvanced) return this.decision([], `former primary stays stopped: ${moreAdvanced}`, 'primary', this.pgState);
+        return this.decision(
+          [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }],
+          'taking the free leader key and starting this former primary again: no other member is ahead of it',
+          'primary',
+          'starting',
+        );
+      }
+      return this.decision(
+        [{ type: 'start', role: 'replica', follow: null }],
+        'starting PostgreSQL as a replica so that it can take part in the election',
+        'replica',
+        'starting',
+      );
+    }
+    const refusal = this.electionRefusal(intentFor, active?.intent ?? null);
+    if (refusal) return this.decision([], `not taking the free leader key: ${refusal}`, 'replica', this.pgState);
+    const why = intentFor === this.me ? `${active!.intent.kind} requested to ${this.me}` : 'this is the most advanced healthy replica';
+    return this.decision(
+      [{ type: 'acquireLeader' }, ...this.promotionSteps(why)],
+      `promoting: the leader key was free and ${why}`,
+      'primary',
+      'promoting',
+    );
+  }
+
+  /** Why a (former) primary may not take the free key back, or null if it may. */
+  private primaryRetakeBlocker(intentFor: string | null): string | null {
+    if (intentFor && intentFor !== this.me) return `a ${this.view.failover!.kind} to ${intentFor} is in progress`;
+    if (this.config.synchronous_mode && this.view.sync && this.view.sync.leader !== this.me) {
+      return `${this.view.sync.leader} was primary after this server (it owns the sync key)`;
+    }
+    const newer = this.view.history.length ? this.view.history[this.view.history.length - 1] : null;
+    const myTimeline = this.obs.pg.timeline ?? this.obs.pg.controlTimeline;
+    if (newer && myTimeline !== null && newer.timeline > myTimeline) {
+      return `timeline ${newer.timeline} was started by ${newer.leader} after this server's timeline ${myTimeline}`;
+    }
+    if (!this.canFailOver) return 'this member is tagged nofailover';
+    return null;
+  }
+
+  /** Why this replica may not take the free key now, or null if it may. */
+  private electionRefusal(intentFor: string | null, intent: FailoverIntent | null): string | null {
+    const pg = this.obs.pg;
+    if (!this.canFailOver) return 'this member is tagged nofailover';
+    if (!pg.accepting) return 'PostgreSQL is not answering queries';
+    if (intentFor && intentFor !== this.me) return `a ${intent!.kind} to ${intentFor} was requested`;
+    if (this.config.synchronous_mode && !this.inSync(this.me)) {
+      return 'synchronous mode is on and this member is not listed in the sync key';
+    }
+    const forced = intentFor === this.me && intent?.kind === 'failover';
+    const lag = this.lagOf(pg.walPosition);
+    if (!forced && lag !== null && lag > this.config.maximum_lag_on_failover) {
+      return `lag of ${lag} bytes exceeds maximum_lag_on_failover (${this.config.maximum_lag_on_failover})`;
+    }
+    if (intentFor === this.me) return null;
+    return this.moreAdvancedPeer(pg.walPosition);
+  }
+
+  /** A reachable, healthy peer that should win the election instead of this member, as a sentence. */
+  private moreAdvancedPeer(myPosition: number | null): string | null {
+    const mine = myPosition ?? -1;
+    for (const [name, probe] of Object.entries(this.obs.peers)) {
+      if (name === this.me || !probe.reachable || !probe.healthy) continue;
+      if (probe.role === 'primary') return `${name} is still running as a primary`;
+      const tags = probe.tags;
+      if (tags && (tags.nofailover || tags.failover_priority <= 0)) continue;
+      if (this.config.synchronous_mode && !this.inSync(name)) continue;
+      const theirs = probe.walPosition ?? -1;
+      if (theirs > mine) return `${name} is more advanced (${theirs} > ${mine})`;
+      if (theirs === mine && tags && tags.failover_priority > this.myPriority) {
+        return `${name} is as advanced and has a higher failover_priority`;
+      }
+    }
+    return null;
+  }
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  const s = new Set(b);
+  return a.every((x) => s.has(x));
+}

@@ -1,0 +1,477 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decide, MAX_START_FAILURES } from '../../src/ha/decide.js';
+import { leaderSafeUntil, mustStepDown, safetyMarginSeconds } from '../../src/ha/lease.js';
+import { DEFAULT_DYNAMIC_CONFIG, EMPTY_MEMORY, type Action, type ClusterView, type Decision, type Observation } from '../../src/ha/types.js';
+import { cluster, NOW, type ClusterBuilder } from './cluster-builder.js';
+
+/** Runs decide() and checks it left its inputs untouched. */
+function run(view: ClusterView, obs: Observation, clock = NOW): Decision {
+  const before = JSON.stringify([view, obs]);
+  const d = decide(view, obs, view.config, clock);
+  assert.equal(JSON.stringify([view, obs]), before, 'decide() must not modify its inputs');
+  return d;
+}
+
+function decideFor(c: ClusterBuilder, name: string, o: Parameters<ClusterBuilder['observe']>[1] = {}, clock = NOW): Decision {
+  return run(c.view(), c.observe(name, o), clock);
+}
+
+const types = (d: Decision): string[] => d.actions.map((a) => a.type);
+
+describe('decide: bootstrap and cloning', () => {
+  it('bootstraps when the initialize key is free', () => {
+    const c = cluster().uninitialized(null);
+    const d = decideFor(c, 'a', { pg: { dataDir: 'empty', running: false, accepting: false, inRecovery: null } });
+    assert.deepEqual(d.actions, [{ type: 'bootstrap' }]);
+    assert.match(d.reason, /bootstrapping a new cluster/);
+  });
+
+  it('waits while another member bootstraps', () => {
+    const c = cluster().uninitialized('');
+    const d = decideFor(c, 'b', { pg: { dataDir: 'missing', running: false } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /another member is bootstrapping/);
+  });
+
+  it('a nofailover member never bootstraps', () => {
+    const c = cluster().uninitialized(null);
+    const d = decideFor(c, 'a', { pg: { dataDir: 'empty', running: false }, tags: { nofailover: true } });
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('clones from the running primary and starts following it', () => {
+    const c = cluster().primary('a');
+    const d = decideFor(c, 'b', { pg: { dataDir: 'empty', running: false } });
+    assert.deepEqual(d.actions, [
+      { type: 'clone', from: 'a' },
+      { type: 'start', role: 'replica', follow: 'a' },
+    ]);
+  });
+
+  it('waits for a primary before cloning', () => {
+    const c = cluster().primary('a').leaderGone();
+    const d = decideFor(c, 'b', { pg: { dataDir: 'empty', running: false } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /waiting for a running primary/);
+  });
+
+  it('refuses to act on a data directory of another system', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'b', { pg: { systemId: 'other' } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /belongs to system other/);
+  });
+});
+
+describe('decide: steady state', () => {
+  it('the primary refreshes its key and does nothing else', () => {
+    const c = cluster().primary('a').replica('b').replica('c');
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+    assert.equal(d.reason, 'primary holding the leader key');
+    assert.equal(d.role, 'primary');
+  });
+
+  it('a streaming replica does nothing', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'b');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /replica streaming from a/);
+  });
+
+  it('a replica pointed at the wrong server follows the leader', () => {
+    const c = cluster().primary('a').replica('b').replica('c');
+    const d = decideFor(c, 'c', { pg: { following: 'b' } });
+    assert.deepEqual(d.actions, [{ type: 'follow', leader: 'a' }]);
+  });
+
+  it('a stopped replica is started following the leader', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'b', { pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down in recovery' } });
+    assert.deepEqual(d.actions, [{ type: 'start', role: 'replica', follow: 'a' }]);
+  });
+
+  it('the primary creates missing slots and drops slots of long-gone members', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', {
+      pg: { slots: ['gone', 'recent'] },
+      memory: { memberLastSeen: { gone: NOW.wall - 3_600_000, recent: NOW.wall - 60_000 } },
+    });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'manageSlots', create: ['b'], drop: ['gone'] }]);
+  });
+});
+
+describe('decide: PostgreSQL crash on the primary under a live agent', () => {
+  const crashed = { running: false, accepting: false, inRecovery: null, controlState: 'in production' as const };
+
+  it('releases the key at once when a replica can take over', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { pg: crashed });
+    assert.deepEqual(d.actions, [{ type: 'releaseLeader' }]);
+    assert.match(d.reason, /b can take over/);
+  });
+
+  it('restarts in place when no replica is eligible', () => {
+    const c = cluster().primary('a').replica('b', { tags: { nofailover: true } });
+    const d = decideFor(c, 'a', { pg: crashed });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'start', role: 'primary', follow: null }]);
+  });
+
+  it('gives the key up after repeated start failures', () => {
+    const c = cluster().primary('a');
+    const d = decideFor(c, 'a', { pg: crashed, memory: { startFailures: MAX_START_FAILURES } });
+    assert.deepEqual(d.actions, [{ type: 'releaseLeader' }]);
+  });
+
+  it('does not hand over to a replica lagging past maximum_lag_on_failover', () => {
+    const c = cluster().primary('a', { wal: 10_000_000 }).replica('b', { wal: 10 });
+    const d = decideFor(c, 'a', { pg: crashed });
+    assert.deepEqual(types(d), ['refreshLeader', 'start']);
+  });
+});
+
+describe('decide: election when the leader key is free', () => {
+  const base = () => cluster().primary('a', { wal: 1000 }).replica('b', { wal: 1000 }).replica('c', { wal: 900 }).leaderGone();
+
+  it('the most advanced healthy replica takes the key and promotes', () => {
+    const d = decideFor(base(), 'b');
+    assert.deepEqual(d.actions, [
+      { type: 'acquireLeader' },
+      { type: 'promote' },
+      { type: 'recordHistory', reason: 'failover to b' },
+    ]);
+    assert.match(d.reason, /promoting: the leader key was free and this is the most advanced healthy replica/);
+  });
+
+  it('a less advanced replica defers to the more advanced one', () => {
+    const d = decideFor(base(), 'c');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /b is more advanced \(1000 > 900\)/);
+  });
+
+  it('an unreachable peer does not block the election', () => {
+    const c = base();
+    const obs = c.observe('c', {});
+    obs.peers.b = { ...obs.peers.b!, reachable: false };
+    const d = run(c.view(), obs);
+    assert.deepEqual(types(d), ['acquireLeader', 'promote', 'recordHistory']);
+  });
+
+  it('equal positions: higher failover_priority wins', () => {
+    const c = cluster().primary('a').replica('b', { wal: 1000 }).replica('c', { wal: 1000, tags: { failover_priority: 5 } }).leaderGone();
+    assert.deepEqual(decideFor(c, 'b').actions, []);
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'promote', 'recordHistory']);
+  });
+
+  it('a nofailover peer is ignored and never promotes itself', () => {
+    const c = cluster().primary('a').replica('b', { wal: 2000, tags: { nofailover: true } }).replica('c', { wal: 1000 }).leaderGone();
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'promote', 'recordHistory']);
+    const d = decideFor(c, 'b');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /nofailover/);
+  });
+
+  it('failover_priority 0 behaves like nofailover', () => {
+    const c = cluster().primary('a').replica('b', { tags: { failover_priority: 0 } }).leaderGone();
+    assert.deepEqual(decideFor(c, 'b').actions, []);
+  });
+
+  it('a replica beyond maximum_lag_on_failover is never promoted', () => {
+    const c = cluster().primary('a', { wal: 5_000_000 }).replica('b', { wal: 1000 }).leaderGone().config({ maximum_lag_on_failover: 1_000_000 });
+    const d = decideFor(c, 'b');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /lag of 4999000 bytes exceeds maximum_lag_on_failover/);
+  });
+
+  it('defers to a peer still running as primary', () => {
+    const c = base();
+    const obs = c.observe('b');
+    obs.peers.a = { reachable: true, healthy: true, walPosition: 1000, role: 'primary', tags: null };
+    const d = run(c.view(), obs);
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /a is still running as a primary/);
+  });
+
+  it('a replica whose PostgreSQL does not answer does not take the key', () => {
+    const d = decideFor(base(), 'b', { pg: { accepting: false } });
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('a stopped replica starts so it can take part', () => {
+    const d = decideFor(base(), 'b', { pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down in recovery' } });
+    assert.deepEqual(d.actions, [{ type: 'start', role: 'replica', follow: null }]);
+  });
+});
+
+describe('decide: synchronous mode', () => {
+  const syncCluster = () =>
+    cluster().config({ synchronous_mode: true }).primary('a', { wal: 1000 }).replica('b', { wal: 900 }).replica('c', { wal: 1000 }).sync('a', ['b']);
+
+  it('only a member listed in sync may be promoted, even if another is ahead', () => {
+    const c = syncCluster().leaderGone();
+    const dc = decideFor(c, 'c');
+    assert.deepEqual(dc.actions, []);
+    assert.match(dc.reason, /not listed in the sync key/);
+    const db = decideFor(c, 'b');
+    assert.deepEqual(db.actions, [
+      { type: 'acquireLeader' },
+      { type: 'writeSync', members: [] },
+      { type: 'promote' },
+      { type: 'recordHistory', reason: 'failover to b' },
+    ]);
+  });
+
+  it('nobody is promoted when sync is empty', () => {
+    const c = syncCluster().sync('a', []).leaderGone();
+    assert.deepEqual(decideFor(c, 'b').actions, []);
+    assert.deepEqual(decideFor(c, 'c').actions, []);
+  });
+
+  it('adds a standby to synchronous_standby_names before it appears in sync', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a').replica('b');
+    const d = decideFor(c, 'a', { pg: { synchronousStandbyNames: [] } });
+    assert.deepEqual(d.actions, [
+      { type: 'refreshLeader' },
+      { type: 'writeSync', members: [] },
+      { type: 'setSynchronousStandbys', names: ['b'] },
+    ]);
+  });
+
+  it('adds the standby to sync only after it is synchronous and flushed past the point it was added', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a', { wal: 5000 }).replica('b', { wal: 4000 }).sync('a', []);
+    const replication = [{ name: 'b', state: 'streaming', syncState: 'sync', flushLsn: 4000, replayLsn: 4000 }];
+    const notYet = decideFor(c, 'a', { pg: { synchronousStandbyNames: ['b'], replication }, memory: { syncAddedAt: { b: 4500 } } });
+    assert.deepEqual(notYet.actions, [{ type: 'refreshLeader' }]);
+    const now = decideFor(c, 'a', {
+      pg: { synchronousStandbyNames: ['b'], replication: [{ ...replication[0]!, flushLsn: 4600 }] },
+      memory: { syncAddedAt: { b: 4500 } },
+    });
+    assert.deepEqual(now.actions, [{ type: 'refreshLeader' }, { type: 'writeSync', members: ['b'] }]);
+  });
+
+  it('removes a disconnected standby from sync before removing it from PostgreSQL', () => {
+    const c = syncCluster();
+    const d = decideFor(c, 'a', { pg: { replication: [{ name: 'c', state: 'streaming', syncState: 'async', flushLsn: 1000, replayLsn: 1000 }] } });
+    const acts = d.actions.map((a: Action) => JSON.stringify(a));
+    const w = acts.indexOf(JSON.stringify({ type: 'writeSync', members: [] }));
+    const s = acts.indexOf(JSON.stringify({ type: 'setSynchronousStandbys', names: ['c'] }));
+    assert.ok(w >= 0 && s >= 0 && w < s, `writeSync must come before setSynchronousStandbys: ${acts.join(' ')}`);
+  });
+
+  it('strict mode with no standby blocks writes with "*"', () => {
+    const c = cluster().config({ synchronous_mode: true, synchronous_mode_strict: true }).primary('a').sync('a', []);
+    const d = decideFor(c, 'a', { pg: { synchronousStandbyNames: [] } });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'setSynchronousStandbys', names: ['*'] }]);
+    assert.match(d.reason, /writes block \(strict mode\)/);
+  });
+
+  it('a nosync member never becomes synchronous', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a').replica('b', { tags: { nosync: true } }).sync('a', []);
+    const d = decideFor(c, 'a', { pg: { synchronousStandbyNames: [] } });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+  });
+
+  it('turning synchronous mode off clears synchronous_standby_names', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { pg: { synchronousStandbyNames: ['b'] } });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'setSynchronousStandbys', names: [] }]);
+  });
+});
+
+describe('decide: the leader lease and a primary cut off from etcd', () => {
+  it('safety deadline is ttl minus margin after the last refresh was sent', () => {
+    const cfg = { ...DEFAULT_DYNAMIC_CONFIG, ttl: 5 };
+    assert.equal(safetyMarginSeconds(cfg), 1.25);
+    const memory = { ...EMPTY_MEMORY, holdsLeader: true, leaderRefreshSentAt: 10_000 };
+    assert.equal(leaderSafeUntil(memory, cfg), 13_750);
+    assert.equal(mustStepDown(memory, cfg, 13_749), false);
+    assert.equal(mustStepDown(memory, cfg, 13_750), true);
+    assert.equal(mustStepDown({ ...memory, holdsLeader: false }, cfg, 10_001), true);
+    assert.equal(safetyMarginSeconds({ ...cfg, ttl: 2 }), 1);
+    assert.equal(safetyMarginSeconds({ ...cfg, ttl: 30 }), 7.5);
+  });
+
+  it('keeps writing while the lease is safe and etcd is unreachable', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { dcsReachable: false, memory: { leaderRefreshSentAt: NOW.mono - 3000 } });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+  });
+
+  it('stops before the lease can expire when etcd stays unreachable', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { dcsReachable: false, memory: { leaderRefreshSentAt: NOW.mono - 3750 } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+    assert.match(d.reason, /etcd is unreachable/);
+  });
+
+  it('a primary whose agent lost the key stops when etcd is unreachable', () => {
+    const c = cluster().primary('a');
+    const d = decideFor(c, 'a', { dcsReachable: false, memory: { holdsLeader: false, leaderRefreshSentAt: null } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+  });
+
+  it('a replica does nothing while etcd is unreachable', () => {
+    const c = cluster().primary('a').replica('b');
+    assert.deepEqual(decideFor(c, 'b', { dcsReachable: false }).actions, []);
+  });
+});
+
+describe('decide: a former primary rejoins', () => {
+  const after = () => cluster().primary('b', { timeline: 2, wal: 2000 }).replica('a');
+
+  it('a running former primary stops at once when another holds the key', () => {
+    const d = decideFor(after(), 'a', { pg: { inRecovery: false, following: null, streaming: false } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+    assert.match(d.reason, /b holds the leader key/);
+  });
+
+  it('a running server that cannot be queried and may be a primary is stopped too', () => {
+    const d = decideFor(after(), 'a', { pg: { inRecovery: null, accepting: false } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+  });
+
+  it('rewinds, then starts as a replica of the new primary', () => {
+    const d = decideFor(after(), 'a', { pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down', controlTimeline: 1 } });
+    assert.deepEqual(d.actions, [
+      { type: 'rewind', from: 'b' },
+      { type: 'start', role: 'replica', follow: 'b' },
+    ]);
+  });
+
+  it('clones again when pg_rewind failed', () => {
+    const d = decideFor(after(), 'a', {
+      pg: { running: false, accepting: false, inRecovery: null, controlState: 'in production', controlTimeline: 1 },
+      memory: { rewindFailed: true },
+    });
+    assert.deepEqual(d.actions, [
+      { type: 'reinitialize', from: 'b' },
+      { type: 'start', role: 'replica', follow: 'b' },
+    ]);
+  });
+
+  it('a running primary whose key expired takes it back when nothing happened meanwhile', () => {
+    const c = cluster().primary('a').replica('b').leaderGone(true);
+    const d = decideFor(c, 'a', { memory: { holdsLeader: false } });
+    assert.deepEqual(d.actions, [{ type: 'acquireLeader' }]);
+  });
+
+  it('but stops when a newer timeline exists', () => {
+    const c = cluster().primary('a').replica('b').leaderGone(true).history([{ timeline: 2, lsn: 900, at: 0, reason: 'failover', leader: 'b' }]);
+    const d = decideFor(c, 'a', { memory: { holdsLeader: false } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+    assert.match(d.reason, /timeline 2 was started by b/);
+  });
+});
+
+describe('decide: switchover and failover requests', () => {
+  const c3 = () => cluster().primary('a').replica('b').replica('c');
+
+  it('the primary shuts down cleanly and releases the key for the candidate', () => {
+    const d = decideFor(c3().failover({ from: 'a', to: 'b' }), 'a');
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
+    assert.match(d.reason, /switchover: shut down cleanly and released the leader key for b/);
+  });
+
+  it('the named candidate promotes, and clears the request', () => {
+    const c = c3().failover({ from: 'a', to: 'c' }).leaderGone();
+    const d = decideFor(c, 'c', { pg: { walPosition: 1000 } });
+    assert.deepEqual(d.actions, [
+      { type: 'acquireLeader' },
+      { type: 'promote' },
+      { type: 'recordHistory', reason: 'switchover to c' },
+      { type: 'clearFailover' },
+    ]);
+  });
+
+  it('other replicas leave the key to the named candidate', () => {
+    const c = c3().failover({ from: 'a', to: 'c' }).leaderGone();
+    const d = decideFor(c, 'b');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /switchover to c was requested/);
+  });
+
+  it('a stale request no longer holds the election back', () => {
+    const c = c3().failover({ from: 'a', to: 'c', requestedAt: NOW.wall - 3_600_000 }).leaderGone();
+    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'promote', 'recordHistory', 'clearFailover']);
+  });
+
+  it('waits while the candidate is not streaming', () => {
+    const c = c3().failover({ to: 'b' });
+    const d = decideFor(c, 'a', { pg: { replication: [] } });
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+    assert.match(d.reason, /b is not streaming from this primary/);
+  });
+
+  it('refuses a nofailover candidate', () => {
+    const c = cluster().primary('a').replica('b', { tags: { nofailover: true } }).failover({ to: 'b' });
+    assert.match(decideFor(c, 'a').reason, /b is tagged nofailover/);
+  });
+
+  it('drops a request naming another leader', () => {
+    const d = decideFor(c3().failover({ from: 'x', to: 'b' }), 'a');
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'clearFailover' }]);
+  });
+
+  it('a scheduled switchover waits for its time', () => {
+    const c = c3().failover({ to: 'b', at: NOW.wall + 60_000 });
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+    assert.match(d.reason, /scheduled at/);
+  });
+
+  it('with no candidate named, hands over to the best replica', () => {
+    const c = cluster().primary('a', { wal: 1000 }).replica('b', { wal: 800 }).replica('c', { wal: 1000 }).failover({});
+    const d = decideFor(c, 'a');
+    assert.match(d.reason, /released the leader key for c/);
+  });
+
+  it('a forced failover to a lagging member is allowed, a switchover is not', () => {
+    const c = cluster().primary('a', { wal: 5_000_000 }).replica('b', { wal: 10 }).leaderGone();
+    const fo = c.failover({ kind: 'failover', to: 'b' });
+    assert.deepEqual(types(decideFor(fo, 'b')), ['acquireLeader', 'promote', 'recordHistory', 'clearFailover']);
+    const so = c.failover({ kind: 'switchover', to: 'b' });
+    assert.deepEqual(decideFor(so, 'b').actions, []);
+  });
+});
+
+describe('decide: pause and operator requests', () => {
+  it('paused primary only keeps its key', () => {
+    const c = cluster().config({ pause: true }).primary('a').replica('b');
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+    assert.match(d.reason, /paused/);
+  });
+
+  it('paused replicas do not fail over', () => {
+    const c = cluster().config({ pause: true }).primary('a').replica('b').leaderGone();
+    const d = decideFor(c, 'b');
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /paused/);
+  });
+
+  it('paused: a crashed primary is not restarted', () => {
+    const c = cluster().config({ pause: true }).primary('a').replica('b');
+    const d = decideFor(c, 'b', { pg: { running: false, inRecovery: null, controlState: 'in archive recovery' } });
+    assert.deepEqual(d.actions, []);
+  });
+
+  it('reinitialize on a replica wipes and clones from the primary', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'b', { memory: { requests: { restart: false, reload: false, reinitialize: true } } });
+    assert.deepEqual(types(d), ['clearRequests', 'stop', 'reinitialize', 'start']);
+  });
+
+  it('reinitialize is refused on the leader', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { memory: { requests: { restart: false, reload: false, reinitialize: true } } });
+    assert.deepEqual(types(d), ['clearRequests', 'refreshLeader']);
+    assert.match(d.reason, /refused to reinitialize/);
+  });
+
+  it('restart on the primary keeps the key first', () => {
+    const c = cluster().primary('a');
+    const d = decideFor(c, 'a', { memory: { requests: { restart: true, reload: false, reinitialize: false } } });
+    assert.deepEqual(types(d), ['refreshLeader', 'clearRequests', 'restart']);
+  });
+});
