@@ -495,9 +495,8 @@ class Decider {
     if (pg.following !== leader) {
       return this.decision([{ type: 'follow', leader }], `following the new primary ${leader}`, 'replica', this.pgState);
     }
-    const lag = this.lagOf(pg.walPosition);
-    const lagText = lag === null ? '' : `, ${lag} bytes behind`;
-    return this.decision([], pg.streaming ? `replica streaming from ${leader}${lagText}` : `replica of ${leader}, not streaming yet${lagText}`, 'replica', this.pgState);
+    // The lag is published in the member key; keeping it out of the sentence keeps the log to one line per change.
+    return this.decision([], pg.streaming ? `replica streaming from ${leader}` : `replica of ${leader}, not streaming yet`, 'replica', this.pgState);
   }
 
   /** A former primary becomes a replica of the new leader: rewind when timelines diverged, else clone again. */

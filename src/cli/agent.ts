@@ -1,0 +1,73 @@
+import { startApi } from '../api/server.js';
+import { loadAgentConfig } from '../config/load.js';
+import { parseHostPort, type AgentConfig } from '../config/schema.js';
+import { EtcdDcs } from '../dcs/etcd.js';
+import { describeError } from '../errors.js';
+import { Agent } from '../ha/agent.js';
+import { createLogger } from '../log.js';
+import { PostgresServer } from '../postgres/server.js';
+
+/** Builds the PostgreSQL controller from the agent's file settings. */
+export function postgresServerFor(config: AgentConfig): PostgresServer {
+  const listen = parseHostPort(config.postgresql.listen)!;
+  const connect = parseHostPort(config.postgresql.connect_address)!;
+  return new PostgresServer({
+    name: config.name,
+    dataDir: config.postgresql.data_dir,
+    binDir: config.postgresql.bin_dir,
+    host: listen.host,
+    port: listen.port,
+    connectHost: connect.host,
+    runAs: config.postgresql.run_as,
+    superuser: config.postgresql.superuser,
+    replication: config.postgresql.replication,
+    rewind: config.postgresql.rewind,
+    parameters: config.postgresql.parameters,
+    hbaExtra: config.postgresql.pg_hba_extra,
+    logFile: config.postgresql.log_file ?? undefined,
+  });
+}
+
+/**
+ * `pgwarden agent --config FILE`: runs until SIGTERM/SIGINT, then shuts PostgreSQL down cleanly and revokes
+ * the lease so that a replica takes over at once.
+ */
+export async function runAgent(configPath: string): Promise<void> {
+  const config = loadAgentConfig(configPath);
+  const log = createLogger(config.log.level, { cluster: config.cluster, member: config.name });
+  const dcs = new EtcdDcs({
+    endpoints: config.etcd.endpoints,
+    cluster: config.cluster,
+    username: config.etcd.username ?? undefined,
+    password: config.etcd.password ?? undefined,
+    callTimeoutMs: config.etcd.call_timeout_ms,
+  });
+  const pg = postgresServerFor(config);
+  const agent = new Agent({ config, dcs, pg, log });
+  const api = await startApi({
+    listen: config.api.listen,
+    backend: agent,
+    auth: { username: config.api.username, password: config.api.password },
+    logger: log,
+  });
+  log.info({ api: api.url, etcd: config.etcd.endpoints, dataDir: config.postgresql.data_dir }, 'agent started');
+  await agent.start();
+
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down: stopping PostgreSQL and releasing the lease');
+    void (async () => {
+      try {
+        await agent.stop({ stopPostgres: true });
+        await api.close();
+      } catch (e) {
+        log.error({ err: describeError(e) }, 'shutdown failed');
+      }
+      process.exit(0);
+    })();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}

@@ -1,0 +1,689 @@
+/**
+ * Every setting pgwarden has, with its default and its validation: the per-agent YAML file (`AgentConfig`)
+ * and the dynamic settings kept in etcd (`DynamicConfig`, changed at run time with `edit-config` or the API).
+ */
+import { z } from 'zod';
+import { PgwardenError } from '../errors.js';
+import { DEFAULT_DYNAMIC_CONFIG, DEFAULT_TAGS, type DynamicConfig, type Tags } from '../ha/types.js';
+import { readFileSync } from 'node:fs';
+import { resolve as resolvePathFrom } from 'node:path';
+import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { closest } from './suggest.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Small shared pieces
+// ---------------------------------------------------------------------------------------------------------
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * Parses "host:port" or "[v6]:port"; null when malformed or the port is outside 1..65535 (0..65535 with
+ * `allowPortZero`, for servers asked to pick a free port).
+ */
+export function parseHostPort(value: string, options: { allowPortZero?: boolean } = {}): HostPort | null {
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:\s[\]]+)):(\d{1,5})$/.exec(value);
+  if (!match) return null;
+  const port = Number(match[3]);
+  if (port < (options.allowPortZero ? 0 : 1) || port > 65535) return null;
+  return { host: match[1] ?? match[2], port };
+}
+
+/** "host:port" for a URL or an address shown to users (brackets around IPv6). */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '*';
+}
+
+const hostPort = (example: string) =>
+  z.string(expecting(`"host:port" like ${example}`)).refine((v) => parseHostPort(v) !== null, {
+    error: (issue) =>
+      `expected "host:port" with a port from 1 to 65535, like ${example}; got ${describeValue(issue.input)}`,
+  });
+
+const nonEmpty = (what: string) =>
+  z.string(expecting(what)).min(1, { error: `must not be empty: set it to ${what}` });
+
+const CLUSTER_NAME = /^[a-z0-9_-]+$/;
+const MEMBER_NAME = /^[a-z0-9_.-]+$/;
+
+export const clusterNameSchema = z
+  .string(expecting('a cluster name like "main" (lower-case letters, digits, "-" and "_")'))
+  .regex(CLUSTER_NAME, {
+    error: (issue) =>
+      `expected lower-case letters, digits, "-" and "_" only (it becomes part of etcd keys), like "main"; got ${describeValue(issue.input)}`,
+  });
+
+export const memberNameSchema = z
+  .string(expecting('a member name like "pg1" (lower-case letters, digits, "-", "_" and ".")'))
+  .regex(MEMBER_NAME, {
+    error: (issue) =>
+      `expected lower-case letters, digits, "-", "_" and "." only (it names etcd keys and replication connections), like "pg1"; got ${describeValue(issue.input)}`,
+  });
+
+/** PostgreSQL settings pgwarden writes itself; a user value would silently fight the agent. */
+export const MANAGED_PG_PARAMETERS: Record<string, string> = {
+  listen_addresses: 'set postgresql.listen in the agent file instead',
+  port: 'set postgresql.listen in the agent file instead',
+  data_directory: 'set postgresql.data_dir in the agent file instead',
+  hba_file: 'pgwarden writes pg_hba.conf itself; add lines with postgresql.pg_hba_extra',
+  ident_file: 'pgwarden writes the configuration files itself',
+  config_file: 'pgwarden writes the configuration files itself',
+  primary_conninfo: 'pgwarden points replicas at the current leader itself',
+  primary_slot_name: 'pgwarden manages replication slots itself',
+  synchronous_standby_names: 'pgwarden manages it; set synchronous_mode and synchronous_node_count instead',
+};
+
+const PG_PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
+
+const pgParameters = z
+  .record(
+    z.string().regex(PG_PARAMETER_NAME, {
+      error: 'a PostgreSQL parameter name has letters, digits, "_" and "." only, like work_mem',
+    }),
+    z.union([z.string(), z.number(), z.boolean()], expecting('a string, number or boolean like 64MB, 100 or on')),
+    expecting('a mapping of PostgreSQL parameters like {work_mem: 64MB}'),
+  )
+  .superRefine((parameters, ctx) => {
+    for (const name of Object.keys(parameters)) {
+      const why = MANAGED_PG_PARAMETERS[name.toLowerCase()];
+      if (why !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [name], message: `is managed by pgwarden: remove it (${why})` });
+      }
+    }
+  });
+
+// ---------------------------------------------------------------------------------------------------------
+// DynamicConfig (etcd key `config`)
+// ---------------------------------------------------------------------------------------------------------
+
+const seconds = (example: number) => z.number(expecting(`a number of seconds like ${example}`));
+
+/** Each field's own rule, without defaults: shared by the complete and the partial (bootstrap) schemas. */
+const dynamicFields = {
+  ttl: seconds(5).min(2, {
+    error: (i) => `must be at least 2 seconds (a shorter leader lease expires under ordinary etcd latency); got ${describeValue(i.input)}`,
+  }),
+  loop_wait: seconds(1).min(0.1, {
+    error: (i) => `must be at least 0.1 seconds; got ${describeValue(i.input)}`,
+  }),
+  retry_timeout: seconds(2).positive({
+    error: (i) => `must be more than 0 seconds, like 2; got ${describeValue(i.input)}`,
+  }),
+  maximum_lag_on_failover: z
+    .number(expecting('a number of bytes like 1048576'))
+    .int({ error: (i) => `must be a whole number of bytes like 1048576; got ${describeValue(i.input)}` })
+    .min(0, { error: (i) => `must be 0 or more bytes; got ${describeValue(i.input)}` }),
+  synchronous_mode: z.boolean(expecting('true or false')),
+  synchronous_mode_strict: z.boolean(expecting('true or false')),
+  synchronous_node_count: z
+    .number(expecting('a whole number like 1'))
+    .int({ error: (i) => `must be a whole number like 1; got ${describeValue(i.input)}` })
+    .min(1, { error: (i) => `must be at least 1; got ${describeValue(i.input)}` }),
+  pause: z.boolean(expecting('true or false')),
+  member_slots_ttl: seconds(1800).min(0, { error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}` }),
+  primary_start_timeout: seconds(30).min(0, {
+    error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}`,
+  }),
+  postgresql: z.strictObject({ parameters: pgParameters }, expecting('a mapping like {parameters: {work_mem: 64MB}}')),
+};
+
+type DynamicFieldName = keyof typeof dynamicFields;
+const DYNAMIC_FIELD_NAMES = Object.keys(dynamicFields) as DynamicFieldName[];
+
+interface Timings {
+  ttl?: unknown;
+  loop_wait?: unknown;
+  retry_timeout?: unknown;
+}
+
+/**
+ * The cross-field timing rules. A leader refreshes its lease every loop_wait and may spend up to retry_timeout on
+ * a refresh that fails and once more on the retry, so the lease must outlive loop_wait + 2 * retry_timeout.
+ */
+function checkTimings(config: Timings, ctx: z.core.$RefinementCtx<unknown>): void {
+  const { ttl, loop_wait: loopWait, retry_timeout: retryTimeout } = config;
+  // Fields that already failed their own rule were reported; a cross-field complaint on top would only add noise.
+  if (typeof ttl !== 'number' || !(ttl >= 2)) return;
+  if (typeof loopWait !== 'number' || !(loopWait >= 0.1)) return;
+  if (typeof retryTimeout !== 'number' || !(retryTimeout > 0)) return;
+  if (!(loopWait < ttl)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['loop_wait'],
+      message: `must be less than ttl (${ttl}); got ${loopWait}: lower loop_wait or raise ttl`,
+    });
+    return;
+  }
+  const needed = loopWait + 2 * retryTimeout;
+  if (ttl < needed) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['ttl'],
+      message:
+        `must be at least loop_wait + 2 * retry_timeout = ${loopWait} + 2 * ${retryTimeout} = ${needed} seconds ` +
+        `(got ${ttl}), so a leader can miss one refresh and retry before its lease expires: ` +
+        `raise ttl to ${needed} or lower loop_wait / retry_timeout`,
+    });
+  }
+}
+
+const D = DEFAULT_DYNAMIC_CONFIG;
+
+/** The complete dynamic configuration; missing fields take DEFAULT_DYNAMIC_CONFIG's values. */
+export const dynamicConfigSchema = z
+  .strictObject(
+    {
+      ttl: dynamicFields.ttl.default(D.ttl),
+      loop_wait: dynamicFields.loop_wait.default(D.loop_wait),
+      retry_timeout: dynamicFields.retry_timeout.default(D.retry_timeout),
+      maximum_lag_on_failover: dynamicFields.maximum_lag_on_failover.default(D.maximum_lag_on_failover),
+      synchronous_mode: dynamicFields.synchronous_mode.default(D.synchronous_mode),
+      synchronous_mode_strict: dynamicFields.synchronous_mode_strict.default(D.synchronous_mode_strict),
+      synchronous_node_count: dynamicFields.synchronous_node_count.default(D.synchronous_node_count),
+      pause: dynamicFields.pause.default(D.pause),
+      member_slots_ttl: dynamicFields.member_slots_ttl.default(D.member_slots_ttl),
+      primary_start_timeout: dynamicFields.primary_start_timeout.default(D.primary_start_timeout),
+      // prefault (not default) runs {} through the schema, so the nested parameters default applies too.
+      postgresql: z
+        .strictObject(
+          { parameters: pgParameters.prefault({}) },
+          expecting('a mapping like {parameters: {work_mem: 64MB}}'),
+        )
+        .prefault({}),
+    },
+    expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),
+  )
+  .superRefine((config, ctx) => checkTimings(config, ctx));
+
+/** Some dynamic settings without defaults (bootstrap.dcs); the timing rules apply to the result with defaults. */
+export const partialDynamicConfigSchema = z
+  .strictObject(
+    {
+      ttl: dynamicFields.ttl.optional(),
+      loop_wait: dynamicFields.loop_wait.optional(),
+      retry_timeout: dynamicFields.retry_timeout.optional(),
+      maximum_lag_on_failover: dynamicFields.maximum_lag_on_failover.optional(),
+      synchronous_mode: dynamicFields.synchronous_mode.optional(),
+      synchronous_mode_strict: dynamicFields.synchronous_mode_strict.optional(),
+      synchronous_node_count: dynamicFields.synchronous_node_count.optional(),
+      pause: dynamicFields.pause.optional(),
+      member_slots_ttl: dynamicFields.member_slots_ttl.optional(),
+      primary_start_timeout: dynamicFields.primary_start_timeout.optional(),
+      postgresql: dynamicFields.postgresql.optional(),
+    },
+    expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),
+  )
+  .superRefine((partial, ctx) => checkTimings({ ...DEFAULT_DYNAMIC_CONFIG, ...partial }, ctx));
+
+/** Validates (and completes with defaults) a dynamic configuration; throws CONFIG_INVALID naming each bad field. */
+export function validateDynamicConfig(input: unknown, source = 'the dynamic configuration'): DynamicConfig {
+  return parseOrThrow(dynamicConfigSchema, input, source) as DynamicConfig;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// edit-config --set key=value, and JSON merge patches (PATCH /config)
+// ---------------------------------------------------------------------------------------------------------
+
+const PARAMETERS_PREFIX = 'postgresql.parameters.';
+
+/** Every key `applyConfigSetting` accepts (parameters as a pattern). */
+export const DYNAMIC_CONFIG_SETTING_KEYS: readonly string[] = [
+  ...DYNAMIC_FIELD_NAMES.filter((k) => k !== 'postgresql'),
+  `${PARAMETERS_PREFIX}<name>`,
+];
+
+/** Splits "key=value" (the value may contain "="). */
+export function splitConfigSetting(setting: string): { key: string; value: string } {
+  const at = setting.indexOf('=');
+  if (at <= 0) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `setting ${JSON.stringify(setting)} is not of the form key=value: write it like ttl=10 or postgresql.parameters.work_mem=64MB`,
+    );
+  }
+  return { key: setting.slice(0, at).trim(), value: setting.slice(at + 1).trim() };
+}
+
+function parseBoolean(value: string): boolean | null {
+  const v = value.toLowerCase();
+  if (['true', 'on', 'yes', '1'].includes(v)) return true;
+  if (['false', 'off', 'no', '0'].includes(v)) return false;
+  return null;
+}
+
+const NUMBER_TEXT = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
+
+/** A PostgreSQL parameter value as typed on a command line: numbers and true/false become typed, the rest text. */
+function parseParameterValue(value: string): string | number | boolean {
+  if (NUMBER_TEXT.test(value)) return Number(value);
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  return value;
+}
+
+/**
+ * Applies one `edit-config --set key=value` setting and returns the new (validated) configuration; `config` is not
+ * modified. Dotted keys reach PostgreSQL parameters (`postgresql.parameters.work_mem=64MB`); the value `null`
+ * deletes the key (a setting goes back to its default, a parameter is removed).
+ */
+export function applyConfigSetting(config: DynamicConfig, key: string, value: string): DynamicConfig {
+  const next = structuredClone(config);
+  const isNull = value === 'null';
+  if (key.startsWith(PARAMETERS_PREFIX) && key.length > PARAMETERS_PREFIX.length) {
+    const name = key.slice(PARAMETERS_PREFIX.length);
+    if (isNull) delete next.postgresql.parameters[name];
+    else next.postgresql.parameters[name] = parseParameterValue(value);
+    return validateDynamicConfig(next, `setting ${key}=${value}`);
+  }
+  if (!(DYNAMIC_FIELD_NAMES as string[]).includes(key) || key === 'postgresql') {
+    const candidates = DYNAMIC_FIELD_NAMES.filter((k) => k !== 'postgresql') as string[];
+    const parts = key.split('.');
+    if (parts.length >= 3) candidates.push(PARAMETERS_PREFIX + parts.slice(2).join('.'));
+    else if (parts.length === 2) candidates.push(PARAMETERS_PREFIX + parts[1]);
+    const suggestion = closest(key, candidates);
+    const hint =
+      key === 'postgresql' || key === 'postgresql.parameters'
+        ? `set one parameter at a time, like ${PARAMETERS_PREFIX}work_mem=64MB`
+        : suggestion !== null
+          ? `did you mean "${suggestion}"?`
+          : `valid keys: ${DYNAMIC_CONFIG_SETTING_KEYS.join(', ')}`;
+    throw new PgwardenError('CONFIG_INVALID', `unknown setting "${key}": ${hint}`);
+  }
+  const field = key as Exclude<DynamicFieldName, 'postgresql'>;
+  const record = next as unknown as Record<string, unknown>;
+  if (isNull) {
+    record[field] = DEFAULT_DYNAMIC_CONFIG[field];
+  } else if (typeof DEFAULT_DYNAMIC_CONFIG[field] === 'boolean') {
+    const parsed = parseBoolean(value);
+    if (parsed === null) {
+      throw new PgwardenError('CONFIG_INVALID', `setting ${key}: expected true or false, got ${JSON.stringify(value)}`);
+    }
+    record[field] = parsed;
+  } else {
+    if (!NUMBER_TEXT.test(value)) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `setting ${key}: expected a number like ${String(DEFAULT_DYNAMIC_CONFIG[field])}, got ${JSON.stringify(value)}`,
+      );
+    }
+    record[field] = Number(value);
+  }
+  return validateDynamicConfig(next, `setting ${key}=${value}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** RFC 7386 JSON merge patch: objects merge, `null` deletes, anything else replaces. */
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (!isPlainObject(patch)) return structuredClone(patch);
+  const result: Record<string, unknown> = isPlainObject(target) ? structuredClone(target) : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return result;
+}
+
+/**
+ * Applies a JSON merge patch to the dynamic configuration (PATCH /config); a key patched to null goes back to its
+ * default. Throws CONFIG_INVALID naming each bad field.
+ */
+export function applyConfigPatch(config: DynamicConfig, patch: unknown, source = 'the patched configuration'): DynamicConfig {
+  if (!isPlainObject(patch)) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${source} is invalid: a patch must be a JSON object like {"ttl": 10}, got ${describeValue(patch)}`,
+    );
+  }
+  return validateDynamicConfig(mergePatch(config, patch), source);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AgentConfig (the per-agent YAML file)
+// ---------------------------------------------------------------------------------------------------------
+
+const credentials = (defaultUser: string) =>
+  z
+    .strictObject(
+      {
+        username: nonEmpty(`a user name like "${defaultUser}"`).default(defaultUser),
+        password: nonEmpty('a password').optional(),
+        password_file: nonEmpty('the path of a file holding the password').optional(),
+      },
+      expecting(`a mapping like {username: ${defaultUser}, password_file: /etc/pgwarden/${defaultUser}.pass}`),
+    )
+    .prefault({});
+
+function normalizeEndpoint(endpoint: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `http://${endpoint}`;
+}
+
+const etcdEndpoint = z
+  .string(expecting('a URL like http://127.0.0.1:2379'))
+  .transform(normalizeEndpoint)
+  .refine(
+    (v) => {
+      try {
+        const url = new URL(v);
+        return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' && url.port !== '';
+      } catch {
+        return false;
+      }
+    },
+    { error: (issue) => `expected a URL with a port like http://127.0.0.1:2379; got ${describeValue(issue.input)}` },
+  );
+
+/** etcd endpoints; "host:port" without a scheme is taken as http://host:port. */
+export const etcdEndpointsSchema = z
+  .array(etcdEndpoint, expecting('a list of URLs like [http://127.0.0.1:2379]'))
+  .min(1, { error: 'must list at least one etcd URL, like [http://127.0.0.1:2379]' });
+
+const httpUrl = (example: string) =>
+  z.string(expecting(`a URL like ${example}`)).refine(
+    (v) => {
+      try {
+        const url = new URL(v);
+        return url.protocol === 'http:' || url.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    },
+    { error: (issue) => `expected an http(s) URL like ${example}; got ${describeValue(issue.input)}` },
+  );
+
+const tagsSchema = z
+  .strictObject(
+    {
+      nofailover: z.boolean(expecting('true or false')).default(DEFAULT_TAGS.nofailover),
+      noloadbalance: z.boolean(expecting('true or false')).default(DEFAULT_TAGS.noloadbalance),
+      nosync: z.boolean(expecting('true or false')).default(DEFAULT_TAGS.nosync),
+      failover_priority: z
+        .number(expecting('a whole number like 1'))
+        .int({ error: (i) => `must be a whole number like 1; got ${describeValue(i.input)}` })
+        .min(0, { error: (i) => `must be 0 (never promote) or more; got ${describeValue(i.input)}` })
+        .default(DEFAULT_TAGS.failover_priority),
+    },
+    expecting('a mapping like {nofailover: false}'),
+  )
+  .prefault({});
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The per-agent file as parsed: secrets may still be in files (see `resolveSecrets`). */
+export const agentConfigSchema = z
+  .strictObject(
+    {
+      cluster: clusterNameSchema,
+      name: memberNameSchema,
+      etcd: z
+        .strictObject(
+          {
+            endpoints: etcdEndpointsSchema.default(['http://127.0.0.1:2379']),
+            username: nonEmpty('an etcd user name').optional(),
+            password: nonEmpty('a password').optional(),
+            password_file: nonEmpty('the path of a file holding the password').optional(),
+            call_timeout_ms: z
+              .number(expecting('a number of milliseconds like 1000'))
+              .int({ error: (i) => `must be a whole number of milliseconds like 1000; got ${describeValue(i.input)}` })
+              .min(50, { error: (i) => `must be at least 50 ms; got ${describeValue(i.input)}` })
+              .default(1000),
+          },
+          expecting('a mapping like {endpoints: [http://127.0.0.1:2379]}'),
+        )
+        .prefault({}),
+      api: z
+        .strictObject(
+          {
+            listen: hostPort('127.0.0.1:8008').default('127.0.0.1:8008'),
+            connect_url: httpUrl('http://10.0.0.5:8008').optional(),
+            username: nonEmpty('a user name like "pgwarden"').optional(),
+            password: nonEmpty('a password').optional(),
+            password_file: nonEmpty('the path of a file holding the password').optional(),
+          },
+          expecting('a mapping like {listen: 127.0.0.1:8008}'),
+        )
+        .prefault({}),
+      postgresql: z.strictObject(
+        {
+          data_dir: nonEmpty('a directory like /var/lib/pgwarden/data'),
+          bin_dir: nonEmpty('a directory like /usr/lib/postgresql/15/bin').default('/usr/lib/postgresql/15/bin'),
+          listen: hostPort('127.0.0.1:5432').default('127.0.0.1:5432'),
+          connect_address: hostPort('10.0.0.5:5432').optional(),
+          run_as: nonEmpty('an OS user like "postgres"').default('postgres'),
+          log_file: nonEmpty('a file path like /var/log/pgwarden/postgresql.log').optional(),
+          parameters: pgParameters.default({}),
+          pg_hba_extra: z
+            .array(
+              z.string(expecting('a pg_hba.conf line like "host all all 10.0.0.0/8 scram-sha-256"')),
+              expecting('a list of pg_hba.conf lines like ["host all all 10.0.0.0/8 scram-sha-256"]'),
+            )
+            .default([]),
+          superuser: credentials('postgres'),
+          replication: credentials('replicator'),
+          rewind: credentials('rewind_user'),
+        },
+        expecting('a mapping with at least {data_dir: /var/lib/pgwarden/data}'),
+      ),
+      tags: tagsSchema,
+      bootstrap: z
+        .strictObject({ dcs: partialDynamicConfigSchema.default({}) }, expecting('a mapping like {dcs: {ttl: 5}}'))
+        .prefault({}),
+      log: z
+        .strictObject(
+          {
+            level: z
+              .enum(LOG_LEVELS, {
+                error: (i) => `expected one of ${LOG_LEVELS.join(', ')}; got ${describeValue(i.input)}`,
+              })
+              .default('info'),
+          },
+          expecting('a mapping like {level: info}'),
+        )
+        .prefault({}),
+    },
+    expecting('a mapping with at least cluster, name and postgresql.data_dir'),
+  )
+  .superRefine((config, ctx) => {
+    // Other members, proxies and the CLI use the advertised addresses; a wildcard address reaches nobody.
+    const api = parseHostPort(config.api.listen);
+    if (api && isWildcardHost(api.host) && config.api.connect_url === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'connect_url'],
+        message: `is required when api.listen binds every interface (${config.api.listen}): set it to the URL others reach this agent at, like http://10.0.0.5:${api.port}`,
+      });
+    }
+    const pg = parseHostPort(config.postgresql.listen);
+    if (pg && isWildcardHost(pg.host) && config.postgresql.connect_address === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['postgresql', 'connect_address'],
+        message: `is required when postgresql.listen binds every interface (${config.postgresql.listen}): set it to the "host:port" replicas and clients reach, like 10.0.0.5:${pg.port}`,
+      });
+    }
+  })
+  .transform((config) => ({
+    ...config,
+    api: { ...config.api, connect_url: config.api.connect_url ?? `http://${config.api.listen}` },
+    postgresql: {
+      ...config.postgresql,
+      connect_address: config.postgresql.connect_address ?? config.postgresql.listen,
+    },
+  }));
+
+/** The file after parsing, before secrets are read. */
+export type ParsedAgentConfig = z.output<typeof agentConfigSchema>;
+/** What may be written in the file. */
+export type AgentConfigInput = z.input<typeof agentConfigSchema>;
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+/** The agent's settings, complete and with every secret read: what `loadAgentConfig` returns. */
+export interface AgentConfig {
+  cluster: string;
+  name: string;
+  etcd: {
+    endpoints: string[];
+    /** Both null when etcd runs without authentication. */
+    username: string | null;
+    password: string | null;
+    call_timeout_ms: number;
+  };
+  api: {
+    /** "host:port" the REST API binds. */
+    listen: string;
+    /** Base URL others reach this API at. */
+    connect_url: string;
+    username: string;
+    password: string;
+  };
+  postgresql: {
+    data_dir: string;
+    bin_dir: string;
+    /** "host:port" PostgreSQL binds. */
+    listen: string;
+    /** "host:port" replicas and clients reach PostgreSQL at. */
+    connect_address: string;
+    /** OS user PostgreSQL runs as when the agent runs as root. */
+    run_as: string;
+    log_file: string | null;
+    parameters: Record<string, string | number | boolean>;
+    pg_hba_extra: string[];
+    superuser: Credentials;
+    replication: Credentials;
+    rewind: Credentials;
+  };
+  tags: Tags;
+  bootstrap: { dcs: Partial<DynamicConfig> };
+  log: { level: LogLevel };
+}
+
+export interface ResolveOptions {
+  /** Where the file was: relative paths (data_dir, log_file, bin_dir, *_file) are taken from there. */
+  baseDir: string;
+  /** Shown in messages, e.g. "config file /etc/pgwarden/pg1.yml". */
+  source: string;
+  /** Defaults to reading the file as UTF-8 (tests pass their own). */
+  readFile?: (path: string) => string;
+}
+
+interface SecretSource {
+  password?: string;
+  password_file?: string;
+}
+
+function readSecret(
+  entry: SecretSource,
+  field: string,
+  required: boolean,
+  options: ResolveOptions,
+): string | null {
+  if (entry.password !== undefined && entry.password_file !== undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: ${field}.password and ${field}.password_file are both set: keep only one`,
+    );
+  }
+  if (entry.password !== undefined) return entry.password;
+  if (entry.password_file !== undefined) {
+    const path = resolvePathFrom(options.baseDir, entry.password_file);
+    let text: string;
+    try {
+      text = (options.readFile ?? ((p: string) => readFileSync(p, 'utf8')))(path);
+    } catch (e) {
+      const reason = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: ${field}.password_file ${path} could not be read (${reason}): create the file with the password on one line, readable by the agent's user`,
+        { cause: e },
+      );
+    }
+    const password = text.trim();
+    if (password === '') {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: ${field}.password_file ${path} is empty: write the password into it`,
+      );
+    }
+    return password;
+  }
+  if (required) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: ${field}.password is required: set ${field}.password, or ${field}.password_file to a file holding it`,
+    );
+  }
+  return null;
+}
+
+/**
+ * Reads every password (inline or from its `*_file`), checks the ones the agent cannot run without, and makes
+ * relative paths absolute. The API password is required because the mutating endpoints are authenticated.
+ */
+export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOptions): AgentConfig {
+  const pg = parsed.postgresql;
+  const role = (entry: ParsedAgentConfig['postgresql']['superuser'], field: string): Credentials => ({
+    username: entry.username,
+    password: readSecret(entry, field, true, options) as string,
+  });
+  if (parsed.api.username === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: api.username is required (the API's switchover, restart and config endpoints use HTTP Basic authentication): set api.username and api.password (or api.password_file)`,
+    );
+  }
+  const apiPassword = readSecret(parsed.api, 'api', true, options) as string;
+  const etcdPassword = readSecret(parsed.etcd, 'etcd', parsed.etcd.username !== undefined, options);
+  if (etcdPassword !== null && parsed.etcd.username === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: etcd.password is set but etcd.username is not: set etcd.username too, or remove the password`,
+    );
+  }
+  const path = (p: string) => resolvePathFrom(options.baseDir, p);
+  return {
+    cluster: parsed.cluster,
+    name: parsed.name,
+    etcd: {
+      endpoints: parsed.etcd.endpoints,
+      username: parsed.etcd.username ?? null,
+      password: etcdPassword,
+      call_timeout_ms: parsed.etcd.call_timeout_ms,
+    },
+    api: {
+      listen: parsed.api.listen,
+      connect_url: parsed.api.connect_url,
+      username: parsed.api.username,
+      password: apiPassword,
+    },
+    postgresql: {
+      data_dir: path(pg.data_dir),
+      bin_dir: path(pg.bin_dir),
+      listen: pg.listen,
+      connect_address: pg.connect_address,
+      run_as: pg.run_as,
+      log_file: pg.log_file === undefined ? null : path(pg.log_file),
+      parameters: pg.parameters,
+      pg_hba_extra: pg.pg_hba_extra,
+      superuser: role(pg.superuser, 'postgresql.superuser'),
+      replication: role(pg.replication, 'postgresql.replication'),
+      rewind: role(pg.rewind, 'postgresql.rewind'),
+    },
+    tags: parsed.tags,
+    bootstrap: { dcs: parsed.bootstrap.dcs as Partial<DynamicConfig> },
+    log: parsed.log,
+  };
+}
+

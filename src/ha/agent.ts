@@ -1,0 +1,439 @@
+import { performance } from 'node:perf_hooks';
+import type { ApiBackend } from '../api/backend.js';
+import type { AgentConfig } from '../config/schema.js';
+import { parseHostPort } from '../config/schema.js';
+import type { Dcs } from '../dcs/dcs.js';
+import { describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { PostgresServer } from '../postgres/server.js';
+import { decide } from './decide.js';
+import { execute, refreshLeader, type ExecutorContext } from './executor.js';
+import { mustStepDown } from './lease.js';
+import { AgentMetrics } from './metrics.js';
+import { probePeers } from './peers.js';
+import {
+  DEFAULT_DYNAMIC_CONFIG,
+  EMPTY_MEMORY,
+  type AgentMemory,
+  type ClusterView,
+  type Decision,
+  type DynamicConfig,
+  type FailoverIntent,
+  type MemberStatus,
+  type PgObservation,
+} from './types.js';
+
+export const PGWARDEN_VERSION = '0.1.0';
+
+/** Keys whose change must start a cycle at once (member keys change every second and would make loops chase each other). */
+const WAKE_KEYS = ['leader', 'failover', 'config', 'initialize', 'sync'];
+
+/** Actions that may take long enough to be worth announcing in the member key before they run. */
+const LONG_ACTIONS: ReadonlySet<string> = new Set(['bootstrap', 'clone', 'rewind', 'reinitialize', 'start', 'restart']);
+
+/** How often the lease watchdog checks the safety deadline. */
+const WATCHDOG_INTERVAL_MS = 100;
+
+/** Peers must answer an election probe within this time. */
+const PEER_PROBE_TIMEOUT_MS = 700;
+
+export interface AgentOptions {
+  config: AgentConfig;
+  dcs: Dcs;
+  pg: PostgresServer;
+  log: Logger;
+}
+
+/**
+ * One agent per PostgreSQL server: the loop of DESIGN.md (observe → decide → act → publish), plus two timers
+ * that must not depend on the loop being responsive:
+ *  - the lease keeper refreshes the agent's lease (and the leader key while the loop wants it held), so a
+ *    long action such as a restart in place does not lose the key;
+ *  - the lease watchdog stops PostgreSQL the moment the leader lease's safety deadline passes.
+ */
+export class Agent implements ApiBackend {
+  readonly memberName: string;
+  readonly cluster: string;
+  readonly metricsRegistry: AgentMetrics;
+  private readonly config: AgentConfig;
+  private readonly dcs: Dcs;
+  private readonly pg: PostgresServer;
+  private readonly log: Logger;
+  private readonly memory: AgentMemory = structuredClone(EMPTY_MEMORY);
+  private lastView: ClusterView | null = null;
+  private lastStatus: MemberStatus | null = null;
+  private lastPg: PgObservation | null = null;
+  private lastReason = '';
+  private running = false;
+  private wake: (() => void) | null = null;
+  private wakePending = false;
+  private loopDone: Promise<void> | null = null;
+  private watchHandle: { close(): Promise<void> } | null = null;
+  private keeperTimer: NodeJS.Timeout | null = null;
+  private watchdogTimer: NodeJS.Timeout | null = null;
+  private keeperBusy = false;
+  /**
+   * Monotonic ms until which the keeper may refresh the lease. Every finished cycle extends it by `ttl`; while
+   * actions run it is unbounded (each action has its own time limit). A loop that hangs therefore lets its
+   * lease — and the leader key bound to it — expire, and a replica takes over.
+   */
+  private loopAliveUntil = 0;
+  private appliedParameters = '';
+
+  constructor(options: AgentOptions) {
+    this.config = options.config;
+    this.dcs = options.dcs;
+    this.pg = options.pg;
+    this.log = options.log;
+    this.memberName = options.config.name;
+    this.cluster = options.config.cluster;
+    this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName });
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------------
+
+  async start(): Promise<void> {
+    this.running = true;
+    try {
+      this.watchHandle = await this.dcs.watch((key) => {
+        if (key === '' || WAKE_KEYS.some((k) => key === k || key.endsWith(`/${k}`))) this.wakeUp();
+      });
+    } catch (e) {
+      // The loop works without a watch (it polls every loop_wait); it is retried at the next start.
+      this.log.warn({ err: describeError(e) }, 'could not watch etcd; elections will wait for the next loop');
+    }
+    this.watchdogTimer = setInterval(() => this.watchdog(), WATCHDOG_INTERVAL_MS);
+    this.scheduleKeeper();
+    this.loopDone = this.loop();
+  }
+
+  /**
+   * Stops the agent. With `stopPostgres` (the default for a clean shutdown) PostgreSQL is shut down first and
+   * the lease revoked, so a replica takes over at once instead of after the lease expires.
+   */
+  async stop(options: { stopPostgres?: boolean } = {}): Promise<void> {
+    const stopPostgres = options.stopPostgres ?? true;
+    this.running = false;
+    this.wakeUp();
+    await this.loopDone;
+    if (this.keeperTimer) clearTimeout(this.keeperTimer);
+    if (this.watchdogTimer) clearInterval(this.watchdogTimer);
+    await this.watchHandle?.close().catch(() => undefined);
+    if (stopPostgres && this.pg.postmasterPid() !== null) {
+      await this.pg.stop('fast').catch((e) => this.log.error({ err: describeError(e) }, 'stopping PostgreSQL failed'));
+    }
+    this.memory.holdsLeader = false;
+    this.memory.leaderRefreshSentAt = null;
+    await this.dcs.close({ revoke: stopPostgres }).catch(() => undefined);
+    await this.pg.close().catch(() => undefined);
+  }
+
+  private wakeUp(): void {
+    this.wakePending = true;
+    this.wake?.();
+  }
+
+  private dynamicConfig(): DynamicConfig {
+    return this.lastView?.config ?? this.bootstrapConfig();
+  }
+
+  private bootstrapConfig(): DynamicConfig {
+    const merged = { ...DEFAULT_DYNAMIC_CONFIG, ...this.config.bootstrap.dcs };
+    merged.postgresql = { parameters: { ...DEFAULT_DYNAMIC_CONFIG.postgresql.parameters, ...this.config.bootstrap.dcs.postgresql?.parameters } };
+    return merged;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      this.wakePending = false;
+      const started = performance.now();
+      try {
+        await this.cycle();
+      } catch (e) {
+        this.log.error({ err: describeError(e) }, 'HA cycle failed');
+      }
+      this.metricsRegistry.cycles.inc();
+      this.metricsRegistry.cycleDuration.observe((performance.now() - started) / 1000);
+      if (!this.running) break;
+      const waitMs = Math.max(0, this.dynamicConfig().loop_wait * 1000 - (performance.now() - started));
+      if (this.wakePending) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, waitMs);
+        function done(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.wake = done;
+      });
+      this.wake = null;
+    }
+  }
+
+  // ---- one cycle ---------------------------------------------------------------------------------------
+
+  private async cycle(): Promise<void> {
+    const memory = this.memory;
+    // Observing is bounded by per-call timeouts; give it one ttl.
+    this.loopAliveUntil = Math.max(this.loopAliveUntil, performance.now() + this.dynamicConfig().ttl * 1000);
+    let reachable = true;
+    try {
+      await this.dcs.ensureLease(this.dynamicConfig().ttl);
+      this.lastView = await this.dcs.load();
+    } catch (e) {
+      reachable = false;
+      this.metricsRegistry.dcsErrors.inc();
+      this.log.debug({ err: describeError(e) }, 'etcd read failed');
+    }
+    const view = this.lastView ?? emptyView(this.bootstrapConfig());
+    const config = view.config;
+    await this.applyParameters(config);
+    const pgObs = await this.pg.observe();
+    this.lastPg = pgObs;
+
+    if (reachable) {
+      if (view.leader?.name !== this.memberName) {
+        memory.holdsLeader = false;
+        memory.leaderRefreshSentAt = null;
+      }
+      const wall = Date.now();
+      for (const name of Object.keys(view.members)) memory.memberLastSeen[name] = wall;
+    }
+    const electionPossible = reachable && view.leader === null && pgObs.dataDir === 'initialized';
+    const peers = electionPossible ? await probePeers(view, this.memberName, PEER_PROBE_TIMEOUT_MS) : {};
+
+    const clock = { mono: performance.now(), wall: Date.now() };
+    const decision = decide(
+      view,
+      { me: this.memberName, tags: this.config.tags, pg: pgObs, dcsReachable: reachable, peers, memory: structuredClone(memory) },
+      config,
+      clock,
+    );
+    this.logDecision(decision);
+
+    // While the actions run (a restart in place may take longer than ttl) the keeper holds the lease for us.
+    this.loopAliveUntil = Number.POSITIVE_INFINITY;
+    const ctx = this.executorContext(view);
+    if (reachable && decision.actions.some((a) => LONG_ACTIONS.has(a.type))) {
+      // Say what is about to happen before a step that can take minutes (`pgwarden list` shows "cloning"), and
+      // let the primary see this member so it creates its replication slot.
+      await this.dcs.publishMember(this.buildStatus(pgObs, decision, view, config)).catch(() => undefined);
+    }
+    for (const action of decision.actions) {
+      this.metricsRegistry.actions.inc({ action: action.type });
+      try {
+        await execute(action, ctx);
+      } catch (e) {
+        this.metricsRegistry.actionFailures.inc({ action: action.type });
+        this.log.warn({ action: action.type, err: describeError(e) }, `action ${action.type} failed; the next cycle decides again`);
+        this.wakeUp();
+        break;
+      }
+    }
+    this.loopAliveUntil = performance.now() + config.ttl * 1000;
+
+    const after = decision.actions.length > 0 ? await this.pg.observe() : pgObs;
+    this.lastPg = after;
+    const status = this.buildStatus(after, decision, view, config);
+    this.lastStatus = status;
+    this.updateGauges(status, config);
+    if (reachable) {
+      try {
+        await this.dcs.publishMember(status);
+        if (memory.holdsLeader && status.role === 'primary' && status.walPosition !== null && status.walPosition !== view.optime) {
+          await this.dcs.setOptime(status.walPosition);
+        }
+      } catch (e) {
+        this.metricsRegistry.dcsErrors.inc();
+        this.log.debug({ err: describeError(e) }, 'publishing the member status failed');
+      }
+    }
+  }
+
+  private executorContext(view: ClusterView): ExecutorContext {
+    return {
+      me: this.memberName,
+      dcs: this.dcs,
+      pg: this.pg,
+      memory: this.memory,
+      view,
+      bootstrapConfig: this.bootstrapConfig(),
+      monoNow: () => performance.now(),
+      wallNow: () => Date.now(),
+      log: this.log,
+    };
+  }
+
+  /** The cluster-wide PostgreSQL parameters from etcd, over the member's own from its file. */
+  private async applyParameters(config: DynamicConfig): Promise<void> {
+    const merged = { ...this.config.postgresql.parameters, ...config.postgresql.parameters };
+    const key = JSON.stringify(merged);
+    if (key === this.appliedParameters) return;
+    try {
+      await this.pg.setParameters(merged);
+      if (this.appliedParameters !== '' && this.pg.postmasterPid() !== null) await this.pg.reload();
+      this.appliedParameters = key;
+    } catch (e) {
+      this.log.warn({ err: describeError(e) }, 'applying PostgreSQL parameters failed');
+    }
+  }
+
+  private logDecision(decision: Decision): void {
+    const fields = { reason: decision.reason, actions: decision.actions.map((a) => a.type) };
+    // One line per cycle at debug; at info whenever the situation changes, so the log reads as a history.
+    if (decision.reason !== this.lastReason || decision.actions.some((a) => a.type !== 'refreshLeader')) {
+      this.log.info(fields, decision.reason);
+    } else {
+      this.log.debug(fields, decision.reason);
+    }
+    this.lastReason = decision.reason;
+  }
+
+  private buildStatus(pg: PgObservation, decision: Decision, view: ClusterView, config: DynamicConfig): MemberStatus {
+    const connect = parseHostPort(this.config.postgresql.connect_address)!;
+    let role = decision.role;
+    let state = decision.state;
+    if (pg.running && pg.accepting) {
+      role = pg.inRecovery ? 'replica' : 'primary';
+      state = pg.inRecovery && pg.streaming ? 'streaming' : 'running';
+    } else if (pg.dataDir !== 'initialized' && decision.actions.length === 0) {
+      role = 'uninitialized';
+    }
+    const lag = role === 'replica' && view.optime !== null && pg.walPosition !== null ? Math.max(0, view.optime - pg.walPosition) : null;
+    return {
+      name: this.memberName,
+      role,
+      state,
+      apiUrl: this.config.api.connect_url,
+      host: connect.host,
+      port: connect.port,
+      timeline: pg.timeline ?? pg.controlTimeline,
+      walPosition: pg.walPosition,
+      receiveLsn: pg.receiveLsn,
+      replayLsn: pg.replayLsn,
+      lagBytes: lag,
+      following: role === 'replica' ? pg.following : null,
+      tags: this.config.tags,
+      paused: config.pause,
+      pendingRestart: pg.pendingRestart,
+      reason: decision.reason,
+      updatedAt: Date.now(),
+      version: PGWARDEN_VERSION,
+      systemId: pg.systemId,
+    };
+  }
+
+  private updateGauges(status: MemberStatus, config: DynamicConfig): void {
+    const m = this.metricsRegistry;
+    m.isLeader.set(this.memory.holdsLeader ? 1 : 0);
+    m.pgRunning.set(this.lastPg?.running ? 1 : 0);
+    m.pgPrimary.set(status.role === 'primary' && this.lastPg?.running ? 1 : 0);
+    m.timeline.set(status.timeline ?? 0);
+    m.walPosition.set(status.walPosition ?? 0);
+    m.lagBytes.set(status.lagBytes ?? 0);
+    m.paused.set(config.pause ? 1 : 0);
+  }
+
+  // ---- timers that do not wait for the loop -------------------------------------------------------------
+
+  private scheduleKeeper(): void {
+    const config = this.dynamicConfig();
+    const intervalMs = Math.max(100, Math.min(config.loop_wait, config.ttl / 3) * 1000);
+    this.keeperTimer = setTimeout(() => {
+      void this.keepLease().finally(() => {
+        if (this.running) this.scheduleKeeper();
+      });
+    }, intervalMs);
+  }
+
+  private async keepLease(): Promise<void> {
+    if (this.keeperBusy) return;
+    this.keeperBusy = true;
+    try {
+      if (performance.now() >= this.loopAliveUntil) return;
+      if (this.memory.holdsLeader) {
+        await refreshLeader(this.executorContext(this.lastView ?? emptyView(this.bootstrapConfig())));
+      } else {
+        await this.dcs.keepAlive();
+      }
+    } catch (e) {
+      this.metricsRegistry.dcsErrors.inc();
+      this.log.debug({ err: describeError(e) }, 'lease refresh failed');
+      if (!this.memory.holdsLeader) this.wakeUp();
+    } finally {
+      this.keeperBusy = false;
+    }
+  }
+
+  /**
+   * Runs every WATCHDOG_INTERVAL_MS. Stops PostgreSQL the moment the leader lease can no longer be trusted,
+   * however busy the loop is; and wakes the loop as soon as a running postmaster dies, so a crashed primary
+   * hands over in a fraction of loop_wait.
+   */
+  private watchdog(): void {
+    if (this.lastPg?.running && this.pg.postmasterPid() === null) {
+      this.lastPg = { ...this.lastPg, running: false, accepting: false };
+      this.wakeUp();
+    }
+    const memory = this.memory;
+    if (memory.leaderRefreshSentAt === null) return;
+    if (!mustStepDown(memory, this.dynamicConfig(), performance.now())) return;
+    memory.holdsLeader = false;
+    memory.leaderRefreshSentAt = null;
+    if (this.pg.emergencyStop()) {
+      this.metricsRegistry.emergencyStops.inc();
+      this.log.warn({ member: this.memberName }, 'leader lease not refreshed before its safety deadline: stopped PostgreSQL');
+    }
+    this.wakeUp();
+  }
+
+  // ---- ApiBackend ----------------------------------------------------------------------------------------
+
+  status(): MemberStatus | null {
+    return this.lastStatus;
+  }
+
+  view(): ClusterView | null {
+    return this.lastView;
+  }
+
+  pgRunning(): boolean {
+    return !!this.lastPg?.running && !!this.lastPg.accepting;
+  }
+
+  async requestFailover(intent: FailoverIntent): Promise<void> {
+    await this.dcs.setFailover(intent);
+    this.wakeUp();
+  }
+
+  async setDynamicConfig(config: DynamicConfig): Promise<void> {
+    await this.dcs.setConfig(config);
+    this.wakeUp();
+  }
+
+  requestRestart(): void {
+    this.memory.requests.restart = true;
+    this.wakeUp();
+  }
+
+  requestReload(): void {
+    this.memory.requests.reload = true;
+    this.wakeUp();
+  }
+
+  requestReinitialize(): void {
+    this.memory.requests.reinitialize = true;
+    this.wakeUp();
+  }
+
+  metrics(): Promise<string> {
+    return this.metricsRegistry.registry.metrics();
+  }
+
+  get metricsContentType(): string {
+    return this.metricsRegistry.registry.contentType;
+  }
+}
+
+function emptyView(config: DynamicConfig): ClusterView {
+  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [] };
+}

@@ -1,0 +1,198 @@
+import { PgwardenError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Dcs } from '../dcs/dcs.js';
+import type { PeerAddress, PostgresServer } from '../postgres/server.js';
+import { parseLsnOrNull } from '../postgres/lsn.js';
+import type { Action, AgentMemory, ClusterView, DynamicConfig } from './types.js';
+
+export interface ExecutorContext {
+  me: string;
+  dcs: Dcs;
+  pg: PostgresServer;
+  memory: AgentMemory;
+  /** The view decide() saw this cycle (member addresses come from it). */
+  view: ClusterView;
+  /** Dynamic settings written to etcd by the member that bootstraps the cluster. */
+  bootstrapConfig: DynamicConfig;
+  monoNow: () => number;
+  wallNow: () => number;
+  log: Logger;
+}
+
+/** How long setSynchronousStandbys waits for PostgreSQL to report a newly listed standby as synchronous. */
+const SYNC_CONFIRM_MS = 1500;
+
+/**
+ * Carries out one action. All I/O of the HA loop lives here; results that the next decision needs are
+ * written to `ctx.memory`. Throws on failure, and the loop stops running the cycle's remaining actions.
+ */
+export async function execute(action: Action, ctx: ExecutorContext): Promise<void> {
+  const { dcs, pg, memory, me } = ctx;
+  switch (action.type) {
+    case 'bootstrap':
+      return bootstrap(ctx);
+    case 'clone':
+      return pg.clone(peer(ctx, action.from));
+    case 'start':
+      try {
+        await pg.start(action.role, action.follow ? peer(ctx, action.follow) : null);
+        memory.startFailures = 0;
+      } catch (e) {
+        memory.startFailures += 1;
+        throw e;
+      }
+      return;
+    case 'stop':
+      await pg.stop(action.mode);
+      return;
+    case 'restart':
+      return pg.restart();
+    case 'reload':
+      return pg.reload();
+    case 'promote': {
+      await pg.promote();
+      memory.needsRejoin = false;
+      return;
+    }
+    case 'follow':
+      return pg.follow(action.leader ? peer(ctx, action.leader) : null);
+    case 'rewind':
+      try {
+        await pg.rewind(peer(ctx, action.from));
+        memory.rewindFailed = false;
+      } catch (e) {
+        memory.rewindFailed = true;
+        throw e;
+      }
+      return;
+    case 'reinitialize':
+      if (pg.postmasterPid() !== null) await pg.stop('immediate');
+      await pg.wipe();
+      await pg.clone(peer(ctx, action.from));
+      memory.rewindFailed = false;
+      return;
+    case 'acquireLeader': {
+      // The key inherits the lease's expiry, so the lease is refreshed first and its send time is what the
+      // safety deadline counts from.
+      const sentAt = ctx.monoNow();
+      if (!(await dcs.keepAlive())) throw new PgwardenError('DCS_CONFLICT', 'The agent lease had expired; it is re-created next cycle.');
+      if (!(await dcs.acquireLeader(me))) {
+        throw new PgwardenError('DCS_CONFLICT', 'Another member took the leader key first.');
+      }
+      memory.holdsLeader = true;
+      memory.leaderRefreshSentAt = sentAt;
+      return;
+    }
+    case 'refreshLeader':
+      return refreshLeader(ctx);
+    case 'releaseLeader':
+      memory.holdsLeader = false;
+      memory.leaderRefreshSentAt = null;
+      await dcs.releaseLeader(me);
+      return;
+    case 'setSynchronousStandbys':
+      return setSynchronousStandbys(ctx, action.names);
+    case 'writeSync':
+      return dcs.setSync({ leader: me, members: action.members });
+    case 'manageSlots':
+      return pg.manageSlots(action.create, action.drop);
+    case 'clearFailover':
+      return dcs.clearFailover();
+    case 'recordHistory': {
+      const obs = await pg.observe();
+      await dcs.appendHistory({
+        timeline: obs.timeline ?? 0,
+        lsn: obs.walPosition ?? 0,
+        at: ctx.wallNow(),
+        reason: action.reason,
+        leader: me,
+      });
+      return;
+    }
+    case 'clearRequests':
+      memory.requests = { restart: false, reload: false, reinitialize: false };
+      return;
+  }
+}
+
+/**
+ * Refreshes the leader lease. When etcd answers that the key is no longer ours, PostgreSQL is stopped at
+ * once: someone else may already hold the key.
+ */
+export async function refreshLeader(ctx: ExecutorContext): Promise<void> {
+  const { memory } = ctx;
+  const sentAt = ctx.monoNow();
+  const ok = await ctx.dcs.refreshLeader(ctx.me);
+  if (ok) {
+    memory.holdsLeader = true;
+    // A slower refresh that was sent earlier must not move the deadline backwards.
+    memory.leaderRefreshSentAt = Math.max(memory.leaderRefreshSentAt ?? 0, sentAt);
+    return;
+  }
+  const wasHolding = memory.holdsLeader;
+  memory.holdsLeader = false;
+  memory.leaderRefreshSentAt = null;
+  if (wasHolding && ctx.pg.emergencyStop()) {
+    ctx.log.warn('the leader key is no longer ours: stopped PostgreSQL at once');
+  }
+  throw new PgwardenError('DCS_CONFLICT', 'The leader key is no longer held by this member.');
+}
+
+async function bootstrap(ctx: ExecutorContext): Promise<void> {
+  const { dcs, pg, memory, me, log } = ctx;
+  if (!(await dcs.claimInitialize())) throw new PgwardenError('DCS_CONFLICT', 'Another member claimed the bootstrap first.');
+  log.info('won the bootstrap race: running initdb');
+  let systemId: string;
+  try {
+    await dcs.initConfig(ctx.bootstrapConfig);
+    systemId = await pg.bootstrap();
+  } catch (e) {
+    log.error({ err: e }, 'bootstrap failed: releasing the initialize key so that another member can try');
+    await pg.stop('immediate').catch(() => undefined);
+    await pg.wipe().catch(() => undefined);
+    await dcs.deleteInitialize().catch(() => undefined);
+    throw e;
+  }
+  const sentAt = ctx.monoNow();
+  await dcs.keepAlive();
+  if (!(await dcs.acquireLeader(me))) {
+    // Nobody else can be primary of a cluster that was not initialized yet; refuse writes all the same.
+    await pg.stop('fast');
+    throw new PgwardenError('DCS_CONFLICT', 'Bootstrapped, but the leader key was already taken; stopped PostgreSQL.');
+  }
+  memory.holdsLeader = true;
+  memory.leaderRefreshSentAt = sentAt;
+  await dcs.setInitialize(systemId);
+  await dcs.appendHistory({ timeline: 1, lsn: 0, at: ctx.wallNow(), reason: 'bootstrap', leader: me });
+}
+
+/**
+ * Writes synchronous_standby_names, then records for each listed standby the WAL position once PostgreSQL
+ * reports it synchronous: from then on every commit waits for it, and once it has flushed past that position
+ * it holds every commit acknowledged before as well — the condition for adding it to `sync` (see decide()).
+ */
+async function setSynchronousStandbys(ctx: ExecutorContext, names: string[]): Promise<void> {
+  const { pg, memory } = ctx;
+  await pg.setSynchronousStandbys(names);
+  for (const n of Object.keys(memory.syncAddedAt)) if (!names.includes(n)) delete memory.syncAddedAt[n];
+  const waiting = new Set(names.filter((n) => n !== '*' && memory.syncAddedAt[n] === undefined));
+  const deadline = ctx.monoNow() + SYNC_CONFIRM_MS;
+  while (waiting.size > 0 && ctx.monoNow() < deadline) {
+    const rows = await pg.query<{ name: string; sync_state: string; lsn: string }>(
+      "SELECT application_name AS name, sync_state, pg_current_wal_lsn()::text AS lsn FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
+    );
+    for (const row of rows) {
+      if (!waiting.has(row.name)) continue;
+      const lsn = parseLsnOrNull(row.lsn);
+      if (lsn !== null) memory.syncAddedAt[row.name] = lsn;
+      waiting.delete(row.name);
+    }
+    if (waiting.size > 0) await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function peer(ctx: ExecutorContext, name: string): PeerAddress {
+  const m = ctx.view.members[name];
+  if (!m) throw new PgwardenError('MEMBER_NOT_FOUND', `Member ${name} is not registered in etcd any more; the next cycle decides again.`);
+  return { name, host: m.host, port: m.port };
+}

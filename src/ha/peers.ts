@@ -1,0 +1,36 @@
+import type { ClusterView, MemberStatus, PeerProbe, Tags } from './types.js';
+
+/**
+ * Asks every other member's REST API for its current state, in parallel, each bounded by `timeoutMs`.
+ * Used only when an election may happen, so that replicas compare live WAL positions rather than the
+ * member keys published up to one loop ago.
+ */
+export async function probePeers(view: ClusterView, me: string, timeoutMs: number): Promise<Record<string, PeerProbe>> {
+  const others = Object.values(view.members).filter((m) => m.name !== me);
+  const results = await Promise.all(others.map((m) => probeOne(m, timeoutMs)));
+  const out: Record<string, PeerProbe> = {};
+  others.forEach((m, i) => (out[m.name] = results[i]!));
+  return out;
+}
+
+const UNREACHABLE: PeerProbe = { reachable: false, walPosition: null, healthy: false, role: null, tags: null };
+
+async function probeOne(member: MemberStatus, timeoutMs: number): Promise<PeerProbe> {
+  try {
+    const res = await fetch(`${member.apiUrl}/patroni`, { signal: AbortSignal.timeout(timeoutMs) });
+    const body = (await res.json()) as Record<string, unknown>;
+    return parsePeerStatus(body);
+  } catch {
+    return UNREACHABLE;
+  }
+}
+
+/** Reads the fields an election needs from a `/patroni` answer; anything malformed makes the peer count as unhealthy. */
+export function parsePeerStatus(body: Record<string, unknown>): PeerProbe {
+  const member = (body.member ?? body) as Partial<MemberStatus>;
+  const wal = typeof member.walPosition === 'number' ? member.walPosition : null;
+  const role = member.role === 'primary' || member.role === 'replica' ? member.role : null;
+  const healthy = member.state === 'running' || member.state === 'streaming';
+  const tags = member.tags && typeof member.tags === 'object' ? (member.tags as Tags) : null;
+  return { reachable: true, walPosition: wal, healthy, role, tags };
+}
