@@ -78,6 +78,20 @@ export class PrimaryWriter {
     return { lastOkBefore, firstOkAfter, windowMs };
   }
 
+  /**
+   * The longest stretch without an acknowledged write from the last write before `from` to the last write
+   * before `to` (default: the end): the unavailability window of a fault injected at `from`.
+   */
+  maxGapAfter(from: number, to = Number.POSITIVE_INFINITY): number | null {
+    const times = this.acks.map((a) => a.at);
+    let start = -1;
+    for (let i = 0; i < times.length; i++) if (times[i]! <= from) start = i;
+    if (start < 0) return null;
+    let max = 0;
+    for (let i = start + 1; i < times.length && times[i - 1]! <= to; i++) max = Math.max(max, times[i]! - times[i - 1]!);
+    return max;
+  }
+
   /** Waits until a write acknowledged after `at` exists, or the timeout passes. */
   async waitForAckAfter(at: number, timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
