@@ -18,6 +18,8 @@ export const ERROR_CODES = {
   UP_FAILED: 'the local cluster (`pgwarden up`) could not be started; the message says which step failed',
   DEPENDENCY_MISSING: 'a required program (postgres, etcd) is not installed; the message gives the install command',
   TIMEOUT: 'an operation did not finish within its time limit',
+  REQUEST_REFUSED: "a member's agent refused a restart, reload or reinitialize request; the message gives its reason",
+  NOT_CONFIRMED: 'a CLI command that changes the cluster was not confirmed (answered no, or no terminal and no --force)',
   INTERNAL: 'a bug: please report it with the log',
 } as const;
 

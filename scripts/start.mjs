@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// `npm start`: on a fresh Debian 12 machine, installs what is missing (npm dependencies, PostgreSQL 15, etcd),
+// builds, and runs `pgwarden up` in the foreground. Extra arguments go to `pgwarden up`
+// (e.g. `npm start -- --nodes 5 --dir /tmp/pgw`). Plain Node, no dependencies: it runs before `npm ci`.
+import { spawn, spawnSync } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
+const ETCD_BIN = '/usr/bin/etcd';
+const CLI = path.join(root, 'dist', 'src', 'cli', 'main.js');
+
+function say(line) {
+  process.stderr.write(`[start] ${line}\n`);
+}
+
+function fail(line) {
+  process.stderr.write(`[start] error: ${line}\n`);
+  process.exit(1);
+}
+
+function executable(file) {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function run(command, args, options = {}) {
+  say(`$ ${[command, ...args].join(' ')}`);
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
+  if (result.error) fail(`${command} could not be run: ${result.error.message}`);
+  if (result.status !== 0) fail(`\`${[command, ...args].join(' ')}\` failed (exit ${result.status ?? result.signal}); see its output above`);
+}
+
+// 1. npm dependencies
+if (!existsSync(path.join(root, 'node_modules'))) {
+  if (existsSync(path.join(root, 'package-lock.json'))) run('npm', ['ci']);
+  else run('npm', ['install']);
+}
+
+// 2. PostgreSQL 15 and etcd from Debian's packages
+const packages = [];
+if (!['postgres', 'initdb', 'pg_ctl', 'pg_basebackup', 'pg_rewind'].every((p) => executable(path.join(PG_BIN_DIR, p)))) {
+  packages.push('postgresql-15');
+}
+if (!executable(ETCD_BIN)) packages.push('etcd-server');
+if (packages.length > 0) {
+  const install = `apt-get update && apt-get install -y ${packages.join(' ')}`;
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (!isRoot) {
+    fail(`${packages.join(' and ')} ${packages.length > 1 ? 'are' : 'is'} missing. Install with:\n  sudo sh -c '${install}'\nthen run \`npm start\` again`);
+  }
+  if (!executable('/usr/bin/apt-get')) {
+    fail(`${packages.join(' and ')} ${packages.length > 1 ? 'are' : 'is'} missing and this is not a Debian-like system (no apt-get): install PostgreSQL 15 (${PG_BIN_DIR}) and etcd (${ETCD_BIN}) yourself`);
+  }
+  // Debian's postgresql package may create and start a cluster on port 5432; pgwarden uses its own ports.
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  run('apt-get', ['update'], { env });
+  run('apt-get', ['install', '-y', ...packages], { env });
+}
+
+// 3. build
+run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+if (!existsSync(CLI)) fail(`the build did not produce ${CLI}`);
+
+// 4. the local cluster, in the foreground. Ctrl-C reaches both processes: this one lets `pgwarden up` stop the
+// cluster in order and exits with its code.
+const args = ['up', ...process.argv.slice(2)];
+say(`$ node ${path.relative(root, CLI)} ${args.join(' ')}`);
+const child = spawn(process.execPath, [CLI, ...args], { cwd: process.cwd(), stdio: 'inherit' });
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    // A terminal's Ctrl-C already went to the child (same process group); a supervisor's SIGTERM did not.
+    if (signal !== 'SIGINT') child.kill(signal);
+  });
+}
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -1,0 +1,48 @@
+/**
+ * Settings of the `pgwarden` CLI that come from the environment besides the cluster (cli-env.ts): the REST API
+ * credentials used by `restart`, `reload` and `reinit`.
+ */
+import { PgwardenError } from '../errors.js';
+
+type Env = Record<string, string | undefined>;
+
+export interface CliApiCredentials {
+  username: string;
+  password: string;
+}
+
+/**
+ * PGWARDEN_API_USER and PGWARDEN_API_PASSWORD, or null when neither is set. A password without a user name
+ * (or the reverse) is refused: the agents would answer 401 and the user would not know why.
+ */
+export function cliApiCredentialsFromEnv(env: Env = process.env): CliApiCredentials | null {
+  const username = env.PGWARDEN_API_USER?.trim() || undefined;
+  const password = env.PGWARDEN_API_PASSWORD || undefined;
+  if (username === undefined && password === undefined) return null;
+  if (username === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      'PGWARDEN_API_PASSWORD is set but PGWARDEN_API_USER is not: set PGWARDEN_API_USER to the agents\' api.username too',
+    );
+  }
+  if (password === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      'PGWARDEN_API_USER is set but PGWARDEN_API_PASSWORD is not: set PGWARDEN_API_PASSWORD to the agents\' api.password too',
+    );
+  }
+  return { username, password };
+}
+
+/**
+ * The environment for an agent that `pgwarden up` starts: the caller's, without the PGWARDEN_* settings, which
+ * the agent would otherwise apply over its file (a PGWARDEN_CLUSTER exported for the CLI would rename the
+ * local cluster's members' cluster, for one).
+ */
+export function agentChildEnv(env: Env = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && !name.startsWith('PGWARDEN')) out[name] = value;
+  }
+  return out;
+}
