@@ -229,5 +229,12 @@ with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 et
     .requiredOption('-c, --config <file>', "the agent's YAML file")
     .action(async (opts: { config: string }) => (await import('./agent.js')).runAgent(opts.config));
 
+  // Started by the agent itself (see src/ha/deadman.ts); not for people, so not listed in --help.
+  program
+    .command('deadman', { hidden: true })
+    .requiredOption('--run-dir <dir>')
+    .requiredOption('--data-dir <dir>')
+    .action(async (opts: { runDir: string; dataDir: string }) => (await import('../ha/deadman.js')).runDeadman(opts.runDir, opts.dataDir));
+
   return program;
 }

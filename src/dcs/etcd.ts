@@ -324,9 +324,19 @@ export class EtcdDcs implements Dcs {
           .options(budget)
           .commit();
         if (response.succeeded) return true;
-        // Already ours (a retry after a lost response) counts as acquired.
         const existing = response.responses[0]?.response_range?.kvs[0];
-        return existing !== undefined && existing.value.toString() === name && existing.lease === leaseId;
+        if (existing === undefined || existing.value.toString() !== name) return false;
+        // Already ours (a retry after a lost response) counts as acquired.
+        if (existing.lease === leaseId) return true;
+        // Held under our name by an earlier incarnation of this agent (restarted while primary): a member name
+        // stands for one PostgreSQL server, so the key is rebound to our lease — compare-and-swap on its
+        // revision — instead of leaving the cluster without a writable primary until the old lease runs out.
+        const rebound = await this.ns
+          .if(KEYS.leader, 'Mod', '==', existing.mod_revision)
+          .then(lease.put(KEYS.leader).value(encodeLeader(name)))
+          .options(budget)
+          .commit();
+        return rebound.succeeded;
       }),
     );
   }

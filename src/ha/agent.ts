@@ -8,7 +8,8 @@ import type { Logger } from '../log.js';
 import type { PostgresServer } from '../postgres/server.js';
 import { decide } from './decide.js';
 import { execute, refreshLeader, type ExecutorContext } from './executor.js';
-import { mustStepDown } from './lease.js';
+import { LeaseDeadman } from './deadman.js';
+import { leaderSafeUntil, mustStepDown } from './lease.js';
 import { AgentMetrics } from './metrics.js';
 import { probePeers } from './peers.js';
 import {
@@ -79,6 +80,7 @@ export class Agent implements ApiBackend {
    */
   private loopAliveUntil = 0;
   private appliedParameters = '';
+  private readonly deadman: LeaseDeadman;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -88,6 +90,16 @@ export class Agent implements ApiBackend {
     this.memberName = options.config.name;
     this.cluster = options.config.cluster;
     this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName });
+    this.deadman = new LeaseDeadman(this.pg.runDir, this.pg.dataDir, (e) =>
+      this.log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
+    );
+  }
+
+  /** Keeps the deadman's deadline equal to the leader lease's safety deadline, or disarmed without the key. */
+  private syncDeadman(): void {
+    const until = leaderSafeUntil(this.memory, this.dynamicConfig());
+    if (until === null) this.deadman.disarm();
+    else this.deadman.arm(until);
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------------------
@@ -124,6 +136,8 @@ export class Agent implements ApiBackend {
     }
     this.memory.holdsLeader = false;
     this.memory.leaderRefreshSentAt = null;
+    // Leaving PostgreSQL running as primary: the deadman stays armed and stops it when the lease runs out.
+    if (stopPostgres) this.deadman.disarm();
     await this.dcs.close({ revoke: stopPostgres }).catch(() => undefined);
     await this.pg.close().catch(() => undefined);
   }
@@ -224,12 +238,14 @@ export class Agent implements ApiBackend {
         await execute(action, ctx);
       } catch (e) {
         this.metricsRegistry.actionFailures.inc({ action: action.type });
+        // No immediate retry: a failure that persists would otherwise spin the loop; the watchdog does not
+        // depend on the loop's pace.
         this.log.warn({ action: action.type, err: describeError(e) }, `action ${action.type} failed; the next cycle decides again`);
-        this.wakeUp();
         break;
       }
     }
     this.loopAliveUntil = performance.now() + config.ttl * 1000;
+    this.syncDeadman();
 
     const after = decision.actions.length > 0 ? await this.pg.observe() : pgObs;
     this.lastPg = after;
@@ -351,7 +367,11 @@ export class Agent implements ApiBackend {
     try {
       if (performance.now() >= this.loopAliveUntil) return;
       if (this.memory.holdsLeader) {
-        await refreshLeader(this.executorContext(this.lastView ?? emptyView(this.bootstrapConfig())));
+        try {
+          await refreshLeader(this.executorContext(this.lastView ?? emptyView(this.bootstrapConfig())));
+        } finally {
+          this.syncDeadman();
+        }
       } else {
         await this.dcs.keepAlive();
       }
@@ -379,6 +399,7 @@ export class Agent implements ApiBackend {
     if (!mustStepDown(memory, this.dynamicConfig(), performance.now())) return;
     memory.holdsLeader = false;
     memory.leaderRefreshSentAt = null;
+    this.deadman.disarm();
     if (this.pg.emergencyStop()) {
       this.metricsRegistry.emergencyStops.inc();
       this.log.warn({ member: this.memberName }, 'leader lease not refreshed before its safety deadline: stopped PostgreSQL');

@@ -47,6 +47,7 @@ class Decider {
   private readonly leader: string | null;
   private readonly pgIsPrimary: boolean;
   private readonly pgMaybePrimary: boolean;
+  private waitingNote: string | null = null;
 
   constructor(
     private readonly view: ClusterView,
@@ -88,6 +89,11 @@ class Decider {
   }
 
   // ---- building blocks -------------------------------------------------------------------------------
+
+  /** Refreshes the key we hold; a restarted agent (whose memory says it holds nothing) rebinds it to its new lease. */
+  private keepKey(): Action {
+    return this.obs.memory.holdsLeader ? { type: 'refreshLeader' } : { type: 'acquireLeader' };
+  }
 
   private decision(actions: Action[], reason: string, role: Decision['role'], state: Decision['state']): Decision {
     return { actions, reason, role, state };
@@ -180,8 +186,9 @@ class Decider {
     }
     if (!this.obs.pg.running && !this.config.pause && this.pgRole === 'replica') {
       // Starting as a replica can never create a second writer, so it is safe without etcd.
+      // Without etcd the upstream's address is unknown: start without one; the next cycle with etcd follows.
       return this.decision(
-        [{ type: 'start', role: 'replica', follow: this.obs.pg.following }],
+        [{ type: 'start', role: 'replica', follow: null }],
         'etcd is unreachable: restarting PostgreSQL as a replica',
         'replica',
         'starting',
@@ -196,7 +203,7 @@ class Decider {
     const requested = this.operatorRequest();
     if (requested) return requested;
     if (this.pgIsPrimary && this.leader === this.me) {
-      return this.decision([{ type: 'refreshLeader' }], 'paused: holding the leader key, taking no automatic action', 'primary', 'running');
+      return this.decision([this.keepKey()], 'paused: holding the leader key, taking no automatic action', 'primary', 'running');
     }
     if (this.pgIsPrimary && this.leader === null) {
       return this.decision([{ type: 'acquireLeader' }], 'paused: running primary took the free leader key', 'primary', 'running');
@@ -208,7 +215,7 @@ class Decider {
 
   private operatorRequest(): Decision | null {
     const req = this.obs.memory.requests;
-    const keep: Action[] = this.leader === this.me && this.pgIsPrimary ? [{ type: 'refreshLeader' }] : [];
+    const keep: Action[] = this.leader === this.me && this.pgIsPrimary ? [this.keepKey()] : [];
     if (req.reinitialize) {
       if (this.leader === this.me) {
         return this.decision([{ type: 'clearRequests' }, ...keep], 'refused to reinitialize: this member is the leader; switch over first', this.pgRole, this.pgState);
@@ -247,14 +254,14 @@ class Decider {
     if (pg.inRecovery === true) {
       // We took the key (or were given it) while still a replica: finish the promotion.
       return this.decision(
-        [{ type: 'refreshLeader' }, ...this.promotionSteps('finishing the promotion')],
+        [this.keepKey(), ...this.promotionSteps('finishing the promotion')],
         'holding the leader key as a replica: promoting',
         'primary',
         'promoting',
       );
     }
     if (!pg.accepting) {
-      return this.decision([{ type: 'refreshLeader' }], 'primary is running but not answering queries yet; keeping the leader key', 'primary', 'starting');
+      return this.decision([this.keepKey()], 'primary is running but not answering queries yet; keeping the leader key', 'primary', 'starting');
     }
     if (mustStepDown(this.obs.memory, this.config, this.clock.mono) && this.obs.memory.holdsLeader) {
       return this.decision(
@@ -268,8 +275,8 @@ class Decider {
     const intentStep = this.leaderIntent();
     if (intentStep) return intentStep;
 
-    const actions: Action[] = [{ type: 'refreshLeader' }];
-    const notes: string[] = [];
+    const actions: Action[] = [this.keepKey()];
+    const notes: string[] = this.waitingNote ? [this.waitingNote] : [];
     if (this.view.failover) {
       const active = this.activeIntent();
       if (active && !active.due) {
@@ -307,7 +314,7 @@ class Decider {
       );
     }
     return this.decision(
-      [{ type: 'refreshLeader' }, { type: 'start', role: 'primary', follow: null }],
+      [this.keepKey(), { type: 'start', role: 'primary', follow: null }],
       'restarting PostgreSQL in place: the primary is down and no replica is eligible to take over',
       'primary',
       'starting',
@@ -319,7 +326,7 @@ class Decider {
     const active = this.activeIntent();
     if (!active) return null;
     const { intent, due, stale } = active;
-    const keep: Action[] = [{ type: 'refreshLeader' }];
+    const keep: Action[] = [this.keepKey()];
     if (intent.from && intent.from !== this.me) {
       return this.decision([...keep, { type: 'clearFailover' }], `dropped a ${intent.kind} request from ${intent.from}, which is not the leader`, 'primary', 'running');
     }
@@ -337,7 +344,9 @@ class Decider {
     const chosen = intent.to ? this.candidateCheck(intent.to, intent.kind === 'switchover') : this.bestCandidate(null);
     if (!chosen || ('refusal' in chosen)) {
       const why = chosen && 'refusal' in chosen ? chosen.refusal : 'no replica is eligible';
-      return this.decision(keep, `${intent.kind} waiting: ${why}`, 'primary', 'running');
+      // The request waits, but the primary keeps doing its job (synchronous standbys, slots) meanwhile.
+      this.waitingNote = `${intent.kind} waiting: ${why}`;
+      return null;
     }
     return this.decision(
       [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }],
@@ -463,8 +472,11 @@ class Decider {
     // Before the first commit can be acknowledged on the new primary, `sync` must stop naming members that
     // may lack it.
     if (this.config.synchronous_mode) steps.push({ type: 'writeSync', members: [] });
+    // The new timeline is recorded before promoting: a former primary must never find the history silent
+    // about a promotion that happened (see primaryRetakeBlocker).
+    const tl = this.obs.pg.timeline ?? this.obs.pg.controlTimeline ?? 0;
+    steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}`, timeline: tl + 1, lsn: this.obs.pg.walPosition ?? 0 });
     steps.push({ type: 'promote' });
-    steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}` });
     if (this.view.failover) steps.push({ type: 'clearFailover' });
     return steps;
   }
@@ -492,6 +504,19 @@ class Decider {
         'starting',
       );
     }
+    if (!lm) {
+      return this.decision([], `waiting for the primary ${leader} to publish its address`, 'replica', this.pgState);
+    }
+    if (this.diverged() && pg.following === leader && !this.config.pause) {
+      if (lm.role === 'primary' && lm.state === 'running') {
+        return this.decision(
+          [{ type: 'stop', mode: 'fast' }, this.obs.memory.rewindFailed ? { type: 'reinitialize', from: leader } : { type: 'rewind', from: leader }, { type: 'start', role: 'replica', follow: leader }],
+          `replica diverged from ${leader} (it has WAL past the point where timeline ${lm.timeline} forked off): ${this.obs.memory.rewindFailed ? 'cloning it again' : 'rewinding it'}`,
+          'replica',
+          'rewinding',
+        );
+      }
+    }
     if (pg.following !== leader) {
       return this.decision([{ type: 'follow', leader }], `following the new primary ${leader}`, 'replica', this.pgState);
     }
@@ -518,6 +543,21 @@ class Decider {
       'replica',
       'rewinding',
     );
+  }
+
+  /**
+   * A replica that cannot stream because it holds WAL its upstream never had: an asynchronous standby that
+   * was ahead of the one promoted, or a nofailover member. Known from `history`: the first promotion recorded
+   * after the one that started this server's timeline forked off at an LSN below this server's position.
+   */
+  private diverged(): boolean {
+    const pg = this.obs.pg;
+    if (!pg.running || pg.inRecovery !== true || pg.streaming || pg.timeline === null || pg.walPosition === null) return false;
+    const history = this.view.history;
+    let mine = -1;
+    for (let i = 0; i < history.length; i++) if (history[i]!.timeline === pg.timeline) mine = i;
+    const fork = history[mine + 1];
+    return fork !== undefined && fork.timeline !== pg.timeline && pg.walPosition > fork.lsn;
   }
 
   // ---- nobody holds the leader key -------------------------------------------------------------------
@@ -575,7 +615,11 @@ class Decider {
     }
     const newer = this.view.history.length ? this.view.history[this.view.history.length - 1] : null;
     const myTimeline = this.obs.pg.timeline ?? this.obs.pg.controlTimeline;
-    if (newer && myTimeline !== null && newer.timeline > myTimeline) {
+    // PostgreSQL numbers a new timeline after the ones it knows, so two members promoted from the same point
+    // both pick the same number: an entry of that number written by someone else is a newer promotion too.
+    // Timeline numbers are not ordered across branches (a stale replica promoted from an old timeline gets a
+    // small number): with every promotion recorded before it happens, the last entry names the last primary.
+    if (newer && myTimeline !== null && (newer.timeline > myTimeline || newer.leader !== this.me)) {
       return `timeline ${newer.timeline} was started by ${newer.leader} after this server's timeline ${myTimeline}`;
     }
     if (!this.canFailOver) return 'this member is tagged nofailover';
@@ -588,7 +632,7 @@ class Decider {
     if (!this.canFailOver) return 'this member is tagged nofailover';
     if (!pg.accepting) return 'PostgreSQL is not answering queries';
     if (intentFor && intentFor !== this.me) return `a ${intent!.kind} to ${intentFor} was requested`;
-    if (this.config.synchronous_mode && !this.inSync(this.me)) {
+    if (this.config.synchronous_mode && !this.inSync(this.me) && this.view.sync?.leader !== this.me) {
       return 'synchronous mode is on and this member is not listed in the sync key';
     }
     const forced = intentFor === this.me && intent?.kind === 'failover';
@@ -608,7 +652,10 @@ class Decider {
       if (probe.role === 'primary') return `${name} is still running as a primary`;
       const tags = probe.tags;
       if (tags && (tags.nofailover || tags.failover_priority <= 0)) continue;
-      if (this.config.synchronous_mode && !this.inSync(name)) continue;
+      // A peer too far behind the optime will refuse the key itself: it must not hold the election back.
+      const peerLag = this.lagOf(probe.walPosition);
+      if (peerLag !== null && peerLag > this.config.maximum_lag_on_failover) continue;
+      if (this.config.synchronous_mode && !this.inSync(name) && this.view.sync?.leader !== name) continue;
       const theirs = probe.walPosition ?? -1;
       if (theirs > mine) return `${name} is more advanced (${theirs} > ${mine})`;
       if (theirs === mine && tags && tags.failover_priority > this.myPriority) {

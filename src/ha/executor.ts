@@ -1,4 +1,4 @@
-import { PgwardenError } from '../errors.js';
+import { describeError, PgwardenError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { PeerAddress, PostgresServer } from '../postgres/server.js';
@@ -43,6 +43,8 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       }
       return;
     case 'stop':
+      // Positions recorded for synchronous standbys belong to this server's time as primary.
+      memory.syncAddedAt = {};
       await pg.stop(action.mode);
       return;
     case 'restart':
@@ -50,6 +52,7 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
     case 'reload':
       return pg.reload();
     case 'promote': {
+      memory.syncAddedAt = {};
       await pg.promote();
       memory.needsRejoin = false;
       return;
@@ -98,17 +101,9 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       return pg.manageSlots(action.create, action.drop);
     case 'clearFailover':
       return dcs.clearFailover();
-    case 'recordHistory': {
-      const obs = await pg.observe();
-      await dcs.appendHistory({
-        timeline: obs.timeline ?? 0,
-        lsn: obs.walPosition ?? 0,
-        at: ctx.wallNow(),
-        reason: action.reason,
-        leader: me,
-      });
+    case 'recordHistory':
+      await dcs.appendHistory({ timeline: action.timeline, lsn: action.lsn, at: ctx.wallNow(), reason: action.reason, leader: me });
       return;
-    }
     case 'clearRequests':
       memory.requests = { restart: false, reload: false, reinitialize: false };
       return;
@@ -144,24 +139,26 @@ async function bootstrap(ctx: ExecutorContext): Promise<void> {
   log.info('won the bootstrap race: running initdb');
   let systemId: string;
   try {
+    // The key first: even a brand-new primary accepts writes only while holding it. The lease keeper
+    // refreshes it while initdb runs.
+    const sentAt = ctx.monoNow();
+    if (!(await dcs.keepAlive()) || !(await dcs.acquireLeader(me))) {
+      throw new PgwardenError('DCS_CONFLICT', 'Won the bootstrap, but could not take the leader key; retrying.');
+    }
+    memory.holdsLeader = true;
+    memory.leaderRefreshSentAt = sentAt;
     await dcs.initConfig(ctx.bootstrapConfig);
     systemId = await pg.bootstrap();
   } catch (e) {
-    log.error({ err: e }, 'bootstrap failed: releasing the initialize key so that another member can try');
+    log.error({ err: describeError(e) }, 'bootstrap failed: releasing the initialize key so that another member can try');
     await pg.stop('immediate').catch(() => undefined);
     await pg.wipe().catch(() => undefined);
+    if (memory.holdsLeader) await dcs.releaseLeader(me).catch(() => undefined);
+    memory.holdsLeader = false;
+    memory.leaderRefreshSentAt = null;
     await dcs.deleteInitialize().catch(() => undefined);
     throw e;
   }
-  const sentAt = ctx.monoNow();
-  await dcs.keepAlive();
-  if (!(await dcs.acquireLeader(me))) {
-    // Nobody else can be primary of a cluster that was not initialized yet; refuse writes all the same.
-    await pg.stop('fast');
-    throw new PgwardenError('DCS_CONFLICT', 'Bootstrapped, but the leader key was already taken; stopped PostgreSQL.');
-  }
-  memory.holdsLeader = true;
-  memory.leaderRefreshSentAt = sentAt;
   await dcs.setInitialize(systemId);
   await dcs.appendHistory({ timeline: 1, lsn: 0, at: ctx.wallNow(), reason: 'bootstrap', leader: me });
 }

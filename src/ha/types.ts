@@ -284,7 +284,8 @@ export type Action =
   | { type: 'writeSync'; members: string[] }
   | { type: 'manageSlots'; create: string[]; drop: string[] }
   | { type: 'clearFailover' }
-  | { type: 'recordHistory'; reason: string }
+  /** Written before `promote`: the timeline about to start and where it forks off. */
+  | { type: 'recordHistory'; reason: string; timeline: number; lsn: Lsn }
   | { type: 'clearRequests' };
 
 export interface Decision {

@@ -157,7 +157,7 @@ describe('EtcdDcs against a real etcd', () => {
     assert.equal(await raw.get(`${clusterPrefix(cluster)}leader`).string(), loserName);
   });
 
-  it('a key left under another lease with our name is not taken over before that lease ends', async () => {
+  it('a key left under our name by an earlier incarnation is rebound to the new lease, and only by acquire', async () => {
     const cluster = newCluster();
     const previous = client(cluster);
     await previous.ensureLease(30);
@@ -166,13 +166,14 @@ describe('EtcdDcs against a real etcd', () => {
 
     const restarted = client(cluster);
     await restarted.ensureLease(30);
-    assert.equal(await restarted.refreshLeader('a'), false, 'the key is bound to the other lease');
-    assert.equal(await restarted.acquireLeader('a'), false);
-    assert.equal(await previous.refreshLeader('a'), true);
-
-    await previous.close({ revoke: true });
-    assert.equal(await restarted.acquireLeader('a'), true);
+    assert.equal(await restarted.refreshLeader('a'), false, 'a refresh never adopts a key bound to another lease');
+    assert.equal(await restarted.acquireLeader('b'), false, 'another name cannot take it');
+    assert.equal(await restarted.acquireLeader('a'), true, 'the same member name rebinds it');
     assert.equal(await restarted.refreshLeader('a'), true);
+    assert.equal(await previous.refreshLeader('a'), false, 'the earlier incarnation no longer holds it');
+    // Revoking the old lease no longer removes the key.
+    await previous.close({ revoke: true });
+    assert.equal((await restarted.load()).leader?.name, 'a');
   });
 
   it('lease expiry removes leader and member keys, and a watcher hears it promptly', async (t) => {

@@ -156,6 +156,44 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     assert.ok(missing.length <= 5, `few acknowledged writes lost in async mode, got ${missing.length}`);
   });
 
+  it('kill -9 of the primary agent alone: the lease deadman stops PostgreSQL before a replica is promoted', async () => {
+    const w = writer();
+    await w.prepare();
+    w.start();
+    await sleep(500);
+    const old = await leaderName();
+    const t = w.now();
+    lc.killAgent(old, 'SIGKILL');
+    // Nothing is left to refresh the lease; the writer keeps writing to the orphaned primary directly.
+    const direct = new pg.Client({ connectionString: lc.connectionString(old) });
+    await direct.connect();
+    direct.on('error', () => undefined);
+    let lastDirectAck = 0;
+    const directLoop = (async () => {
+      for (let i = 0; i < 400; i++) {
+        try {
+          await direct.query("INSERT INTO t VALUES ($1, 'orphan') ON CONFLICT DO NOTHING", [100_000 + i]);
+          lastDirectAck = w.now();
+        } catch {
+          return;
+        }
+        await sleep(20);
+      }
+    })();
+    const view = await waitPrimaryIs((n) => n !== old, 20_000);
+    const fresh = view.leader!.name;
+    assert.ok(await w.waitForAckAfter(t, 10_000));
+    await directLoop;
+    await direct.end().catch(() => undefined);
+    await w.stop();
+    const firstNew = Math.min(...w.acks.filter((a) => a.member === fresh && a.at > t).map((a) => a.at));
+    console.log(`# agent killed: orphaned primary's last ack at ${(lastDirectAck - t).toFixed(0)} ms, new primary's first at ${(firstNew - t).toFixed(0)} ms`);
+    assert.ok(lastDirectAck > 0 && lastDirectAck < firstNew, 'the orphaned primary stopped accepting writes before the new primary started');
+    await lc.startAgent(old);
+    await lc.waitHealthy(60_000);
+    assert.equal((await lc.view()).members[old]?.role, 'replica');
+  });
+
   it('switchover to a named member through the REST API', async () => {
     const old = await leaderName();
     const target = lc.members().find((m) => m !== old)!;

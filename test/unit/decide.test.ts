@@ -138,8 +138,8 @@ describe('decide: election when the leader key is free', () => {
     const d = decideFor(base(), 'b');
     assert.deepEqual(d.actions, [
       { type: 'acquireLeader' },
+      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 1000 },
       { type: 'promote' },
-      { type: 'recordHistory', reason: 'failover to b' },
     ]);
     assert.match(d.reason, /promoting: the leader key was free and this is the most advanced healthy replica/);
   });
@@ -155,18 +155,18 @@ describe('decide: election when the leader key is free', () => {
     const obs = c.observe('c', {});
     obs.peers.b = { ...obs.peers.b!, reachable: false };
     const d = run(c.view(), obs);
-    assert.deepEqual(types(d), ['acquireLeader', 'promote', 'recordHistory']);
+    assert.deepEqual(types(d), ['acquireLeader', 'recordHistory', 'promote']);
   });
 
   it('equal positions: higher failover_priority wins', () => {
     const c = cluster().primary('a').replica('b', { wal: 1000 }).replica('c', { wal: 1000, tags: { failover_priority: 5 } }).leaderGone();
     assert.deepEqual(decideFor(c, 'b').actions, []);
-    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'promote', 'recordHistory']);
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote']);
   });
 
   it('a nofailover peer is ignored and never promotes itself', () => {
     const c = cluster().primary('a').replica('b', { wal: 2000, tags: { nofailover: true } }).replica('c', { wal: 1000 }).leaderGone();
-    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'promote', 'recordHistory']);
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote']);
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
     assert.match(d.reason, /nofailover/);
@@ -217,8 +217,8 @@ describe('decide: synchronous mode', () => {
     assert.deepEqual(db.actions, [
       { type: 'acquireLeader' },
       { type: 'writeSync', members: [] },
+      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 900 },
       { type: 'promote' },
-      { type: 'recordHistory', reason: 'failover to b' },
     ]);
   });
 
@@ -378,8 +378,8 @@ describe('decide: switchover and failover requests', () => {
     const d = decideFor(c, 'c', { pg: { walPosition: 1000 } });
     assert.deepEqual(d.actions, [
       { type: 'acquireLeader' },
+      { type: 'recordHistory', reason: 'switchover to c', timeline: 2, lsn: 1000 },
       { type: 'promote' },
-      { type: 'recordHistory', reason: 'switchover to c' },
       { type: 'clearFailover' },
     ]);
   });
@@ -393,7 +393,7 @@ describe('decide: switchover and failover requests', () => {
 
   it('a stale request no longer holds the election back', () => {
     const c = c3().failover({ from: 'a', to: 'c', requestedAt: NOW.wall - 3_600_000 }).leaderGone();
-    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'promote', 'recordHistory', 'clearFailover']);
+    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover']);
   });
 
   it('waits while the candidate is not streaming', () => {
@@ -429,7 +429,7 @@ describe('decide: switchover and failover requests', () => {
   it('a forced failover to a lagging member is allowed, a switchover is not', () => {
     const c = cluster().primary('a', { wal: 5_000_000 }).replica('b', { wal: 10 }).leaderGone();
     const fo = c.failover({ kind: 'failover', to: 'b' });
-    assert.deepEqual(types(decideFor(fo, 'b')), ['acquireLeader', 'promote', 'recordHistory', 'clearFailover']);
+    assert.deepEqual(types(decideFor(fo, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover']);
     const so = c.failover({ kind: 'switchover', to: 'b' });
     assert.deepEqual(decideFor(so, 'b').actions, []);
   });
@@ -473,5 +473,74 @@ describe('decide: pause and operator requests', () => {
     const c = cluster().primary('a');
     const d = decideFor(c, 'a', { memory: { requests: { restart: true, reload: false, reinitialize: false } } });
     assert.deepEqual(types(d), ['refreshLeader', 'clearRequests', 'restart']);
+  });
+});
+
+describe('decide: regressions found by the simulator', () => {
+  it('a restarted agent whose key is still bound to its old lease rebinds it with acquireLeader', () => {
+    const c = cluster().primary('a').replica('b');
+    const d = decideFor(c, 'a', { memory: { holdsLeader: false, leaderRefreshSentAt: null } });
+    assert.deepEqual(d.actions, [{ type: 'acquireLeader' }]);
+  });
+
+  it('a stopped former primary does not defer to a peer too far behind to take the key', () => {
+    const c = cluster().primary('a', { wal: 50_000_000 }).replica('b', { wal: 10 }).leaderGone(true).config({ maximum_lag_on_failover: 1_000_000 });
+    const d = decideFor(c, 'a', {
+      pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down', controlTimeline: 1, walPosition: null },
+      memory: { holdsLeader: false },
+    });
+    assert.deepEqual(types(d), ['acquireLeader', 'start']);
+  });
+
+  it('synchronous mode: the member named as sync leader stays eligible (it took the key but did not promote)', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a').replica('b').replica('c').sync('b', []).leaderGone();
+    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'writeSync', 'recordHistory', 'promote']);
+    assert.deepEqual(decideFor(c, 'c').actions, []);
+  });
+
+  it('promotion records the new timeline before promoting', () => {
+    const c = cluster().primary('a').replica('b', { timeline: 3, wal: 777 }).leaderGone();
+    const d = decideFor(c, 'b', { pg: { timeline: 3 } });
+    assert.deepEqual(d.actions[1], { type: 'recordHistory', reason: 'failover to b', timeline: 4, lsn: 777 });
+  });
+
+  it('a running former primary does not retake the key when the last promotion in history is someone else', () => {
+    const c = cluster().primary('a', { timeline: 2 }).replica('b').leaderGone(true).history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'a' },
+      { timeline: 2, lsn: 500, at: 1, reason: 'failover', leader: 'b' },
+    ]);
+    const d = decideFor(c, 'a', { pg: { timeline: 2 }, memory: { holdsLeader: false } });
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+  });
+
+  it('a waiting switchover does not freeze synchronous standby bookkeeping', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a').replica('b').replica('c').sync('a', []).failover({ to: 'c' });
+    const d = decideFor(c, 'a', {
+      pg: { synchronousStandbyNames: [], replication: [{ name: 'b', state: 'streaming', syncState: 'async', flushLsn: 1000, replayLsn: 1000 }] },
+    });
+    assert.deepEqual(types(d), ['refreshLeader', 'setSynchronousStandbys']);
+    assert.match(d.reason, /switchover waiting: c is not a synchronous standby/);
+  });
+
+  it('a replica holding WAL past the fork of the new timeline is rewound', () => {
+    const c = cluster().primary('b', { timeline: 2 }).replica('a', { timeline: 1, wal: 2000 }).history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'x' },
+      { timeline: 2, lsn: 1500, at: 1, reason: 'failover', leader: 'b' },
+    ]);
+    const d = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 2000, streaming: false, following: 'b' } });
+    assert.deepEqual(d.actions, [
+      { type: 'stop', mode: 'fast' },
+      { type: 'rewind', from: 'b' },
+      { type: 'start', role: 'replica', follow: 'b' },
+    ]);
+    const behind = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 1400, streaming: false, following: 'b' } });
+    assert.deepEqual(behind.actions, [], 'a replica before the fork just catches up');
+  });
+
+  it('a replica waits while the leader has not published its address', () => {
+    const c = cluster().primary('a').replica('b').leader('z');
+    const d = decideFor(c, 'b', { pg: { following: 'a' } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /waiting for the primary z to publish its address/);
   });
 });

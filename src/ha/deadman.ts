@@ -1,0 +1,162 @@
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The lease deadman: pgwarden's user-space counterpart of Patroni's /dev/watchdog.
+ *
+ * The agent's own watchdog stops PostgreSQL when the leader lease can no longer be trusted — but only while
+ * the agent process lives. If the agent is killed (OOM killer, kill -9, a crash) its PostgreSQL would keep
+ * accepting writes after the lease expired and a replica was promoted. So while it holds the leader key the
+ * agent also *arms* a small separate process with the same deadline, re-armed on every refresh; if the
+ * deadline passes without a re-arm, that process stops PostgreSQL.
+ *
+ * The deadline is a CLOCK_MONOTONIC instant (process.hrtime), which on Linux is the same clock in every
+ * process, so agent and deadman agree on it without wall-clock jumps mattering.
+ */
+export const DEADLINE_FILE = 'pgwarden.deadline';
+const PID_FILE = 'pgwarden.deadman.pid';
+const POLL_MS = 100;
+/** The deadman exits once it has been disarmed this long (the agent starts it again when it next arms). */
+const IDLE_EXIT_MS = 3000;
+
+/** performance.now() and process.hrtime() are both monotonic; this maps one onto the other. */
+const HRTIME_OFFSET_NS = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
+
+export function monoMsToHrtimeNs(monoMs: number): bigint {
+  return HRTIME_OFFSET_NS + BigInt(Math.round(monoMs * 1e6));
+}
+
+interface DeadlineFile {
+  deadlineNs: string;
+}
+
+/** The agent's side: arm with a deadline, disarm when it no longer holds the key. */
+export class LeaseDeadman {
+  private armedNs: bigint | null = null;
+
+  constructor(
+    private readonly runDir: string,
+    private readonly dataDir: string,
+    private readonly onError: (e: unknown) => void,
+  ) {}
+
+  /** Sets the deadline (monotonic ms, performance.now()'s clock) and makes sure the deadman runs. */
+  arm(deadlineMonoMs: number): void {
+    const ns = monoMsToHrtimeNs(deadlineMonoMs);
+    if (this.armedNs === ns) return;
+    try {
+      const file = path.join(this.runDir, DEADLINE_FILE);
+      const tmp = `${file}.tmp`;
+      writeFileSync(tmp, JSON.stringify({ deadlineNs: ns.toString() } satisfies DeadlineFile));
+      renameSync(tmp, file);
+      this.armedNs = ns;
+      this.ensureRunning();
+    } catch (e) {
+      this.onError(e);
+    }
+  }
+
+  disarm(): void {
+    if (this.armedNs === null && !existsSync(path.join(this.runDir, DEADLINE_FILE))) return;
+    this.armedNs = null;
+    try {
+      unlinkSync(path.join(this.runDir, DEADLINE_FILE));
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private ensureRunning(): void {
+    const pid = readPid(path.join(this.runDir, PID_FILE));
+    if (pid !== null && isAlive(pid)) return;
+    const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
+    const log = openSync(path.join(this.runDir, 'deadman.log'), 'a');
+    try {
+      const child = spawn(process.execPath, [main, 'deadman', '--run-dir', this.runDir, '--data-dir', this.dataDir], {
+        detached: true,
+        stdio: ['ignore', log, log],
+      });
+      child.unref();
+      if (child.pid) writeFileSync(path.join(this.runDir, PID_FILE), String(child.pid));
+    } finally {
+      closeSync(log);
+    }
+  }
+}
+
+/**
+ * The deadman process (`pgwarden deadman`): every 100 ms, if an armed deadline has passed, sends SIGINT (fast
+ * shutdown: new connections refused at once, open ones ended) to the postmaster and disarms.
+ */
+export async function runDeadman(runDir: string, dataDir: string): Promise<void> {
+  const deadlineFile = path.join(runDir, DEADLINE_FILE);
+  const pidFile = path.join(runDir, PID_FILE);
+  let idleSince = process.hrtime.bigint();
+  for (;;) {
+    // A newer deadman took over (the agent found this one dead-looking): leave.
+    const owner = readPid(pidFile);
+    if (owner !== null && owner !== process.pid) return;
+    const now = process.hrtime.bigint();
+    const deadline = readDeadline(deadlineFile);
+    if (deadline === null) {
+      if (now - idleSince > BigInt(IDLE_EXIT_MS) * 1_000_000n) {
+        try {
+          if (readPid(pidFile) === process.pid) unlinkSync(pidFile);
+        } catch {
+          // Nothing to clean.
+        }
+        return;
+      }
+    } else {
+      idleSince = now;
+      if (now >= deadline) {
+        const pid = readPid(path.join(dataDir, 'postmaster.pid'));
+        if (pid !== null) {
+          try {
+            process.kill(pid, 'SIGINT');
+            process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: stopped PostgreSQL (pid ${pid})\n`);
+          } catch {
+            // Already gone.
+          }
+        }
+        try {
+          unlinkSync(deadlineFile);
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+function readDeadline(file: string): bigint | null {
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as DeadlineFile;
+    return BigInt(parsed.deadlineNs);
+  } catch {
+    return null;
+  }
+}
+
+function readPid(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
