@@ -203,6 +203,8 @@ export class Agent implements ApiBackend {
     await this.applyParameters(config);
     const pgObs = await this.pg.observe();
     this.lastPg = pgObs;
+    if (pgObs.running && pgObs.inRecovery === true && !pgObs.streaming) memory.notStreamingSince ??= performance.now();
+    else memory.notStreamingSince = null;
 
     if (reachable) {
       if (view.leader?.name !== this.memberName) {

@@ -553,6 +553,10 @@ class Decider {
   private diverged(): boolean {
     const pg = this.obs.pg;
     if (!pg.running || pg.inRecovery !== true || pg.streaming || pg.timeline === null || pg.walPosition === null) return false;
+    // Every replica stops streaming when its primary dies, and the dead primary's member key lives on for up
+    // to ttl: judge only a replica that has failed to stream for longer than that.
+    const since = this.obs.memory.notStreamingSince;
+    if (since === null || this.clock.mono - since < (this.config.ttl + this.config.loop_wait) * 1000) return false;
     const history = this.view.history;
     let mine = -1;
     for (let i = 0; i < history.length; i++) if (history[i]!.timeline === pg.timeline) mine = i;

@@ -64,14 +64,16 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
         await pg.rewind(peer(ctx, action.from));
         memory.rewindFailed = false;
       } catch (e) {
-        memory.rewindFailed = true;
+        // Only a rewind that ran and failed calls for a fresh clone; a source that could not be reached
+        // (it died, or is still starting) is retried.
+        if (!isConnectionFailure(e)) memory.rewindFailed = true;
         throw e;
       }
       return;
     case 'reinitialize':
       if (pg.postmasterPid() !== null) await pg.stop('immediate');
-      await pg.wipe();
-      await pg.clone(peer(ctx, action.from));
+      // The old data stays until the new copy is complete.
+      await pg.reclone(peer(ctx, action.from));
       memory.rewindFailed = false;
       return;
     case 'acquireLeader': {
@@ -192,4 +194,10 @@ function peer(ctx: ExecutorContext, name: string): PeerAddress {
   const m = ctx.view.members[name];
   if (!m) throw new PgwardenError('MEMBER_NOT_FOUND', `Member ${name} is not registered in etcd any more; the next cycle decides again.`);
   return { name, host: m.host, port: m.port };
+}
+
+/** pg_rewind / pg_basebackup could not connect to the source at all. */
+function isConnectionFailure(e: unknown): boolean {
+  const text = e instanceof Error ? e.message : String(e);
+  return /connection to server .* failed|could not connect|Connection refused|the database system is (starting up|shutting down)/i.test(text);
 }

@@ -231,6 +231,8 @@ export interface AgentMemory {
   requests: { restart: boolean; reload: boolean; reinitialize: boolean };
   /** Consecutive cycles in which a start of PostgreSQL failed. */
   startFailures: number;
+  /** Monotonic ms since which this running replica has not been streaming, null while it streams. */
+  notStreamingSince: number | null;
 }
 
 export const EMPTY_MEMORY: AgentMemory = {
@@ -243,6 +245,7 @@ export const EMPTY_MEMORY: AgentMemory = {
   crashRestartStartedAt: null,
   requests: { restart: false, reload: false, reinitialize: false },
   startFailures: 0,
+  notStreamingSince: null,
 };
 
 export interface Observation {

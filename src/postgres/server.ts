@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { PgwardenError } from '../errors.js';
@@ -260,7 +260,9 @@ export class PostgresServer {
     o.receiveLsn = parseLsnOrNull(row.receive_lsn);
     o.replayLsn = parseLsnOrNull(row.replay_lsn);
     if (row.in_recovery) {
-      o.timeline = o.streaming && row.received_tli ? row.received_tli : row.checkpoint_tli;
+      // Not streaming, the checkpoint's timeline lags behind what was already received and replayed (it moves
+      // only at the next restartpoint); the newest WAL segment in pg_wal names the timeline received last.
+      o.timeline = o.streaming && row.received_tli ? row.received_tli : Math.max(row.checkpoint_tli ?? 0, this.walFileTimeline()) || null;
       const positions = [o.receiveLsn, o.replayLsn].filter((l): l is number => l !== null);
       o.walPosition = positions.length > 0 ? Math.max(...positions) : null;
     } else {
@@ -277,6 +279,19 @@ export class PostgresServer {
       }),
     );
     o.slots = row.slots;
+  }
+
+  /** The highest timeline among the WAL segment files in pg_wal (0 when none can be read). */
+  private walFileTimeline(): number {
+    let max = 0;
+    try {
+      for (const name of readdirSync(path.join(this.dataDir, 'pg_wal'))) {
+        if (name.length === 24 && /^[0-9A-F]{24}$/.test(name)) max = Math.max(max, parseInt(name.slice(0, 8), 16));
+      }
+    } catch {
+      // Unreadable: unknown.
+    }
+    return max;
   }
 
   /** missing / empty (exists without PG_VERSION) / initialized (has PG_VERSION). */
@@ -584,28 +599,8 @@ export class PostgresServer {
    */
   async clone(from: PeerAddress): Promise<void> {
     await this.prepareEmptyDataDir('clone');
-    const passfile = renderPgpass([{ user: this.options.replication.username, password: this.options.replication.password }]);
     try {
-      await withSecretFile(passfile, this.owner, (file) =>
-        runProgram(
-          this.bin('pg_basebackup'),
-          [
-            '-D', this.dataDir,
-            '-h', from.host,
-            '-p', String(from.port),
-            '-U', this.options.replication.username,
-            '--no-password',
-            '-X', 'stream',
-            '-c', 'fast',
-          ],
-          {
-            timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,
-            runAs: this.owner,
-            env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-clone-${this.name}` },
-            hint: `Check that member ${from.name} (${from.host}:${from.port}) is running and accepts replication connections from this host.`,
-          },
-        ),
-      );
+      await this.basebackup(from, this.dataDir);
       await this.writeConfiguration({ ...(await this.readState()), following: from, synchronousStandbyNames: [] });
       await this.setStandbySignal(true);
     } catch (e) {
@@ -614,6 +609,55 @@ export class PostgresServer {
       throw e;
     }
   }
+
+  /**
+   * Replaces this member's data with a fresh copy of `from` (reinitialize). The copy is made beside the data
+   * directory and swapped in only once complete: an unreachable or failing source never leaves this member
+   * without its data. The server must be stopped.
+   */
+  async reclone(from: PeerAddress): Promise<void> {
+    if (this.postmasterPid() !== null) {
+      throw new PgwardenError('PG_COMMAND_FAILED', `Cannot reinitialize member ${this.name} while PostgreSQL runs: stop it first.`);
+    }
+    const side = `${this.dataDir}.reclone`;
+    const old = `${this.dataDir}.old`;
+    await rm(side, { recursive: true, force: true });
+    await mkdir(side, { mode: 0o700 });
+    if (this.owner) await chown(side, this.owner.uid, this.owner.gid);
+    try {
+      await this.basebackup(from, side);
+    } catch (e) {
+      await rm(side, { recursive: true, force: true });
+      throw e;
+    }
+    await this.close();
+    this.cachedSystemId = null;
+    await rm(old, { recursive: true, force: true });
+    await rename(this.dataDir, old).catch((e: unknown) => {
+      if (errnoCode(e) !== 'ENOENT') throw e;
+    });
+    await rename(side, this.dataDir);
+    await rm(old, { recursive: true, force: true });
+    await this.writeConfiguration({ ...(await this.readState()), following: from, synchronousStandbyNames: [] });
+    await this.setStandbySignal(true);
+  }
+
+  private async basebackup(from: PeerAddress, target: string): Promise<void> {
+    const passfile = renderPgpass([{ user: this.options.replication.username, password: this.options.replication.password }]);
+    await withSecretFile(passfile, this.owner, (file) =>
+      runProgram(
+        this.bin('pg_basebackup'),
+        ['-D', target, '-h', from.host, '-p', String(from.port), '-U', this.options.replication.username, '--no-password', '-X', 'stream', '-c', 'fast'],
+        {
+          timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,
+          runAs: this.owner,
+          env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-clone-${this.name}` },
+          hint: `Check that member ${from.name} (${from.host}:${from.port}) is running and accepts replication connections from this host.`,
+        },
+      ),
+    );
+  }
+
 
   /**
    * Starts the server as a primary or as a replica of `follow` (null: a replica with no upstream yet). Waits until

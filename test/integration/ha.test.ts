@@ -12,6 +12,8 @@ import pg from 'pg';
 import YAML from 'yaml';
 import { LocalCluster } from '../../src/up/local-cluster.js';
 import type { ClusterView } from '../../src/ha/types.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../helpers/ports.js';
 import { TcpRelay } from '../helpers/relay.js';
 import { PrimaryWriter, sleep } from '../helpers/writer.js';
 
@@ -139,11 +141,16 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     w.start();
     await sleep(500);
     const old = await leaderName();
+    const bystanderPids = new Map(lc.members().filter((m) => m !== old).map((m) => [m, lc.pgPid(m)]));
     const t = w.now();
     lc.killAgent(old, 'SIGKILL');
     lc.killPostgres(old, 'SIGKILL');
     const view = await waitPrimaryIs((n) => n !== old, 20_000);
     assert.ok(await w.waitForAckAfter(t, 10_000));
+    // Regression: replicas that lost their primary once misjudged themselves as diverged and wiped their data.
+    const bystander = [...bystanderPids.keys()].find((m) => m !== view.leader!.name)!;
+    await waitFor(`${bystander} streaming from the new primary`, async () => (await lc.view()).members[bystander]?.state === 'streaming', 20_000);
+    assert.equal(lc.pgPid(bystander), bystanderPids.get(bystander), 'the other replica followed the new primary without a restart or a re-clone');
     await w.stop();
     const gap = w.maxGapAfter(t);
     console.log(`# host crash: write gap ${gap?.toFixed(0)} ms, new primary ${view.leader!.name}`);
@@ -213,6 +220,65 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     const v = await lc.view();
     assert.equal(v.members[old]?.role, 'replica');
     assert.equal(v.failover, null, 'the request was cleared');
+  });
+
+  it('an HAProxy configured as for Patroni routes to the primary, and to the new one after a switchover', async () => {
+    const port = await freePort();
+    const servers = lc
+      .members()
+      .map((m) => `    server ${m} 127.0.0.1:${lc.pgPort(m)} maxconn 100 check port ${new URL(lc.apiUrl(m)).port}`)
+      .join('\n');
+    // The configuration Patroni's documentation gives, unchanged but for addresses.
+    const cfg = [
+      'global',
+      '    maxconn 100',
+      'defaults',
+      '    mode tcp',
+      '    retries 2',
+      '    timeout client 30m',
+      '    timeout connect 4s',
+      '    timeout server 30m',
+      '    timeout check 5s',
+      'listen primary',
+      `    bind 127.0.0.1:${port}`,
+      '    option httpchk OPTIONS /primary',
+      '    http-check expect status 200',
+      '    default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions',
+      servers,
+      '',
+    ].join('\n');
+    const file = path.join(dir, 'haproxy.cfg');
+    await writeFile(file, cfg);
+    const haproxy: ChildProcess = spawn('/usr/sbin/haproxy', ['-db', '-f', file], { stdio: 'ignore' });
+    const through = async (): Promise<{ port: number; recovery: boolean }> => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: lc.pgCredentials().superuser.password, database: 'postgres', connectionTimeoutMillis: 2000 });
+      await c.connect();
+      try {
+        const r = await c.query<{ port: number; recovery: boolean }>('SELECT inet_server_port() AS port, pg_is_in_recovery() AS recovery');
+        return r.rows[0]!;
+      } finally {
+        await c.end();
+      }
+    };
+    try {
+      const primary = await leaderName();
+      const first = await waitFor('HAProxy to route to the primary', async () => {
+        const r = await through().catch(() => null);
+        return r && r.port === lc.pgPort(primary) ? r : null;
+      }, 15_000);
+      assert.equal(first.recovery, false, 'HAProxy routed to a writable server');
+      const target = lc.members().find((m) => m !== primary)!;
+      await waitFor('the switchover to be accepted', async () => (await postApi(primary, '/switchover', { leader: primary, candidate: target })).status < 300);
+      await waitPrimaryIs(target, 30_000);
+      const second = await waitFor('HAProxy to route to the new primary', async () => {
+        const r = await through().catch(() => null);
+        return r && r.port === lc.pgPort(target) ? r : null;
+      }, 15_000);
+      assert.equal(second.recovery, false);
+    } finally {
+      haproxy.kill('SIGTERM');
+    }
+    await lc.waitHealthy(60_000);
   });
 
   it('pause stops failover; resume lets the cluster heal', async () => {

@@ -527,13 +527,15 @@ describe('decide: regressions found by the simulator', () => {
       { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'x' },
       { timeline: 2, lsn: 1500, at: 1, reason: 'failover', leader: 'b' },
     ]);
-    const d = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 2000, streaming: false, following: 'b' } });
+    const recent = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 2000, streaming: false, following: 'b' }, memory: { notStreamingSince: NOW.mono - 3000 } });
+    assert.deepEqual(recent.actions, [], 'not streaming for less than ttl + loop_wait: the primary may just have died');
+    const d = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 2000, streaming: false, following: 'b' }, memory: { notStreamingSince: NOW.mono - 6000 } });
     assert.deepEqual(d.actions, [
       { type: 'stop', mode: 'fast' },
       { type: 'rewind', from: 'b' },
       { type: 'start', role: 'replica', follow: 'b' },
     ]);
-    const behind = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 1400, streaming: false, following: 'b' } });
+    const behind = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 1400, streaming: false, following: 'b' }, memory: { notStreamingSince: NOW.mono - 6000 } });
     assert.deepEqual(behind.actions, [], 'a replica before the fork just catches up');
   });
 
