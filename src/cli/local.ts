@@ -1,3 +1,4 @@
+import { commandOnPath } from '../config/cli.js';
 /**
  * `pgwarden up` and `pgwarden down`: a whole cluster on this machine, through LocalCluster.
  */
@@ -33,9 +34,11 @@ async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detac
   io.out('');
   // The default directory is found without --dir (from the same working directory).
   const dirOption = dirArg === DEFAULT_DIR ? '' : ` --dir ${quoteArg(dirArg)}`;
-  io.out(`Manage it: pgwarden list${dirOption}${dirOption ? '   (switchover, pause, edit-config, … take --dir too)' : ''}`);
-  if (detach) io.out(`Stop it:   pgwarden down${dirOption}`);
-  else io.out(`Stop it:   press Ctrl-C here, or run \`pgwarden down${dirOption}\``);
+  // After `npm start` the binary is not on the PATH; npx finds it from the project directory.
+  const cli = commandOnPath('pgwarden') ? 'pgwarden' : 'npx pgwarden';
+  io.out(`Manage it: ${cli} list${dirOption}${dirOption ? '   (switchover, pause, edit-config, … take --dir too)' : ''}`);
+  if (detach) io.out(`Stop it:   ${cli} down${dirOption}`);
+  else io.out(`Stop it:   press Ctrl-C here, or run \`${cli} down${dirOption}\``);
 }
 
 export async function upCommand(io: Io, options: UpOptions): Promise<void> {

@@ -1,3 +1,4 @@
+import { accessSync, constants } from 'node:fs';
 /**
  * Settings of the `pgwarden` CLI that come from the environment besides the cluster (cli-env.ts): the REST API
  * credentials used by `restart`, `reload` and `reinit`.
@@ -45,4 +46,18 @@ export function agentChildEnv(env: Env = process.env): Record<string, string> {
     if (value !== undefined && !name.startsWith('PGWARDEN')) out[name] = value;
   }
   return out;
+}
+
+/** Whether an executable named `name` is on the PATH (to print commands the user can paste as they are). */
+export function commandOnPath(name: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  for (const dir of (env.PATH ?? '').split(':')) {
+    if (!dir) continue;
+    try {
+      accessSync(`${dir}/${name}`, constants.X_OK);
+      return true;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return false;
 }

@@ -238,6 +238,9 @@ export class Agent implements ApiBackend {
       this.metricsRegistry.actions.inc({ action: action.type });
       try {
         await execute(action, ctx);
+        // Clients and proxies find the primary through the member key and /primary: say it the moment it is
+        // true, not after the rest of the cycle (the checkpoint that follows a promotion can take a while).
+        if (action.type === 'promote' && reachable) await this.publishNow(decision, config);
       } catch (e) {
         this.metricsRegistry.actionFailures.inc({ action: action.type });
         // No immediate retry: a failure that persists would otherwise spin the loop; the watchdog does not
@@ -264,6 +267,19 @@ export class Agent implements ApiBackend {
         this.metricsRegistry.dcsErrors.inc();
         this.log.debug({ err: describeError(e) }, 'publishing the member status failed');
       }
+    }
+  }
+
+  private async publishNow(decision: Decision, config: DynamicConfig): Promise<void> {
+    try {
+      this.lastView = await this.dcs.load();
+      const pg = await this.pg.observe();
+      this.lastPg = pg;
+      const status = this.buildStatus(pg, decision, this.lastView, config);
+      this.lastStatus = status;
+      await this.dcs.publishMember(status);
+    } catch (e) {
+      this.log.debug({ err: describeError(e) }, 'publishing the new role early failed; the cycle publishes it');
     }
   }
 

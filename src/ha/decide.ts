@@ -478,6 +478,7 @@ class Decider {
     steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}`, timeline: tl + 1, lsn: this.obs.pg.walPosition ?? 0 });
     steps.push({ type: 'promote' });
     if (this.view.failover) steps.push({ type: 'clearFailover' });
+    steps.push({ type: 'checkpoint' });
     return steps;
   }
 

@@ -57,6 +57,8 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       memory.needsRejoin = false;
       return;
     }
+    case 'checkpoint':
+      return pg.checkpoint();
     case 'follow':
       return pg.follow(action.leader ? peer(ctx, action.leader) : null);
     case 'rewind':

@@ -277,6 +277,8 @@ export type Action =
   | { type: 'restart' }
   | { type: 'reload' }
   | { type: 'promote' }
+  /** After a promotion, once the new role is published (see PostgresServer.checkpoint). */
+  | { type: 'checkpoint' }
   | { type: 'follow'; leader: string | null }
   | { type: 'rewind'; from: string }
   | { type: 'reinitialize'; from: string }

@@ -771,7 +771,7 @@ export class PostgresServer {
     }
   }
 
-  /** Promotes a running replica, then checkpoints so that pg_rewind of the old primary sees the new timeline. */
+  /** Promotes a running replica (call checkpoint() next, see there). */
   async promote(): Promise<void> {
     if (this.postmasterPid() === null) {
       throw new PgwardenError('PG_NOT_RUNNING', `Cannot promote member ${this.name}: PostgreSQL is not running. Start it as a replica first.`);
@@ -800,6 +800,13 @@ export class PostgresServer {
     }
     await this.writeConfiguration({ ...(await this.readState()), following: null });
     await this.reload();
+  }
+
+  /**
+   * CHECKPOINT, run after a promotion: until it completes pg_control still names the old timeline, and a
+   * pg_rewind of the former primary against this server would find nothing to rewind.
+   */
+  async checkpoint(): Promise<void> {
     await this.withLongConnection(600_000, (client) => client.query('CHECKPOINT')).catch((e: unknown) => {
       throw this.wrapQueryError(e, 'CHECKPOINT');
     });

@@ -125,6 +125,7 @@ describe('PostgresServer (real PostgreSQL 15)', { timeout: 120_000 }, () => {
       return s.synchronous_standby_names === '';
     });
     await beta.promote();
+    await beta.checkpoint();
     const o = await beta.observe();
     assert.equal(o.inRecovery, false);
     assert.equal(o.timeline, 2);
@@ -133,7 +134,7 @@ describe('PostgresServer (real PostgreSQL 15)', { timeout: 120_000 }, () => {
     await psql(superuserOn(beta), "INSERT INTO items VALUES (3, 'after failover')");
     await psql(superuserOn(alpha), "INSERT INTO items VALUES (4, 'diverged')");
     const [checkpoint] = await psql<{ timeline_id: number }>(superuserOn(beta), 'SELECT timeline_id FROM pg_control_checkpoint()');
-    assert.equal(checkpoint.timeline_id, 2, 'promote() checkpoints so that pg_rewind sees the new timeline');
+    assert.equal(checkpoint.timeline_id, 2, 'checkpoint() after promote() lets pg_rewind see the new timeline');
   });
 
   it('emergencyStop makes a primary refuse new connections within a second', async () => {
@@ -240,6 +241,7 @@ describe('PostgresServer (real PostgreSQL 15)', { timeout: 120_000 }, () => {
   it('fails over again onto timeline 3 and rewinds a crashed old primary (pg_rewind runs its crash recovery)', async () => {
     await observeUntil(alpha, 'alpha streaming from beta', (x) => x.streaming);
     await alpha.promote();
+    await alpha.checkpoint();
     await psql(superuserOn(alpha), "INSERT INTO items VALUES (5, 'second failover')");
     await psql(superuserOn(beta), "INSERT INTO items VALUES (6, 'diverged again')");
     await beta.stop('immediate');

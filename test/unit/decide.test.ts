@@ -140,6 +140,7 @@ describe('decide: election when the leader key is free', () => {
       { type: 'acquireLeader' },
       { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 1000 },
       { type: 'promote' },
+      { type: 'checkpoint' },
     ]);
     assert.match(d.reason, /promoting: the leader key was free and this is the most advanced healthy replica/);
   });
@@ -155,18 +156,18 @@ describe('decide: election when the leader key is free', () => {
     const obs = c.observe('c', {});
     obs.peers.b = { ...obs.peers.b!, reachable: false };
     const d = run(c.view(), obs);
-    assert.deepEqual(types(d), ['acquireLeader', 'recordHistory', 'promote']);
+    assert.deepEqual(types(d), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
   });
 
   it('equal positions: higher failover_priority wins', () => {
     const c = cluster().primary('a').replica('b', { wal: 1000 }).replica('c', { wal: 1000, tags: { failover_priority: 5 } }).leaderGone();
     assert.deepEqual(decideFor(c, 'b').actions, []);
-    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote']);
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
   });
 
   it('a nofailover peer is ignored and never promotes itself', () => {
     const c = cluster().primary('a').replica('b', { wal: 2000, tags: { nofailover: true } }).replica('c', { wal: 1000 }).leaderGone();
-    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote']);
+    assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
     assert.match(d.reason, /nofailover/);
@@ -219,6 +220,7 @@ describe('decide: synchronous mode', () => {
       { type: 'writeSync', members: [] },
       { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 900 },
       { type: 'promote' },
+      { type: 'checkpoint' },
     ]);
   });
 
@@ -381,6 +383,7 @@ describe('decide: switchover and failover requests', () => {
       { type: 'recordHistory', reason: 'switchover to c', timeline: 2, lsn: 1000 },
       { type: 'promote' },
       { type: 'clearFailover' },
+      { type: 'checkpoint' },
     ]);
   });
 
@@ -393,7 +396,7 @@ describe('decide: switchover and failover requests', () => {
 
   it('a stale request no longer holds the election back', () => {
     const c = c3().failover({ from: 'a', to: 'c', requestedAt: NOW.wall - 3_600_000 }).leaderGone();
-    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover']);
+    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover', 'checkpoint']);
   });
 
   it('waits while the candidate is not streaming', () => {
@@ -429,7 +432,7 @@ describe('decide: switchover and failover requests', () => {
   it('a forced failover to a lagging member is allowed, a switchover is not', () => {
     const c = cluster().primary('a', { wal: 5_000_000 }).replica('b', { wal: 10 }).leaderGone();
     const fo = c.failover({ kind: 'failover', to: 'b' });
-    assert.deepEqual(types(decideFor(fo, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover']);
+    assert.deepEqual(types(decideFor(fo, 'b')), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover', 'checkpoint']);
     const so = c.failover({ kind: 'switchover', to: 'b' });
     assert.deepEqual(decideFor(so, 'b').actions, []);
   });
@@ -494,7 +497,7 @@ describe('decide: regressions found by the simulator', () => {
 
   it('synchronous mode: the member named as sync leader stays eligible (it took the key but did not promote)', () => {
     const c = cluster().config({ synchronous_mode: true }).primary('a').replica('b').replica('c').sync('b', []).leaderGone();
-    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'writeSync', 'recordHistory', 'promote']);
+    assert.deepEqual(types(decideFor(c, 'b')), ['acquireLeader', 'writeSync', 'recordHistory', 'promote', 'checkpoint']);
     assert.deepEqual(decideFor(c, 'c').actions, []);
   });
 

@@ -179,7 +179,7 @@ export function writeStartupMessage(w: MessageWriter, params: Readonly<Record<st
   w.beginUntyped().int32(StartupCode.Protocol3);
   const entries = params instanceof Map ? params.entries() : Object.entries(params);
   for (const [name, value] of entries) {
-    if (name === '') throw protocolViolation('a startup parameter needs a name');
+    if (name === '') throw new RangeError('a startup parameter needs a non-empty name');
     w.cstring(name).cstring(value);
   }
   return w.int8(0).end();
