@@ -1,6 +1,8 @@
 /**
  * Encoders and decoders for the PostgreSQL protocol 3.0 messages a pooler needs, and no others: everything else
- * is forwarded as whole frames without being looked at.
+ * is forwarded as whole frames without being looked at. Hand-written rather than taken from a protocol library
+ * (node-postgres's pg-protocol decodes every message into an object, and only speaks the client side): on the
+ * proxy's hot path only the few fields routing and pooling need are read, straight from the frame's bytes.
  *
  * Conventions:
  * - Builders are `writeX(writer, ...)`: they append one message to a MessageWriter (no allocation per field).
