@@ -229,6 +229,14 @@ with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 et
     .requiredOption('-c, --config <file>', "the agent's YAML file")
     .action(async (opts: { config: string }) => (await import('./agent.js')).runAgent(opts.config));
 
+  program
+    .command('proxy')
+    .description('run the connection pooler in the foreground (static mode: a fixed primary, like PgBouncer)')
+    .requiredOption('-c, --config <file>', "the proxy's YAML file (listen, pool_mode, auth_file, ...)")
+    .option('--primary <host:port>', 'the PostgreSQL server rw connections go to (overrides primary in the file)')
+    .option('--replica <host:port>', 'a replica (repeatable; read-only routing comes later)', collect, [])
+    .action(async (opts: { config: string; primary?: string; replica: string[] }) => (await import('../proxy/run.js')).runProxy(opts));
+
   // Started by the agent itself (see src/ha/deadman.ts); not for people, so not listed in --help.
   program
     .command('deadman', { hidden: true })

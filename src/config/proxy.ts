@@ -1,0 +1,153 @@
+/**
+ * The proxy's YAML file (`pgwarden proxy --config proxy.yml`): PgBouncer's settings under PgBouncer's names, so
+ * that a pgbouncer.ini translates line for line. Also the userlist (auth_file) reader.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { PgwardenError } from '../errors.js';
+import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { type HostPort, parseHostPort } from './schema.js';
+
+export type PoolMode = 'session' | 'transaction';
+export type ProxyAuthType = 'scram-sha-256' | 'md5' | 'trust';
+
+const hostPort = z.string(expecting('"host:port", e.g. "127.0.0.1:6432"')).transform((value, ctx): HostPort => {
+  const parsed = parseHostPort(value, { allowPortZero: true });
+  if (parsed === null) {
+    ctx.addIssue({ code: 'custom', message: `expected "host:port" with a port from 0 to 65535, got ${describeValue(value)}` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const seconds = (fallback: number) => z.number(expecting('a number of seconds')).min(0).default(fallback);
+const count = (fallback: number) => z.number(expecting('a whole number')).int().min(1).default(fallback);
+
+export const proxyConfigSchema = z.strictObject({
+  listen: hostPort.default({ host: '127.0.0.1', port: 6432 }),
+  pool_mode: z.enum(['session', 'transaction'], expecting('"session" or "transaction"')).default('transaction'),
+  default_pool_size: count(20),
+  max_client_conn: count(1000),
+  query_wait_timeout: seconds(120),
+  server_idle_timeout: seconds(600),
+  server_lifetime: seconds(3600),
+  server_reset_query: z.string(expecting('an SQL statement, e.g. "DISCARD ALL"')).default('DISCARD ALL'),
+  auth_type: z.enum(['scram-sha-256', 'md5', 'trust'], expecting('"scram-sha-256", "md5" or "trust"')).default('scram-sha-256'),
+  /** Path of the userlist; relative to the config file's directory. Required unless auth_type is trust. */
+  auth_file: z.string(expecting('the path of a userlist file')).optional(),
+  databases: z
+    .record(z.string(), z.strictObject({ dbname: z.string(expecting('a database name')).optional() }).nullable().default(null))
+    .optional(),
+  max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
+  /** Static mode: the primary as "host:port" (the --primary option overrides it). */
+  primary: hostPort.optional(),
+  replicas: z.array(hostPort).default([]),
+});
+
+export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
+  /** auth_file resolved against the config file's directory. */
+  authFilePath: string | null;
+  /** user → password, SCRAM secret or md5 secret, from auth_file. */
+  users: Map<string, string>;
+};
+
+/** Parses PgBouncer's userlist format: `"user" "secret"` per line; `""` inside quotes is one quote. */
+export function parseUserlist(text: string, source: string): Map<string, string> {
+  const users = new Map<string, string>();
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i].trim();
+    if (line === '' || line.startsWith(';') || line.startsWith('#')) continue;
+    const fields: string[] = [];
+    let pos = 0;
+    while (pos < line.length && fields.length < 2) {
+      while (line[pos] === ' ' || line[pos] === '\t') pos++;
+      if (line[pos] !== '"') break;
+      let value = '';
+      pos++;
+      for (;;) {
+        if (pos >= line.length) throw userlistError(source, i + 1, 'a quoted field is not closed');
+        if (line[pos] === '"') {
+          if (line[pos + 1] === '"') {
+            value += '"';
+            pos += 2;
+            continue;
+          }
+          pos++;
+          break;
+        }
+        value += line[pos++];
+      }
+      fields.push(value);
+    }
+    if (fields.length !== 2 || fields[0] === '') throw userlistError(source, i + 1, 'expected "user" "password-or-secret"');
+    users.set(fields[0], fields[1]);
+  }
+  return users;
+}
+
+function userlistError(source: string, line: number, what: string): PgwardenError {
+  return new PgwardenError('CONFIG_INVALID', `${source} line ${line} is invalid: ${what}; each line is "user" "password" (PgBouncer's userlist format)`);
+}
+
+export interface ParseProxyConfigOptions {
+  source: string;
+  baseDir: string;
+  readFile?: (path: string) => string;
+}
+
+export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions): ProxyConfig {
+  const contents = raw === null || raw === undefined ? {} : raw;
+  if (typeof contents !== 'object' || Array.isArray(contents)) {
+    throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: expected a YAML mapping of proxy settings, got ${describeValue(contents)}`);
+  }
+  const parsed = parseOrThrow(proxyConfigSchema, contents, options.source);
+  const read = options.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  let users = new Map<string, string>();
+  let authFilePath: string | null = null;
+  if (parsed.auth_file !== undefined) {
+    authFilePath = resolve(options.baseDir, parsed.auth_file);
+    let text: string;
+    try {
+      text = read(authFilePath);
+    } catch (e) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: auth_file ${authFilePath} could not be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): create it with lines "user" "password"`,
+        { cause: e },
+      );
+    }
+    users = parseUserlist(text, `auth_file ${authFilePath}`);
+  } else if (parsed.auth_type !== 'trust') {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: auth_file is required when auth_type is ${parsed.auth_type}: set it to a userlist file ("user" "password" lines)`,
+    );
+  }
+  return { ...parsed, authFilePath, users };
+}
+
+export function loadProxyConfig(path: string): ProxyConfig {
+  const file = resolve(path);
+  const source = `config file ${file}`;
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new PgwardenError(
+      code === 'ENOENT' ? 'CONFIG_NOT_FOUND' : 'CONFIG_INVALID',
+      code === 'ENOENT'
+        ? `config file ${file} does not exist: check the --config path, or create it (at least auth_file)`
+        : `${source} could not be read (${code ?? (e as Error).message}): check that it is a file readable by this user`,
+      { cause: e },
+    );
+  }
+  const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    throw new PgwardenError('CONFIG_INVALID', `${source} is not valid YAML: ${document.errors[0].message.split('\n')[0]}`);
+  }
+  return parseProxyConfig(document.toJS(), { source, baseDir: dirname(file) });
+}

@@ -1,0 +1,337 @@
+/**
+ * One connection from the proxy to PostgreSQL: login (SCRAM with a password or pass-through keys, md5,
+ * cleartext), then forwarding of whole server frames to the client it is attached to.
+ *
+ * The forwarding path keeps DESIGN.md's hot-path rules: frames are views into the received chunk; consecutive
+ * frames that go to the client unchanged are written as one slice of that chunk inside cork/uncork; the only
+ * frames looked at are ReadyForQuery, ParseComplete/CloseComplete (to swallow answers to messages the proxy
+ * injected), ErrorResponse (FATAL ones) and nothing else.
+ */
+import { connect, type Socket } from 'node:net';
+import { md5PasswordResponse } from '../auth/md5.js';
+import { SCRAM_SHA_256, type ScramKeys, ScramClientSession } from '../auth/scram.js';
+import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
+import { MessageFramer } from '../protocol/framer.js';
+import * as m from '../protocol/messages.js';
+import { MessageWriter } from '../protocol/writer.js';
+import type { Endpoint } from '../topology.js';
+
+/** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
+export const HIGH_WATER_MARK = 256 * 1024;
+
+/** How the proxy proves itself to PostgreSQL as `user`. */
+export interface ServerCredentials {
+  /** A plain password (any method works with it). */
+  password?: string;
+  /** A stored md5 secret (md5 only). */
+  md5Secret?: string;
+  /** Keys recovered from a client's SCRAM exchange (SCRAM only). */
+  scramKeys?: ScramKeys;
+}
+
+/** What a server connection needs from the client it serves; implemented by ProxyClient. */
+export interface ServerConnPeer {
+  readonly socket: Socket;
+  /** The server said ReadyForQuery; the peer decides whether to give the connection back. */
+  onServerReady(conn: ServerConn, status: number): void;
+  /** The connection failed while attached; `message` says why. */
+  onServerLost(conn: ServerConn, message: string): void;
+}
+
+/** Kinds of answers the server owes, in the order it will send them. */
+export const enum Expect {
+  ClientParse = 0,
+  InjectedParse = 1,
+  /** Sync, Query or FunctionCall: answered by ReadyForQuery. */
+  Sync = 2,
+  ClientClose = 3,
+  InjectedClose = 4,
+  /** A simple query the proxy sent (settings, reset): everything up to its ReadyForQuery is swallowed. */
+  InjectedQuery = 5,
+}
+
+let nextConnId = 1;
+
+export class ServerConn {
+  readonly id = nextConnId++;
+  socket: Socket;
+  peer: ServerConnPeer | null = null;
+  readonly params = new Map<string, string>();
+  backendPid = 0;
+  backendSecret = 0;
+  readonly createdAt = Date.now();
+  idleSince = Date.now();
+  closed = false;
+  /** Transaction status from the last ReadyForQuery ('I' 0x49, 'T', 'E'). */
+  status = 0x49;
+  /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
+  settingsKey = '[]';
+  /** Named prepared statements this connection holds: name → the Parse message that made it. */
+  readonly prepared = new Map<string, Buffer>();
+
+  private readonly framer = new MessageFramer();
+  private readonly writer = new MessageWriter(1024);
+  private readonly expect: number[] = [];
+  private expectHead = 0;
+  /** ReadyForQuery messages still owed (Sync/Query entries in `expect`). */
+  outstanding = 0;
+  private fatal: string | null = null;
+  private loginDone = false;
+  private readonly onData = (chunk: Buffer): void => this.handleData(chunk);
+  private readonly onDrain = (): void => this.peerDrainedUs();
+  private onIdleClose: ((conn: ServerConn) => void) | null = null;
+
+  constructor(readonly endpoint: Endpoint) {
+    this.socket = connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
+  }
+
+  /** Logs in; resolves once PostgreSQL said ReadyForQuery. Rejects with a PgProtocolError on any failure. */
+  login(options: { user: string; database: string; credentials: ServerCredentials; connectTimeoutMs: number }): Promise<void> {
+    const { user, database, credentials } = options;
+    return new Promise<void>((resolve, reject) => {
+      const socket = this.socket;
+      let scram: ScramClientSession | null = null;
+      const fail = (e: PgProtocolError): void => {
+        clearTimeout(timer);
+        this.destroy();
+        reject(e);
+      };
+      const timer = setTimeout(
+        () => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `could not connect to server ${this.endpoint.host}:${this.endpoint.port}: timeout`)),
+        options.connectTimeoutMs,
+      );
+      socket.once('connect', () => {
+        socket.write(m.writeStartupMessage(this.writer, { user, database }).flush());
+      });
+      const onError = (e: Error): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `could not connect to server ${this.endpoint.host}:${this.endpoint.port}: ${e.message}`));
+      const onClose = (): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `server ${this.endpoint.host}:${this.endpoint.port} closed the connection during login`));
+      socket.on('error', onError);
+      socket.on('close', onClose);
+      const onLoginData = (chunk: Buffer): void => {
+        const f = this.framer;
+        f.push(chunk);
+        try {
+          while (f.next()) {
+            const t = f.type;
+            if (t === m.BackendType.Authentication) {
+              const request = m.decodeAuthentication(f.buffer, f.bodyStart, f.end);
+              const w = this.writer;
+              if (request.kind === 'ok') continue;
+              if (request.kind === 'sasl') {
+                if (!request.mechanisms.includes(SCRAM_SHA_256)) throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, 'server offers no SCRAM-SHA-256');
+                if (credentials.password === undefined && credentials.scramKeys === undefined) throw noCredentials(user, 'SCRAM');
+                scram = new ScramClientSession(credentials.password !== undefined ? { password: credentials.password } : { keys: credentials.scramKeys! });
+                socket.write(m.writeSASLInitialResponse(w, SCRAM_SHA_256, scram.initialResponse()).flush());
+              } else if (request.kind === 'sasl-continue' && scram !== null) {
+                socket.write(m.writeSASLResponse(w, scram.handleContinue(request.data)).flush());
+              } else if (request.kind === 'sasl-final' && scram !== null) {
+                scram.handleFinal(request.data);
+              } else if (request.kind === 'md5-password') {
+                const secret = credentials.password ?? credentials.md5Secret;
+                if (secret === undefined) throw noCredentials(user, 'md5');
+                socket.write(m.writePasswordMessage(w, md5PasswordResponse(secret, user, request.salt)).flush());
+              } else if (request.kind === 'cleartext-password') {
+                if (credentials.password === undefined) throw noCredentials(user, 'password');
+                socket.write(m.writePasswordMessage(w, credentials.password).flush());
+              } else {
+                throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, `server asks for authentication method ${request.code}, which the proxy does not speak`);
+              }
+            } else if (t === m.BackendType.ErrorResponse) {
+              const fields = m.decodeErrorFields(f.buffer, f.bodyStart, f.end);
+              throw new PgProtocolError(fields.code, fields.message, fields.detail === undefined ? {} : { detail: fields.detail });
+            } else if (t === m.BackendType.ParameterStatus) {
+              const { name, value } = m.decodeParameterStatus(f.buffer, f.bodyStart, f.end);
+              this.params.set(name, value);
+            } else if (t === m.BackendType.BackendKeyData) {
+              const key = m.decodeBackendKeyData(f.buffer, f.bodyStart, f.end);
+              this.backendPid = key.pid;
+              this.backendSecret = key.secretKey;
+            } else if (t === m.BackendType.ReadyForQuery) {
+              clearTimeout(timer);
+              socket.off('data', onLoginData);
+              socket.off('error', onError);
+              socket.off('close', onClose);
+              this.loginDone = true;
+              socket.on('data', this.onData);
+              socket.on('drain', this.onDrain);
+              socket.on('error', () => undefined);
+              socket.on('close', () => this.handleClose());
+              resolve();
+              return;
+            }
+          }
+        } catch (e) {
+          fail(e instanceof PgProtocolError ? e : new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `login to server failed: ${(e as Error).message}`));
+        }
+      };
+      socket.on('data', onLoginData);
+    });
+  }
+
+  /** Called by the pool for a connection that dies while idle. */
+  setIdleCloseHandler(handler: (conn: ServerConn) => void): void {
+    this.onIdleClose = handler;
+  }
+
+  attach(peer: ServerConnPeer): void {
+    this.peer = peer;
+  }
+
+  detach(): void {
+    this.peer = null;
+    this.idleSince = Date.now();
+  }
+
+  /** Records what the server will answer for a message the client sent (or the proxy injected). */
+  pushExpect(kind: Expect): void {
+    this.expect.push(kind);
+    if (kind === Expect.Sync || kind === Expect.InjectedQuery) this.outstanding++;
+  }
+
+  /** Sends a simple query whose answers the client never sees (settings, reset query). */
+  injectQuery(sql: string): void {
+    this.pushExpect(Expect.InjectedQuery);
+    this.socket.write(m.writeQuery(this.writer, sql).flush());
+  }
+
+  /** Bytes for the server built by the proxy (injected Parse/Close); the caller writes them in order. */
+  get messageWriter(): MessageWriter {
+    return this.writer;
+  }
+
+  /** Asks PostgreSQL to cancel what this connection runs (a new connection, as the protocol wants). */
+  cancel(): void {
+    const socket = connect({ host: this.endpoint.host, port: this.endpoint.port });
+    socket.on('error', () => socket.destroy());
+    socket.on('connect', () => socket.end(m.writeCancelRequest(new MessageWriter(64), this.backendPid, this.backendSecret).flush()));
+    socket.setTimeout(5000, () => socket.destroy());
+  }
+
+  /** Polite close: Terminate, then end. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.loginDone && this.socket.writable) this.socket.end(m.writeTerminate(this.writer).flush());
+    else this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  private handleClose(): void {
+    const wasClosed = this.closed;
+    this.closed = true;
+    const peer = this.peer;
+    if (peer !== null) {
+      this.peer = null;
+      peer.onServerLost(this, this.fatal ?? 'server closed the connection unexpectedly');
+    } else if (!wasClosed || this.onIdleClose !== null) {
+      this.onIdleClose?.(this);
+    }
+  }
+
+  private peerDrainedUs(): void {
+    this.peer?.socket.resume();
+  }
+
+  private handleData(chunk: Buffer): void {
+    const f = this.framer;
+    f.push(chunk);
+    let peer = this.peer;
+    let out: Socket | null = peer === null ? null : peer.socket;
+    out?.cork();
+    // The pending run of frames to forward: buffer[spanStart, spanEnd).
+    let spanBuffer: Buffer | null = null;
+    let spanStart = 0;
+    let spanEnd = 0;
+    try {
+      while (f.next()) {
+        const t = f.type;
+        let forward = true;
+        let ready = false;
+        const head = this.expectHead < this.expect.length ? this.expect[this.expectHead] : -1;
+        if (t === m.BackendType.ReadyForQuery) {
+          this.status = f.buffer[f.bodyStart];
+          // Answers to messages after an error are never sent: drop their entries up to this Sync.
+          let popped = -1;
+          while (this.expectHead < this.expect.length) {
+            popped = this.expect[this.expectHead++];
+            if (popped === Expect.Sync || popped === Expect.InjectedQuery) break;
+          }
+          if (this.expectHead >= this.expect.length) {
+            this.expect.length = 0;
+            this.expectHead = 0;
+          }
+          if (popped === Expect.Sync || popped === Expect.InjectedQuery) this.outstanding--;
+          if (popped === Expect.InjectedQuery) forward = false;
+          else ready = true;
+        } else if (head === Expect.InjectedQuery) {
+          forward = false;
+          if (t === m.BackendType.ErrorResponse) this.noteError();
+        } else if (t === m.BackendType.ParseComplete || t === m.BackendType.CloseComplete) {
+          if (head >= 0 && head !== Expect.Sync) {
+            this.expectHead++;
+            if (head === Expect.InjectedParse || head === Expect.InjectedClose) forward = false;
+          }
+        } else if (t === m.BackendType.ErrorResponse) {
+          if (this.noteError()) forward = false;
+        }
+        if (out === null) continue; // nobody to tell: notices and status changes of an idle connection
+        if (forward) {
+          if (spanBuffer === f.buffer && spanEnd === f.start) {
+            spanEnd = f.end;
+          } else {
+            if (spanBuffer !== null) out.write(spanBuffer.subarray(spanStart, spanEnd));
+            spanBuffer = f.buffer;
+            spanStart = f.start;
+            spanEnd = f.end;
+          }
+        } else if (spanBuffer !== null) {
+          out.write(spanBuffer.subarray(spanStart, spanEnd));
+          spanBuffer = null;
+        }
+        if (ready) {
+          if (spanBuffer !== null) {
+            out.write(spanBuffer.subarray(spanStart, spanEnd));
+            spanBuffer = null;
+          }
+          peer!.onServerReady(this, this.status);
+          if (this.peer !== peer) {
+            out.uncork();
+            peer = this.peer;
+            out = peer === null ? null : peer.socket;
+            out?.cork();
+          }
+        }
+      }
+    } catch (e) {
+      // A server that breaks the protocol is not trusted any further.
+      this.fatal = `server sent an invalid message: ${(e as Error).message}`;
+      this.destroy();
+    }
+    if (out !== null) {
+      if (spanBuffer !== null) out.write(spanBuffer.subarray(spanStart, spanEnd));
+      out.uncork();
+      if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
+    }
+  }
+
+  /** True for a FATAL error: it is kept for the client's 08006 message instead of being forwarded. */
+  private noteError(): boolean {
+    const f = this.framer;
+    const fields = m.decodeErrorFields(f.buffer, f.bodyStart, f.end);
+    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') {
+      this.fatal = `server connection lost: ${fields.message}`;
+      return true;
+    }
+    return false;
+  }
+}
+
+function noCredentials(user: string, method: string): PgProtocolError {
+  return new PgProtocolError(SQLSTATE.INVALID_PASSWORD, `the proxy holds no ${method} credentials for user "${user}"`, {
+    hint: 'Put the password (or, for SCRAM, the same SCRAM secret the server stores, and log in with SCRAM first) in auth_file.',
+  });
+}
