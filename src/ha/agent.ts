@@ -312,15 +312,11 @@ export class Agent implements ApiBackend {
   }
 
   private logDecision(decision: Decision): void {
-    const fields = { reason: decision.reason, actions: decision.actions.map((a) => a.type) };
-    // One line per cycle at debug; at info whenever the situation changes, so the log reads as a history.
-    if (decision.reason !== this.lastReason || decision.actions.some((a) => a.type !== 'refreshLeader')) {
-      this.log.info(fields, decision.reason);
-    } else {
-      this.log.debug(fields, decision.reason);
-    }
+    // One line per cycle, like Patroni's heartbeat line: the log reads as the cluster's history.
+    this.log.info({ actions: decision.actions.map((a) => a.type) }, decision.reason);
     this.lastReason = decision.reason;
   }
+
 
   private buildStatus(pg: PgObservation, decision: Decision, view: ClusterView, config: DynamicConfig): MemberStatus {
     const connect = parseHostPort(this.config.postgresql.connect_address)!;

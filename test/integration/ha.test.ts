@@ -381,4 +381,35 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     await dcs.setConfig({ ...cfg, synchronous_mode: false });
     await lc.waitHealthy(60_000);
   });
+
+  it('synchronous_mode_strict: with no standby left the primary blocks commits, and a returning standby releases them', async () => {
+    const dcs = lc.dcs();
+    const cfg = (await lc.view()).config;
+    await dcs.setConfig({ ...cfg, synchronous_mode: true, synchronous_mode_strict: true });
+    const primary = await leaderName();
+    await waitFor('a synchronous standby', async () => {
+      const v = await lc.view();
+      return v.sync?.leader === primary && v.sync.members.length > 0;
+    });
+    const replicas = lc.members().filter((m) => m !== primary);
+    for (const r of replicas) await lc.stopAgent(r);
+    await waitFor('synchronous_standby_names = *', async () => {
+      const rows = await query<{ s: string }>(primary, "SELECT current_setting('synchronous_standby_names') AS s").catch(() => []);
+      return rows[0]?.s === '*';
+    });
+    const c = new pg.Client({ connectionString: lc.connectionString(primary) });
+    await c.connect();
+    let committedAt = 0;
+    const started = performance.now();
+    const insert = c.query("INSERT INTO t VALUES (500, 'strict')").then(() => (committedAt = performance.now()));
+    await sleep(2000);
+    assert.equal(committedAt, 0, 'the commit waits while no synchronous standby exists');
+    await lc.startAgent(replicas[0]!);
+    await insert;
+    await c.end();
+    assert.ok(committedAt - started > 2000, 'the commit completed only after a standby came back');
+    for (const r of replicas.slice(1)) await lc.startAgent(r);
+    await dcs.setConfig({ ...cfg, synchronous_mode: false, synchronous_mode_strict: false });
+    await lc.waitHealthy(60_000);
+  });
 });
