@@ -4,6 +4,7 @@
  */
 import { applyConfigSetting, splitConfigSetting } from '../config/schema.js';
 import { closest } from '../config/suggest.js';
+import type { ProxyRegistration } from '../dcs/codec.js';
 import type { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError } from '../errors.js';
 import type { ClusterView, DynamicConfig, MemberStatus } from '../ha/types.js';
@@ -40,15 +41,15 @@ function sourceOf(target: ClusterTarget): string {
   return `etcd ${target.etcd.join(',')}`;
 }
 
-function printList(io: Io, target: ClusterTarget, view: ClusterView, format: OutputFormat): void {
-  if (format === 'json') io.out(JSON.stringify(listJson(target.cluster, view), null, 2));
-  else io.out(renderList(target.cluster, view, sourceOf(target)));
+function printList(io: Io, target: ClusterTarget, view: ClusterView, format: OutputFormat, proxies: readonly ProxyRegistration[] = []): void {
+  if (format === 'json') io.out(JSON.stringify(listJson(target.cluster, view, proxies), null, 2));
+  else io.out(renderList(target.cluster, view, sourceOf(target), proxies));
 }
 
 // ---- reading ---------------------------------------------------------------------------------------------------
 
 export async function listCommand(io: Io, options: TargetOptions & { format: OutputFormat }): Promise<void> {
-  await withCluster(options, async ({ target, view }) => printList(io, target, view, options.format));
+  await withCluster(options, async ({ target, dcs, view }) => printList(io, target, view, options.format, await dcs.loadProxies()));
 }
 
 export async function historyCommand(io: Io, options: TargetOptions & { format: OutputFormat }): Promise<void> {

@@ -2,6 +2,7 @@
  * What the CLI prints, as pure functions of the cluster view: tables for people, JSON for scripts, config diffs.
  */
 import YAML from 'yaml';
+import type { ProxyRegistration } from '../dcs/codec.js';
 import type { ClusterView, DynamicConfig, FailoverIntent, HistoryEntry, MemberStatus } from '../ha/types.js';
 import { formatLsn } from '../postgres/lsn.js';
 
@@ -67,13 +68,22 @@ export interface ListMemberJson {
   reason: string;
 }
 
+export interface ListProxyJson {
+  id: string;
+  rw: string;
+  ro: string | null;
+  updated_at: number;
+}
+
 export interface ListJson {
   cluster: string;
   members: ListMemberJson[];
+  /** Live proxies (`proxies/<id>` in etcd). */
+  proxies: ListProxyJson[];
 }
 
 /** `pgwarden list --format json`: a stable shape for scripts. */
-export function listJson(cluster: string, view: ClusterView): ListJson {
+export function listJson(cluster: string, view: ClusterView, proxies: readonly ProxyRegistration[] = []): ListJson {
   return {
     cluster,
     members: sortedMembers(view).map((m) => ({
@@ -87,6 +97,7 @@ export function listJson(cluster: string, view: ClusterView): ListJson {
       lag_bytes: m.role === 'primary' ? 0 : m.lagBytes,
       reason: m.reason,
     })),
+    proxies: proxies.map((p) => ({ id: p.id, rw: p.rw, ro: p.ro, updated_at: p.updatedAt })),
   };
 }
 
@@ -98,7 +109,7 @@ export function describeIntent(intent: FailoverIntent): string {
 }
 
 /** `pgwarden list`: the cluster line, the members table and notes on pause and pending requests. */
-export function renderList(cluster: string, view: ClusterView, source: string): string {
+export function renderList(cluster: string, view: ClusterView, source: string, proxies: readonly ProxyRegistration[] = []): string {
   const system = view.initialize ? `system ${view.initialize}` : view.initialize === '' ? 'bootstrapping' : 'not bootstrapped';
   const out = [`Cluster: ${cluster} (${system}, ${source})`];
   const members = sortedMembers(view);
@@ -119,6 +130,9 @@ export function renderList(cluster: string, view: ClusterView, source: string): 
   if (view.leader === null && members.length > 0) out.push('No member holds the leader key: the cluster has no primary.');
   if (view.config.pause) out.push('Maintenance mode: on (agents take no automatic action; `pgwarden resume` ends it)');
   if (view.failover) out.push(`Pending: ${describeIntent(view.failover)}`);
+  if (proxies.length > 0) {
+    out.push(renderTable(['Proxy', 'rw (primary)', 'ro (replicas)'], proxies.map((p) => [p.id, p.rw, p.ro ?? '-'])));
+  }
   return out.join('\n');
 }
 

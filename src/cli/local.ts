@@ -23,13 +23,20 @@ function quoteArg(text: string): string {
 async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detach: boolean): Promise<void> {
   const view = await cluster.view();
   io.out('');
-  io.out(renderList(cluster.name, view, `etcd ${cluster.etcdEndpoint()}`));
+  const proxies = await cluster.dcs().loadProxies().catch(() => []);
+  io.out(renderList(cluster.name, view, `etcd ${cluster.etcdEndpoint()}`, proxies));
   io.out('');
   io.out('Connect (superuser):');
   const leader = view.leader?.name ?? null;
   for (const m of cluster.members()) {
     const role = m === leader ? 'primary' : 'replica';
     io.out(`  psql ${quoteArg(cluster.connectionString(m))}    # ${m}, ${role}`);
+  }
+  if (cluster.proxyRwPort() !== null) {
+    io.out('');
+    io.out('Through the proxy (transaction pooling; follows failovers):');
+    io.out(`  psql ${quoteArg(cluster.proxyConnectionString('rw'))}    # read-write, the primary`);
+    io.out(`  psql ${quoteArg(cluster.proxyConnectionString('ro'))}    # read-only, the replicas`);
   }
   io.out('');
   // The default directory is found without --dir (from the same working directory).
@@ -47,6 +54,8 @@ export async function upCommand(io: Io, options: UpOptions): Promise<void> {
   const cluster = await LocalCluster.open({ dir: options.dir, nodes: options.nodes, log: (line) => io.out(line) });
   if (cluster.isRunning()) {
     io.out(`The local cluster "${cluster.name}" in ${cluster.dir} is already running.`);
+    // A proxy that died (or a cluster made before proxies existed) is started; the agents are left alone.
+    await cluster.startProxy();
     await printSummary(io, cluster, options.dir, true);
     await cluster.close();
     return;

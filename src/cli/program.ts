@@ -231,7 +231,7 @@ with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 et
 
   program
     .command('proxy')
-    .description('run the connection pooler in the foreground (static mode: a fixed primary, like PgBouncer)')
+    .description('run the connection pooler in the foreground (follows the cluster when the config has etcd:, else a fixed primary like PgBouncer)')
     .requiredOption('-c, --config <file>', "the proxy's YAML file (listen, pool_mode, auth_file, ...)")
     .option('--primary <host:port>', 'the PostgreSQL server rw connections go to (overrides primary in the file)')
     .option('--replica <host:port>', 'a replica (repeatable; read-only routing comes later)', collect, [])

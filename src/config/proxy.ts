@@ -44,6 +44,27 @@ export const proxyConfigSchema = z.strictObject({
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
   primary: hostPort.optional(),
   replicas: z.array(hostPort).default([]),
+  /** Users allowed every admin console command (database pgwarden or pgbouncer), as PgBouncer's admin_users. */
+  admin_users: z.array(z.string(expecting('a user name'))).default([]),
+  /** Users allowed only SHOW on the admin console, as PgBouncer's stats_users. */
+  stats_users: z.array(z.string(expecting('a user name'))).default([]),
+  /** Prometheus /metrics of the proxy as "host:port"; absent: no metrics listener. */
+  metrics_listen: hostPort.optional(),
+  /** The read-only listener (replicas); absent: no ro port. */
+  listen_ro: hostPort.optional(),
+  /** ro port: replicas further behind the primary than this many bytes get no new transactions. */
+  max_replica_lag: z.number(expecting('a number of bytes')).int().min(0).default(16 * 1024 * 1024),
+  /** ro port: use the primary while no replica qualifies (else ro transactions wait). */
+  ro_fallback_primary: z.boolean(expecting('true or false')).default(false),
+  /** etcd mode: follow the cluster's leader instead of a fixed primary. */
+  etcd: z
+    .strictObject({
+      endpoints: z.array(z.string(expecting('an etcd URL, e.g. "http://127.0.0.1:2379"'))).min(1),
+      cluster: z.string(expecting('the cluster name')),
+    })
+    .optional(),
+  /** This proxy's name under proxies/<id> in etcd (default: hostname-pid). */
+  id: z.string(expecting('a proxy name')).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).optional(),
 });
 
 export type ProxyConfig = z.output<typeof proxyConfigSchema> & {

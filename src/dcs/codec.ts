@@ -247,3 +247,41 @@ export function encodeHistory(entries: readonly HistoryEntry[]): string {
 export function encodeOptime(position: Lsn): string {
   return JSON.stringify(position);
 }
+
+/** Value of `proxies/<id>`: a live proxy and where clients reach it. */
+export interface ProxyRegistration {
+  id: string;
+  /** "host:port" of the read-write listener. */
+  rw: string;
+  /** "host:port" of the read-only listener, or null when it has none. */
+  ro: string | null;
+  /** Wall-clock ms when published. */
+  updatedAt: number;
+}
+
+const proxySchema = z.object({
+  id: z.string().min(1),
+  rw: z.string(),
+  ro: z.string().nullable().catch(null),
+  updatedAt: z.number().finite().catch(0),
+});
+
+export function encodeProxy(registration: ProxyRegistration): string {
+  return JSON.stringify(registration);
+}
+
+export function decodeProxy(raw: string | undefined): ProxyRegistration | null {
+  const result = proxySchema.safeParse(parseJson(raw));
+  return result.success ? result.data : null;
+}
+
+/** Every well-formed `proxies/<id>` of a raw cluster, sorted by id. */
+export function decodeProxies(raw: RawCluster): ProxyRegistration[] {
+  const proxies: ProxyRegistration[] = [];
+  for (const [key, value] of Object.entries(raw)) {
+    if (!key.startsWith(KEYS.proxies)) continue;
+    const proxy = decodeProxy(value);
+    if (proxy !== null && proxy.id === key.slice(KEYS.proxies.length)) proxies.push(proxy);
+  }
+  return proxies.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}

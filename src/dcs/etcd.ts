@@ -31,6 +31,9 @@ import { KEYS, clusterPrefix, type Dcs } from './dcs.js';
 import {
   decodeCluster,
   decodeHistory,
+  decodeProxies,
+  encodeProxy,
+  type ProxyRegistration,
   encodeConfig,
   encodeFailover,
   encodeHistory,
@@ -423,6 +426,24 @@ export class EtcdDcs implements Dcs {
       }
       throw new PgwardenError('DCS_CONFLICT', 'history kept changing under concurrent writers; retry the append');
     });
+  }
+
+  /** Puts `proxies/<id>` bound to this client's lease (ensureLease first): it vanishes when the proxy dies. */
+  async publishProxy(registration: ProxyRegistration): Promise<void> {
+    await this.call(`publish proxy ${registration.id}`, (budget) =>
+      this.withLease(budget, (lease) => lease.put(KEYS.proxies + registration.id).value(encodeProxy(registration)).options(budget).exec()),
+    );
+  }
+
+  async deleteProxy(id: string): Promise<void> {
+    await this.call(`remove proxy ${id}`, (budget) => this.ns.delete().key(KEYS.proxies + id).options(budget).exec());
+  }
+
+  /** The live proxies (`proxies/<id>`), sorted by id. */
+  async loadProxies(): Promise<ProxyRegistration[]> {
+    const raw = await this.call('read the proxies', (budget) => this.ns.getAll().prefix(KEYS.proxies).options(budget).strings());
+    // getAll under a prefix returns keys relative to the namespace, i.e. still starting with proxies/.
+    return decodeProxies(raw);
   }
 
   async setOptime(lsn: Lsn): Promise<void> {

@@ -18,6 +18,7 @@ import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
+import { type AdminConsole, consoleFor } from './admin/console.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -63,6 +64,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private midBatch = false;
   /** Named prepared statements of this client: name → its Parse message (a private copy). */
   private readonly statements = new Map<string, Buffer>();
+  /** The proxy's admin console (PAUSE gate), and whether this client logged in to it rather than to a pool. */
+  private console: AdminConsole | null = null;
+  private toConsole = false;
   private readonly onDrain = (): void => {
     this.server?.socket.resume();
   };
@@ -135,7 +139,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.settingsSql = applySettingsSql(this.settings);
     this.settingsId = settingsKey(this.settings);
-    this.pool = this.host.poolFor(this.database, this.user);
+    this.console = consoleFor(this.host);
+    this.toConsole = this.console !== null && this.console.serves(this.database);
+    this.pool = this.toConsole ? null : this.host.poolFor(this.database, this.user);
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
     const secret = this.host.secretFor(this.user);
@@ -170,13 +176,19 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     } else if (this.state === 'sasl-response') {
       const final = this.scram!.handleResponse(m.decodeSASLResponse(f.buffer, f.bodyStart, f.end));
       const keys = this.scram!.passThroughKeys();
-      if (keys !== null) this.pool!.rememberScramKeys(keys);
+      if (keys !== null) this.pool?.rememberScramKeys(keys);
       this.finishAuth(final);
     }
   }
 
   /** Authenticated: learn the server's parameters (first client of a pool opens a connection), then say hello. */
   private finishAuth(saslFinal: Buffer | null): void {
+    if (this.toConsole) {
+      // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
+      this.state = 'closed';
+      this.console!.openSession(this.socket, this.user, saslFinal, this.pid, this.secretKey);
+      return;
+    }
     this.state = 'connecting';
     this.pool!.parameters().then(
       (params) => {
@@ -225,12 +237,13 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             this.close();
             return;
           }
-          server = this.pool!.tryAcquire();
+          server = this.console?.paused === true ? null : this.pool!.tryAcquire();
           if (server === null) {
             if (!this.waiting) {
               this.waiting = true;
               this.socket.pause();
-              this.pool!.wait(this);
+              if (this.console?.paused === true) this.console.hold(this, this.pool!);
+              else this.pool!.wait(this);
             }
             return;
           }

@@ -1,19 +1,42 @@
 /**
- * `pgwarden proxy --config proxy.yml [--primary host:port] [--replica host:port …]`: the static-mode pooler in
- * the foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
+ * `pgwarden proxy --config proxy.yml [--primary host:port] [--replica host:port …]`: the pooler in the
+ * foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
+ * With `etcd:` in the config it follows the cluster (EtcdTopology) and registers itself under `proxies/<id>`;
+ * otherwise it is the static-mode pooler.
  */
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { ProxyConfig } from '../config/proxy.js';
+import { EtcdDcs } from '../dcs/etcd.js';
+import { EtcdTopology } from './etcd-topology.js';
 import { loadProxyConfig } from '../config/proxy.js';
 import { parseHostPort } from '../config/schema.js';
 import { PgwardenError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { attachAdminConsole } from './admin/console.js';
+import { createProxyMetricsRegistry, ProxyMetricsServer } from './metrics.js';
 import { ProxyServer } from './server.js';
-import { type Endpoint, StaticTopology } from './topology.js';
+import { type Endpoint, StaticTopology, type Topology } from './topology.js';
 
 export interface RunProxyOptions {
   config: string;
   primary?: string;
   replica?: string[];
   logLevel?: string;
+}
+
+/**
+ * The operations side of a running proxy: the admin console (database `pgwarden`/`pgbouncer`) and, when
+ * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
+ */
+async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string, log: Logger): Promise<() => Promise<void>> {
+  const console = attachAdminConsole(proxy, { config, topology, configPath });
+  if (!config.metrics_listen) return async () => undefined;
+  const metrics = new ProxyMetricsServer(createProxyMetricsRegistry({ console, topology }));
+  const listen = config.metrics_listen;
+  await metrics.start(listen);
+  log.info({ metrics: `http://${listen.host}:${metrics.address.port}/metrics` }, 'metrics endpoint started');
+  return () => metrics.stop();
 }
 
 function endpoint(value: string, flag: string): Endpoint {
@@ -24,20 +47,23 @@ function endpoint(value: string, flag: string): Endpoint {
 
 export async function runProxy(options: RunProxyOptions): Promise<void> {
   const config = loadProxyConfig(options.config);
+  if (config.etcd !== undefined && options.primary === undefined) return runEtcdProxy(config, options);
   const primary = options.primary !== undefined ? endpoint(options.primary, '--primary') : (config.primary ?? null);
   if (primary === null) {
     throw new PgwardenError('CONFIG_INVALID', 'no primary: pass --primary host:port or set primary: "host:port" in the proxy config');
   }
   const replicas = (options.replica ?? []).map((r) => endpoint(r, '--replica'));
   const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
-  const proxy = new ProxyServer({ config, topology: new StaticTopology(primary, replicas.length > 0 ? replicas : config.replicas), logger: log });
+  const topology = new StaticTopology(primary, replicas.length > 0 ? replicas : config.replicas);
+  const proxy = new ProxyServer({ config, topology, logger: log });
   await proxy.start();
+  const stopOperations = await startOperations(proxy, config, topology, options.config, log);
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'proxy shutting down');
-    proxy.stop(5000).then(
+    Promise.all([proxy.stop(5000), stopOperations()]).then(
       () => process.exit(0),
       (e: unknown) => {
         log.error({ err: describeError(e) }, 'proxy shutdown failed');
@@ -47,4 +73,85 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/** How often the registration's lease is refreshed, as a share of its TTL. */
+const KEEPALIVE_SHARE = 1 / 3;
+
+async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Promise<void> {
+  const etcd = config.etcd!;
+  const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
+  const dcs = await EtcdDcs.connect({ endpoints: etcd.endpoints, cluster: etcd.cluster });
+  const topology = new EtcdTopology({
+    dcs,
+    maxReplicaLagBytes: config.max_replica_lag,
+    onError: (e) => log.warn({ err: describeError(e) }, 'could not read the cluster from etcd; retrying'),
+  });
+  topology.on('change', () => log.info({ primary: topology.primary(), replicas: topology.replicas(), stale: topology.isStale }, 'topology changed'));
+  await topology.start();
+  const proxy = new ProxyServer({ config, topology, logger: log });
+  await proxy.start();
+  const stopOperations = await startOperations(proxy, config, topology, options.config, log);
+  const id = config.id ?? `${hostname()}-${process.pid}`;
+  const registrar = new ProxyRegistrar(dcs, id, proxy, log);
+  await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
+  let stopping = false;
+  const shutdown = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'proxy shutting down');
+    registrar.stop();
+    Promise.all([proxy.stop(5000), topology.stop(), stopOperations()])
+      .then(() => dcs.close({ revoke: true }))
+      .then(
+        () => process.exit(0),
+        (e: unknown) => {
+          log.error({ err: describeError(e) }, 'proxy shutdown failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+function ttlSeconds(ttl: number): number {
+  return Math.max(2, Math.ceil(ttl));
+}
+
+/** Keeps `proxies/<id>` alive on the client's lease; re-publishes it when the lease was lost (etcd outage). */
+class ProxyRegistrar {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly dcs: EtcdDcs,
+    private readonly id: string,
+    private readonly proxy: ProxyServer,
+    private readonly log: Logger,
+  ) {}
+
+  async start(ttl: number): Promise<void> {
+    await this.dcs.ensureLease(ttl);
+    await this.publish();
+    this.timer = setInterval(() => void this.refresh(), ttl * 1000 * KEEPALIVE_SHARE);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private async publish(): Promise<void> {
+    const rw = this.proxy.address;
+    const ro = this.proxy.roAddress;
+    await this.dcs.publishProxy({ id: this.id, rw: `${rw.host}:${rw.port}`, ro: ro === null ? null : `${ro.host}:${ro.port}`, updatedAt: Date.now() });
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      if (!(await this.dcs.keepAlive())) await this.publish();
+    } catch (e) {
+      this.log.warn({ err: describeError(e) }, 'could not refresh this proxy\'s registration in etcd; retrying');
+    }
+  }
 }

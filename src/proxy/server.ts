@@ -27,6 +27,9 @@ export class ProxyServer implements ClientHost {
   readonly maxMessageLength: number;
   readonly serverResetQuery: string;
   private readonly listener: Server;
+  /** The read-only listener (listen_ro), or null. */
+  private readonly roListener: Server | null;
+  private readonly roHost: ClientHost;
   private readonly pools = new Map<string, ServerPool>();
   private readonly clients = new Map<number, ProxyClient>();
   private readonly sockets = new Set<Socket>();
@@ -38,19 +41,24 @@ export class ProxyServer implements ClientHost {
     this.authType = this.config.auth_type;
     this.maxMessageLength = this.config.max_message_length;
     this.serverResetQuery = this.config.server_reset_query;
-    this.listener = createServer((socket) => this.accept(socket));
+    this.listener = createServer((socket) => this.accept(socket, this));
+    this.roHost = readOnlyHost(this);
+    this.roListener = this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
   }
 
   async start(): Promise<void> {
-    this.listener.listen(this.config.listen.port, this.config.listen.host);
-    await Promise.race([
-      once(this.listener, 'listening'),
-      once(this.listener, 'error').then(([e]) => {
-        throw e;
-      }),
-    ]);
+    await listen(this.listener, this.config.listen);
     this.listener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy listener error'));
-    this.options.logger?.info({ listen: this.address, pool_mode: this.poolMode }, 'proxy listening');
+    if (this.roListener !== null && this.config.listen_ro !== undefined) {
+      try {
+        await listen(this.roListener, this.config.listen_ro);
+      } catch (e) {
+        this.listener.close();
+        throw e;
+      }
+      this.roListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy ro listener error'));
+    }
+    this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode }, 'proxy listening');
   }
 
   get address(): { host: string; port: number } {
@@ -58,9 +66,20 @@ export class ProxyServer implements ClientHost {
     return { host: a.address, port: a.port };
   }
 
+  /** The read-only listener's address, or null without listen_ro. */
+  get roAddress(): { host: string; port: number } | null {
+    const a = this.roListener?.address() as AddressInfo | null | undefined;
+    return a === null || a === undefined ? null : { host: a.address, port: a.port };
+  }
+
   /** Pool counters per "database/user", for tests and (later) SHOW POOLS. */
   poolStats(): Map<string, PoolStats> {
     return new Map([...this.pools].map(([key, pool]) => [key, pool.stats]));
+  }
+
+  /** The logged-in clients, read-only, for the admin console's SHOW CLIENTS/POOLS. */
+  clientList(): readonly ProxyClient[] {
+    return [...this.clients.values()];
   }
 
   /**
@@ -68,6 +87,7 @@ export class ProxyServer implements ClientHost {
    */
   async stop(graceMs = 2000): Promise<void> {
     this.listener.close();
+    this.roListener?.close();
     const deadline = Date.now() + graceMs;
     for (;;) {
       for (const client of this.clients.values()) if (client.server === null) client.fail(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
@@ -85,7 +105,7 @@ export class ProxyServer implements ClientHost {
     return this.config.users.get(user) ?? null;
   }
 
-  poolFor(database: string, user: string): ServerPool {
+  poolFor(database: string, user: string, role: 'rw' | 'ro' = 'rw'): ServerPool {
     let dbname = database;
     const databases = this.config.databases;
     if (databases !== undefined) {
@@ -94,7 +114,7 @@ export class ProxyServer implements ClientHost {
       }
       dbname = databases[database]?.dbname ?? database;
     }
-    const key = `${dbname}/${user}`;
+    const key = role === 'rw' ? `${dbname}/${user}` : `${dbname}/${user}/ro`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
       pool = new ServerPool({
@@ -107,6 +127,8 @@ export class ProxyServer implements ClientHost {
         serverLifetimeMs: this.config.server_lifetime * 1000,
         connectTimeoutMs: this.options.connectTimeoutMs ?? 10_000,
         topology: this.options.topology,
+        role,
+        roFallbackPrimary: this.config.ro_fallback_primary,
         secret: this.secretFor(user),
       });
       this.pools.set(key, pool);
@@ -127,7 +149,7 @@ export class ProxyServer implements ClientHost {
     if (client !== undefined && client.secretKey === secretKey) client.cancelRunning();
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, host: ClientHost): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     if (this.sockets.size > this.config.max_client_conn + 16) {
@@ -135,6 +157,31 @@ export class ProxyServer implements ClientHost {
       socket.end(m.errorResponse({ code: SQLSTATE.PROGRAM_LIMIT_EXCEEDED, message: 'no more connections allowed (max_client_conn)' }));
       return;
     }
-    new ProxyClient(socket, this);
+    new ProxyClient(socket, host);
   }
+}
+
+/** The same server seen from the ro listener: only the pools differ. */
+function readOnlyHost(server: ProxyServer): ClientHost {
+  return {
+    poolMode: server.poolMode,
+    authType: server.authType,
+    maxMessageLength: server.maxMessageLength,
+    serverResetQuery: server.serverResetQuery,
+    secretFor: (user) => server.secretFor(user),
+    poolFor: (database, user) => server.poolFor(database, user, 'ro'),
+    register: (client) => server.register(client),
+    unregister: (client) => server.unregister(client),
+    cancel: (pid, secretKey) => server.cancel(pid, secretKey),
+  };
+}
+
+async function listen(server: Server, address: { host: string; port: number }): Promise<void> {
+  server.listen(address.port, address.host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([e]) => {
+      throw e;
+    }),
+  ]);
 }

@@ -62,6 +62,7 @@ const ETCD_START_MS = 15_000;
 /** An agent stops PostgreSQL (fast shutdown) before it exits. */
 const AGENT_STOP_MS = 40_000;
 const DEFAULT_HEALTHY_MS = 120_000;
+const PROXY_START_MS = 15_000;
 const MAX_SOCKET_PATH = 107;
 
 /** The agent entry point next to this module in dist/: dist/src/up → dist/src/cli/main.js. */
@@ -392,14 +393,134 @@ export class LocalCluster {
   }
 
   /** Which processes are alive. */
-  processes(): { etcd: number | null; agents: Record<string, number | null>; postgres: Record<string, number | null> } {
+  processes(): { etcd: number | null; agents: Record<string, number | null>; postgres: Record<string, number | null>; proxy: number | null } {
     const agents: Record<string, number | null> = {};
     const postgres: Record<string, number | null> = {};
     for (const m of this.members()) {
       agents[m] = this.agentPid(m);
       postgres[m] = this.pgPid(m);
     }
-    return { etcd: this.etcdPid(), agents, postgres };
+    return { etcd: this.etcdPid(), agents, postgres, proxy: this.proxyPid() };
+  }
+
+  // ---- the proxy -------------------------------------------------------------------------------------------
+
+  proxyDir(): string {
+    return path.join(this.dir, 'proxy');
+  }
+
+  proxyConfigFile(): string {
+    return path.join(this.proxyDir(), 'proxy.yml');
+  }
+
+  proxyLogFile(): string {
+    return path.join(this.proxyDir(), 'proxy.log');
+  }
+
+  /** The proxy's read-write port (to the primary); null before its first start. */
+  proxyRwPort(): number | null {
+    return this.state.proxy?.rwPort ?? null;
+  }
+
+  /** The proxy's read-only port (to the replicas); null before its first start. */
+  proxyRoPort(): number | null {
+    return this.state.proxy?.roPort ?? null;
+  }
+
+  proxyPid(): number | null {
+    const pid = this.pids().proxy;
+    return isOurProcess(pid, this.proxyConfigFile()) ? pid : null;
+  }
+
+  /** A superuser libpq URL through the proxy: `rw` reaches the primary, `ro` a replica. */
+  proxyConnectionString(kind: 'rw' | 'ro'): string {
+    const port = kind === 'rw' ? this.proxyRwPort() : this.proxyRoPort();
+    if (port === null) throw new PgwardenError('UP_FAILED', `the proxy of the local cluster in ${this.dir} was never started: run \`pgwarden up\` first`);
+    const { username, password } = this.secrets.superuser;
+    return `postgresql://${encodeURIComponent(username)}:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  }
+
+  /** Starts the proxy (etcd mode) when it is not running and waits until its rw port accepts connections. */
+  async startProxy(): Promise<void> {
+    const running = this.proxyPid();
+    if (running !== null) {
+      this.log(`proxy already running (PID ${running})`);
+      return;
+    }
+    if (this.state.proxy === undefined) {
+      const [rwPort, roPort] = await freePorts(2);
+      this.state.proxy = { rwPort, roPort };
+      await writeJson(path.join(this.dir, FILES.cluster), this.state);
+    }
+    const { rwPort, roPort } = this.state.proxy;
+    for (const port of [rwPort, roPort]) {
+      if (await portInUse(port)) {
+        throw new PgwardenError(
+          'UP_FAILED',
+          `port ${port} (proxy of the local cluster in ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
+        );
+      }
+    }
+    await this.writeProxyFiles();
+    const logFile = this.proxyLogFile();
+    const log = await open(logFile, 'a');
+    const child = spawn(process.execPath, [CLI_MAIN, 'proxy', '--config', this.proxyConfigFile()], {
+      cwd: this.proxyDir(),
+      stdio: ['ignore', log.fd, log.fd],
+      detached: true,
+      env: agentChildEnv(),
+    });
+    const started = spawned(child, 'the proxy');
+    await log.close();
+    const pid = await started;
+    child.unref();
+    await this.recordPid((p) => {
+      p.proxy = pid;
+    });
+    const deadline = Date.now() + PROXY_START_MS;
+    while (Date.now() < deadline) {
+      if (!isOurProcess(pid, this.proxyConfigFile())) {
+        throw new PgwardenError('UP_FAILED', `the proxy exited during its start; the end of ${logFile}:\n${await logTail(logFile)}`);
+      }
+      if (await portInUse(rwPort)) {
+        this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort})`);
+        return;
+      }
+      await sleep(100);
+    }
+    throw new PgwardenError('UP_FAILED', `the proxy did not listen within ${PROXY_START_MS / 1000} s; the end of ${logFile}:\n${await logTail(logFile)}`);
+  }
+
+  /** Stops the proxy (SIGTERM: it finishes running transactions for a moment and leaves etcd). */
+  async stopProxy(): Promise<void> {
+    const pid = this.proxyPid();
+    if (pid !== null) await terminate(pid, () => isOurProcess(pid, this.proxyConfigFile()), { graceMs: 10_000 });
+    await this.recordPid((p) => {
+      p.proxy = null;
+    });
+  }
+
+  /** proxy.yml and userlist.txt, rewritten at each start from cluster.json and secrets.json. */
+  private async writeProxyFiles(): Promise<void> {
+    await mkdir(this.proxyDir(), { recursive: true, mode: 0o700 });
+    const { username, password } = this.secrets.superuser;
+    const quote = (v: string): string => `"${v.replace(/"/g, '""')}"`;
+    // A plain password: the proxy can then log in to PostgreSQL with any method, before any client did SCRAM.
+    await writeFileMode(path.join(this.proxyDir(), 'userlist.txt'), `${quote(username)} ${quote(password)}\n`, 0o600);
+    const config = {
+      id: 'proxy1',
+      listen: `127.0.0.1:${this.state.proxy!.rwPort}`,
+      listen_ro: `127.0.0.1:${this.state.proxy!.roPort}`,
+      pool_mode: 'transaction',
+      auth_type: 'scram-sha-256',
+      auth_file: 'userlist.txt',
+      query_wait_timeout: 60,
+      // The superuser may use the PgBouncer-compatible console: psql -d pgbouncer through the rw port.
+      admin_users: [username],
+      etcd: { endpoints: [this.etcdEndpoint()], cluster: this.state.cluster },
+    };
+    const text = `# Written by \`pgwarden up\` at each start from ${FILES.cluster} and ${FILES.secrets}.\n${YAML.stringify(config)}`;
+    await writeFileMode(this.proxyConfigFile(), text, 0o600);
   }
 
   /** etcd and every agent are running. */
@@ -410,15 +531,19 @@ export class LocalCluster {
   /** Nothing of the cluster is running (etcd, agents, PostgreSQL servers). */
   isStopped(): boolean {
     const p = this.processes();
-    return p.etcd === null && Object.values(p.agents).every((x) => x === null) && Object.values(p.postgres).every((x) => x === null);
+    return p.etcd === null && p.proxy === null && Object.values(p.agents).every((x) => x === null) && Object.values(p.postgres).every((x) => x === null);
   }
 
-  /** Starts etcd and every agent that is not running; returns once each agent answers on its REST port. */
+  /**
+   * Starts etcd, every agent and the proxy that is not running; returns once each agent answers on its REST port
+   * and the proxy listens.
+   */
   async start(): Promise<void> {
     checkDependencies();
     this.checkPaths();
     if (this.isRunning()) {
       this.log(`already running (etcd PID ${this.etcdPid()}, agents ${this.members().map((m) => `${m} PID ${this.agentPid(m)}`).join(', ')})`);
+      await this.startProxy();
       return;
     }
     await this.writeAgentFiles();
@@ -435,6 +560,7 @@ export class LocalCluster {
       await this.waitAgentUp(pending[i], result.value);
       this.log(`starting agent ${pending[i]}… ok (API ${this.apiUrl(pending[i])}, PostgreSQL port ${this.pgPort(pending[i])})`);
     }
+    await this.startProxy();
   }
 
   private async startEtcd(): Promise<void> {
@@ -619,6 +745,8 @@ export class LocalCluster {
       }
     }
     await this.closeClient();
+    if (this.proxyPid() !== null) this.log('stopping the proxy…');
+    await this.stopProxy();
     const replicas = this.members().filter((m) => m !== leader);
     const running = (m: string) => this.agentPid(m) !== null || this.pgPid(m) !== null;
     const replicasRunning = replicas.filter(running);

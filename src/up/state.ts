@@ -2,7 +2,8 @@
  * What a local cluster keeps in its directory (`pgwarden up --dir`):
  *   cluster.json   cluster name, ports chosen once, node names, the dynamic settings it was created with
  *   secrets.json   random passwords (mode 0600)
- *   pids.json      PIDs of etcd and of each agent while they run
+ *   pids.json      PIDs of etcd, of each agent and of the proxy while they run
+ *   proxy/         proxy.yml, userlist.txt (mode 0600), proxy.log
  *   etcd/          etcd's data and log
  *   <member>/      agent.yml, agent.log, data/ (PostgreSQL, owned by the postgres user), data.run/
  */
@@ -31,6 +32,8 @@ export interface ClusterState {
   /** PostgreSQL parameters of every agent file. */
   parameters: Record<string, string | number | boolean>;
   createdAt: string;
+  /** The proxy's listeners, chosen at its first start. */
+  proxy?: { rwPort: number; roPort: number };
 }
 
 export interface Secrets {
@@ -43,6 +46,7 @@ export interface Secrets {
 export interface Pids {
   etcd: number | null;
   agents: Record<string, number>;
+  proxy?: number | null;
 }
 
 export const FILES = {
@@ -115,6 +119,7 @@ export function readClusterState(dir: string): ClusterState | null {
     dynamic: isRecord(raw.dynamic) ? (raw.dynamic as Partial<DynamicConfig>) : {},
     parameters: isRecord(raw.parameters) ? (raw.parameters as ClusterState['parameters']) : {},
     createdAt: typeof raw.createdAt === 'string' ? raw.createdAt : '',
+    ...(isRecord(raw.proxy) && isPort(raw.proxy.rwPort) && isPort(raw.proxy.roPort) ? { proxy: { rwPort: raw.proxy.rwPort, roPort: raw.proxy.roPort } } : {}),
   };
 }
 
@@ -136,7 +141,7 @@ export function readPids(dir: string): Pids {
   if (isRecord(raw.agents)) {
     for (const [name, pid] of Object.entries(raw.agents)) if (Number.isInteger(pid)) agents[name] = pid as number;
   }
-  return { etcd: Number.isInteger(raw.etcd) ? (raw.etcd as number) : null, agents };
+  return { etcd: Number.isInteger(raw.etcd) ? (raw.etcd as number) : null, agents, proxy: Number.isInteger(raw.proxy) ? (raw.proxy as number) : null };
 }
 
 /** Writes atomically (temporary file + rename) so a reader never sees half a file. */

@@ -59,12 +59,21 @@ describe('formatLagMb', () => {
 });
 
 describe('listJson', () => {
+  it('lists live proxies with their rw and ro addresses', () => {
+    const view = cluster().primary('a').view();
+    const json = listJson('main', view, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updatedAt: 5 }]);
+    assert.deepEqual(json.proxies, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updated_at: 5 }]);
+    const text = renderList('main', view, 'etcd x', [{ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 5 }]);
+    assert.match(text, /\| p1 +\| 127\.0\.0\.1:6432 +\| - +\|/);
+  });
+
   it('has exactly the documented keys, members sorted by name', () => {
     const view = cluster().replica('b', { wal: 900 }).primary('a', { wal: 1000 }).replica('c').view();
     view.members.b.lagBytes = 100;
     view.members.b.reason = 'replica streaming from a';
     const json = listJson('main', view);
-    assert.deepEqual(Object.keys(json), ['cluster', 'members']);
+    assert.deepEqual(Object.keys(json), ['cluster', 'members', 'proxies']);
+    assert.deepEqual(json.proxies, []);
     assert.equal(json.cluster, 'main');
     assert.deepEqual(
       json.members.map((m) => m.name),

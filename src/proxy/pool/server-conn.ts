@@ -86,11 +86,14 @@ export class ServerConn {
   }
 
   /** Logs in; resolves once PostgreSQL said ReadyForQuery. Rejects with a PgProtocolError on any failure. */
-  login(options: { user: string; database: string; credentials: ServerCredentials; connectTimeoutMs: number }): Promise<void> {
+  login(options: { user: string; database: string; credentials: ServerCredentials; connectTimeoutMs: number; requirePrimary?: boolean }): Promise<void> {
     const { user, database, credentials } = options;
     return new Promise<void>((resolve, reject) => {
       const socket = this.socket;
       let scram: ScramClientSession | null = null;
+      // rw connections: etcd may still name a server that has just been demoted; ask the server itself once.
+      let checking = false;
+      let inRecovery: string | null = null;
       const fail = (e: PgProtocolError): void => {
         clearTimeout(timer);
         this.destroy();
@@ -146,7 +149,16 @@ export class ServerConn {
               const key = m.decodeBackendKeyData(f.buffer, f.bodyStart, f.end);
               this.backendPid = key.pid;
               this.backendSecret = key.secretKey;
+            } else if (t === m.BackendType.DataRow && checking) {
+              const length = f.buffer.readInt32BE(f.bodyStart + 2);
+              inRecovery = length < 0 ? null : f.buffer.toString('latin1', f.bodyStart + 6, f.bodyStart + 6 + length);
+            } else if (t === m.BackendType.ReadyForQuery && options.requirePrimary === true && !checking) {
+              checking = true;
+              socket.write(m.writeQuery(this.writer, 'SELECT pg_is_in_recovery()').flush());
             } else if (t === m.BackendType.ReadyForQuery) {
+              if (checking && inRecovery !== 'f') {
+                throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `server ${this.endpoint.host}:${this.endpoint.port} is not a primary (in recovery)`);
+              }
               clearTimeout(timer);
               socket.off('data', onLoginData);
               socket.off('error', onError);
@@ -213,6 +225,12 @@ export class ServerConn {
     this.closed = true;
     if (this.loginDone && this.socket.writable) this.socket.end(m.writeTerminate(this.writer).flush());
     else this.socket.destroy();
+  }
+
+  /** Drops the connection at once; a client waiting on it gets 08006 with `reason`. */
+  abort(reason: string): void {
+    this.fatal = reason;
+    this.destroy();
   }
 
   destroy(): void {

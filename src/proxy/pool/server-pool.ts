@@ -1,11 +1,15 @@
 /**
- * The server connections of one (database, user): at most `size` of them, idle ones reused most recently
- * used first, clients waiting in a bounded FIFO for at most `queryWaitTimeoutMs`. Where connections go comes
- * from a Topology (static now, etcd later): a change closes idle connections to the old primary at once.
+ * The server connections of one (database, user, port kind): at most `size` of them, idle ones reused most
+ * recently used first, clients waiting in a bounded FIFO for at most `queryWaitTimeoutMs`. Where connections go
+ * comes from a Topology: `rw` pools use only its primary, `ro` pools its replicas (least busy first; the primary
+ * only with `roFallbackPrimary`). A topology change closes every connection that no longer goes to a target at
+ * once: idle ones quietly, busy rw ones by dropping them, so their client gets 08006 for the transaction in
+ * flight and its next one runs on the new primary. While there is no target (no primary, etcd stale) or the
+ * target refuses connections, waiters keep waiting (bounded by queryWaitTimeoutMs) and opening is retried.
  */
 import type { ScramKeys } from '../auth/scram.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
-import type { Topology } from '../topology.js';
+import type { Endpoint, Topology } from '../topology.js';
 import { type ServerCredentials, ServerConn } from './server-conn.js';
 
 export interface PoolWaiter {
@@ -25,6 +29,10 @@ export interface ServerPoolOptions {
   serverLifetimeMs: number;
   connectTimeoutMs: number;
   topology: Topology;
+  /** Which servers this pool uses; default rw. */
+  role?: 'rw' | 'ro';
+  /** ro pools: use the primary while no replica qualifies. */
+  roFallbackPrimary?: boolean;
   /** The user's entry in auth_file (password, SCRAM or md5 secret), or null. */
   secret: string | null;
 }
@@ -48,9 +56,12 @@ export class ServerPool {
   private templatePromise: Promise<Map<string, string>> | null = null;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
-  private readonly onTopologyChange = (): void => this.closeIdle();
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly role: 'rw' | 'ro';
+  private readonly onTopologyChange = (): void => this.followTopology();
 
   constructor(private readonly options: ServerPoolOptions) {
+    this.role = options.role ?? 'rw';
     this.timer = setInterval(() => this.housekeeping(), 250);
     this.timer.unref();
     options.topology.on('change', this.onTopologyChange);
@@ -68,7 +79,7 @@ export class ServerPool {
   /** The ParameterStatus set a server connection reports (opens one the first time). */
   parameters(): Promise<Map<string, string>> {
     if (this.templateParams !== null) return Promise.resolve(this.templateParams);
-    this.templatePromise ??= this.open().then(
+    this.templatePromise ??= this.openPatiently().then(
       (conn) => {
         this.templatePromise = null;
         this.templateParams = new Map(conn.params);
@@ -85,11 +96,63 @@ export class ServerPool {
 
   /** An idle connection now, or null (then call wait()). */
   tryAcquire(): ServerConn | null {
+    if (this.role === 'ro') return this.tryAcquireLeastBusy();
     for (;;) {
       const conn = this.idle.pop();
       if (conn === undefined) return null;
-      if (!conn.closed) return conn;
+      if (!conn.closed && this.isTarget(conn.endpoint)) return conn;
+      if (!conn.closed) this.discard(conn);
     }
+  }
+
+  /** ro: an idle connection to the replica with the fewest transactions running, or null to open one there. */
+  private tryAcquireLeastBusy(): ServerConn | null {
+    const target = this.leastBusyTarget();
+    if (target === null) return null;
+    let fallback = -1;
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i];
+      if (conn.closed || !this.isTarget(conn.endpoint)) continue;
+      if (conn.endpoint.host === target.host && conn.endpoint.port === target.port) {
+        this.idle.splice(i, 1);
+        return conn;
+      }
+      if (fallback < 0) fallback = i;
+    }
+    // Full pool: a connection to a busier replica beats waiting.
+    if (fallback >= 0 && this.all.size >= this.options.size) return this.idle.splice(fallback, 1)[0];
+    return null;
+  }
+
+  /** Where this pool may send transactions now. */
+  targets(): readonly Endpoint[] {
+    const topology = this.options.topology;
+    const primary = topology.primary();
+    if (this.role === 'rw') return primary === null ? [] : [primary];
+    const replicas = topology.replicas();
+    if (replicas.length > 0) return replicas;
+    return this.options.roFallbackPrimary === true && primary !== null ? [primary] : [];
+  }
+
+  private isTarget(endpoint: Endpoint): boolean {
+    return this.targets().some((t) => t.host === endpoint.host && t.port === endpoint.port);
+  }
+
+  /** Busy (attached or opening) connections per endpoint decide; ties go to the first target. */
+  private leastBusyTarget(): Endpoint | null {
+    const targets = this.targets();
+    if (targets.length <= 1) return targets[0] ?? null;
+    let best: Endpoint | null = null;
+    let bestBusy = Infinity;
+    for (const t of targets) {
+      let busy = 0;
+      for (const conn of this.all) if (conn.endpoint.host === t.host && conn.endpoint.port === t.port && !this.idle.includes(conn)) busy++;
+      if (busy < bestBusy) {
+        best = t;
+        bestBusy = busy;
+      }
+    }
+    return best;
   }
 
   /** Queues the waiter; it gets onServerAcquired or onAcquireFailed later (never synchronously). */
@@ -116,7 +179,7 @@ export class ServerPool {
   release(conn: ServerConn): void {
     conn.detach();
     if (conn.closed) return;
-    if (this.closed || this.options.topology.primary() === null || !sameEndpoint(conn, this.options.topology)) {
+    if (this.closed || !this.isTarget(conn.endpoint)) {
       this.discard(conn);
       return;
     }
@@ -146,6 +209,7 @@ export class ServerPool {
   close(): void {
     this.closed = true;
     clearInterval(this.timer);
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.options.topology.off('change', this.onTopologyChange);
     for (const waiter of this.waiters.splice(0)) waiter.onAcquireFailed(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
     this.waitingSince.length = 0;
@@ -155,6 +219,28 @@ export class ServerPool {
   /** Connections in use. */
   get activeCount(): number {
     return this.all.size - this.idle.length;
+  }
+
+  /**
+   * Drops every connection that no longer goes to a target. Busy rw ones too: the old primary must not get
+   * another statement, and a server that is gone would only make its client wait for a TCP timeout.
+   */
+  private followTopology(): void {
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i];
+      if (this.isTarget(conn.endpoint)) continue;
+      this.idle.splice(i, 1);
+      this.all.delete(conn);
+      conn.close();
+    }
+    if (this.role === 'rw') {
+      for (const conn of [...this.all]) {
+        if (conn.peer !== null && !this.isTarget(conn.endpoint)) {
+          conn.abort(`the primary changed (was ${conn.endpoint.host}:${conn.endpoint.port}); the transaction in flight was rolled back: retry it`);
+        }
+      }
+    }
+    this.grow();
   }
 
   private closeIdle(): void {
@@ -173,13 +259,19 @@ export class ServerPool {
   }
 
   private async open(): Promise<ServerConn> {
-    const endpoint = this.options.topology.primary();
-    if (endpoint === null) throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, 'no primary server is known');
+    const endpoint = this.leastBusyTarget();
+    if (endpoint === null) throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, this.role === 'rw' ? 'no primary server is known' : 'no replica is available');
     const conn = new ServerConn(endpoint);
     this.all.add(conn);
     this.opening++;
     try {
-      await conn.login({ user: this.options.user, database: this.options.database, credentials: this.credentials(), connectTimeoutMs: this.options.connectTimeoutMs });
+      await conn.login({
+        user: this.options.user,
+        database: this.options.database,
+        credentials: this.credentials(),
+        connectTimeoutMs: this.options.connectTimeoutMs,
+        requirePrimary: this.role === 'rw',
+      });
     } catch (e) {
       this.all.delete(conn);
       throw e;
@@ -187,7 +279,26 @@ export class ServerPool {
       this.opening--;
     }
     conn.setIdleCloseHandler((c) => this.forget(c));
+    if (!this.isTarget(endpoint)) {
+      // The topology moved on while we logged in.
+      this.all.delete(conn);
+      conn.close();
+      throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `server ${endpoint.host}:${endpoint.port} stopped being a target during login`);
+    }
     return conn;
+  }
+
+  /** open(), retried while the failure is one a failover explains, until queryWaitTimeoutMs. */
+  private async openPatiently(): Promise<ServerConn> {
+    const deadline = Date.now() + this.options.queryWaitTimeoutMs;
+    for (;;) {
+      try {
+        return await this.open();
+      } catch (e) {
+        if (!isRetryable(e) || Date.now() + RETRY_MS >= deadline || this.closed) throw e;
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+    }
   }
 
   private forget(conn: ServerConn): void {
@@ -199,10 +310,20 @@ export class ServerPool {
 
   /** Opens connections for waiters while below the pool size. */
   private grow(): void {
+    // No target: waiters wait for the topology's next 'change' (or their query_wait_timeout).
+    if (this.targets().length === 0) return;
     while (!this.closed && this.waiters.length > this.opening && this.all.size < this.options.size) {
       this.open().then(
         (conn) => this.release(conn),
         (e: unknown) => {
+          if (isRetryable(e)) {
+            // A server that just died or was demoted: etcd will name another one; keep the waiters.
+            this.retryTimer ??= setTimeout(() => {
+              this.retryTimer = null;
+              this.grow();
+            }, RETRY_MS);
+            return;
+          }
           const waiter = this.waiters.shift();
           this.waitingSince.shift();
           waiter?.onAcquireFailed(e instanceof PgProtocolError ? e : new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, String(e)));
@@ -232,7 +353,10 @@ export class ServerPool {
   }
 }
 
-function sameEndpoint(conn: ServerConn, topology: Topology): boolean {
-  const p = topology.primary();
-  return p !== null && p.host === conn.endpoint.host && p.port === conn.endpoint.port;
+const RETRY_MS = 100;
+
+/** Failures a change of primary explains (refused, reset, in recovery, shutting down, starting up). */
+function isRetryable(e: unknown): boolean {
+  if (!(e instanceof PgProtocolError)) return false;
+  return e.sqlstate === SQLSTATE.CONNECTION_FAILURE || e.sqlstate === '57P01' || e.sqlstate === '57P02' || e.sqlstate === '57P03' || e.sqlstate === '08001';
 }

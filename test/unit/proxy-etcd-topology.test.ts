@@ -1,0 +1,85 @@
+/**
+ * Routing from a cluster view (pure) and the fail-closed rule of EtcdTopology when etcd stops answering.
+ * The DCS here is a stand-in that serves a fixed view and can be made to fail; the topology itself is real.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { EtcdTopology, routesFromView } from '../../src/proxy/etcd-topology.js';
+import type { ClusterView } from '../../src/ha/types.js';
+import { cluster } from './cluster-builder.js';
+
+const MB = 1024 * 1024;
+
+function lagged(view: ClusterView, lags: Record<string, number | null>): ClusterView {
+  for (const [name, lag] of Object.entries(lags)) view.members[name].lagBytes = lag;
+  return view;
+}
+
+describe('routesFromView', () => {
+  it('routes rw to the leader running as primary and ro to healthy replicas within the lag limit', () => {
+    const view = lagged(cluster().primary('a').replica('b').replica('c').replica('d', { tags: { noloadbalance: true } }).replica('e').view(), {
+      b: 0,
+      c: 100 * MB,
+      d: 0,
+      e: null,
+    });
+    const routes = routesFromView(view, 16 * MB);
+    assert.deepEqual(routes.primary, { host: view.members.a.host, port: view.members.a.port });
+    assert.deepEqual(
+      routes.replicas.map((r) => r.name),
+      ['b'],
+    );
+  });
+
+  it('has no primary when the leader key is free or its holder does not run as primary', () => {
+    const noLeader = cluster().primary('a').replica('b').view();
+    noLeader.leader = null;
+    assert.equal(routesFromView(noLeader, MB).primary, null);
+    const stopped = cluster().primary('a', { state: 'stopped' }).replica('b').view();
+    assert.equal(routesFromView(stopped, MB).primary, null);
+    const demoted = cluster().primary('a').replica('b').view();
+    demoted.members.a.role = 'replica';
+    assert.equal(routesFromView(demoted, MB).primary, null);
+  });
+
+  it('skips replicas that are not running or streaming', () => {
+    const view = lagged(cluster().primary('a').replica('b', { state: 'starting' }).replica('c', { state: 'running' }).view(), { b: 0, c: 0 });
+    assert.deepEqual(
+      routesFromView(view, MB).replicas.map((r) => r.name),
+      ['c'],
+    );
+  });
+});
+
+describe('EtcdTopology', () => {
+  it('refuses writes (primary null) once etcd has not answered for longer than the stale limit, and recovers', async () => {
+    const view = cluster().primary('a').replica('b').view();
+    let failing = false;
+    const dcs = {
+      load: async (): Promise<ClusterView> => {
+        if (failing) throw new Error('etcd down');
+        return view;
+      },
+      watch: async () => ({ close: async () => undefined }),
+    };
+    const topology = new EtcdTopology({ dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 150 });
+    let changes = 0;
+    topology.on('change', () => changes++);
+    await topology.start();
+    try {
+      assert.equal(topology.primary()?.port, view.members.a.port);
+      failing = true;
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(topology.primary(), null);
+      assert.equal(topology.isStale, true);
+      const changesWhileStale = changes;
+      assert.ok(changesWhileStale >= 2, 'a change is announced when the view goes stale');
+      failing = false;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(topology.primary()?.port, view.members.a.port);
+      assert.ok(changes > changesWhileStale);
+    } finally {
+      await topology.stop();
+    }
+  });
+});
