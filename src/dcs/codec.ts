@@ -94,6 +94,7 @@ const historyEntrySchema = z.object({
   at: z.number().finite(),
   reason: z.string().catch(''),
   leader: z.string(),
+  parent: z.number().int().positive().optional().catch(undefined),
 });
 
 const parameterValue = z.union([z.string(), z.number().finite(), z.boolean()]);

@@ -98,8 +98,15 @@ export class Agent implements ApiBackend {
   /** Keeps the deadman's deadline equal to the leader lease's safety deadline, or disarmed without the key. */
   private syncDeadman(): void {
     const until = leaderSafeUntil(this.memory, this.dynamicConfig());
-    if (until === null) this.deadman.disarm();
-    else this.deadman.arm(until);
+    if (until !== null) {
+      this.deadman.arm(until);
+      return;
+    }
+    // A deadline armed by an earlier incarnation of this agent (killed while primary) is all that stops its
+    // PostgreSQL until this one holds the key: keep it while the server may still accept writes.
+    const pg = this.lastPg;
+    const mayBePrimary = pg === null || (pg.running && pg.inRecovery !== true);
+    if (this.deadman.armedHere || !mayBePrimary) this.deadman.disarm();
   }
 
   // ---- lifecycle ---------------------------------------------------------------------------------------
@@ -238,10 +245,14 @@ export class Agent implements ApiBackend {
       this.metricsRegistry.actions.inc({ action: action.type });
       try {
         await execute(action, ctx);
+        // Armed before the next action: after acquireLeader come promote or start, which PostgreSQL finishes on
+        // its own if this process dies meanwhile — it must not become a primary without a deadman.
+        this.syncDeadman();
         // Clients and proxies find the primary through the member key and /primary: say it the moment it is
         // true, not after the rest of the cycle (the checkpoint that follows a promotion can take a while).
         if (action.type === 'promote' && reachable) await this.publishNow(decision, config);
       } catch (e) {
+        this.syncDeadman();
         this.metricsRegistry.actionFailures.inc({ action: action.type });
         // No immediate retry: a failure that persists would otherwise spin the loop; the watchdog does not
         // depend on the loop's pace.

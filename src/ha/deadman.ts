@@ -58,6 +58,11 @@ export class LeaseDeadman {
     }
   }
 
+  /** This process armed the deadline now in force (a deadline left by an earlier agent process does not count). */
+  get armedHere(): boolean {
+    return this.armedNs !== null;
+  }
+
   disarm(): void {
     if (this.armedNs === null && !existsSync(path.join(this.runDir, DEADLINE_FILE))) return;
     this.armedNs = null;
@@ -70,7 +75,7 @@ export class LeaseDeadman {
 
   private ensureRunning(): void {
     const pid = readPid(path.join(this.runDir, PID_FILE));
-    if (pid !== null && isAlive(pid)) return;
+    if (pid !== null && isDeadmanOf(pid, this.runDir)) return;
     const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
     const log = openSync(path.join(this.runDir, 'deadman.log'), 'a');
     try {
@@ -147,6 +152,20 @@ function readPid(file: string): number | null {
     return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * The pid file outlives the process (kill -9, a reboot): after a reboot its pid may belong to any process, and
+ * taking that one for the deadman would leave the primary without one. So the command line must say it.
+ */
+function isDeadmanOf(pid: number, runDir: string): boolean {
+  if (!isAlive(pid)) return false;
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.includes('deadman') && args.includes(runDir);
+  } catch {
+    return false;
   }
 }
 

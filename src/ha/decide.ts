@@ -8,6 +8,7 @@ import type {
   Decision,
   DynamicConfig,
   FailoverIntent,
+  HistoryEntry,
   MemberStatus,
   Observation,
 } from './types.js';
@@ -285,6 +286,14 @@ class Decider {
     }
     notes.push(...this.syncSteps(actions));
     this.slotSteps(actions);
+    // pg_rewind compares the timelines in pg_control: until the checkpoint after the promotion completes, a
+    // former primary or a diverged replica rewound against this server is found "on the same timeline" and
+    // left as it is. The checkpoint that follows `promote` may have been skipped (an earlier action of that
+    // cycle failed, or the agent restarted), so the leader checks every cycle.
+    if (pg.controlTimeline !== null && pg.timeline !== null && pg.controlTimeline < pg.timeline) {
+      actions.push({ type: 'checkpoint' });
+      notes.push(`checkpointing: pg_control still names timeline ${pg.controlTimeline}`);
+    }
     const reason = notes.length ? `primary holding the leader key; ${notes.join('; ')}` : 'primary holding the leader key';
     return this.decision(actions, reason, 'primary', 'running');
   }
@@ -474,8 +483,12 @@ class Decider {
     if (this.config.synchronous_mode) steps.push({ type: 'writeSync', members: [] });
     // The new timeline is recorded before promoting: a former primary must never find the history silent
     // about a promotion that happened (see primaryRetakeBlocker).
-    const tl = this.obs.pg.timeline ?? this.obs.pg.controlTimeline ?? 0;
-    steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}`, timeline: tl + 1, lsn: this.obs.pg.walPosition ?? 0 });
+    // The promote executor makes PostgreSQL number the new timeline after every timeline in the history (see
+    // PostgresServer.promote): a member that never saw the newest promotion would otherwise reuse its number,
+    // and two branches under one number can neither be told apart here nor rewound by pg_rewind ("source and
+    // target cluster are on the same timeline").
+    const tl = Math.max(this.obs.pg.timeline ?? this.obs.pg.controlTimeline ?? 0, newestTimeline(this.view.history));
+    steps.push({ type: 'recordHistory', reason: this.view.failover ? `${this.view.failover.kind} to ${this.me}` : `failover to ${this.me}`, timeline: tl + 1, lsn: this.obs.pg.walPosition ?? 0, parent: this.obs.pg.timeline ?? this.obs.pg.controlTimeline });
     steps.push({ type: 'promote' });
     if (this.view.failover) steps.push({ type: 'clearFailover' });
     steps.push({ type: 'checkpoint' });
@@ -508,7 +521,7 @@ class Decider {
     if (!lm) {
       return this.decision([], `waiting for the primary ${leader} to publish its address`, 'replica', this.pgState);
     }
-    if (this.diverged() && pg.following === leader && !this.config.pause) {
+    if (this.diverged(lm.timeline) && pg.following === leader && !this.config.pause) {
       if (lm.role === 'primary' && lm.state === 'running') {
         return this.decision(
           [{ type: 'stop', mode: 'fast' }, this.obs.memory.rewindFailed ? { type: 'reinitialize', from: leader } : { type: 'rewind', from: leader }, { type: 'start', role: 'replica', follow: leader }],
@@ -551,18 +564,45 @@ class Decider {
    * was ahead of the one promoted, or a nofailover member. Known from `history`: the first promotion recorded
    * after the one that started this server's timeline forked off at an LSN below this server's position.
    */
-  private diverged(): boolean {
+  private diverged(leaderTimeline: number | null): boolean {
     const pg = this.obs.pg;
     if (!pg.running || pg.inRecovery !== true || pg.streaming || pg.timeline === null || pg.walPosition === null) return false;
     // Every replica stops streaming when its primary dies, and the dead primary's member key lives on for up
     // to ttl: judge only a replica that has failed to stream for longer than that.
     const since = this.obs.memory.notStreamingSince;
     if (since === null || this.clock.mono - since < (this.config.ttl + this.config.loop_wait) * 1000) return false;
+    const ancestry = leaderTimeline === null ? null : this.ancestry(leaderTimeline);
+    if (ancestry !== null) {
+      // PostgreSQL's own test: the leader's history must contain this server's timeline, and this server must
+      // not have gone past the point where the leader's branch left it.
+      const end = ancestry.get(pg.timeline);
+      return end === undefined || pg.walPosition > end;
+    }
+    // Entries without `parent` (written by older versions): assume the next promotion forked off this timeline.
     const history = this.view.history;
     let mine = -1;
     for (let i = 0; i < history.length; i++) if (history[i]!.timeline === pg.timeline) mine = i;
     const fork = history[mine + 1];
     return fork !== undefined && fork.timeline !== pg.timeline && pg.walPosition > fork.lsn;
+  }
+
+  /**
+   * The timelines the leader's WAL runs through, each with the LSN where the leader's branch left it (Infinity
+   * for the leader's own), following `parent` back to the bootstrap timeline; null when an entry on the way
+   * is missing or has no `parent`.
+   */
+  private ancestry(leaderTimeline: number): Map<number, number> | null {
+    const byTimeline = new Map<number, HistoryEntry>();
+    for (const e of this.view.history) byTimeline.set(e.timeline, e);
+    const out = new Map<number, number>([[leaderTimeline, Number.POSITIVE_INFINITY]]);
+    const bootstrap = this.view.history[0]?.timeline ?? 1;
+    for (let tl = leaderTimeline; tl !== bootstrap; ) {
+      const e = byTimeline.get(tl);
+      if (!e || e.parent === undefined || e.parent >= tl || out.has(e.parent)) return null;
+      out.set(e.parent, e.lsn);
+      tl = e.parent;
+    }
+    return out;
   }
 
   // ---- nobody holds the leader key -------------------------------------------------------------------
@@ -618,14 +658,17 @@ class Decider {
     if (this.config.synchronous_mode && this.view.sync && this.view.sync.leader !== this.me) {
       return `${this.view.sync.leader} was primary after this server (it owns the sync key)`;
     }
+    // Every promotion in synchronous mode writes `sync` before its history entry, and only a primary writes it
+    // after that: while `sync` still names this server, no promotion happened since it last acted as primary.
+    // The last history entry may then be a promotion that was recorded but failed (its server died first).
+    const syncSaysLast = this.config.synchronous_mode && this.view.sync?.leader === this.me;
     const newer = this.view.history.length ? this.view.history[this.view.history.length - 1] : null;
-    const myTimeline = this.obs.pg.timeline ?? this.obs.pg.controlTimeline;
-    // PostgreSQL numbers a new timeline after the ones it knows, so two members promoted from the same point
-    // both pick the same number: an entry of that number written by someone else is a newer promotion too.
-    // Timeline numbers are not ordered across branches (a stale replica promoted from an old timeline gets a
-    // small number): with every promotion recorded before it happens, the last entry names the last primary.
-    if (newer && myTimeline !== null && (newer.timeline > myTimeline || newer.leader !== this.me)) {
-      return `timeline ${newer.timeline} was started by ${newer.leader} after this server's timeline ${myTimeline}`;
+    // With every promotion recorded before it happens, the last entry names the last primary. Its timeline is
+    // no help here: pg_controldata names the timeline of the last checkpoint, and a primary that crashed
+    // between its promotion and the checkpoint after it still names the old one.
+    if (newer && newer.leader !== this.me && !syncSaysLast) {
+      const myTimeline = this.obs.pg.timeline ?? this.obs.pg.controlTimeline;
+      return `timeline ${newer.timeline} was started by ${newer.leader} after this server's timeline ${myTimeline ?? 'unknown'}`;
     }
     if (!this.canFailOver) return 'this member is tagged nofailover';
     return null;
@@ -669,6 +712,11 @@ class Decider {
     }
     return null;
   }
+}
+
+/** The highest timeline any promotion recorded in `history` started (0 for none). */
+export function newestTimeline(history: readonly HistoryEntry[]): number {
+  return history.reduce((max, e) => Math.max(max, e.timeline), 0);
 }
 
 function sameSet(a: readonly string[], b: readonly string[]): boolean {

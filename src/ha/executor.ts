@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import type { Dcs } from '../dcs/dcs.js';
 import type { PeerAddress, PostgresServer } from '../postgres/server.js';
 import { parseLsnOrNull } from '../postgres/lsn.js';
+import { newestTimeline } from './decide.js';
 import type { Action, AgentMemory, ClusterView, DynamicConfig } from './types.js';
 
 export interface ExecutorContext {
@@ -53,7 +54,8 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       return pg.reload();
     case 'promote': {
       memory.syncAddedAt = {};
-      await pg.promote();
+      // decide() recorded the timeline after the newest one in the history: PostgreSQL must pick that one.
+      await pg.promote({ timelinesTaken: newestTimeline(ctx.view.history) });
       memory.needsRejoin = false;
       return;
     }
@@ -106,7 +108,14 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
     case 'clearFailover':
       return dcs.clearFailover();
     case 'recordHistory':
-      await dcs.appendHistory({ timeline: action.timeline, lsn: action.lsn, at: ctx.wallNow(), reason: action.reason, leader: me });
+      await dcs.appendHistory({
+        timeline: action.timeline,
+        lsn: action.lsn,
+        at: ctx.wallNow(),
+        reason: action.reason,
+        leader: me,
+        ...(action.parent !== null ? { parent: action.parent } : {}),
+      });
       return;
     case 'clearRequests':
       memory.requests = { restart: false, reload: false, reinitialize: false };

@@ -94,6 +94,12 @@ export interface HistoryEntry {
   timeline: number;
   /** LSN where the previous timeline ended (the switch point). */
   lsn: Lsn;
+  /**
+   * The timeline the promoted server was on, which this one forked off at `lsn` (absent in the bootstrap entry
+   * and in entries written by older versions). Timelines do not form a line: a promotion may fork off any
+   * earlier timeline, and only this link tells the branches apart.
+   */
+  parent?: number;
   /** Wall-clock ms. */
   at: number;
   reason: string;
@@ -188,6 +194,7 @@ export interface PgObservation {
   replayLsn: Lsn | null;
   /** From pg_controldata, read when PostgreSQL is not running. */
   controlState: ControlState | null;
+  /** pg_control's "Latest checkpoint's TimeLineID": pg_controldata when stopped, pg_control_checkpoint() when running. */
   controlTimeline: number | null;
   /** The member this server is configured to follow (primary_conninfo), as pgwarden last wrote it. */
   following: string | null;
@@ -290,7 +297,7 @@ export type Action =
   | { type: 'manageSlots'; create: string[]; drop: string[] }
   | { type: 'clearFailover' }
   /** Written before `promote`: the timeline about to start and where it forks off. */
-  | { type: 'recordHistory'; reason: string; timeline: number; lsn: Lsn }
+  | { type: 'recordHistory'; reason: string; timeline: number; lsn: Lsn; parent: number | null }
   | { type: 'clearRequests' };
 
 export interface Decision {

@@ -259,6 +259,7 @@ export class PostgresServer {
     o.streaming = row.receiver_status === 'streaming';
     o.receiveLsn = parseLsnOrNull(row.receive_lsn);
     o.replayLsn = parseLsnOrNull(row.replay_lsn);
+    o.controlTimeline = row.checkpoint_tli;
     if (row.in_recovery) {
       // Not streaming, the checkpoint's timeline lags behind what was already received and replayed (it moves
       // only at the next restartpoint); the newest WAL segment in pg_wal names the timeline received last.
@@ -772,10 +773,33 @@ export class PostgresServer {
   }
 
   /** Promotes a running replica (call checkpoint() next, see there). */
-  async promote(): Promise<void> {
+  async promote(options: { timelinesTaken?: number } = {}): Promise<void> {
     if (this.postmasterPid() === null) {
       throw new PgwardenError('PG_NOT_RUNNING', `Cannot promote member ${this.name}: PostgreSQL is not running. Start it as a replica first.`);
     }
+    const reserved = await this.reserveTimelines(options.timelinesTaken ?? 0);
+    try {
+      await this.runPromotion();
+    } catch (e) {
+      await this.releaseTimelines(reserved);
+      throw e;
+    }
+    await this.writeConfiguration({ ...(await this.readState()), following: null });
+    await this.reload();
+  }
+
+  /**
+   * CHECKPOINT, run after a promotion: until it completes pg_control still names the old timeline, and a
+   * pg_rewind of the former primary against this server would find nothing to rewind.
+   */
+  async checkpoint(): Promise<void> {
+    await this.withLongConnection(600_000, (client) => client.query('CHECKPOINT')).catch((e: unknown) => {
+      throw this.wrapQueryError(e, 'CHECKPOINT');
+    });
+  }
+
+  /** pg_promote(), or pg_ctl promote when the query fails; throws unless the server left recovery. */
+  private async runPromotion(): Promise<void> {
     let promoted = false;
     try {
       promoted = await this.withLongConnection(70_000, async (client) => {
@@ -798,18 +822,34 @@ export class PostgresServer {
     if (!promoted) {
       throw new PgwardenError('TIMEOUT', `Member ${this.name} did not finish promotion within 60 s. See the server log ${this.logFile}.`);
     }
-    await this.writeConfiguration({ ...(await this.readState()), following: null });
-    await this.reload();
   }
 
   /**
-   * CHECKPOINT, run after a promotion: until it completes pg_control still names the old timeline, and a
-   * pg_rewind of the former primary against this server would find nothing to rewind.
+   * PostgreSQL numbers the timeline a promotion starts one past the newest timeline history file it finds in
+   * pg_wal (findNewestTimeLine probes N+1, N+2, ... while the file exists). A server that never received the
+   * newest promotion's history file would reuse that promotion's number. An empty history file for each
+   * missing timeline up to `upTo` makes it pick upTo + 1. Empty, such a file names no parent, so a standby's
+   * rescan for a newer timeline finds it "not a child" of its own and does not switch to it.
    */
-  async checkpoint(): Promise<void> {
-    await this.withLongConnection(600_000, (client) => client.query('CHECKPOINT')).catch((e: unknown) => {
-      throw this.wrapQueryError(e, 'CHECKPOINT');
-    });
+  private async reserveTimelines(upTo: number): Promise<string[]> {
+    const created: string[] = [];
+    for (let tl = 2; tl <= upTo; tl++) {
+      const file = path.join(this.dataDir, 'pg_wal', `${tl.toString(16).toUpperCase().padStart(8, '0')}.history`);
+      try {
+        const handle = await open(file, 'wx', 0o600);
+        await handle.close();
+        if (this.owner) await chown(file, this.owner.uid, this.owner.gid);
+        created.push(file);
+      } catch (e) {
+        if (errnoCode(e) !== 'EEXIST') throw e;
+      }
+    }
+    return created;
+  }
+
+  /** A promotion that did not happen must not leave empty history files for timelines this standby may yet follow. */
+  private async releaseTimelines(files: string[]): Promise<void> {
+    for (const file of files) await rm(file, { force: true });
   }
 
   /** Points a replica at `leader` (null: no upstream) and reloads; primary_conninfo is reloadable in PostgreSQL 15. */

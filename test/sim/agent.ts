@@ -12,7 +12,7 @@
  * What is not modelled: applyParameters/pendingRestart, metrics, REST requests other than election probes,
  * a clean agent stop (agents only die).
  */
-import { decide } from '../../src/ha/decide.js';
+import { decide, newestTimeline } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown } from '../../src/ha/lease.js';
 import {
   EMPTY_MEMORY,
@@ -215,7 +215,12 @@ export class SimAgent {
     for (const action of decision.actions) {
       try {
         yield* this.execute(action, view);
+        // Armed before the next action (agent.ts): PostgreSQL finishes a promote or start on its own if the agent dies.
+        this.syncDeadman();
+        // agent.ts publishes the new role the moment it is true, before the checkpoint that follows.
+        if (action.type === 'promote' && reachable) yield* this.publishNow(decision, config);
       } catch (e) {
+        this.syncDeadman();
         expectedFailure(e);
         // No immediate retry (agent.ts): the next cycle decides again after loop_wait.
         this.trace(`action ${action.type} failed: ${(e as Error).message}`);
@@ -239,6 +244,20 @@ export class SimAgent {
         // Published next cycle.
         expectedFailure(e);
       }
+    }
+  }
+
+  private *publishNow(decision: Decision, config: DynamicConfig): Proc {
+    try {
+      this.lastView = yield* this.dcs.load();
+      const pg = yield* this.observePg();
+      this.lastPg = pg;
+      const status = this.buildStatus(pg, decision, this.lastView, config);
+      this.lastStatus = status;
+      yield* this.dcs.publishMember(status);
+    } catch (e) {
+      // The cycle publishes it.
+      expectedFailure(e);
     }
   }
 
@@ -363,8 +382,14 @@ export class SimAgent {
   /** Agent.syncDeadman(): the deadman's deadline is the leader lease's safety deadline, or none without the key. */
   private syncDeadman(): void {
     const until = leaderSafeUntil(this.memory, this.dynamicConfig());
-    if (until === null) this.disarmDeadman();
-    else this.armDeadman(until);
+    if (until !== null) {
+      this.armDeadman(until);
+      return;
+    }
+    // agent.ts: a deadline an earlier agent process armed is kept while PostgreSQL may still be a primary.
+    const pg = this.lastPg;
+    const mayBePrimary = pg === null || (pg.running && pg.inRecovery !== true);
+    if (this.deadmanArmed !== null || !mayBePrimary) this.disarmDeadman();
   }
 
   private armDeadman(until: number): void {
@@ -438,9 +463,11 @@ export class SimAgent {
       case 'promote':
         memory.syncAddedAt = {};
         this.host.promoting(this, view);
-        yield* this.pgOp((done) => pg.promote(done));
+        yield* this.pgOp((done) => pg.promote(done, newestTimeline(view.history)));
         memory.needsRejoin = false;
         return;
+      case 'checkpoint':
+        return yield* this.pgOp((done) => pg.checkpoint(done));
       case 'follow':
         if (action.leader) this.peer(view, action.leader);
         yield 5;
@@ -494,7 +521,14 @@ export class SimAgent {
         yield* this.dcs.clearFailover();
         return;
       case 'recordHistory':
-        yield* this.dcs.appendHistory({ timeline: action.timeline, lsn: action.lsn, at: this.wall(), reason: action.reason, leader: this.name });
+        yield* this.dcs.appendHistory({
+          timeline: action.timeline,
+          lsn: action.lsn,
+          at: this.wall(),
+          reason: action.reason,
+          leader: this.name,
+          ...(action.parent !== null ? { parent: action.parent } : {}),
+        });
         return;
       case 'clearRequests':
         memory.requests = { restart: false, reload: false, reinitialize: false };

@@ -9,6 +9,7 @@
  * round trip taking simulated time: a request is applied when it arrives, and an answer that does not come
  * back before the call's deadline is a DCS_UNAVAILABLE error even when the request was applied.
  */
+import { decodeCluster, decodeHistory, encodeHistory } from '../../src/dcs/codec.js';
 import { PgwardenError } from '../../src/errors.js';
 import {
   DEFAULT_DYNAMIC_CONFIG,
@@ -180,49 +181,16 @@ export class SimEtcd {
   }
 }
 
-/** Builds the ClusterView from raw values the way src/dcs/codec.ts does for well-formed values. */
+/** EtcdDcs's test for an entry already appended (a retry after a lost answer). */
+function sameHistoryEntry(a: HistoryEntry, b: HistoryEntry): boolean {
+  return a.timeline === b.timeline && a.lsn === b.lsn && a.at === b.at && a.reason === b.reason && a.leader === b.leader;
+}
+
+/** The ClusterView from raw values, decoded by the real codec (src/dcs/codec.ts) as EtcdDcs.load() does. */
 function decodeView(kvs: Map<string, Kv>): ClusterView {
-  const members: Record<string, MemberStatus> = {};
-  const view: ClusterView = {
-    initialize: null,
-    config: structuredClone(DEFAULT_DYNAMIC_CONFIG),
-    leader: null,
-    members,
-    sync: null,
-    failover: null,
-    optime: null,
-    history: [],
-  };
-  for (const [key, kv] of kvs) {
-    if (key.startsWith('members/')) {
-      members[key.slice('members/'.length)] = JSON.parse(kv.value) as MemberStatus;
-      continue;
-    }
-    switch (key) {
-      case 'initialize':
-        view.initialize = kv.value;
-        break;
-      case 'config':
-        view.config = { ...DEFAULT_DYNAMIC_CONFIG, ...(JSON.parse(kv.value) as DynamicConfig) };
-        break;
-      case 'leader':
-        view.leader = { name: kv.value };
-        break;
-      case 'sync':
-        view.sync = JSON.parse(kv.value) as SyncState;
-        break;
-      case 'failover':
-        view.failover = JSON.parse(kv.value) as FailoverIntent;
-        break;
-      case 'optime':
-        view.optime = JSON.parse(kv.value) as Lsn;
-        break;
-      case 'history':
-        view.history = JSON.parse(kv.value) as HistoryEntry[];
-        break;
-    }
-  }
-  return view;
+  const raw: Record<string, string> = {};
+  for (const [key, kv] of kvs) raw[key] = kv.value;
+  return decodeCluster(raw);
 }
 
 export interface LatencyModel {
@@ -401,11 +369,11 @@ export class SimDcsClient {
     // One read-modify-write with a revision check, retried like EtcdDcs.appendHistory.
     while (this.kernel.now < deadline) {
       const current = yield* this.rpc('read the history', deadline, () => this.etcd.get('history'));
-      const entries = current ? (JSON.parse(current.value) as HistoryEntry[]) : [];
-      if (entries.some((e) => JSON.stringify(e) === JSON.stringify(entry))) return;
+      const entries = decodeHistory(current?.value);
+      if (entries.some((e) => sameHistoryEntry(e, entry))) return;
       const written = yield* this.rpc('append to the history', deadline, () => {
         if ((this.etcd.get('history')?.modRev ?? 0) !== (current?.modRev ?? 0)) return false;
-        this.etcd.put('history', JSON.stringify([...entries, entry]));
+        this.etcd.put('history', encodeHistory([...entries, entry]));
         return true;
       });
       if (written) return;

@@ -219,6 +219,8 @@ export class SimPostgres {
     if (this.accepting) {
       o.accepting = true;
       o.inRecovery = this.inRecovery;
+      // pg_control_checkpoint()'s timeline (server.ts fillFromProbe).
+      o.controlTimeline = this.checkpointTimeline;
       o.timeline = this.timeline;
       o.walPosition = this.position;
       if (this.inRecovery) {
@@ -337,25 +339,38 @@ export class SimPostgres {
     this.listener.pgEvent(this, why);
   }
 
-  promote(done: (err?: Error) => void): void {
+  /** `timelinesTaken`: the newest timeline in the history; PostgresServer.promote() makes PostgreSQL number the new one after it. */
+  promote(done: (err?: Error) => void, timelinesTaken = 0): void {
     if (!this.running) return done(new PgError('PostgreSQL is not running'));
     if (!this.inRecovery) return this.kernel.after(5, () => done());
     const g = this.generation;
     this.kernel.after(this.span(this.timings.promoteMs), () => {
       if (g !== this.generation || this.status !== 'running') return done(new PgError('PostgreSQL went away during promotion'));
-      const rec = this.registry.create(this.wal, 256, (this.timeline ?? 1) + 1, 'promote', this.name);
+      const rec = this.registry.create(this.wal, 256, Math.max(this.timeline ?? 1, timelinesTaken) + 1, 'promote', this.name);
       this.wal.push(rec.id);
       this.inRecovery = false;
       this.standbySignal = false;
       this.following = null;
       this.disconnectReceiver();
       this.listener.becameWritable(this, 'promoted');
-      this.kernel.after(this.span(this.timings.checkpointMs), () => {
-        if (g !== this.generation) return done(new PgError('PostgreSQL went away during the checkpoint after promotion'));
-        // server.ts promote() runs CHECKPOINT so that pg_rewind of the old primary sees the new timeline.
-        this.checkpointTimeline = this.timeline;
-        done();
+      // PostgreSQL itself requests a checkpoint at the end of a promotion, spread over most of
+      // checkpoint_timeout (checkpoint_completion_target 0.9); an explicit CHECKPOINT finishes it sooner.
+      this.kernel.after(this.timings.checkpointTimeoutMs * 0.9, () => {
+        if (g === this.generation && this.acceptsWrites) this.checkpointTimeline = this.timeline;
       });
+      // server.ts promote(): the configuration is rewritten and reloaded.
+      this.kernel.after(this.rng.int(5, 30), () => done());
+    });
+  }
+
+  /** CHECKPOINT: from now on pg_control names the current timeline (server.ts checkpoint(), after a promotion). */
+  checkpoint(done: (err?: Error) => void): void {
+    if (!this.accepting) return done(new PgError('PostgreSQL is not accepting connections'));
+    const g = this.generation;
+    this.kernel.after(this.span(this.timings.checkpointMs), () => {
+      if (g !== this.generation || !this.running) return done(new PgError('PostgreSQL went away during CHECKPOINT'));
+      this.checkpointTimeline = this.inRecovery ? this.checkpointTimeline : this.timeline;
+      done();
     });
   }
 

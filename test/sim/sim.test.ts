@@ -2,27 +2,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_TAGS, type Tags } from '../../src/ha/types.js';
 import { Rng } from './prng.js';
-import { FAULT_KINDS, runSimulation, type FaultKind, type SimEvent, type SimOptions, type SimResult, type Simulation } from './world.js';
+import { addRun, emptyTotals, summaryLines } from './summary.js';
+import { FAULT_KINDS, runSimulation, type SimEvent, type SimOptions, type SimResult, type Simulation } from './world.js';
 
 /**
- * The sweep assumes the agent's PostgreSQL stops when the agent dies (a dead-man switch): without one no
- * policy can keep invariant 1 when an agent process is killed — see the scenario "invariant 1 catches ..."
- * below, which runs the same fault without it.
+ * Every seed runs twice, in asynchronous and in synchronous mode, with the lease deadman of src/ha/deadman.ts
+ * on every host (a killed agent's PostgreSQL stops at the last safety deadline it armed). The scenario
+ * "without the lease deadman ..." below shows that no policy keeps invariant 1 without it.
  */
-const SWEEP = { seedsPerMode: 500, faultWindowMs: 40_000, deadman: true } as const;
+const SWEEP = { seeds: 1000, faultWindowMs: 40_000 } as const;
 
 function replay(r: SimResult): string {
   return `node dist/test/sim/run.js --verbose-seed ${r.seed} --ticks ${SWEEP.faultWindowMs / 100}${r.sync ? ' --sync' : ''}`;
-}
-
-function describeFailures(failed: SimResult[]): string {
-  return failed
-    .slice(0, 10)
-    .map((r) => {
-      const v = r.violations[0]!;
-      return `seed ${r.seed} (${r.sync ? 'sync' : 'async'}): invariant ${v.invariant} at ${(v.at / 1000).toFixed(3)}s: ${v.message}\n    replay: ${replay(r)}`;
-    })
-    .join('\n');
 }
 
 /** Three plain members, fixed timings: the scenarios below reason about exact deadlines. */
@@ -64,28 +55,21 @@ describe('simulation: prng', () => {
 });
 
 describe('simulation: seed sweep', () => {
-  it(`${SWEEP.seedsPerMode} seeds in async and ${SWEEP.seedsPerMode} in synchronous mode: no invariant violated, every fault injected`, () => {
-    const faults = Object.fromEntries(FAULT_KINDS.map((k) => [k, 0])) as Record<FaultKind, number>;
-    const failed: SimResult[] = [];
-    let acks = 0;
-    let promotions = 0;
-    let converged = 0;
-    for (const sync of [false, true]) {
-      for (let seed = 1; seed <= SWEEP.seedsPerMode; seed++) {
-        const r = runSimulation({ seed, sync, faultWindowMs: SWEEP.faultWindowMs, deadman: true });
-        for (const k of FAULT_KINDS) faults[k] += r.faults[k];
-        acks += r.acks;
-        promotions += r.promotions;
-        if (r.finalConvergenceMs !== null) converged++;
-        if (r.violations.length > 0) failed.push(r);
-      }
+  it(`seeds 1..${SWEEP.seeds}, each in async and in synchronous mode: no invariant violated, every fault injected, every run converges`, (t) => {
+    const totals = emptyTotals();
+    const started = performance.now();
+    for (let seed = 1; seed <= SWEEP.seeds; seed++) {
+      for (const sync of [false, true]) addRun(totals, runSimulation({ seed, sync, faultWindowMs: SWEEP.faultWindowMs }));
     }
+    const lines = summaryLines(totals, `simulation sweep, fault window ${SWEEP.faultWindowMs / 1000} s`, performance.now() - started, replay, 10);
+    for (const line of lines) t.diagnostic(line);
     // The sweep only means something if the scheduler really injected every kind of fault, many times.
-    for (const k of FAULT_KINDS) assert.ok(faults[k] >= 50, `fault ${k} injected only ${faults[k]} times`);
-    assert.ok(acks > 100_000, `only ${acks} commits acknowledged`);
-    assert.ok(promotions > 1000, `only ${promotions} promotions`);
-    assert.equal(failed.length, 0, `${failed.length} of ${2 * SWEEP.seedsPerMode} runs violated an invariant:\n${describeFailures(failed)}`);
-    assert.equal(converged, 2 * SWEEP.seedsPerMode);
+    for (const k of FAULT_KINDS) assert.ok(totals.faults[k] >= 100, `fault ${k} injected only ${totals.faults[k]} times`);
+    assert.ok(totals.acks > 200_000, `only ${totals.acks} commits acknowledged`);
+    assert.ok(totals.promotions > 2000, `only ${totals.promotions} promotions`);
+    assert.ok(totals.deadmanStops > 100, `the lease deadman stopped PostgreSQL only ${totals.deadmanStops} times`);
+    assert.equal(totals.failed.length, 0, `${totals.failed.length} of ${totals.runs} runs violated an invariant:\n${lines.slice(7).join('\n')}`);
+    assert.equal(totals.convergence.length, totals.runs);
   });
 });
 
@@ -209,13 +193,24 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(r.events.some((e) => e.kind === 'ack' && e.t > lostAt + 15_000), 'writes resume after etcd is back');
   });
 
-  it('invariant 1 catches a primary that keeps acknowledging after its agent died (no dead-man switch)', () => {
+  it('the agent of the primary is killed: its deadman stops PostgreSQL before the key expires; without one, invariant 1 catches it', () => {
+    let primary = '';
+    let killedAt = 0;
     const run = (deadman: boolean): SimResult =>
       runSimulation(
         scenario({
           seed: 505,
           deadman,
-          script: [{ at: 3000, run: (sim: Simulation) => sim.crashAgent(sim.etcd.leaderName()!) }],
+          script: [
+            {
+              at: 3000,
+              run: (sim: Simulation) => {
+                primary = sim.etcd.leaderName()!;
+                killedAt = sim.kernel.now;
+                sim.crashAgent(primary);
+              },
+            },
+          ],
         }),
       );
     // Without it PostgreSQL keeps accepting writes after the lease expired: nothing in the policy can stop it.
@@ -224,9 +219,60 @@ describe('simulation: targeted scenarios', () => {
       without.violations.some((v) => v.invariant === 1),
       `expected invariant 1 to be violated, got ${JSON.stringify(without.violations.slice(0, 2))}`,
     );
-    // With PostgreSQL stopping when its agent dies, the same fault is a plain failover.
-    const withSwitch = run(true);
-    assert.deepEqual(withSwitch.violations, []);
-    assert.ok(withSwitch.promotions >= 1);
+    const withDeadman = run(true);
+    assert.deepEqual(withDeadman.violations, []);
+    const fired = eventsOf(withDeadman, 'deadman', primary)[0];
+    const keyFreed = eventsOf(withDeadman, 'leader').find((e) => e.t > killedAt && e.member === null);
+    assert.ok(fired && keyFreed, 'the deadman fired and the key expired');
+    assert.ok(fired.t < keyFreed.t, `deadman at ${fired.t} ms, key expired at ${keyFreed.t} ms`);
+    const lastAck = Math.max(...eventsOf(withDeadman, 'ack', primary).map((e) => e.t));
+    assert.ok(lastAck <= fired.t, 'no commit acknowledged after the deadman stopped PostgreSQL');
+    const promoted = eventsOf(withDeadman, 'promoted').find((e) => e.t > killedAt);
+    assert.ok(promoted && promoted.member !== primary, 'another member took over');
+  });
+
+  it('the agent of the primary restarts while etcd answers slowly: the deadline its predecessor armed still stops PostgreSQL in time', () => {
+    let primary = '';
+    const r = runSimulation(
+      scenario({
+        seed: 5,
+        script: [
+          {
+            at: 3000,
+            run: (sim: Simulation) => {
+              primary = sim.etcd.leaderName()!;
+              sim.crashAgent(primary);
+              // The new agent's first calls time out: it cannot rebind the key before the old lease runs out.
+              sim.etcd.slowUntil = sim.kernel.now + 6000;
+              sim.kernel.after(300, () => sim.startAgent(primary));
+            },
+          },
+        ],
+      }),
+    );
+    assert.deepEqual(r.violations, []);
+    assert.ok(eventsOf(r, 'deadman', primary).length > 0, 'the deadman armed by the killed agent fired');
+  });
+
+  it('the agent is killed in the middle of a promotion: PostgreSQL finishes promoting, and the deadman stops it before the key expires', () => {
+    let victim = '';
+    let killedAt = 0;
+    const r = runSimulation(
+      scenario({
+        seed: 606,
+        scenarioMs: 40_000,
+        script: [{ at: 3000, run: (sim: Simulation) => sim.crashHost(sim.etcd.leaderName()!) }],
+        onPromote: (sim, member) => {
+          if (victim !== '' || sim.kernel.now < 3000) return;
+          victim = member;
+          killedAt = sim.kernel.now;
+          sim.crashAgent(member);
+        },
+      }),
+    );
+    assert.ok(victim !== '', 'a promotion started after the host crash');
+    assert.ok(eventsOf(r, 'promoted', victim).some((e) => e.t >= killedAt), 'pg_promote completed after the agent died');
+    assert.deepEqual(r.violations, [], 'its PostgreSQL must not outlive the key it was promoted under');
+    assert.ok(eventsOf(r, 'deadman', victim).length > 0, 'the deadman stopped it');
   });
 });

@@ -1,7 +1,10 @@
 /**
- * The deterministic simulation of DESIGN.md "How it is tested → Simulation": the real decide() (through the
- * modelled agents of agent.ts) driven by a simulated clock, an in-memory etcd, modelled PostgreSQL servers,
- * a client workload and a seeded fault scheduler. The invariants are checked as the run goes:
+ * The deterministic simulation of DESIGN.md "How it is tested → Simulation": the real decide() and the real
+ * etcd codec (through the modelled agents of agent.ts) driven by a simulated clock, an in-memory etcd,
+ * modelled PostgreSQL servers, a lease deadman process per host (deadman.ts), a client workload and a seeded
+ * fault scheduler. Each host has its own clocks (monotonic rate drift, wall-clock offset), shared by every
+ * agent process it runs and by its deadman; a reboot starts them again. The invariants are checked as the run
+ * goes:
  *
  *  1. every acknowledged commit was acknowledged by a server whose member held the leader key in etcd at
  *     that instant ("a server accepts writes only while its agent holds the leader key"; nothing allowed);
@@ -10,7 +13,7 @@
  *  3. in synchronous mode every acknowledged commit is in the WAL of every server that becomes writable
  *     afterwards (checked at each promotion/start as primary and at the end);
  *  4. once every fault has healed, the cluster converges — one primary holding the key, every other member
- *     streaming from it — within a bound;
+ *     streaming from it — within a bound (30 s, more for a long ttl: see convergenceBoundMs);
  *  5. a former primary never comes back writable after another member was promoted (DESIGN.md safety rule):
  *     a server started as primary holds every promotion record newer than its own last record.
  *
@@ -96,6 +99,8 @@ export interface SimOptions {
    * running), to show why it exists.
    */
   deadman?: boolean;
+  /** Called when a member's promote action starts (targeted scenarios: a fault in the middle of a promotion). */
+  onPromote?: (sim: Simulation, member: string) => void;
   /** Overrides of the randomly drawn cluster shape. */
   members?: number;
   config?: Partial<DynamicConfig>;
@@ -194,7 +199,6 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     this.opts = opts;
     this.tracing = !!opts.tracing;
     this.sync = !!opts.sync;
-    this.convergenceBoundMs = opts.convergenceBoundMs ?? 30_000;
     const root = new Rng(opts.seed);
     const shapeRng = root.fork(1);
     this.faultRng = root.fork(2);
@@ -218,6 +222,9 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       synchronous_node_count: this.sync && n >= 4 && shapeRng.chance(0.4) ? 2 : 1,
       ...opts.config,
     };
+    // A replica is judged diverged only after ttl + loop_wait without streaming, and a failed pg_rewind costs
+    // that wait again before the re-clone: the bound leaves room for both.
+    this.convergenceBoundMs = opts.convergenceBoundMs ?? Math.max(30_000, 20_000 + 2 * (this.config.ttl + this.config.loop_wait) * 1000);
     for (const name of this.names) this.memberTags[name] = { ...DEFAULT_TAGS };
     // Now and then one member that may never be promoted, one that is never synchronous, uneven priorities.
     if (n >= 3 && shapeRng.chance(0.2)) this.memberTags[shapeRng.pick(this.names)]!.nofailover = true;
@@ -383,8 +390,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     }
     const history = this.etcd.get('history');
     if (history) {
-      const entries = JSON.parse(history.value) as Array<{ timeline: number; lsn: number; leader: string }>;
-      parts.push(`history ${entries.map((e) => `tl${e.timeline}@${e.lsn} by ${e.leader}`).join(', ')}`);
+      const entries = JSON.parse(history.value) as Array<{ timeline: number; lsn: number; leader: string; parent?: number }>;
+      parts.push(`history ${entries.map((e) => `tl${e.timeline}@${e.lsn} by ${e.leader}${e.parent !== undefined ? ` from tl${e.parent}` : ''}`).join(', ')}`);
     }
     return parts.join('; ');
   }
@@ -482,6 +489,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   }
 
   promoting(agent: SimAgent, view: ClusterView): void {
+    this.opts.onPromote?.(this, agent.name);
     const optimeKv = this.etcd.get('optime');
     const optime = optimeKv ? (JSON.parse(optimeKv.value) as number) : null;
     const position = agent.pg.position;

@@ -138,7 +138,7 @@ describe('decide: election when the leader key is free', () => {
     const d = decideFor(base(), 'b');
     assert.deepEqual(d.actions, [
       { type: 'acquireLeader' },
-      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 1000 },
+      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 1000, parent: 1 },
       { type: 'promote' },
       { type: 'checkpoint' },
     ]);
@@ -218,7 +218,7 @@ describe('decide: synchronous mode', () => {
     assert.deepEqual(db.actions, [
       { type: 'acquireLeader' },
       { type: 'writeSync', members: [] },
-      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 900 },
+      { type: 'recordHistory', reason: 'failover to b', timeline: 2, lsn: 900, parent: 1 },
       { type: 'promote' },
       { type: 'checkpoint' },
     ]);
@@ -380,7 +380,7 @@ describe('decide: switchover and failover requests', () => {
     const d = decideFor(c, 'c', { pg: { walPosition: 1000 } });
     assert.deepEqual(d.actions, [
       { type: 'acquireLeader' },
-      { type: 'recordHistory', reason: 'switchover to c', timeline: 2, lsn: 1000 },
+      { type: 'recordHistory', reason: 'switchover to c', timeline: 2, lsn: 1000, parent: 1 },
       { type: 'promote' },
       { type: 'clearFailover' },
       { type: 'checkpoint' },
@@ -504,7 +504,7 @@ describe('decide: regressions found by the simulator', () => {
   it('promotion records the new timeline before promoting', () => {
     const c = cluster().primary('a').replica('b', { timeline: 3, wal: 777 }).leaderGone();
     const d = decideFor(c, 'b', { pg: { timeline: 3 } });
-    assert.deepEqual(d.actions[1], { type: 'recordHistory', reason: 'failover to b', timeline: 4, lsn: 777 });
+    assert.deepEqual(d.actions[1], { type: 'recordHistory', reason: 'failover to b', timeline: 4, lsn: 777, parent: 3 });
   });
 
   it('a running former primary does not retake the key when the last promotion in history is someone else', () => {
@@ -547,5 +547,60 @@ describe('decide: regressions found by the simulator', () => {
     const d = decideFor(c, 'b', { pg: { following: 'a' } });
     assert.deepEqual(d.actions, []);
     assert.match(d.reason, /waiting for the primary z to publish its address/);
+  });
+});
+
+describe('decide: timelines and the history (simulator findings)', () => {
+  it('a promotion numbers its timeline after the newest one in the history, even from an older timeline', () => {
+    const c = cluster().primary('a', { timeline: 3 }).replica('b', { timeline: 1, wal: 1000 }).leaderGone().history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'a' },
+      { timeline: 2, lsn: 500, at: 1, reason: 'failover', leader: 'c', parent: 1 },
+      { timeline: 3, lsn: 800, at: 2, reason: 'failover', leader: 'a', parent: 2 },
+    ]);
+    const d = decideFor(c, 'b', { pg: { timeline: 1 } });
+    assert.deepEqual(
+      d.actions.find((a) => a.type === 'recordHistory'),
+      { type: 'recordHistory', reason: 'failover to b', timeline: 4, lsn: 1000, parent: 1 },
+    );
+  });
+
+  it('a primary that crashed before the checkpoint after its promotion takes its key back: the last promotion is its own', () => {
+    const c = cluster().primary('a', { timeline: 2 }).replica('b', { tags: { nofailover: true } }).leaderGone(true).history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'b' },
+      { timeline: 2, lsn: 500, at: 1, reason: 'failover', leader: 'a', parent: 1 },
+    ]);
+    const stopped = { running: false, accepting: false, inRecovery: null, timeline: null, walPosition: 1000, controlState: 'in production' as const };
+    const d = decideFor(c, 'a', { pg: { ...stopped, controlTimeline: 1 }, memory: { holdsLeader: false } });
+    assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }]);
+  });
+
+  it('a replica on a branch the leader does not descend from is rewound, whatever its position', () => {
+    const c = cluster().primary('c', { timeline: 3 }).replica('b', { timeline: 2, wal: 2000 }).history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'x' },
+      { timeline: 2, lsn: 1500, at: 1, reason: 'failover', leader: 'a', parent: 1 },
+      { timeline: 3, lsn: 2500, at: 2, reason: 'failover', leader: 'c', parent: 1 },
+    ]);
+    const long = { notStreamingSince: NOW.mono - 60_000 };
+    const d = decideFor(c, 'b', { pg: { timeline: 2, walPosition: 2000, streaming: false, following: 'c' }, memory: long });
+    assert.deepEqual(types(d), ['stop', 'rewind', 'start']);
+    const onAncestor = decideFor(c, 'b', { pg: { timeline: 1, walPosition: 2400, streaming: false, following: 'c' }, memory: long });
+    assert.deepEqual(onAncestor.actions, [], 'timeline 1 up to 2500 is part of the leader\'s history');
+  });
+
+  it('the leader checkpoints while pg_control still names the timeline before its promotion', () => {
+    const c = cluster().primary('a', { timeline: 2 }).replica('b');
+    assert.ok(types(decideFor(c, 'a', { pg: { timeline: 2, controlTimeline: 1 } })).includes('checkpoint'));
+    assert.ok(!types(decideFor(c, 'a', { pg: { timeline: 2, controlTimeline: 2 } })).includes('checkpoint'));
+  });
+
+  it('synchronous mode: the primary the sync key names takes its key back past a promotion that was recorded but never happened', () => {
+    const c = cluster().config({ synchronous_mode: true }).primary('a', { timeline: 2 }).replica('b').leaderGone(true).sync('a', []).history([
+      { timeline: 1, lsn: 0, at: 0, reason: 'bootstrap', leader: 'b' },
+      { timeline: 2, lsn: 500, at: 1, reason: 'failover', leader: 'a', parent: 1 },
+      { timeline: 3, lsn: 900, at: 2, reason: 'failover', leader: 'b', parent: 2 },
+    ]);
+    const stopped = { running: false, accepting: false, inRecovery: null, timeline: null, walPosition: 1000, controlState: 'shut down' as const, controlTimeline: 2 };
+    const d = decideFor(c, 'a', { pg: stopped, memory: { holdsLeader: false } });
+    assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }]);
   });
 });
