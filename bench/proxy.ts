@@ -1,0 +1,412 @@
+/**
+ * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --cpu-prof <dir>]`: the pgwarden proxy
+ * against PgBouncer and against PostgreSQL directly, on one machine in one go. Workloads: pgbench select-only
+ * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
+ * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
+ * reach PostgreSQL). Targets are interleaved within each round so that machine noise hits all of them alike.
+ * Then opens N idle authenticated clients to each pooler and prints the resident memory each one costs.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseArgs, promisify } from 'node:util';
+import { type ScramKeys, ScramClientSession } from '../src/proxy/auth/scram.js';
+import { runAsIdentity } from '../src/postgres/run.js';
+import { cleanupServers, makePgTempDir, makeTestServer, PG_BIN_DIR, psql, tcpConfig, testCredentials, waitFor } from '../test/helpers/pg.js';
+import { freePort } from '../test/helpers/ports.js';
+
+const run = promisify(execFile);
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '15' },
+    rounds: { type: 'string', default: '3' },
+    'idle-clients': { type: 'string', default: '10000' },
+    /** Directory for a V8 CPU profile of the proxy process (written when it exits). */
+    'cpu-prof': { type: 'string' },
+    /** Comma-separated subset of: select-only,tpcb-like. */
+    workloads: { type: 'string', default: 'select-only,tpcb-like' },
+    pgbouncer: { type: 'string', default: '/usr/sbin/pgbouncer' },
+  },
+});
+const seconds = Math.max(1, Number(values.seconds));
+const rounds = Math.max(1, Number(values.rounds));
+const idleClients = Math.max(0, Number(values['idle-clients']));
+const POOL_SIZE = 20;
+
+interface Workload {
+  name: string;
+  args: string[];
+}
+const ALL_WORKLOADS: Workload[] = [
+  { name: 'select-only', args: ['-S', '-c', '50', '-j', '2'] },
+  { name: 'tpcb-like', args: ['-c', '20', '-j', '2'] },
+];
+const workloads = ALL_WORKLOADS.filter((w) => values.workloads.split(',').includes(w.name));
+type TargetName = 'direct' | 'pgbouncer' | 'pgwarden';
+const TARGETS: TargetName[] = ['direct', 'pgbouncer', 'pgwarden'];
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Processes this bench started, ended by PID at exit whatever happens. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+});
+
+// Ctrl-C or a kill of the bench: exit through the 'exit' hooks, which end the poolers and PostgreSQL by PID.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+
+async function stopChild(child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
+    children.delete(child);
+    return;
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+  children.delete(child);
+}
+
+function startChild(name: string, command: string, args: string[], options: { uid?: number; gid?: number; logFile: string }): ChildProcess {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], uid: options.uid, gid: options.gid });
+  children.add(child);
+  const chunks: Buffer[] = [];
+  child.stdout!.on('data', (d: Buffer) => chunks.push(d));
+  child.stderr!.on('data', (d: Buffer) => chunks.push(d));
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    // The temp dirs are removed at the end: keep the output of a pooler that died for the post-mortem.
+    writeFileSync(options.logFile, Buffer.concat(chunks));
+    log(`  ${name} exited unexpectedly (code ${code}, signal ${signal}); its output: ${options.logFile}`);
+  });
+  return child;
+}
+let stopping = false;
+
+async function rssKiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
+/** Raises this process's open-file limit (inherited by the poolers started later) when N idle clients need it. */
+async function ensureFileLimit(needed: number): Promise<void> {
+  const limits = await readFile('/proc/self/limits', 'utf8');
+  const match = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limits);
+  const soft = match && match[1] !== 'unlimited' ? Number(match[1]) : Infinity;
+  if (soft >= needed) return;
+  log(`open-file limit ${soft} < ${needed}: raising it with prlimit`);
+  await run('prlimit', ['--pid', String(process.pid), `--nofile=${needed}:${needed}`]);
+}
+
+interface PgbenchResult {
+  tps: number;
+  latencyMs: number;
+  transactions: number;
+  /** CPU time (user + system) the pooler process spent during the run, per transaction; null for direct. */
+  poolerCpuUsPerTx: number | null;
+}
+
+/** utime + stime of a process in microseconds, from /proc/<pid>/stat (clock ticks, 100 per second on Linux). */
+async function cpuMicros(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // After the command name: state is field 3, utime field 14, stime field 15 (proc(5)).
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+}
+
+async function pgbench(port: number, password: string, args: string[], poolerPid: number | null): Promise<PgbenchResult> {
+  const cpuBefore = poolerPid === null ? 0 : await cpuMicros(poolerPid);
+  const { stdout } = await run(
+    path.join(PG_BIN_DIR, 'pgbench'),
+    ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-T', String(seconds), ...args, 'postgres'],
+    { env: { ...process.env, PGPASSWORD: password }, maxBuffer: 16 * 1024 * 1024, timeout: (seconds + 60) * 1000 },
+  );
+  const tps = /tps = ([\d.]+) \(without initial connection time\)/.exec(stdout);
+  const latency = /latency average = ([\d.]+) ms/.exec(stdout);
+  const processed = /number of transactions actually processed: (\d+)/.exec(stdout);
+  if (!tps || !latency || !processed) throw new Error(`unexpected pgbench output:\n${stdout}`);
+  const transactions = Number(processed[1]);
+  const poolerCpuUsPerTx = poolerPid === null ? null : (await cpuMicros(poolerPid) - cpuBefore) / transactions;
+  return { tps: Number(tps[1]), latencyMs: Number(latency[1]), transactions, poolerCpuUsPerTx };
+}
+
+// ---- idle clients: raw TCP, StartupMessage, SCRAM with keys derived once (the userlist holds one verifier) ----
+
+function startupMessage(user: string, database: string): Buffer {
+  const body = Buffer.from(`user\0${user}\0database\0${database}\0\0`, 'utf8');
+  const out = Buffer.alloc(8 + body.length);
+  out.writeInt32BE(out.length, 0);
+  out.writeInt32BE(196608, 4);
+  body.copy(out, 8);
+  return out;
+}
+
+function frontendMessage(type: string, body: Buffer): Buffer {
+  const out = Buffer.alloc(5 + body.length);
+  out.write(type, 0, 'latin1');
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
+function saslInitialResponse(data: Buffer): Buffer {
+  const mechanism = Buffer.from('SCRAM-SHA-256\0', 'latin1');
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(data.length, 0);
+  return frontendMessage('p', Buffer.concat([mechanism, length, data]));
+}
+
+let cachedKeys: ScramKeys | undefined;
+
+/** One authenticated idle client: resolves with its socket once ReadyForQuery arrives. */
+function idleClient(port: number, user: string, password: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    const scram = new ScramClientSession(cachedKeys ? { keys: cachedKeys, password } : { password });
+    let pending: Buffer = Buffer.alloc(0);
+    const fail = (e: Error): void => {
+      socket.destroy();
+      reject(e);
+    };
+    socket.setNoDelay(true);
+    socket.once('error', fail);
+    socket.once('connect', () => socket.write(startupMessage(user, 'postgres')));
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      try {
+        while (pending.length >= 5) {
+          const length = pending.readInt32BE(1);
+          if (pending.length < 1 + length) break;
+          const type = String.fromCharCode(pending[0]!);
+          const body = pending.subarray(5, 1 + length);
+          pending = pending.subarray(1 + length);
+          if (type === 'R') {
+            const code = body.readInt32BE(0);
+            if (code === 10) socket.write(saslInitialResponse(scram.initialResponse()));
+            else if (code === 11) {
+              socket.write(frontendMessage('p', scram.handleContinue(body.subarray(4))));
+              cachedKeys = scram.keys ?? undefined;
+            } else if (code === 12) scram.handleFinal(body.subarray(4));
+            else if (code !== 0) throw new Error(`unsupported authentication request ${code}`);
+          } else if (type === 'E') {
+            throw new Error(`server error: ${body.toString('utf8').replace(/\0/g, ' ')}`);
+          } else if (type === 'Z') {
+            socket.removeAllListeners('data');
+            socket.removeListener('error', fail);
+            socket.on('error', () => undefined);
+            resolve(socket);
+            return;
+          }
+        }
+      } catch (e) {
+        fail(e as Error);
+      }
+    });
+  });
+}
+
+interface MemoryResult {
+  clients: number;
+  beforeKiB: number;
+  afterKiB: number;
+  perClientBytes: number;
+  openSeconds: number;
+}
+
+async function measureIdleMemory(name: string, pid: number, port: number, password: string): Promise<MemoryResult> {
+  const sockets: Socket[] = [];
+  await sleep(1000);
+  const beforeKiB = await rssKiB(pid);
+  const started = Date.now();
+  let next = 0;
+  const concurrency = 200;
+  const worker = async (): Promise<void> => {
+    while (next < idleClients) {
+      next++;
+      sockets.push(await idleClient(port, 'postgres', password));
+    }
+  };
+  try {
+    // The first one alone derives the SCRAM keys; the rest reuse them.
+    sockets.push(await idleClient(port, 'postgres', password));
+    next = 1;
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    const openSeconds = (Date.now() - started) / 1000;
+    await sleep(2000);
+    const afterKiB = await rssKiB(pid);
+    log(`  ${name}: ${sockets.length} idle clients in ${openSeconds.toFixed(1)} s; VmRSS ${beforeKiB} → ${afterKiB} KiB`);
+    return { clients: sockets.length, beforeKiB, afterKiB, perClientBytes: ((afterKiB - beforeKiB) * 1024) / sockets.length, openSeconds };
+  } finally {
+    for (const s of sockets) s.destroy();
+    await sleep(1000);
+  }
+}
+
+// ---- the run ----
+
+function pad(s: string, n: number): string {
+  return s.length >= n ? s : s + ' '.repeat(n - s.length);
+}
+
+async function main(): Promise<void> {
+  if (idleClients > 0) await ensureFileLimit(idleClients + 2000);
+  const credentials = testCredentials();
+  const password = credentials.superuser.password;
+  const base = await makePgTempDir('pgwarden-bench-proxy-');
+  const owner = runAsIdentity('postgres');
+  const poolerDir = path.join(base, 'poolers');
+  await mkdir(poolerDir, { mode: 0o700 });
+  if (owner) await chown(poolerDir, owner.uid, owner.gid);
+  let pgbouncer: ChildProcess | null = null;
+  let proxy: ChildProcess | null = null;
+  try {
+    log(`PostgreSQL 15 in ${base}…`);
+    const postgres = await makeTestServer('bench', base, credentials, {
+      parameters: { max_connections: 200, fsync: false, synchronous_commit: false, full_page_writes: false, shared_buffers: '128MB' },
+    });
+    await postgres.bootstrap();
+    log('pgbench -i -s 10…');
+    await run(path.join(PG_BIN_DIR, 'pgbench'), ['-i', '-s', '10', '-q', '-h', '127.0.0.1', '-p', String(postgres.port), '-U', 'postgres', 'postgres'], {
+      env: { ...process.env, PGPASSWORD: password },
+      timeout: 300_000,
+    });
+    const [{ verifier }] = await psql<{ verifier: string }>(tcpConfig(postgres, 'postgres', password), "SELECT rolpassword AS verifier FROM pg_authid WHERE rolname = 'postgres'");
+    const userlist = path.join(poolerDir, 'userlist.txt');
+    await writeFile(userlist, `"postgres" "${verifier}"\n`, { mode: 0o600 });
+
+    const bouncerPort = await freePort();
+    const bouncerIni = path.join(poolerDir, 'pgbouncer.ini');
+    await writeFile(
+      bouncerIni,
+      [
+        '[databases]',
+        `postgres = host=127.0.0.1 port=${postgres.port} dbname=postgres`,
+        '[pgbouncer]',
+        'listen_addr = 127.0.0.1',
+        `listen_port = ${bouncerPort}`,
+        'unix_socket_dir =',
+        'auth_type = scram-sha-256',
+        `auth_file = ${userlist}`,
+        'pool_mode = transaction',
+        `default_pool_size = ${POOL_SIZE}`,
+        `max_client_conn = ${idleClients + 1000}`,
+        'log_connections = 0',
+        'log_disconnections = 0',
+        '',
+      ].join('\n'),
+    );
+    const proxyPort = await freePort();
+    const proxyYml = path.join(poolerDir, 'proxy.yml');
+    await writeFile(
+      proxyYml,
+      [
+        `listen: "127.0.0.1:${proxyPort}"`,
+        'pool_mode: transaction',
+        `default_pool_size: ${POOL_SIZE}`,
+        `max_client_conn: ${idleClients + 1000}`,
+        'auth_type: scram-sha-256',
+        'auth_file: userlist.txt',
+        '',
+      ].join('\n'),
+    );
+    if (owner) for (const f of [userlist, bouncerIni, proxyYml]) await chown(f, owner.uid, owner.gid);
+
+    log(`PgBouncer on ${bouncerPort}, pgwarden proxy on ${proxyPort}…`);
+    pgbouncer = startChild('pgbouncer', values.pgbouncer, [bouncerIni], { uid: owner?.uid, gid: owner?.gid, logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-pgbouncer.log`) });
+    const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : [];
+    const mainJs = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../src/cli/main.js');
+    proxy = startChild('pgwarden proxy', process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', proxyYml, '--primary', `127.0.0.1:${postgres.port}`], {
+      logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy.log`),
+    });
+    const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort };
+    for (const target of ['pgbouncer', 'pgwarden'] as const) {
+      await waitFor(`${target} to accept logins`, async () => {
+        await psql({ host: '127.0.0.1', port: ports[target], user: 'postgres', password, database: 'postgres' }, 'SELECT 1');
+        return true;
+      }, 20_000);
+    }
+
+    const results = new Map<string, PgbenchResult[]>();
+    for (let round = 1; round <= rounds; round++) {
+      for (const workload of workloads) {
+        for (const target of TARGETS) {
+          const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : null;
+          const r = await pgbench(ports[target], password, workload.args, poolerPid);
+          const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler CPU ${r.poolerCpuUsPerTx.toFixed(1)} µs/tx`;
+          log(`  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 9)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms${cpu}`);
+          const key = `${workload.name}/${target}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+        }
+      }
+    }
+
+    const memory: Partial<Record<'pgbouncer' | 'pgwarden', MemoryResult>> = {};
+    if (idleClients > 0) {
+      log(`opening ${idleClients} idle clients to each pooler…`);
+      memory.pgwarden = await measureIdleMemory('pgwarden', proxy.pid!, proxyPort, password);
+      memory.pgbouncer = await measureIdleMemory('pgbouncer', pgbouncer.pid!, bouncerPort, password);
+    }
+
+    const lines: string[] = [];
+    lines.push(`pgbench, ${seconds} s per run, ${rounds} round(s), median; pools: ${POOL_SIZE} server connections, transaction mode`);
+    lines.push(`${pad('workload', 12)} ${pad('target', 10)} ${pad('TPS', 10)} ${pad('latency ms', 11)} pooler CPU µs/tx`);
+    for (const workload of workloads) {
+      for (const target of TARGETS) {
+        const rs = results.get(`${workload.name}/${target}`) ?? [];
+        lines.push(
+          `${pad(workload.name, 12)} ${pad(target, 10)} ${pad(median(rs.map((r) => r.tps)).toFixed(0), 10)} ${pad(median(rs.map((r) => r.latencyMs)).toFixed(3), 11)} ${
+            target === 'direct' ? '-' : median(rs.map((r) => r.poolerCpuUsPerTx ?? 0)).toFixed(1)
+          }`,
+        );
+      }
+      const ratio = median((results.get(`${workload.name}/pgwarden`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));
+      lines.push(`${pad(workload.name, 12)} pgwarden/PgBouncer TPS ratio: ${ratio.toFixed(2)}`);
+    }
+    for (const target of ['pgwarden', 'pgbouncer'] as const) {
+      const m = memory[target];
+      if (!m) continue;
+      lines.push(
+        `idle clients: ${pad(target, 9)} ${m.clients} clients, VmRSS ${(m.beforeKiB / 1024).toFixed(1)} → ${(m.afterKiB / 1024).toFixed(1)} MiB: ${(m.perClientBytes / 1024).toFixed(1)} KiB per idle client (opened in ${m.openSeconds.toFixed(1)} s)`,
+      );
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    stopping = true;
+    if (proxy) await stopChild(proxy);
+    if (pgbouncer) await stopChild(pgbouncer);
+    await cleanupServers();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    log(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  },
+);
