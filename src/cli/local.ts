@@ -37,6 +37,8 @@ async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detac
     io.out('Through the proxy (transaction pooling; follows failovers):');
     io.out(`  psql ${quoteArg(cluster.proxyConnectionString('rw'))}    # read-write, the primary`);
     io.out(`  psql ${quoteArg(cluster.proxyConnectionString('ro'))}    # read-only, the replicas`);
+    const tls = cluster.proxyTlsConnectionString('rw');
+    if (tls !== null) io.out(`  psql ${quoteArg(tls)}    # read-write over TLS, certificate verified`);
   }
   io.out('');
   // The default directory is found without --dir (from the same working directory).

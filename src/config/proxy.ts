@@ -65,13 +65,30 @@ export const proxyConfigSchema = z.strictObject({
     .optional(),
   /** This proxy's name under proxies/<id> in etcd (default: hostname-pid). */
   id: z.string(expecting('a proxy name')).regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/).optional(),
+  /** TLS for clients: PEM certificate and key (relative to the config file's directory); both or neither. */
+  client_tls_cert_file: z.string(expecting('the path of a PEM certificate file')).optional(),
+  client_tls_key_file: z.string(expecting('the path of a PEM private key file')).optional(),
+  /** CA that client certificates must verify against when a client presents one. */
+  client_tls_ca_file: z.string(expecting('the path of a PEM CA certificate file')).optional(),
+  /** disable: answer SSLRequest with N; allow (default with a certificate): TLS or plaintext; require: TLS only. */
+  client_tls_sslmode: z.enum(['disable', 'allow', 'require'], expecting('"disable", "allow" or "require"')).optional(),
 });
+
+/** client_tls_* resolved: absolute paths; null when clients get no TLS. */
+export interface ClientTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string | null;
+  sslmode: 'allow' | 'require';
+}
 
 export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
   /** auth_file resolved against the config file's directory. */
   authFilePath: string | null;
   /** user → password, SCRAM secret or md5 secret, from auth_file. */
   users: Map<string, string>;
+  /** client_tls_* resolved, or null when TLS for clients is off. */
+  clientTls: ClientTlsFiles | null;
 };
 
 /** Parses PgBouncer's userlist format: `"user" "secret"` per line; `""` inside quotes is one quote. */
@@ -147,7 +164,33 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
       `${options.source} is invalid: auth_file is required when auth_type is ${parsed.auth_type}: set it to a userlist file ("user" "password" lines)`,
     );
   }
-  return { ...parsed, authFilePath, users };
+  return { ...parsed, authFilePath, users, clientTls: clientTlsFiles(parsed, options) };
+}
+
+function clientTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): ClientTlsFiles | null {
+  const { client_tls_cert_file: cert, client_tls_key_file: key, client_tls_ca_file: ca, client_tls_sslmode: mode } = parsed;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: client_tls_cert_file and client_tls_key_file go together: set both (TLS for clients) or neither`,
+    );
+  }
+  if (cert === undefined || key === undefined) {
+    if (mode === 'allow' || mode === 'require') {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: client_tls_sslmode ${mode} needs a certificate: set client_tls_cert_file and client_tls_key_file`,
+      );
+    }
+    return null;
+  }
+  if (mode === 'disable') return null;
+  return {
+    certFile: resolve(options.baseDir, cert),
+    keyFile: resolve(options.baseDir, key),
+    caFile: ca === undefined ? null : resolve(options.baseDir, ca),
+    sslmode: mode ?? 'allow',
+  };
 }
 
 export function loadProxyConfig(path: string): ProxyConfig {

@@ -9,6 +9,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import { md5Salt, verifyMd5Response } from './auth/md5.js';
 import { ScramServerSession } from './auth/scram.js';
 import { PgProtocolError, SQLSTATE, isPgProtocolError } from './protocol/errors.js';
@@ -19,6 +20,7 @@ import { applySettingsSql, clientSettings, settingsKey } from './pool/session-pa
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
 import { type AdminConsole, consoleFor } from './admin/console.js';
+import { type ClientTls, clientCertificateProblem } from './tls.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -26,6 +28,8 @@ export interface ClientHost {
   readonly authType: 'scram-sha-256' | 'md5' | 'trust';
   readonly maxMessageLength: number;
   readonly serverResetQuery: string;
+  /** TLS for clients (client_tls_*); absent or null: SSLRequest is answered N. */
+  readonly clientTls?: ClientTls | null;
   /** The userlist entry for `user`, or null. */
   secretFor(user: string): string | null;
   /** The pool for (database as the client named it, user); throws PgProtocolError 3D000 for an unknown database. */
@@ -48,6 +52,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   database = '';
   server: ServerConn | null = null;
   state: State = 'startup';
+  /** The client talks TLS: `socket` is then the TLSSocket over the accepted TCP socket. */
+  encrypted = false;
 
   private readonly framer: MessageFramer;
   private readonly writer = new MessageWriter(1024);
@@ -74,19 +80,52 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (!this.waiting) this.socket.resume();
   };
 
+  private readonly onData = (chunk: Buffer): void => {
+    this.framer.push(chunk);
+    this.pump();
+  };
+
   constructor(
-    readonly socket: Socket,
+    public socket: Socket,
     private readonly host: ClientHost,
   ) {
     this.framer = new MessageFramer({ startup: true });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => {
-      this.framer.push(chunk);
-      this.pump();
-    });
+    this.listen(socket);
+  }
+
+  private listen(socket: Socket): void {
+    socket.on('data', this.onData);
     socket.on('drain', this.onDrain);
     socket.on('error', () => undefined);
     socket.on('close', () => this.handleClose());
+  }
+
+  /**
+   * SSLRequest with TLS configured: 'S', then the startup continues on a TLSSocket over the same TCP socket.
+   * Bytes that came after the SSLRequest, before the handshake, were sent in plaintext and could be a
+   * man-in-the-middle's injection (CVE-2021-23214): such a client is refused.
+   */
+  private startTls(tls: ClientTls): void {
+    if (this.encrypted) throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'SSLRequest received on a connection that already uses TLS');
+    if (this.framer.bufferedBytes > 0) {
+      throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'received unencrypted data after SSL request', {
+        hint: 'This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.',
+      });
+    }
+    const raw = this.socket;
+    raw.off('data', this.onData);
+    raw.off('drain', this.onDrain);
+    raw.write(m.SSL_ACCEPTED);
+    const secure = new TLSSocket(raw, {
+      isServer: true,
+      secureContext: tls.secureContext,
+      requestCert: tls.verifiesClientCerts,
+      rejectUnauthorized: false,
+    });
+    this.socket = secure;
+    this.encrypted = true;
+    this.listen(secure);
   }
 
   // ------------------------------------------------------------------------------------------------------------
@@ -114,7 +153,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const f = this.framer;
     const frame = m.decodeStartupFrame(f.buffer, f.bodyStart, f.end);
     if (frame.kind === 'ssl') {
-      this.socket.write(m.SSL_REFUSED);
+      const tls = this.host.clientTls ?? null;
+      if (tls === null) this.socket.write(m.SSL_REFUSED);
+      else this.startTls(tls);
       return;
     }
     if (frame.kind === 'gssenc') {
@@ -132,6 +173,20 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.user = frame.user;
     this.database = frame.database;
+    const tls = this.host.clientTls ?? null;
+    if (this.encrypted && tls?.verifiesClientCerts === true) {
+      // Decrypted bytes arrived: the handshake is done and the certificate (if any) is known.
+      const problem = clientCertificateProblem(this.socket as TLSSocket, tls);
+      if (problem !== null) throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, `${problem}: connection refused`);
+    }
+    if (!this.encrypted && tls?.sslmode === 'require') {
+      // PostgreSQL's wording for a hostssl-only pg_hba, which clients and people recognise.
+      throw new PgProtocolError(
+        SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
+        `no pg_hba.conf entry for host "${this.socket.remoteAddress ?? 'unknown'}", user "${frame.user}", database "${frame.database}", no encryption`,
+        { hint: 'This proxy accepts only TLS connections (client_tls_sslmode require): connect with sslmode=require or stronger.' },
+      );
+    }
     try {
       this.settings = clientSettings(frame.params);
     } catch (e) {

@@ -12,6 +12,7 @@ import * as m from './protocol/messages.js';
 import { type ClientHost, ProxyClient } from './client.js';
 import { type PoolStats, ServerPool } from './pool/server-pool.js';
 import type { Topology } from './topology.js';
+import { type ClientTls, loadClientTls } from './tls.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -26,6 +27,7 @@ export class ProxyServer implements ClientHost {
   readonly authType: 'scram-sha-256' | 'md5' | 'trust';
   readonly maxMessageLength: number;
   readonly serverResetQuery: string;
+  readonly clientTls: ClientTls | null;
   private readonly listener: Server;
   /** The read-only listener (listen_ro), or null. */
   private readonly roListener: Server | null;
@@ -41,6 +43,7 @@ export class ProxyServer implements ClientHost {
     this.authType = this.config.auth_type;
     this.maxMessageLength = this.config.max_message_length;
     this.serverResetQuery = this.config.server_reset_query;
+    this.clientTls = loadClientTls(this.config.clientTls);
     this.listener = createServer((socket) => this.accept(socket, this));
     this.roHost = readOnlyHost(this);
     this.roListener = this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
@@ -58,7 +61,7 @@ export class ProxyServer implements ClientHost {
       }
       this.roListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy ro listener error'));
     }
-    this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode }, 'proxy listening');
+    this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode, client_tls: this.clientTls?.sslmode ?? 'disable' }, 'proxy listening');
   }
 
   get address(): { host: string; port: number } {
@@ -168,6 +171,7 @@ function readOnlyHost(server: ProxyServer): ClientHost {
     authType: server.authType,
     maxMessageLength: server.maxMessageLength,
     serverResetQuery: server.serverResetQuery,
+    clientTls: server.clientTls,
     secretFor: (user) => server.secretFor(user),
     poolFor: (database, user) => server.poolFor(database, user, 'ro'),
     register: (client) => server.register(client),

@@ -20,6 +20,7 @@ import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, describeError } from '../errors.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../ha/types.js';
 import { lookupOsUser } from '../postgres/run.js';
+import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePorts, portInUse } from './ports.js';
 import { isAlive, isOurProcess, signal, terminate, waitUntil } from './processes.js';
@@ -432,6 +433,25 @@ export class LocalCluster {
     return isOurProcess(pid, this.proxyConfigFile()) ? pid : null;
   }
 
+  /** The local CA and the proxy's certificate (`<dir>/tls`), made by the first `pgwarden up` that finds openssl. */
+  tlsDir(): string {
+    return path.join(this.dir, 'tls');
+  }
+
+  /** The local CA's certificate when the proxy serves TLS, else null. */
+  proxyTlsCaFile(): string | null {
+    const files = localCaFiles(this.tlsDir());
+    return existsSync(files.serverCert) && existsSync(files.serverKey) && existsSync(files.caCert) ? files.caCert : null;
+  }
+
+  /** `proxyConnectionString(kind)` checked against the local CA: libpq's verify-full (host localhost is in the certificate). */
+  proxyTlsConnectionString(kind: 'rw' | 'ro'): string | null {
+    const ca = this.proxyTlsCaFile();
+    if (ca === null) return null;
+    const url = this.proxyConnectionString(kind).replace('@127.0.0.1:', '@localhost:');
+    return `${url}?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca).replace(/%2F/g, '/')}`;
+  }
+
   /** A superuser libpq URL through the proxy: `rw` reaches the primary, `ro` a replica. */
   proxyConnectionString(kind: 'rw' | 'ro'): string {
     const port = kind === 'rw' ? this.proxyRwPort() : this.proxyRoPort();
@@ -484,6 +504,8 @@ export class LocalCluster {
       }
       if (await portInUse(rwPort)) {
         this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort})`);
+        const tls = this.proxyTlsConnectionString('rw');
+        if (tls !== null) this.log(`proxy TLS: psql '${tls}'    # verified against the local CA ${this.proxyTlsCaFile()}`);
         return;
       }
       await sleep(100);
@@ -507,6 +529,7 @@ export class LocalCluster {
     const quote = (v: string): string => `"${v.replace(/"/g, '""')}"`;
     // A plain password: the proxy can then log in to PostgreSQL with any method, before any client did SCRAM.
     await writeFileMode(path.join(this.proxyDir(), 'userlist.txt'), `${quote(username)} ${quote(password)}\n`, 0o600);
+    const tls = await this.ensureProxyCertificate();
     const config = {
       id: 'proxy1',
       listen: `127.0.0.1:${this.state.proxy!.rwPort}`,
@@ -518,9 +541,24 @@ export class LocalCluster {
       // The superuser may use the PgBouncer-compatible console: psql -d pgbouncer through the rw port.
       admin_users: [username],
       etcd: { endpoints: [this.etcdEndpoint()], cluster: this.state.cluster },
+      // Both plaintext and TLS: the printed plain URLs keep working, verify-full works with <dir>/tls/ca.crt.
+      ...(tls === null ? {} : { client_tls_cert_file: tls.serverCert, client_tls_key_file: tls.serverKey, client_tls_sslmode: 'allow' }),
     };
     const text = `# Written by \`pgwarden up\` at each start from ${FILES.cluster} and ${FILES.secrets}.\n${YAML.stringify(config)}`;
     await writeFileMode(this.proxyConfigFile(), text, 0o600);
+  }
+
+  /** The local CA and proxy certificate, made once; null (with a log line) when openssl is not available. */
+  private async ensureProxyCertificate(): Promise<LocalCaFiles | null> {
+    if (this.proxyTlsCaFile() === null) {
+      const missing = await opensslMissing();
+      if (missing !== null) {
+        this.log(`proxy TLS skipped: ${missing}; install openssl and run \`pgwarden up\` again to get a local CA in ${this.tlsDir()}`);
+        return null;
+      }
+    }
+    const files = await ensureLocalCa(this.tlsDir());
+    return files;
   }
 
   /** etcd and every agent are running. */
