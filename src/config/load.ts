@@ -2,12 +2,11 @@
  * Loading the agent's YAML file: read, apply environment overrides, validate, read secrets. The only place (with
  * cli-env.ts) that reads environment variables.
  */
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import YAML from 'yaml';
 import { PgwardenError } from '../errors.js';
 import { describeValue, formatPath, parseOrThrow } from './issues.js';
 import { agentConfigSchema, resolveSecrets, type AgentConfig } from './schema.js';
+import { readYamlFile } from './yaml-file.js';
 
 type Env = Record<string, string | undefined>;
 
@@ -122,34 +121,6 @@ export function parseAgentConfig(raw: unknown, options: ParseAgentConfigOptions)
  * CONFIG_INVALID (naming the file, the dotted field and the fix) when anything in it is wrong.
  */
 export function loadAgentConfig(path: string, env: Env = process.env): AgentConfig {
-  const file = resolve(path);
-  const source = `config file ${file}`;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new PgwardenError(
-        'CONFIG_NOT_FOUND',
-        `config file ${file} does not exist: check the --config path, or create the file (at least cluster, name and postgresql.data_dir)`,
-        { cause: e },
-      );
-    }
-    throw new PgwardenError(
-      'CONFIG_INVALID',
-      `${source} could not be read (${code ?? (e as Error).message}): check that it is a file readable by this user`,
-      { cause: e },
-    );
-  }
-  const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (document.errors.length > 0) {
-    const first = document.errors[0];
-    const where = first.linePos?.[0] ? ` at line ${first.linePos[0].line}, column ${first.linePos[0].col}` : '';
-    throw new PgwardenError(
-      'CONFIG_INVALID',
-      `${source} is not valid YAML${where}: ${first.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '')}. Fix the syntax there (indent with spaces, "key: value")`,
-    );
-  }
-  return parseAgentConfig(document.toJS(), { source, baseDir: dirname(file), env });
+  const { raw, source, baseDir } = readYamlFile(path, 'at least cluster, name and postgresql.data_dir');
+  return parseAgentConfig(raw, { source, baseDir, env });
 }

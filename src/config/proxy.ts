@@ -3,12 +3,12 @@
  * that a pgbouncer.ini translates line for line. Also the userlist (auth_file) reader.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import YAML from 'yaml';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { PgwardenError } from '../errors.js';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { type HostPort, parseHostPort } from './schema.js';
+import { readYamlFile } from './yaml-file.js';
 
 export type PoolMode = 'session' | 'transaction';
 export type ProxyAuthType = 'scram-sha-256' | 'md5' | 'trust';
@@ -194,24 +194,6 @@ function clientTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: Par
 }
 
 export function loadProxyConfig(path: string): ProxyConfig {
-  const file = resolve(path);
-  const source = `config file ${file}`;
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new PgwardenError(
-      code === 'ENOENT' ? 'CONFIG_NOT_FOUND' : 'CONFIG_INVALID',
-      code === 'ENOENT'
-        ? `config file ${file} does not exist: check the --config path, or create it (at least auth_file)`
-        : `${source} could not be read (${code ?? (e as Error).message}): check that it is a file readable by this user`,
-      { cause: e },
-    );
-  }
-  const document = YAML.parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (document.errors.length > 0) {
-    throw new PgwardenError('CONFIG_INVALID', `${source} is not valid YAML: ${document.errors[0].message.split('\n')[0]}`);
-  }
-  return parseProxyConfig(document.toJS(), { source, baseDir: dirname(file) });
+  const { raw, source, baseDir } = readYamlFile(path, 'at least auth_file');
+  return parseProxyConfig(raw, { source, baseDir });
 }

@@ -58,12 +58,19 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   const proxy = new ProxyServer({ config, topology, logger: log });
   await proxy.start();
   const stopOperations = await startOperations(proxy, config, topology, options.config, log);
+  exitOnSignals(log, async () => {
+    await Promise.all([proxy.stop(5000), stopOperations()]);
+  });
+}
+
+/** SIGTERM/SIGINT run `stop` once (accepting ends, running transactions get a moment), then the process exits. */
+function exitOnSignals(log: Logger, stop: () => Promise<void>): void {
   let stopping = false;
   const shutdown = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'proxy shutting down');
-    Promise.all([proxy.stop(5000), stopOperations()]).then(
+    stop().then(
       () => process.exit(0),
       (e: unknown) => {
         log.error({ err: describeError(e) }, 'proxy shutdown failed');
@@ -95,24 +102,11 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   const id = config.id ?? `${hostname()}-${process.pid}`;
   const registrar = new ProxyRegistrar(dcs, id, proxy, log);
   await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
-  let stopping = false;
-  const shutdown = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'proxy shutting down');
+  exitOnSignals(log, async () => {
     registrar.stop();
-    Promise.all([proxy.stop(5000), topology.stop(), stopOperations()])
-      .then(() => dcs.close({ revoke: true }))
-      .then(
-        () => process.exit(0),
-        (e: unknown) => {
-          log.error({ err: describeError(e) }, 'proxy shutdown failed');
-          process.exit(1);
-        },
-      );
-  };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+    await Promise.all([proxy.stop(5000), topology.stop(), stopOperations()]);
+    await dcs.close({ revoke: true });
+  });
 }
 
 function ttlSeconds(ttl: number): number {

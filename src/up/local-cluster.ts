@@ -912,7 +912,8 @@ function spawned(child: ReturnType<typeof spawn>, what: string): Promise<number>
   });
 }
 
-async function etcdHealthy(endpoint: string): Promise<boolean> {
+/** etcd's own /health answer: true once the member serves requests. Tests use it too. */
+export async function etcdHealthy(endpoint: string): Promise<boolean> {
   try {
     const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) });
     const body = (await response.json()) as { health?: string };

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './ports.js';
+import { etcdHealthy } from '../../src/up/local-cluster.js';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 
@@ -68,16 +69,6 @@ async function stopProcess(child: ChildProcess): Promise<void> {
   running.delete(child);
 }
 
-async function healthy(endpoint: string): Promise<boolean> {
-  try {
-    const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(500) });
-    const body = (await response.json()) as { health?: string };
-    return response.ok && body.health === 'true';
-  } catch {
-    return false;
-  }
-}
-
 async function logTail(logFile: string): Promise<string> {
   try {
     return (await readFile(logFile, 'utf8')).split('\n').slice(-15).join('\n');
@@ -131,7 +122,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdIns
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`etcd exited during start (code ${proc.exitCode}):\n${await logTail(logFile)}`);
       }
-      if (await healthy(clientUrl)) return;
+      if (await etcdHealthy(clientUrl)) return;
       await sleep(50);
     }
     await stopProcess(proc);
