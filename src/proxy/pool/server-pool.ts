@@ -10,6 +10,7 @@
 import type { ScramKeys } from '../auth/scram.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import type { Endpoint, Topology } from '../topology.js';
+import { PoolCounters } from './counters.js';
 import { type ServerCredentials, ServerConn } from './server-conn.js';
 
 export interface PoolWaiter {
@@ -46,6 +47,8 @@ export interface PoolStats {
 }
 
 export class ServerPool {
+  /** Totals for SHOW STATS and /metrics; the client and server connections of this pool add to them. */
+  readonly counters = new PoolCounters();
   private readonly idle: ServerConn[] = [];
   private readonly all = new Set<ServerConn>();
   private opening = 0;
