@@ -17,6 +17,24 @@ export class PoolCounters {
   /** Microseconds clients waited for a server connection. */
   waitTimeUs = 0;
 
+  /** Cumulative-free bucket counts for the latency histograms in /metrics (bounds in LATENCY_BUCKETS_US). */
+  readonly xactLatency = new Float64Array(LATENCY_BUCKETS_US.length + 1);
+  readonly queryLatency = new Float64Array(LATENCY_BUCKETS_US.length + 1);
+
+  /** One finished transaction that took `us` microseconds. */
+  recordXact(us: number): void {
+    this.xactCount++;
+    this.xactTimeUs += us;
+    this.xactLatency[bucketOf(us)]++;
+  }
+
+  /** One finished query (ReadyForQuery after Query/Sync) that took `us` microseconds. */
+  recordQuery(us: number): void {
+    this.queryCount++;
+    this.queryTimeUs += us;
+    this.queryLatency[bucketOf(us)]++;
+  }
+
   snapshot(): PoolCountersSnapshot {
     return {
       xactCount: this.xactCount,
@@ -31,3 +49,13 @@ export class PoolCounters {
 }
 
 export type PoolCountersSnapshot = Pick<PoolCounters, 'xactCount' | 'queryCount' | 'bytesReceived' | 'bytesSent' | 'xactTimeUs' | 'queryTimeUs' | 'waitTimeUs'>;
+
+/** Upper bounds (µs) of the latency buckets; the last bucket (index length) is +Inf. */
+export const LATENCY_BUCKETS_US: readonly number[] = [100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000];
+
+function bucketOf(us: number): number {
+  // A linear scan beats a binary search over 16 entries; most transactions land in the first few buckets.
+  let i = 0;
+  while (i < LATENCY_BUCKETS_US.length && us > LATENCY_BUCKETS_US[i]) i++;
+  return i;
+}
