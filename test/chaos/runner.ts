@@ -76,7 +76,7 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosRunResult
   try {
     log(`chaos: seed ${options.seed}, ${steps.length} rounds, ${options.synchronous ? 'synchronous' : 'asynchronous'} mode; starting the cluster…`);
     await cluster.start();
-    log(`chaos: network mode ${cluster.mode}${cluster.mode === 'relay' ? ` (network namespaces unavailable: ${why ?? 'relay mode asked for'})` : ' (network namespaces, nftables cuts)'}`);
+    log(`chaos: network mode ${cluster.mode}${cluster.mode === 'relay' ? ` (loopback fault relays: ${why ?? 'relay mode was asked for'})` : ' (network namespaces, nftables cuts)'}`);
     let view = await cluster.waitHealthy();
     watch = await followLeader(cluster, now, leaderChanges);
     await createTable(cluster.connectionString(view.leader!.name));
