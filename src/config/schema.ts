@@ -71,7 +71,7 @@ export const MANAGED_PG_PARAMETERS: Record<string, string> = {
   listen_addresses: 'set postgresql.listen in the agent file instead',
   port: 'set postgresql.listen in the agent file instead',
   data_directory: 'set postgresql.data_dir in the agent file instead',
-  hba_file: 'pgwarden writes pg_hba.conf itself; add lines with postgresql.pg_hba_extra',
+  hba_file: 'pgwarden writes pg_hba.conf itself; allow more networks with postgresql.pg_hba_extra',
   ident_file: 'pgwarden writes the configuration files itself',
   config_file: 'pgwarden writes the configuration files itself',
   primary_conninfo: 'pgwarden points replicas at the current leader itself',
@@ -131,6 +131,7 @@ const dynamicFields = {
     error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}`,
   }),
   postgresql: z.strictObject({ parameters: pgParameters }, expecting('a mapping like {parameters: {work_mem: 64MB}}')),
+  drain_timeout: seconds(5).min(0, { error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}` }),
 };
 
 type DynamicFieldName = keyof typeof dynamicFields;
@@ -189,6 +190,7 @@ export const dynamicConfigSchema = z
       pause: dynamicFields.pause.default(D.pause),
       member_slots_ttl: dynamicFields.member_slots_ttl.default(D.member_slots_ttl),
       primary_start_timeout: dynamicFields.primary_start_timeout.default(D.primary_start_timeout),
+      drain_timeout: dynamicFields.drain_timeout.default(D.drain_timeout),
       // prefault (not default) runs {} through the schema, so the nested parameters default applies too.
       postgresql: z
         .strictObject(
@@ -215,6 +217,7 @@ export const partialDynamicConfigSchema = z
       pause: dynamicFields.pause.optional(),
       member_slots_ttl: dynamicFields.member_slots_ttl.optional(),
       primary_start_timeout: dynamicFields.primary_start_timeout.optional(),
+      drain_timeout: dynamicFields.drain_timeout.optional(),
       postgresql: dynamicFields.postgresql.optional(),
     },
     expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),
@@ -463,8 +466,9 @@ export const agentConfigSchema = z
           parameters: pgParameters.default({}),
           pg_hba_extra: z
             .array(
-              z.string(expecting('a pg_hba.conf line like "host all all 10.0.0.0/8 scram-sha-256"')),
-              expecting('a list of pg_hba.conf lines like ["host all all 10.0.0.0/8 scram-sha-256"]'),
+              // Networks only: every rule pgwarden writes is SCRAM-SHA-256, so no extra line can open `trust`.
+              z.string(expecting('a network in CIDR form like "10.0.0.0/8" (allowed to connect with SCRAM-SHA-256)')),
+              expecting('a list of networks in CIDR form like ["10.0.0.0/8"] (allowed to connect with SCRAM-SHA-256)'),
             )
             .default([]),
           superuser: credentials('postgres'),

@@ -9,6 +9,7 @@ import {
   DEFAULT_DYNAMIC_CONFIG,
   DEFAULT_TAGS,
   type ClusterView,
+  type DrainRequest,
   type DynamicConfig,
   type FailoverIntent,
   type HistoryEntry,
@@ -111,6 +112,7 @@ const configFieldSchemas: { [K in Exclude<keyof DynamicConfig, 'postgresql'>]: z
   pause: z.boolean(),
   member_slots_ttl: z.number().finite().nonnegative(),
   primary_start_timeout: z.number().finite().nonnegative(),
+  drain_timeout: z.number().finite().nonnegative(),
 };
 
 function parseJson(raw: string | undefined): unknown {
@@ -214,7 +216,27 @@ export function decodeCluster(raw: RawCluster): ClusterView {
     failover: decodeFailover(get(KEYS.failover)),
     optime: decodeOptime(get(KEYS.optime)),
     history: decodeHistory(get(KEYS.history)),
+    drain: decodeDrain(get(KEYS.drain)),
+    proxies: decodeProxies(raw).map((p) => ({ id: p.id, drained: p.drained ?? null })),
   };
+}
+
+const drainSchema = z.object({
+  id: z.string().min(1),
+  from: z.string().min(1),
+  to: z.string().nullable().catch(null),
+  requestedAt: z.number().finite(),
+  timeoutMs: z.number().finite().nonnegative(),
+});
+
+export function encodeDrain(drain: DrainRequest): string {
+  return JSON.stringify(drain);
+}
+
+/** A malformed drain request counts as absent: nobody waits on it and the leader clears it. */
+export function decodeDrain(raw: string | undefined): DrainRequest | null {
+  const result = drainSchema.safeParse(parseJson(raw));
+  return result.success ? result.data : null;
 }
 
 export function encodeMember(status: MemberStatus): string {
@@ -258,6 +280,8 @@ export interface ProxyRegistration {
   ro: string | null;
   /** Wall-clock ms when published. */
   updatedAt: number;
+  /** The id of the last `drain` this proxy completed (in-flight rw transactions finished, new ones held). */
+  drained?: string | null;
 }
 
 const proxySchema = z.object({
@@ -265,6 +289,7 @@ const proxySchema = z.object({
   rw: z.string(),
   ro: z.string().nullable().catch(null),
   updatedAt: z.number().finite().catch(0),
+  drained: z.string().nullable().optional().catch(null),
 });
 
 export function encodeProxy(registration: ProxyRegistration): string {

@@ -1,5 +1,6 @@
 import type {
   ClusterView,
+  DrainRequest,
   DynamicConfig,
   FailoverIntent,
   HistoryEntry,
@@ -19,6 +20,7 @@ export const KEYS = {
   history: 'history',
   optime: 'optime',
   proxies: 'proxies/',
+  drain: 'drain',
 } as const;
 
 export function clusterPrefix(cluster: string): string {
@@ -80,6 +82,9 @@ export interface Dcs {
   clearFailover(): Promise<void>;
   appendHistory(entry: HistoryEntry): Promise<void>;
   setOptime(lsn: Lsn): Promise<void>;
+  /** Puts `drain` bound to the lease: the request vanishes with the primary that asked. */
+  setDrain(drain: DrainRequest): Promise<void>;
+  clearDrain(): Promise<void>;
 
   /** Revokes the lease (members and leader keys vanish at once) and closes the connection. */
   close(options?: { revoke?: boolean }): Promise<void>;

@@ -25,7 +25,7 @@ import {
   type Namespace,
   type Watcher,
 } from 'etcd3';
-import type { ClusterView, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
+import type { ClusterView, DrainRequest, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
 import { KEYS, clusterPrefix, type Dcs } from './dcs.js';
 import {
@@ -35,6 +35,7 @@ import {
   encodeProxy,
   type ProxyRegistration,
   encodeConfig,
+  encodeDrain,
   encodeFailover,
   encodeHistory,
   encodeInitialize,
@@ -426,6 +427,16 @@ export class EtcdDcs implements Dcs {
       }
       throw new PgwardenError('DCS_CONFLICT', 'history kept changing under concurrent writers; retry the append');
     });
+  }
+
+  async setDrain(drain: DrainRequest): Promise<void> {
+    await this.call('ask the proxies to drain', (budget) =>
+      this.withLease(budget, (lease) => lease.put(KEYS.drain).value(encodeDrain(drain)).options(budget).exec()),
+    );
+  }
+
+  async clearDrain(): Promise<void> {
+    await this.call('clear the drain request', (budget) => this.ns.delete().key(KEYS.drain).options(budget).exec());
   }
 
   /** Puts `proxies/<id>` bound to this client's lease (ensureLease first): it vanishes when the proxy dies. */

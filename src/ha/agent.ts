@@ -6,7 +6,7 @@ import type { Dcs } from '../dcs/dcs.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PostgresServer } from '../postgres/server.js';
-import { decide } from './decide.js';
+import { decide, isWakeKey } from './decide.js';
 import { execute, refreshLeader, type ExecutorContext } from './executor.js';
 import { LeaseDeadman } from './deadman.js';
 import { leaderSafeUntil, mustStepDown } from './lease.js';
@@ -27,7 +27,6 @@ import {
 export const PGWARDEN_VERSION = '0.1.0';
 
 /** Keys whose change must start a cycle at once (member keys change every second and would make loops chase each other). */
-const WAKE_KEYS = ['leader', 'failover', 'config', 'initialize', 'sync'];
 
 /** Actions that may take long enough to be worth announcing in the member key before they run. */
 const LONG_ACTIONS: ReadonlySet<string> = new Set(['bootstrap', 'clone', 'rewind', 'reinitialize', 'start', 'restart']);
@@ -115,7 +114,7 @@ export class Agent implements ApiBackend {
     this.running = true;
     try {
       this.watchHandle = await this.dcs.watch((key) => {
-        if (key === '' || WAKE_KEYS.some((k) => key === k || key.endsWith(`/${k}`))) this.wakeUp();
+        if (key === '' || isWakeKey(key)) this.wakeUp();
       });
     } catch (e) {
       // The loop works without a watch (it polls every loop_wait); it is retried at the next start.
@@ -481,5 +480,5 @@ export class Agent implements ApiBackend {
 }
 
 function emptyView(config: DynamicConfig): ClusterView {
-  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [] };
+  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
 }

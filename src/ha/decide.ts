@@ -1,3 +1,4 @@
+import { KEYS } from '../dcs/dcs.js';
 import { mustStepDown } from './lease.js';
 import { slotNameFor } from './slots.js';
 import type {
@@ -32,6 +33,22 @@ const PRIMARY_CONTROL_STATES: ReadonlySet<ControlState> = new Set<ControlState>(
 ]);
 
 /** How long an operator's switchover/failover request stays valid once due. */
+const WAKE_KEYS = ['leader', 'failover', 'config', 'initialize', 'sync'];
+
+/**
+ * Keys (relative to the cluster prefix) whose change calls for a decision at once rather than at the next
+ * loop_wait. A proxy's key changes only when it registers or acknowledges a drain (lease refreshes do not touch
+ * it): a primary waiting on a switchover drain goes on the moment the last acknowledgement lands.
+ */
+export function isWakeKey(key: string): boolean {
+  return WAKE_KEYS.some((k) => key === k || key.endsWith(`/${k}`)) || key.startsWith(KEYS.proxies);
+}
+
+/** Names the drain that belongs to one switchover request, so a later request gets a fresh one. */
+export function drainIdFor(intent: FailoverIntent): string {
+  return `${intent.kind}:${intent.requestedAt}:${intent.to ?? '*'}`;
+}
+
 export function intentTimeoutMs(config: DynamicConfig): number {
   return Math.max(30_000, config.ttl * 6_000);
 }
@@ -49,6 +66,8 @@ class Decider {
   private readonly pgIsPrimary: boolean;
   private readonly pgMaybePrimary: boolean;
   private waitingNote: string | null = null;
+  /** This cycle waits for the proxies to drain: the `drain` key must stay. */
+  private drainWaiting = false;
 
   constructor(
     private readonly view: ClusterView,
@@ -286,6 +305,8 @@ class Decider {
     }
     notes.push(...this.syncSteps(actions));
     this.slotSteps(actions);
+    // A drain nobody waits for (handover done, abandoned or refused) would keep proxies holding writes.
+    if (this.view.drain !== null && !this.drainWaiting) actions.push({ type: 'clearDrain' });
     // pg_rewind compares the timelines in pg_control: until the checkpoint after the promotion completes, a
     // former primary or a diverged replica rewound against this server is found "on the same timeline" and
     // left as it is. The checkpoint that follows `promote` may have been skipped (an earlier action of that
@@ -357,11 +378,51 @@ class Decider {
       this.waitingNote = `${intent.kind} waiting: ${why}`;
       return null;
     }
+    const drained = this.drainBeforeHandover(intent, chosen.name);
+    if (drained === 'asked' || drained === 'waiting') return drained === 'asked' ? this.drainRequestDecision(intent, chosen.name) : null;
     return this.decision(
       [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }],
-      `${intent.kind}: shut down cleanly and released the leader key for ${chosen.name}`,
+      `${intent.kind}: ${drained}shut down cleanly and released the leader key for ${chosen.name}`,
       'primary',
       'demoting',
+    );
+  }
+
+  /**
+   * DESIGN.md "Switchover without errors": before shutting down for a handover, the primary asks the live proxies
+   * to finish the transactions in flight and hold new ones, and waits for each one's acknowledgement, at most
+   * `drain_timeout`. 'asked': the request must be written now; 'waiting': acknowledgements are missing (the
+   * primary keeps doing its job meanwhile); otherwise the prefix for the handover's reason.
+   */
+  private drainBeforeHandover(intent: FailoverIntent, target: string): 'asked' | 'waiting' | string {
+    const proxies = this.view.proxies;
+    const timeoutMs = this.config.drain_timeout * 1000;
+    if (proxies.length === 0 || timeoutMs <= 0) return '';
+    const drain = this.view.drain;
+    const id = drainIdFor(intent);
+    if (drain === null || drain.id !== id || drain.from !== this.me) return 'asked';
+    const pending = proxies.filter((p) => p.drained !== id).map((p) => p.id);
+    if (pending.length === 0) return `${proxies.length} ${proxies.length === 1 ? 'proxy' : 'proxies'} drained; `;
+    const waited = this.clock.wall - drain.requestedAt;
+    if (waited < drain.timeoutMs) {
+      this.drainWaiting = true;
+      this.waitingNote = `${intent.kind} to ${target} waiting for ${pending.length === 1 ? 'proxy' : 'proxies'} ${pending.join(', ')} to drain (${Math.ceil((drain.timeoutMs - waited) / 1000)} s left)`;
+      return 'waiting';
+    }
+    return `drain timed out for ${pending.join(', ')} after ${this.config.drain_timeout} s; `;
+  }
+
+  private drainRequestDecision(intent: FailoverIntent, target: string): Decision {
+    const n = this.view.proxies.length;
+    this.drainWaiting = true;
+    return this.decision(
+      [
+        this.keepKey(),
+        { type: 'requestDrain', drain: { id: drainIdFor(intent), from: this.me, to: target, requestedAt: this.clock.wall, timeoutMs: this.config.drain_timeout * 1000 } },
+      ],
+      `${intent.kind}: asked ${n} ${n === 1 ? 'proxy' : 'proxies'} to drain before handing over to ${target}`,
+      'primary',
+      'running',
     );
   }
 

@@ -107,6 +107,10 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       return pg.manageSlots(action.create, action.drop);
     case 'clearFailover':
       return dcs.clearFailover();
+    case 'requestDrain':
+      return dcs.setDrain(action.drain);
+    case 'clearDrain':
+      return dcs.clearDrain();
     case 'recordHistory':
       await dcs.appendHistory({
         timeline: action.timeline,

@@ -127,6 +127,11 @@ export interface DynamicConfig {
   primary_start_timeout: number;
   /** PostgreSQL parameters applied on every member. */
   postgresql: { parameters: Record<string, string | number | boolean> };
+  /**
+   * Seconds a primary handing over (switchover) waits for the live proxies to finish their in-flight
+   * transactions before it shuts down anyway.
+   */
+  drain_timeout: number;
 }
 
 export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
@@ -141,6 +146,7 @@ export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
   member_slots_ttl: 1800,
   primary_start_timeout: 30,
   postgresql: { parameters: {} },
+  drain_timeout: 5,
 };
 
 /** Everything the agent reads from etcd in one go. */
@@ -156,6 +162,32 @@ export interface ClusterView {
    *  leader's host died). */
   optime: Lsn | null;
   history: HistoryEntry[];
+  /** The primary's request to the proxies to drain before it hands over (switchover), or null. */
+  drain: DrainRequest | null;
+  /** The live proxies (`proxies/<id>`) and which drain each has acknowledged. */
+  proxies: ProxyState[];
+}
+
+/**
+ * `drain`, bound to the primary's lease: proxies let transactions in flight on `from` finish, hold new ones and
+ * acknowledge under their own key; the primary shuts down once all have (or after `timeoutMs`), so a
+ * switchover costs clients a pause instead of errors.
+ */
+export interface DrainRequest {
+  /** Names the switchover it belongs to (see drainIdFor). */
+  id: string;
+  from: string;
+  to: string | null;
+  /** Wall-clock ms when asked. */
+  requestedAt: number;
+  timeoutMs: number;
+}
+
+/** What the agents need of a proxy's `proxies/<id>` key. */
+export interface ProxyState {
+  id: string;
+  /** The id of the last drain this proxy completed, or null. */
+  drained: string | null;
 }
 
 /** pg_controldata's "Database cluster state". */
@@ -298,6 +330,10 @@ export type Action =
   | { type: 'clearFailover' }
   /** Written before `promote`: the timeline about to start and where it forks off. */
   | { type: 'recordHistory'; reason: string; timeline: number; lsn: Lsn; parent: number | null }
+  /** Asks the live proxies to drain before a switchover shuts this primary down. */
+  | { type: 'requestDrain'; drain: DrainRequest }
+  /** Removes a drain request nobody waits for any more (switchover done or abandoned). */
+  | { type: 'clearDrain' }
   | { type: 'clearRequests' };
 
 export interface Decision {

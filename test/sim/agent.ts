@@ -520,6 +520,12 @@ export class SimAgent {
       case 'clearFailover':
         yield* this.dcs.clearFailover();
         return;
+      case 'requestDrain':
+        yield* this.dcs.setDrain(action.drain);
+        return;
+      case 'clearDrain':
+        yield* this.dcs.clearDrain();
+        return;
       case 'recordHistory':
         yield* this.dcs.appendHistory({
           timeline: action.timeline,
@@ -656,5 +662,5 @@ export function describeAction(a: Action): string {
 }
 
 function emptyView(config: DynamicConfig): ClusterView {
-  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [] };
+  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
 }

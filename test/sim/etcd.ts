@@ -9,11 +9,12 @@
  * round trip taking simulated time: a request is applied when it arrives, and an answer that does not come
  * back before the call's deadline is a DCS_UNAVAILABLE error even when the request was applied.
  */
-import { decodeCluster, decodeHistory, encodeHistory } from '../../src/dcs/codec.js';
+import { decodeCluster, decodeHistory, encodeDrain, encodeHistory } from '../../src/dcs/codec.js';
 import { PgwardenError } from '../../src/errors.js';
 import {
   DEFAULT_DYNAMIC_CONFIG,
   type ClusterView,
+  type DrainRequest,
   type DynamicConfig,
   type FailoverIntent,
   type HistoryEntry,
@@ -38,8 +39,6 @@ interface LeaseState {
   ttlMs: number;
   expiresAt: number;
 }
-
-export const WAKE_KEYS = ['leader', 'failover', 'config', 'initialize', 'sync'];
 
 export class SimEtcd {
   private readonly kv = new Map<string, Kv>();
@@ -358,6 +357,15 @@ export class SimDcsClient {
 
   *setSync(sync: SyncState): Proc<void> {
     yield* this.rpc('store the sync state', this.deadline(), () => this.etcd.put('sync', JSON.stringify(sync)));
+  }
+
+  *setDrain(drain: DrainRequest): Proc<void> {
+    const deadline = this.deadline();
+    yield* this.withLease(deadline, (lease) => this.rpc('ask the proxies to drain', deadline, () => this.etcd.put('drain', encodeDrain(drain), lease)));
+  }
+
+  *clearDrain(): Proc<void> {
+    yield* this.rpc('clear the drain request', this.deadline(), () => this.etcd.delete('drain'));
   }
 
   *clearFailover(): Proc<void> {

@@ -67,6 +67,7 @@ describe('simulation: seed sweep', () => {
     for (const k of FAULT_KINDS) assert.ok(totals.faults[k] >= 100, `fault ${k} injected only ${totals.faults[k]} times`);
     assert.ok(totals.acks > 200_000, `only ${totals.acks} commits acknowledged`);
     assert.ok(totals.promotions > 2000, `only ${totals.promotions} promotions`);
+    assert.ok(totals.drainAcks > 50, `proxies acknowledged only ${totals.drainAcks} switchover drains`);
     assert.ok(totals.deadmanStops > 100, `the lease deadman stopped PostgreSQL only ${totals.deadmanStops} times`);
     assert.equal(totals.failed.length, 0, `${totals.failed.length} of ${totals.runs} runs violated an invariant:\n${lines.slice(7).join('\n')}`);
     assert.equal(totals.convergence.length, totals.runs);

@@ -19,7 +19,7 @@
  *
  * A run is a pure function of its options: same seed, same trace.
  */
-import { intentTimeoutMs } from '../../src/ha/decide.js';
+import { intentTimeoutMs, isWakeKey } from '../../src/ha/decide.js';
 import {
   DEFAULT_DYNAMIC_CONFIG,
   DEFAULT_TAGS,
@@ -31,10 +31,11 @@ import {
 } from '../../src/ha/types.js';
 import { SimAgent, type AgentClock, type AgentHost } from './agent.js';
 import { SimDeadman, type DeadmanHost } from './deadman.js';
-import { defaultLatency, SimDcsClient, SimEtcd, WAKE_KEYS } from './etcd.js';
+import { defaultLatency, SimDcsClient, SimEtcd } from './etcd.js';
 import { Kernel } from './kernel.js';
 import { DEFAULT_PG_TIMINGS, SimPostgres, syncStates, WalRegistry, type PgListener, type WalRecord } from './postgres.js';
 import { Rng } from './prng.js';
+import { SimProxy } from './proxy.js';
 
 export const TICK_MS = 100;
 const WALL_EPOCH = Date.UTC(2026, 0, 1);
@@ -99,6 +100,8 @@ export interface SimOptions {
    * running), to show why it exists.
    */
   deadman?: boolean;
+  /** Proxies taking part in switchover drains; default 0–2 chosen by the seed. */
+  proxies?: number;
   /** Called when a member's promote action starts (targeted scenarios: a fault in the middle of a promotion). */
   onPromote?: (sim: Simulation, member: string) => void;
   /** Overrides of the randomly drawn cluster shape. */
@@ -125,6 +128,8 @@ export interface SimResult {
   maxCyclesPerSecond: number;
   /** Times a lease deadman stopped PostgreSQL (an agent died while its member held the leader key). */
   deadmanStops: number;
+  /** Switchover drains the proxies acknowledged. */
+  drainAcks: number;
   /** pg_rewind and re-clone runs of servers (rejoining former primaries and diverged replicas). */
   rewinds: number;
   reclones: number;
@@ -166,6 +171,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   private readonly hostClocks = new Map<string, AgentClock>();
   private readonly deadmen = new Map<string, SimDeadman>();
   private readonly clockRng: Rng;
+  /** 0–2 proxies that take part in switchover drains (src/proxy/registration.ts). */
+  private readonly proxies: SimProxy[] = [];
   private deadmanStops = 0;
   private rewinds = 0;
   private reclones = 0;
@@ -208,6 +215,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     this.netRng = root.fork(6);
     this.pgRng = root.fork(7);
     this.clockRng = root.fork(8);
+    const proxyRng = root.fork(9);
 
     const n = opts.members ?? shapeRng.weighted([[3, 6], [2, 1.5], [4, 1.5], [5, 1]] as const);
     this.names = Array.from({ length: n }, (_, i) => String.fromCharCode(97 + i));
@@ -242,6 +250,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       this.hostClocks.set(name, this.newHostClock());
       if (opts.deadman ?? true) this.deadmen.set(name, new SimDeadman(this, server));
     }
+    const proxyCount = opts.proxies ?? proxyRng.weighted([[0, 1], [1, 2], [2, 1]] as const);
+    for (let i = 1; i <= proxyCount; i++) this.proxies.push(new SimProxy(`proxy${i}`, this.etcd, proxyRng.fork(i), this.config.ttl));
   }
 
   // ---- running ----------------------------------------------------------------------------------------
@@ -255,6 +265,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       );
     }
     for (const name of this.names) this.kernel.after(this.agentRng.int(0, 300), () => this.startAgent(name));
+    for (const proxy of this.proxies) proxy.start(this.kernel.now);
     const tick = (): void => {
       this.tick();
       if (!this.done) this.kernel.after(TICK_MS, tick);
@@ -287,6 +298,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     } else {
       this.dualSince = null;
     }
+    for (const proxy of this.proxies) proxy.tick(now);
     this.healFaults();
     this.schedulePhases();
   }
@@ -415,6 +427,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       maxDualWritableMs: this.maxDualMs,
       maxCyclesPerSecond: this.maxCycles,
       deadmanStops: this.deadmanStops,
+      drainAcks: this.proxies.reduce((n, p) => n + p.acks, 0),
       rewinds: this.rewinds,
       reclones: this.reclones,
       endedAt: this.kernel.now,
@@ -600,7 +613,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
         this.lastLeader = now;
       }
     }
-    if (!WAKE_KEYS.includes(key)) return;
+    if (!isWakeKey(key)) return;
     for (const [name, a] of this.agents) {
       if (!a || !a.running) continue;
       this.kernel.after(this.netRng.int(1, 8), () => {

@@ -43,6 +43,8 @@ export function viewOf(members: MemberStatus[], o: Partial<ClusterView> = {}): C
     failover: null,
     optime: 50 * MB,
     history: [],
+    drain: null,
+    proxies: [],
     ...o,
   };
 }

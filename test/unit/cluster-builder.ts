@@ -39,6 +39,8 @@ export class ClusterBuilder {
   private optimeValue: number | null = null;
   private initialize: string | null = 'sys1';
   private historyEntries: ClusterView['history'] = [];
+  private drainRequest: ClusterView['drain'] = null;
+  private proxyStates: ClusterView['proxies'] = [];
 
   primary(name: string, o: MemberOptions = {}): this {
     this.leaderName = name;
@@ -89,6 +91,18 @@ export class ClusterBuilder {
     return this;
   }
 
+  /** The `drain` key as the primary wrote it. */
+  drain(d: ClusterView['drain']): this {
+    this.drainRequest = d;
+    return this;
+  }
+
+  /** Live proxies and the drain each acknowledged. */
+  proxies(list: ClusterView['proxies']): this {
+    this.proxyStates = list;
+    return this;
+  }
+
   history(entries: ClusterView['history']): this {
     this.historyEntries = entries;
     return this;
@@ -109,6 +123,8 @@ export class ClusterBuilder {
       failover: this.intent,
       optime: this.optimeValue,
       history: this.historyEntries,
+      drain: this.drainRequest,
+      proxies: this.proxyStates,
     });
   }
 

@@ -7,7 +7,9 @@ import {
   decodeMember,
   decodeOptime,
   encodeConfig,
+  encodeDrain,
   encodeFailover,
+  encodeProxy,
   encodeHistory,
   encodeLeader,
   encodeMember,
@@ -73,6 +75,8 @@ describe('decodeCluster', () => {
       failover: null,
       optime: null,
       history: [],
+      drain: null,
+      proxies: [],
     });
   });
 
@@ -97,6 +101,9 @@ describe('decodeCluster', () => {
       history: encodeHistory(HISTORY),
       optime: encodeOptime(67_108_864),
       'proxies/p1': '{"id":"p1"}',
+      'proxies/p2': encodeProxy({ id: 'p2', rw: '127.0.0.1:6432', ro: null, updatedAt: 5, drained: 'switchover:123:b' }),
+      'proxies/p3': encodeProxy({ id: 'p3', rw: '127.0.0.1:7432', ro: null, updatedAt: 5 }),
+      drain: encodeDrain({ id: 'switchover:123:b', from: 'a', to: 'b', requestedAt: 124, timeoutMs: 5000 }),
     };
     const view = decodeUnchanged({ ...raw });
     assert.equal(view.initialize, '7300000000000000001');
@@ -109,6 +116,9 @@ describe('decodeCluster', () => {
     assert.deepEqual(view.failover, failover);
     assert.deepEqual(view.history, HISTORY);
     assert.equal(view.optime, 67_108_864);
+    assert.deepEqual(view.drain, { id: 'switchover:123:b', from: 'a', to: 'b', requestedAt: 124, timeoutMs: 5000 });
+    // p1 is malformed (no rw address) and ignored; p3 never drained anything.
+    assert.deepEqual(view.proxies, [{ id: 'p2', drained: 'switchover:123:b' }, { id: 'p3', drained: null }]);
   });
 
   it("'' in initialize means a bootstrap is in progress", () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decide, MAX_START_FAILURES } from '../../src/ha/decide.js';
+import { decide, drainIdFor, MAX_START_FAILURES } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown, safetyMarginSeconds } from '../../src/ha/lease.js';
 import { DEFAULT_DYNAMIC_CONFIG, EMPTY_MEMORY, type Action, type ClusterView, type Decision, type Observation } from '../../src/ha/types.js';
 import { cluster, NOW, type ClusterBuilder } from './cluster-builder.js';
@@ -602,5 +602,84 @@ describe('decide: timelines and the history (simulator findings)', () => {
     const stopped = { running: false, accepting: false, inRecovery: null, timeline: null, walPosition: 1000, controlState: 'shut down' as const, controlTimeline: 2 };
     const d = decideFor(c, 'a', { pg: stopped, memory: { holdsLeader: false } });
     assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }]);
+  });
+});
+
+describe('decide: draining the proxies before a switchover', () => {
+  const base = () => cluster().primary('a').replica('b').replica('c');
+  const proxies = [{ id: 'p1', drained: null }, { id: 'p2', drained: null }];
+  const intentOf = (c: ClusterBuilder) => c.view().failover!;
+
+  it('asks the live proxies to drain first, and keeps the key', () => {
+    const c = base().failover({ from: 'a', to: 'b' }).proxies(proxies);
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [
+      { type: 'refreshLeader' },
+      { type: 'requestDrain', drain: { id: drainIdFor(intentOf(c)), from: 'a', to: 'b', requestedAt: NOW.wall, timeoutMs: 5000 } },
+    ]);
+    assert.match(d.reason, /switchover: asked 2 proxies to drain before handing over to b/);
+  });
+
+  it('waits for every acknowledgement, doing its primary work meanwhile and keeping the request', () => {
+    const c = base().failover({ from: 'a', to: 'b' });
+    const id = drainIdFor(intentOf(c));
+    c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 1000, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: id }, { id: 'p2', drained: null }]);
+    const d = decideFor(c, 'a');
+    assert.equal(d.actions[0].type, 'refreshLeader');
+    assert.ok(!types(d).includes('stop') && !types(d).includes('clearDrain'), `no stop, no clearDrain: ${types(d).join(',')}`);
+    assert.match(d.reason, /waiting for proxy p2 to drain \(4 s left\)/);
+  });
+
+  it('shuts down once every proxy acknowledged', () => {
+    const c = base().failover({ from: 'a', to: 'b' });
+    const id = drainIdFor(intentOf(c));
+    c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 300, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: id }, { id: 'p2', drained: id }]);
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
+    assert.match(d.reason, /switchover: 2 proxies drained; shut down cleanly and released the leader key for b/);
+  });
+
+  it('shuts down anyway after drain_timeout, naming the proxies that did not answer', () => {
+    const c = base().failover({ from: 'a', to: 'b' });
+    const id = drainIdFor(intentOf(c));
+    c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 5001, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: id }, { id: 'p2', drained: 'older' }]);
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
+    assert.match(d.reason, /drain timed out for p2 after 5 s/);
+  });
+
+  it('an acknowledgement of an older drain does not count: a new request is drained afresh', () => {
+    const c = base().failover({ from: 'a', to: 'b' });
+    c.drain({ id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: NOW.wall - 100, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: 'switchover:1:b' }]);
+    assert.deepEqual(types(decideFor(c, 'a')), ['refreshLeader', 'requestDrain']);
+  });
+
+  it('without proxies, or with drain_timeout 0, hands over at once', () => {
+    assert.deepEqual(types(decideFor(base().failover({ from: 'a', to: 'b' }), 'a')), ['stop', 'releaseLeader']);
+    const c = base().failover({ from: 'a', to: 'b' }).proxies(proxies).config({ drain_timeout: 0 });
+    assert.deepEqual(types(decideFor(c, 'a')), ['stop', 'releaseLeader']);
+  });
+
+  it('does not drain while the candidate is not ready, and clears a drain it no longer waits for', () => {
+    const c = base().failover({ from: 'a', to: 'b' });
+    const id = drainIdFor(intentOf(c));
+    c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 100, timeoutMs: 5000 }).proxies(proxies);
+    const d = decideFor(c, 'a', { pg: { replication: [] } });
+    assert.ok(types(d).includes('clearDrain'), types(d).join(','));
+    assert.ok(!types(d).includes('stop'));
+    assert.match(d.reason, /b is not streaming from this primary/);
+  });
+
+  it('the new primary clears the drain request of the handover it finished', () => {
+    const c = cluster().primary('b').replica('a').replica('c').proxies(proxies);
+    c.drain({ id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: NOW.wall - 2000, timeoutMs: 5000 });
+    const d = decideFor(c, 'b');
+    assert.ok(types(d).includes('clearDrain'), types(d).join(','));
+  });
+
+  it('a replica never touches the drain request', () => {
+    const c = base().proxies(proxies);
+    c.drain({ id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: NOW.wall - 2000, timeoutMs: 5000 });
+    assert.ok(!types(decideFor(c, 'b')).includes('clearDrain'));
   });
 });

@@ -1,0 +1,73 @@
+/**
+ * A proxy as the agents see it (src/proxy/registration.ts): `proxies/<id>` on its own lease, and the
+ * acknowledgement of a switchover drain once its transactions in flight are done. Modelled only from the agents'
+ * side: the delay before it acknowledges (in-flight transactions finishing), proxies that never acknowledge
+ * (a stuck proxy: the primary must hand over anyway after drain_timeout) and proxies that crash (their key
+ * expires with their lease) or come back.
+ */
+import { decodeDrain, encodeProxy } from '../../src/dcs/codec.js';
+import type { Rng } from './prng.js';
+import type { SimEtcd } from './etcd.js';
+
+export class SimProxy {
+  private lease: number | null = null;
+  private lastKeepAlive = 0;
+  private drained: string | null = null;
+  private pending: string | null = null;
+  private ackAt = Infinity;
+  private up = false;
+  /** Drains acknowledged. */
+  acks = 0;
+
+  constructor(
+    readonly id: string,
+    private readonly etcd: SimEtcd,
+    private readonly rng: Rng,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  /** Called every simulation tick. */
+  tick(now: number): void {
+    if (this.etcd.outage) return;
+    if (!this.up) {
+      if (this.rng.chance(0.002)) this.start(now);
+      return;
+    }
+    if (this.rng.chance(0.0005)) {
+      // Crashed: nothing refreshes the lease any more; the key expires with it.
+      this.up = false;
+      this.lease = null;
+      return;
+    }
+    if (this.lease === null || now - this.lastKeepAlive >= (this.ttlSeconds * 1000) / 3) {
+      if (this.lease === null || !this.etcd.keepAlive(this.lease)) {
+        this.lease = this.etcd.grant(this.ttlSeconds);
+        this.publish();
+      }
+      this.lastKeepAlive = now;
+    }
+    const drain = decodeDrain(this.etcd.get('drain')?.value);
+    const leader = this.etcd.get('leader')?.value ?? null;
+    if (drain === null || drain.from !== leader || drain.id === this.drained) return;
+    if (this.pending !== drain.id) {
+      this.pending = drain.id;
+      this.ackAt = this.rng.chance(0.1) ? Infinity : now + this.rng.int(0, 800);
+    }
+    if (now >= this.ackAt) {
+      this.drained = drain.id;
+      this.acks++;
+      this.publish();
+    }
+  }
+
+  start(now: number): void {
+    this.up = true;
+    this.lease = this.etcd.grant(this.ttlSeconds);
+    this.lastKeepAlive = now;
+    this.publish();
+  }
+
+  private publish(): void {
+    this.etcd.put(`proxies/${this.id}`, encodeProxy({ id: this.id, rw: `${this.id}:6432`, ro: null, updatedAt: 0, drained: this.drained }), this.lease);
+  }
+}
