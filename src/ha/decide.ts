@@ -571,7 +571,17 @@ class Decider {
     const lm = this.member(leader);
     if (!pg.running) {
       if (this.config.pause) return this.decision([], 'paused: PostgreSQL is stopped, not starting it', this.pgRole, this.pgState);
-      if (this.pgRole === 'primary') return this.rejoinAsReplica(leader, lm);
+      if (this.pgRole === 'primary') return this.rejoinAsReplica(leader, lm, 'rewinding this former primary first');
+      // A replica whose repair was cut short (pg_rewind failed after the stop) or whose data PostgreSQL refuses
+      // ("requested timeline does not contain minimum recovery point") would otherwise be started, and fail,
+      // forever: found by the chaos suite. Rewind it after a few failed starts, clone it again when that fails.
+      const failures = this.obs.memory.startFailures;
+      if (this.obs.memory.rewindFailed || failures >= MAX_START_FAILURES * 2) {
+        return this.rejoinAsReplica(leader, lm, 'cloning it again', true);
+      }
+      if (failures >= MAX_START_FAILURES) {
+        return this.rejoinAsReplica(leader, lm, `PostgreSQL failed to start as a replica ${failures} times: rewinding it first`);
+      }
       return this.decision(
         [{ type: 'start', role: 'replica', follow: leader }],
         `starting PostgreSQL as a replica of ${leader}`,
@@ -599,10 +609,21 @@ class Decider {
     return this.decision([], pg.streaming ? `replica streaming from ${leader}` : `replica of ${leader}, not streaming yet`, 'replica', this.pgState);
   }
 
-  /** A former primary becomes a replica of the new leader: rewind when timelines diverged, else clone again. */
-  private rejoinAsReplica(leader: string, lm: MemberStatus | undefined): Decision {
+  /**
+   * A stopped server that cannot simply start as a replica (a former primary, or a replica whose starts fail)
+   * becomes one of the new leader: pg_rewind first, a fresh clone when that failed (or `reclone`).
+   */
+  private rejoinAsReplica(leader: string, lm: MemberStatus | undefined, how: string, reclone = false): Decision {
     if (!lm || lm.role !== 'primary' || lm.state !== 'running' || lm.timeline === null) {
-      return this.decision([], `former primary waiting for the new primary ${leader} to be running before rejoining`, 'replica', 'stopped');
+      return this.decision([], `waiting for the primary ${leader} to be running before rejoining as its replica`, 'replica', 'stopped');
+    }
+    if (reclone && !this.obs.memory.rewindFailed) {
+      return this.decision(
+        [{ type: 'reinitialize', from: leader }, { type: 'start', role: 'replica', follow: leader }],
+        `rejoining as a replica of ${leader}: ${how}`,
+        'replica',
+        'cloning',
+      );
     }
     if (this.obs.memory.rewindFailed) {
       return this.decision(
@@ -614,7 +635,7 @@ class Decider {
     }
     return this.decision(
       [{ type: 'rewind', from: leader }, { type: 'start', role: 'replica', follow: leader }],
-      `rejoining as a replica of ${leader}: rewinding this former primary first`,
+      `rejoining as a replica of ${leader}: ${how}`,
       'replica',
       'rewinding',
     );

@@ -352,6 +352,28 @@ describe('decide: a former primary rejoins', () => {
     ]);
   });
 
+  // Found by the chaos suite: a diverged replica was stopped, pg_rewind failed, and the agent then tried to start
+  // it as a replica forever ("requested timeline 2 does not contain minimum recovery point").
+  const stoppedReplica = { running: false, accepting: false, inRecovery: null, controlState: 'shut down in recovery', controlTimeline: 1 } as const;
+
+  it('a stopped replica whose pg_rewind failed is cloned again, not started', () => {
+    const d = decideFor(after(), 'a', { pg: stoppedReplica, memory: { rewindFailed: true } });
+    assert.deepEqual(d.actions, [
+      { type: 'reinitialize', from: 'b' },
+      { type: 'start', role: 'replica', follow: 'b' },
+    ]);
+    assert.match(d.reason, /pg_rewind failed, cloning again/);
+  });
+
+  it('a replica that keeps failing to start is rewound, then cloned again', () => {
+    assert.deepEqual(types(decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES - 1 } })), ['start']);
+    const rewind = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES } });
+    assert.deepEqual(types(rewind), ['rewind', 'start']);
+    assert.match(rewind.reason, /failed to start as a replica 3 times: rewinding it first/);
+    const reclone = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES * 2 } });
+    assert.deepEqual(types(reclone), ['reinitialize', 'start']);
+  });
+
   it('a running primary whose key expired takes it back when nothing happened meanwhile', () => {
     const c = cluster().primary('a').replica('b').leaderGone(true);
     const d = decideFor(c, 'a', { memory: { holdsLeader: false } });
