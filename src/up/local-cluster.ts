@@ -23,7 +23,7 @@ import { lookupOsUser } from '../postgres/run.js';
 import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePorts, portInUse } from './ports.js';
-import { isAlive, isOurProcess, signal, terminate, waitUntil } from './processes.js';
+import { isAlive, isOurProcess, postmasterPidOf, signal, terminate, waitUntil } from './processes.js';
 import {
   FILES,
   STATE_VERSION,
@@ -376,21 +376,7 @@ export class LocalCluster {
 
   /** The postmaster's PID from postmaster.pid, when that process is alive. */
   pgPid(member: string): number | null {
-    let text: string;
-    try {
-      text = readFileSync(path.join(this.dataDir(member), 'postmaster.pid'), 'utf8');
-    } catch {
-      return null;
-    }
-    const pid = Number(text.split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return null;
-    try {
-      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      // After a reboot the PID may belong to an unrelated process.
-      return comm.startsWith('postgres') || comm.startsWith('postmaster') ? pid : null;
-    } catch {
-      return null;
-    }
+    return postmasterPidOf(this.dataDir(member));
   }
 
   /** Which processes are alive. */

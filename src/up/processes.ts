@@ -4,6 +4,7 @@
  * so a stale PID reused by another program after a reboot is never signalled.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** The process exists and has not exited (a zombie waiting for its parent to reap it counts as exited). */
@@ -19,6 +20,25 @@ export function isAlive(pid: number): boolean {
     return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
+  }
+}
+
+/** The postmaster's PID from `dataDir`/postmaster.pid, when that process is alive and is a PostgreSQL. */
+export function postmasterPidOf(dataDir: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
+  } catch {
+    return null;
+  }
+  const pid = Number(text.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return null;
+  try {
+    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    // After a reboot the PID may belong to an unrelated process.
+    return comm.startsWith('postgres') || comm.startsWith('postmaster') ? pid : null;
+  } catch {
+    return null;
   }
 }
 

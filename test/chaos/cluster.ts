@@ -9,7 +9,7 @@
  * the lab.
  */
 import { type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -21,6 +21,7 @@ import { EtcdDcs } from '../../src/dcs/etcd.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../../src/ha/types.js';
 import { ETCD_BIN, PG_BIN_DIR } from '../../src/up/dependencies.js';
 import { newSecrets, type Secrets } from '../../src/up/state.js';
+import { isAlive, postmasterPidOf, signal } from '../../src/up/processes.js';
 import { exitOnSignals, type CutOptions, type Lab, type LabMode, type ServiceAddress } from './lab.js';
 import { NetLab } from './netlab.js';
 import { RelayLab } from './relaylab.js';
@@ -33,7 +34,8 @@ const PORTS = { etcdClient: 2379, etcdPeer: 2380, pg: 5432, api: 8008, proxyRw: 
 
 export type ProcessKind = 'etcd' | 'agent' | 'proxy';
 /** What to signal on an agent's host. */
-export type AgentTarget = 'pg' | 'agent' | 'both';
+/** 'host': every process of the host — the agent and its children (the deadman), the postmaster and its backends. */
+export type AgentTarget = 'pg' | 'agent' | 'both' | 'host';
 
 export interface ChaosClusterOptions {
   /** 'auto' (default): netns when NetLab.available(), else relay. */
@@ -73,29 +75,6 @@ function alive(p: Proc | undefined): p is Proc {
   return p !== undefined && p.child.exitCode === null && p.child.signalCode === null;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
-
-function send(pid: number, sig: NodeJS.Signals): boolean {
-  try {
-    process.kill(pid, sig);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 100): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -130,6 +109,32 @@ async function etcdHealthy(url: string): Promise<boolean> {
 
 const hp = (a: { host: string; port: number }): string => `${a.host}:${a.port}`;
 
+/** `roots` and every process descending from them (from /proc), roots first. */
+function descendants(roots: number[]): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const out: number[] = [];
+  const queue = [...roots];
+  while (queue.length > 0) {
+    const pid = queue.shift()!;
+    if (out.includes(pid)) continue;
+    out.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
 export class ChaosCluster {
   readonly etcdHosts: string[];
   readonly agentHosts: string[];
@@ -162,8 +167,8 @@ export class ChaosCluster {
       ...(options.dynamic ?? {}),
     };
     // fsync off: a kill -9 of PostgreSQL loses nothing the OS has (only a machine crash would), and it saves the
-    // loaded test machine a lot of time.
-    this.parameters = { fsync: 'off', full_page_writes: 'off', ...(options.parameters ?? {}) };
+    // loaded test machine a lot of time. full_page_writes stays on: pg_rewind refuses to work without it.
+    this.parameters = { fsync: 'off', ...(options.parameters ?? {}) };
   }
 
   get lab(): Lab {
@@ -441,21 +446,8 @@ export class ChaosCluster {
 
   /** The postmaster of `member` (from postmaster.pid), when it runs. */
   postmasterPid(member: string): number | null {
-    let text: string;
-    try {
-      text = readFileSync(path.join(this.dataDir(member), 'postmaster.pid'), 'utf8');
-    } catch {
-      return null;
-    }
-    const pid = Number(text.split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) return null;
-    try {
-      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      if (!comm.startsWith('postgres') && !comm.startsWith('postmaster')) return null;
-    } catch {
-      return null;
-    }
-    this.postmasters.set(member, pid);
+    const pid = postmasterPidOf(this.dataDir(member));
+    if (pid !== null) this.postmasters.set(member, pid);
     return pid;
   }
 
@@ -468,6 +460,7 @@ export class ChaosCluster {
       return out;
     }
     const w = what ?? 'both';
+    if (w === 'host') return descendants([own, this.postmasterPid(host)].filter((p): p is number => p !== null));
     if ((w === 'agent' || w === 'both') && own !== null) out.push(own);
     const pm = this.postmasterPid(host);
     if ((w === 'pg' || w === 'both') && pm !== null) out.push(pm);
@@ -478,9 +471,9 @@ export class ChaosCluster {
    * Sends `signal` (default SIGKILL) to what runs on `host`: for an agent host its PostgreSQL ('pg'), its agent
    * ('agent') or both (default); for etcd and proxy hosts their one process. Returns the PIDs signalled.
    */
-  kill(host: string, what?: AgentTarget, signal: NodeJS.Signals = 'SIGKILL'): number[] {
+  kill(host: string, what?: AgentTarget, sig: NodeJS.Signals = 'SIGKILL'): number[] {
     const pids = this.targets(host, what);
-    for (const pid of pids) send(pid, signal);
+    for (const pid of pids) signal(pid, sig);
     return pids;
   }
 
@@ -628,13 +621,13 @@ export class ChaosCluster {
   // ---- stop ------------------------------------------------------------------------------------------------------
 
   private async end(pid: number, first: NodeJS.Signals, graceMs: number): Promise<void> {
-    if (!pidAlive(pid)) return;
-    send(pid, first);
+    if (!isAlive(pid)) return;
+    signal(pid, first);
     // A stopped process acts on a signal only once it runs again.
-    send(pid, 'SIGCONT');
-    if (await waitFor(() => !pidAlive(pid), graceMs)) return;
-    send(pid, 'SIGKILL');
-    await waitFor(() => !pidAlive(pid), 5000);
+    signal(pid, 'SIGCONT');
+    if (await waitFor(() => !isAlive(pid), graceMs)) return;
+    signal(pid, 'SIGKILL');
+    await waitFor(() => !isAlive(pid), 5000);
   }
 
   private async endProc(host: string, graceMs: number): Promise<void> {
@@ -648,14 +641,14 @@ export class ChaosCluster {
   /** A PostgreSQL whose agent is gone: fast shutdown, then immediate, then SIGKILL. */
   private async endPostgres(member: string): Promise<void> {
     const pid = this.postmasterPid(member) ?? this.postmasters.get(member) ?? null;
-    if (pid === null || !pidAlive(pid)) return;
-    send(pid, 'SIGCONT');
-    send(pid, 'SIGINT');
-    if (await waitFor(() => !pidAlive(pid), 15_000)) return;
-    send(pid, 'SIGQUIT');
-    if (await waitFor(() => !pidAlive(pid), 5000)) return;
-    send(pid, 'SIGKILL');
-    await waitFor(() => !pidAlive(pid), 5000);
+    if (pid === null || !isAlive(pid)) return;
+    signal(pid, 'SIGCONT');
+    signal(pid, 'SIGINT');
+    if (await waitFor(() => !isAlive(pid), 15_000)) return;
+    signal(pid, 'SIGQUIT');
+    if (await waitFor(() => !isAlive(pid), 5000)) return;
+    signal(pid, 'SIGKILL');
+    await waitFor(() => !isAlive(pid), 5000);
   }
 
   /**
@@ -668,10 +661,10 @@ export class ChaosCluster {
       // Shutdown traffic (lease revocation, PostgreSQL's last WAL) should flow; frozen processes must run to exit.
       await lab.healAll().catch(() => undefined);
     }
-    for (const p of this.procs.values()) if (alive(p)) send(p.pid, 'SIGCONT');
+    for (const p of this.procs.values()) if (alive(p)) signal(p.pid, 'SIGCONT');
     for (const m of this.agentHosts) {
       const pm = this.postmasterPid(m);
-      if (pm !== null) send(pm, 'SIGCONT');
+      if (pm !== null) signal(pm, 'SIGCONT');
     }
     const client = this.client;
     this.client = null;
@@ -687,12 +680,12 @@ export class ChaosCluster {
 
   /** Process-exit hook: a harness that dies without stop() still leaves no process behind. */
   private killAllSync(): void {
-    for (const p of this.procs.values()) if (alive(p)) send(p.pid, 'SIGKILL');
+    for (const p of this.procs.values()) if (alive(p)) signal(p.pid, 'SIGKILL');
     for (const m of this.agentHosts) {
       const pm = this.dirPath === null ? null : this.postmasterPid(m);
-      if (pm !== null) send(pm, 'SIGKILL');
+      if (pm !== null) signal(pm, 'SIGKILL');
     }
-    for (const pid of this.postmasters.values()) if (pidAlive(pid)) send(pid, 'SIGKILL');
+    for (const pid of this.postmasters.values()) if (isAlive(pid)) signal(pid, 'SIGKILL');
     if (this.dirPath !== null) {
       // The killed processes may still be closing files: a second pass catches what they wrote meanwhile.
       for (let i = 0; i < 2; i++) rmSync(this.dirPath, { recursive: true, force: true, maxRetries: 3 });

@@ -207,14 +207,24 @@ async function runRound(cluster: ChaosCluster, step: FaultStep, view: ClusterVie
       heal = () => cluster.startAgent(primary);
       break;
     case 'host-crash':
-      cluster.kill(primary, 'both');
+      // Everything on the host dies at once: agent, deadman, postmaster and backends.
+      cluster.kill(primary, 'host');
       heal = () => cluster.startAgent(primary);
       break;
-    case 'primary-freeze':
-      cluster.sigstop(primary, 'both');
+    case 'primary-freeze': {
+      // A paused VM: every process of the host stops, backends and the deadman included, and wakes up later.
+      const frozen = cluster.sigstop(primary, 'host');
       heal = async () => {
-        cluster.sigcont(primary, 'both');
+        for (const pid of frozen) {
+          try {
+            process.kill(pid, 'SIGCONT');
+          } catch {
+            // Ended meanwhile.
+          }
+        }
       };
+      break;
+    }
       break;
     case 'partition-primary': {
       const rest = [...cluster.etcdHosts, ...others];
