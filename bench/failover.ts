@@ -3,7 +3,7 @@
  * unavailability window seen by a client writing every 20 ms to whichever member `GET /primary` says, for
  * three faults: PostgreSQL killed under a live agent, agent and PostgreSQL killed together (host crash), and a
  * planned switchover. Prints median and max per fault and the acknowledged writes lost (synchronous mode by
- * default, where that must be zero).
+ * default, where that must be zero). `--via proxy` measures what a client of the proxy's rw port sees instead.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,11 +20,15 @@ const { values } = parseArgs({
   options: {
     rounds: { type: 'string', default: '5' },
     async: { type: 'boolean', default: false },
+    /** `proxy`: the client writes through the proxy's rw port instead of asking the agents for /primary. */
+    via: { type: 'string', default: 'api' },
     keep: { type: 'boolean', default: false },
   },
 });
 const rounds = Math.max(1, Number(values.rounds));
 const synchronous = !values.async;
+if (values.via !== 'api' && values.via !== 'proxy') throw new Error(`--via must be "api" or "proxy", got "${values.via}"`);
+const viaProxy = values.via === 'proxy';
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -76,7 +80,7 @@ async function main(): Promise<void> {
         }
         const before = await lc.view();
         const old = before.leader!.name;
-        const writer = new PrimaryWriter(targets);
+        const writer = viaProxy ? PrimaryWriter.through('proxy', lc.proxyConnectionString('rw')) : new PrimaryWriter(targets);
         await writer.prepare();
         writer.start();
         await sleep(1000);
@@ -119,7 +123,10 @@ async function main(): Promise<void> {
       await rm(dir, { recursive: true, force: true });
     }
   }
-  console.log(`\nFailover benchmark: ${rounds} rounds, ${synchronous ? 'synchronous' : 'asynchronous'} mode, default timings (ttl 5 s, loop_wait 1 s)`);
+  console.log(
+    `\nFailover benchmark: ${rounds} rounds, ${synchronous ? 'synchronous' : 'asynchronous'} mode, default timings (ttl 5 s, loop_wait 1 s), ` +
+      `client writing ${viaProxy ? "through the proxy's rw port" : 'to the member answering /primary'}`,
+  );
   console.log('fault            | median ms | max ms | target ms | acknowledged writes lost');
   console.log('-----------------|-----------|--------|-----------|-------------------------');
   for (const fault of FAULTS) {

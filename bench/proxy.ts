@@ -129,18 +129,20 @@ interface PgbenchResult {
   transactions: number;
   /** CPU time (user + system) the pooler process spent during the run, per transaction; null for direct. */
   poolerCpuUsPerTx: number | null;
+  /** The user-mode part of poolerCpuUsPerTx (the rest is kernel time, mostly socket reads and writes). */
+  poolerUserUsPerTx: number | null;
 }
 
 /** utime + stime of a process in microseconds, from /proc/<pid>/stat (clock ticks, 100 per second on Linux). */
-async function cpuMicros(pid: number): Promise<number> {
+async function cpuMicros(pid: number): Promise<{ user: number; total: number }> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // After the command name: state is field 3, utime field 14, stime field 15 (proc(5)).
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  return { user: Number(fields[11]) * 10_000, total: (Number(fields[11]) + Number(fields[12])) * 10_000 };
 }
 
 async function pgbench(port: number, password: string, args: string[], poolerPid: number | null): Promise<PgbenchResult> {
-  const cpuBefore = poolerPid === null ? 0 : await cpuMicros(poolerPid);
+  const cpuBefore = poolerPid === null ? null : await cpuMicros(poolerPid);
   const { stdout } = await run(
     path.join(PG_BIN_DIR, 'pgbench'),
     ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-T', String(seconds), ...args, 'postgres'],
@@ -151,8 +153,10 @@ async function pgbench(port: number, password: string, args: string[], poolerPid
   const processed = /number of transactions actually processed: (\d+)/.exec(stdout);
   if (!tps || !latency || !processed) throw new Error(`unexpected pgbench output:\n${stdout}`);
   const transactions = Number(processed[1]);
-  const poolerCpuUsPerTx = poolerPid === null ? null : (await cpuMicros(poolerPid) - cpuBefore) / transactions;
-  return { tps: Number(tps[1]), latencyMs: Number(latency[1]), transactions, poolerCpuUsPerTx };
+  const cpuAfter = poolerPid === null ? null : await cpuMicros(poolerPid);
+  const poolerCpuUsPerTx = cpuAfter === null || cpuBefore === null ? null : (cpuAfter.total - cpuBefore.total) / transactions;
+  const poolerUserUsPerTx = cpuAfter === null || cpuBefore === null ? null : (cpuAfter.user - cpuBefore.user) / transactions;
+  return { tps: Number(tps[1]), latencyMs: Number(latency[1]), transactions, poolerCpuUsPerTx, poolerUserUsPerTx };
 }
 
 // ---- idle clients: raw TCP, StartupMessage, SCRAM with keys derived once (the userlist holds one verifier) ----
@@ -357,7 +361,7 @@ async function main(): Promise<void> {
         for (const target of TARGETS) {
           const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : null;
           const r = await pgbench(ports[target], password, workload.args, poolerPid);
-          const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler CPU ${r.poolerCpuUsPerTx.toFixed(1)} µs/tx`;
+          const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler CPU ${r.poolerCpuUsPerTx.toFixed(1)} µs/tx (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
           log(`  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 9)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms${cpu}`);
           const key = `${workload.name}/${target}`;
           results.set(key, [...(results.get(key) ?? []), r]);

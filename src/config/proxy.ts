@@ -24,21 +24,57 @@ const hostPort = z.string(expecting('"host:port", e.g. "127.0.0.1:6432"')).trans
 
 const seconds = (fallback: number) => z.number(expecting('a number of seconds')).min(0).default(fallback);
 const count = (fallback: number) => z.number(expecting('a whole number')).int().min(1).default(fallback);
+const whole = (fallback: number) => z.number(expecting('a whole number')).int().min(0).default(fallback);
 
 export const proxyConfigSchema = z.strictObject({
   listen: hostPort.default({ host: '127.0.0.1', port: 6432 }),
   pool_mode: z.enum(['session', 'transaction'], expecting('"session" or "transaction"')).default('transaction'),
   default_pool_size: count(20),
+  /** Server connections each pool keeps open even without clients asking (refilled by housekeeping). */
+  min_pool_size: whole(0),
+  /** Extra connections a pool may open once a client has waited longer than reserve_pool_timeout. */
+  reserve_pool_size: whole(0),
+  reserve_pool_timeout: seconds(5),
+  /** Server connections per database across all its users' pools (rw and ro counted apart); 0: no limit. */
+  max_db_connections: whole(0),
   max_client_conn: count(1000),
   query_wait_timeout: seconds(120),
   server_idle_timeout: seconds(600),
   server_lifetime: seconds(3600),
+  /** A client idle inside a transaction longer than this is disconnected; 0: never. */
+  idle_transaction_timeout: seconds(0),
+  /** A client idle (nothing sent or owed) longer than this is disconnected; 0: never. */
+  client_idle_timeout: seconds(0),
   server_reset_query: z.string(expecting('an SQL statement, e.g. "DISCARD ALL"')).default('DISCARD ALL'),
   auth_type: z.enum(['scram-sha-256', 'md5', 'trust'], expecting('"scram-sha-256", "md5" or "trust"')).default('scram-sha-256'),
   /** Path of the userlist; relative to the config file's directory. Required unless auth_type is trust. */
   auth_file: z.string(expecting('the path of a userlist file')).optional(),
+  /** PgBouncer's auth_user: the role the proxy logs in as to run auth_query; its password must be in auth_file. */
+  auth_user: z.string(expecting('a user name')).min(1).optional(),
+  /**
+   * PgBouncer's auth_query, run on the primary for users missing from auth_file with $1 = the user name: returns
+   * (name, secret) and optionally a third column, the password's expiry (VALID UNTIL; NULL: never).
+   */
+  auth_query: z.string(expecting('an SQL query with $1 for the user name')).min(1).optional(),
+  /** PgBouncer's auth_dbname: the database auth_query runs in; absent: the database the client asked for. */
+  auth_dbname: z.string(expecting('a database name')).min(1).optional(),
+  /** Seconds an auth_query answer (also "no such user") is reused, so that a storm of logins asks the primary once. */
+  auth_query_cache_ttl: seconds(5),
   databases: z
-    .record(z.string(), z.strictObject({ dbname: z.string(expecting('a database name')).optional() }).nullable().default(null))
+    .record(
+      z.string(),
+      z
+        .strictObject({
+          dbname: z.string(expecting('a database name')).optional(),
+          /** Per-database overrides of default_pool_size, min_pool_size, reserve_pool_size, max_db_connections. */
+          pool_size: z.number(expecting('a whole number')).int().min(1).optional(),
+          min_pool_size: z.number(expecting('a whole number')).int().min(0).optional(),
+          reserve_pool: z.number(expecting('a whole number')).int().min(0).optional(),
+          max_db_connections: z.number(expecting('a whole number')).int().min(0).optional(),
+        })
+        .nullable()
+        .default(null),
+    )
     .optional(),
   max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
@@ -48,6 +84,8 @@ export const proxyConfigSchema = z.strictObject({
   admin_users: z.array(z.string(expecting('a user name'))).default([]),
   /** Users allowed only SHOW on the admin console, as PgBouncer's stats_users. */
   stats_users: z.array(z.string(expecting('a user name'))).default([]),
+  /** Seconds between the refreshes of SHOW STATS' averages, as PgBouncer's stats_period. */
+  stats_period: z.number(expecting('a number of seconds')).int().min(1).default(60),
   /** Prometheus /metrics of the proxy as "host:port"; absent: no metrics listener. */
   metrics_listen: hostPort.optional(),
   /** The read-only listener (replicas); absent: no ro port. */
@@ -72,6 +110,15 @@ export const proxyConfigSchema = z.strictObject({
   client_tls_ca_file: z.string(expecting('the path of a PEM CA certificate file')).optional(),
   /** disable: answer SSLRequest with N; allow (default with a certificate): TLS or plaintext; require: TLS only. */
   client_tls_sslmode: z.enum(['disable', 'allow', 'require'], expecting('"disable", "allow" or "require"')).optional(),
+  /** TLS to PostgreSQL, as PgBouncer's server_tls_sslmode (libpq's meanings); disable: plaintext. */
+  server_tls_sslmode: z
+    .enum(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'], expecting('"disable", "prefer", "require", "verify-ca" or "verify-full"'))
+    .default('disable'),
+  /** CA certificates the server's certificate must chain to (verify-ca, verify-full); absent: the system's CAs. */
+  server_tls_ca_file: z.string(expecting('the path of a PEM CA certificate file')).optional(),
+  /** Client certificate and key the proxy presents to PostgreSQL (both or neither). */
+  server_tls_cert_file: z.string(expecting('the path of a PEM certificate file')).optional(),
+  server_tls_key_file: z.string(expecting('the path of a PEM private key file')).optional(),
 });
 
 /** client_tls_* resolved: absolute paths; null when clients get no TLS. */
@@ -89,7 +136,32 @@ export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
   users: Map<string, string>;
   /** client_tls_* resolved, or null when TLS for clients is off. */
   clientTls: ClientTlsFiles | null;
+  /** auth_user/auth_query resolved, or null when users come only from auth_file. */
+  authQuery: AuthQuerySettings | null;
+  /** server_tls_* resolved, or null when the proxy talks plaintext to PostgreSQL. */
+  serverTls: ServerTlsFiles | null;
 };
+
+/** PgBouncer's default auth_query plus pg_shadow's valuntil, so that VALID UNTIL is honoured. */
+export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd, valuntil FROM pg_catalog.pg_shadow WHERE usename=$1';
+
+export interface AuthQuerySettings {
+  user: string;
+  /** auth_user's entry in auth_file: its password or md5 secret. */
+  secret: string;
+  query: string;
+  /** null: the database the client asked for. */
+  dbname: string | null;
+  cacheTtlMs: number;
+}
+
+/** server_tls_* with absolute paths. */
+export interface ServerTlsFiles {
+  sslmode: 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+  caFile: string | null;
+  certFile: string | null;
+  keyFile: string | null;
+}
 
 /** Parses PgBouncer's userlist format: `"user" "secret"` per line; `""` inside quotes is one quote. */
 export function parseUserlist(text: string, source: string): Map<string, string> {
@@ -164,7 +236,63 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
       `${options.source} is invalid: auth_file is required when auth_type is ${parsed.auth_type}: set it to a userlist file ("user" "password" lines)`,
     );
   }
-  return { ...parsed, authFilePath, users, clientTls: clientTlsFiles(parsed, options) };
+  return {
+    ...parsed,
+    authFilePath,
+    users,
+    clientTls: clientTlsFiles(parsed, options),
+    authQuery: authQuerySettings(parsed, users, options),
+    serverTls: serverTlsFiles(parsed, options),
+  };
+}
+
+function authQuerySettings(parsed: z.output<typeof proxyConfigSchema>, users: Map<string, string>, options: ParseProxyConfigOptions): AuthQuerySettings | null {
+  const { auth_user: user, auth_query: query, auth_dbname: dbname } = parsed;
+  if (user === undefined) {
+    if (query !== undefined || dbname !== undefined) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: ${query !== undefined ? 'auth_query' : 'auth_dbname'} needs auth_user: set auth_user to the role that runs the query (its password in auth_file)`,
+      );
+    }
+    return null;
+  }
+  const secret = users.get(user);
+  if (secret === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: auth_user "${user}" has no entry in auth_file: add the line "${user}" "<its password>" so the proxy can log in to run auth_query`,
+    );
+  }
+  if (secret.startsWith('SCRAM-SHA-256$')) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: auth_user "${user}" has a SCRAM secret in auth_file, with which the proxy cannot log in by itself: put the password itself (or an md5 secret for an md5 pg_hba) in auth_file`,
+    );
+  }
+  return { user, secret, query: query ?? DEFAULT_AUTH_QUERY, dbname: dbname ?? null, cacheTtlMs: parsed.auth_query_cache_ttl * 1000 };
+}
+
+function serverTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): ServerTlsFiles | null {
+  const { server_tls_sslmode: mode, server_tls_ca_file: ca, server_tls_cert_file: cert, server_tls_key_file: key } = parsed;
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: server_tls_cert_file and server_tls_key_file go together: set both (a client certificate for PostgreSQL) or neither`,
+    );
+  }
+  if (mode === 'disable') {
+    const set = ca !== undefined ? 'server_tls_ca_file' : cert !== undefined ? 'server_tls_cert_file' : null;
+    if (set !== null) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: ${set} is set but server_tls_sslmode is disable (the default): set server_tls_sslmode (verify-full checks the server's certificate and name) or remove ${set}`,
+      );
+    }
+    return null;
+  }
+  const file = (p: string | undefined): string | null => (p === undefined ? null : resolve(options.baseDir, p));
+  return { sslmode: mode, caFile: file(ca), certFile: file(cert), keyFile: file(key) };
 }
 
 function clientTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): ClientTlsFiles | null {

@@ -4,8 +4,10 @@
  *
  * Forwarding follows DESIGN.md's hot path: consecutive frames are written as one slice of the received chunk
  * inside cork/uncork; the client frames looked at are Parse/Bind/Describe/Close (prepared statements), Sync,
- * Query, FunctionCall (answers owed) and Terminate. When no server connection is free the client's socket is
- * paused and its unread frames stay in the framer: the wait costs no copies and no growing queue.
+ * Query, FunctionCall (answers owed) and Terminate. When no server connection is free the client's unread
+ * frames stay in the framer (its socket is paused only if it sends more than HIGH_WATER_MARK meanwhile): the
+ * wait costs no copies and no growing queue. In transaction mode Query/Parse text and CommandComplete tags
+ * are watched for session state (advisory locks, LISTEN, SET, ...) that pins the client to its connection.
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -17,10 +19,12 @@ import { MessageFramer, frontendAuthLimits, frontendLimits } from './protocol/fr
 import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
-import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
+import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer, span } from './pool/server-conn.js';
+import { ADVISORY_UNLOCK_ALL, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
 import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
+import { LostOutcome, LostTransaction } from './lost-transaction.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -32,14 +36,21 @@ export interface ClientHost {
   readonly clientTls?: ClientTls | null;
   /** The userlist entry for `user`, or null. */
   secretFor(user: string): string | null;
+  /**
+   * The secret to check `user` against for `database`: auth_file's entry at once, or a promise while auth_query
+   * asks the primary; null for an unknown user or an expired password. Absent: secretFor only.
+   */
+  lookupSecret?(user: string, database: string): string | null | Promise<string | null>;
   /** The pool for (database as the client named it, user); throws PgProtocolError 3D000 for an unknown database. */
   poolFor(database: string, user: string): ServerPool;
   register(client: ProxyClient): void;
   unregister(client: ProxyClient): void;
+  /** Transaction mode: `client` was just pinned to its server connection because of `reasons` (for the log). */
+  onPin?(client: ProxyClient, reasons: string): void;
   cancel(pid: number, secretKey: number): void;
 }
 
-type State = 'startup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
+type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
 
 /** Values a server reports that follow the client's own startup settings. */
 const REPORTED_FROM_CLIENT = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'is_superuser']);
@@ -60,11 +71,21 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private pool: ServerPool | null = null;
   private scram: ScramServerSession | null = null;
   private salt: Buffer | null = null;
+  /** The secret this client is checked against (auth_file or auth_query). */
+  private secret: string | null = null;
   private settings = new Map<string, string>();
   private settingsSql = 'RESET ALL';
   private settingsId = '[]';
   /** The current frame was read from the framer but not handled yet (waiting for a server connection). */
   private held = false;
+  /** Transaction mode: why this client keeps its server connection past its transactions (Pin bits; 0: it does not). */
+  private pins = 0;
+  /** SqlEffect bits (and ADVISORY_CHANGED) of the SQL sent since the last ReadyForQuery. */
+  private sqlEffects = 0;
+  /** Session-level advisory locks this client took and did not release, as counted from its SQL text. */
+  private advisoryLocks = 0;
+  /** performance.now() when this client began waiting for a server connection; 0 when not waiting. */
+  private waitStartedAt = 0;
   private waiting = false;
   /** Extended-protocol messages were sent since the last Sync: the server may not be given back yet. */
   private midBatch = false;
@@ -73,15 +94,24 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /** The proxy's admin console (PAUSE gate), and whether this client logged in to it rather than to a pool. */
   private console: AdminConsole | null = null;
   private toConsole = false;
+  /** The server connection died under this client's transaction: answered without a server until in step again. */
+  private lost: LostTransaction | null = null;
+  /** idle_transaction_timeout / client_idle_timeout: bytes moved as of the last sweep, and since when unchanged. */
+  private idleBytes = -1;
+  private idleSince = 0;
   private readonly onDrain = (): void => {
     this.server?.socket.resume();
   };
-  private readonly onServerDrain = (): void => {
-    if (!this.waiting) this.socket.resume();
-  };
 
   private readonly onData = (chunk: Buffer): void => {
+    const pool = this.pool;
+    if (pool !== null) pool.counters.bytesReceived += chunk.length;
     this.framer.push(chunk);
+    if (this.waiting) {
+      // The frames wait in the framer for a server connection; only a client that keeps sending is paused.
+      if (this.framer.bufferedBytes > HIGH_WATER_MARK) this.socket.pause();
+      return;
+    }
     this.pump();
   };
 
@@ -134,8 +164,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   private pump(): void {
     try {
-      if (this.state === 'ready') this.forward();
-      else this.handshake();
+      if (this.state === 'ready') {
+        if (this.lost !== null) this.serveLost();
+        if (this.lost === null && this.state === 'ready') this.forward();
+      } else this.handshake();
     } catch (e) {
       this.fail(e);
     }
@@ -143,7 +175,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   private handshake(): void {
     const f = this.framer;
-    while (this.state !== 'connecting' && this.state !== 'ready' && this.state !== 'closed' && f.next()) {
+    while (this.state !== 'connecting' && this.state !== 'ready' && this.state !== 'closed' && this.state !== 'lookup' && f.next()) {
       if (this.state === 'startup') this.handleStartup();
       else this.handleAuthMessage();
     }
@@ -199,11 +231,39 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.pool = this.toConsole ? null : this.host.poolFor(this.database, this.user);
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
-    const secret = this.host.secretFor(this.user);
-    const authType = this.host.authType;
-    if (authType === 'trust') {
+    if (this.host.authType === 'trust') {
       this.finishAuth(null);
-    } else if (authType === 'md5' && (secret === null || !secret.startsWith('SCRAM-SHA-256$'))) {
+      return;
+    }
+    // The admin console knows only auth_file's users (as PgBouncer's does).
+    const found = this.toConsole || this.host.lookupSecret === undefined ? this.host.secretFor(this.user) : this.host.lookupSecret(this.user, this.database);
+    if (found === null || typeof found === 'string') {
+      this.challenge(found);
+      return;
+    }
+    // auth_query: nothing is read from this client until the primary answered; other clients go on meanwhile.
+    this.state = 'lookup';
+    this.socket.pause();
+    found.then(
+      (secret) => {
+        if (this.state !== 'lookup') return;
+        this.socket.resume();
+        try {
+          this.challenge(secret);
+        } catch (e) {
+          this.fail(e);
+          return;
+        }
+        this.pump();
+      },
+      (e: unknown) => this.fail(e),
+    );
+  }
+
+  /** Asks the client for its password the way its secret allows (md5 clients of SCRAM secrets get SCRAM). */
+  private challenge(secret: string | null): void {
+    this.secret = secret;
+    if (this.host.authType === 'md5' && (secret === null || !secret.startsWith('SCRAM-SHA-256$'))) {
       this.salt = md5Salt();
       this.state = 'md5';
       this.socket.write(m.writeAuthenticationMD5Password(this.writer, this.salt).flush());
@@ -222,7 +282,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     if (this.state === 'md5') {
       const response = m.decodePasswordMessage(f.buffer, f.bodyStart, f.end);
-      verifyMd5Response({ user: this.user, secret: this.host.secretFor(this.user), salt: this.salt!, response });
+      verifyMd5Response({ user: this.user, secret: this.secret, salt: this.salt!, response });
+      this.pool?.rememberSecret(this.secret);
       this.finishAuth(null);
     } else if (this.state === 'sasl-initial') {
       const { mechanism, data } = m.decodeSASLInitialResponse(f.buffer, f.bodyStart, f.end);
@@ -232,6 +293,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       const final = this.scram!.handleResponse(m.decodeSASLResponse(f.buffer, f.bodyStart, f.end));
       const keys = this.scram!.passThroughKeys();
       if (keys !== null) this.pool?.rememberScramKeys(keys);
+      this.pool?.rememberSecret(this.secret);
       this.finishAuth(final);
     }
   }
@@ -275,7 +337,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const f = this.framer;
     let server = this.server;
     let out: Socket | null = server === null ? null : server.socket;
-    out?.cork();
+    // Writes to `out` in this call: the first goes straight to the socket, cork from the second on (see handleData).
+    let writes = 0;
     let spanBuffer: Buffer | null = null;
     let spanStart = 0;
     let spanEnd = 0;
@@ -292,11 +355,17 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             this.close();
             return;
           }
+          if (t === m.FrontendType.CopyData || t === m.FrontendType.CopyDone || t === m.FrontendType.CopyFail) {
+            // The rest of a COPY the server already failed (and answered ReadyForQuery for): PostgreSQL ignores
+            // these outside COPY, so they are dropped rather than take a server connection no answer would free.
+            this.held = false;
+            continue;
+          }
           server = this.console?.paused === true ? null : this.pool!.tryAcquire();
           if (server === null) {
             if (!this.waiting) {
               this.waiting = true;
-              this.socket.pause();
+              this.waitStartedAt = performance.now();
               if (this.console?.paused === true) this.console.hold(this, this.pool!);
               else this.pool!.wait(this);
             }
@@ -304,23 +373,34 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           }
           this.attach(server);
           out = server.socket;
-          out.cork();
+          writes = 0;
         }
         this.held = false;
         if (t === m.FrontendType.Terminate) {
-          if (spanBuffer !== null) out!.write(spanBuffer.subarray(spanStart, spanEnd));
+          if (spanBuffer !== null) out!.write(span(spanBuffer, spanStart, spanEnd));
           spanBuffer = null;
-          out!.uncork();
+          if (writes >= 2) out!.uncork();
           out = null;
           this.close();
           return;
+        }
+        if (server.queryStartedAt === 0) {
+          const now = performance.now();
+          server.queryStartedAt = now;
+          if (server.xactStartedAt === 0) server.xactStartedAt = now;
         }
         let inject = false;
         if (t === m.FrontendType.Sync || t === m.FrontendType.Query || t === m.FrontendType.FunctionCall) {
           server.pushExpect(Expect.Sync);
           this.midBatch = false;
+          if (t === m.FrontendType.Query && this.host.poolMode === 'transaction') this.noteSql(f.buffer, f.bodyStart, f.end - 1);
         } else if (t === m.FrontendType.Parse) {
           this.midBatch = true;
+          if (this.host.poolMode === 'transaction') {
+            const textStart = f.buffer.indexOf(0, f.bodyStart) + 1;
+            const textEnd = f.buffer.indexOf(0, textStart);
+            if (textStart > 0 && textEnd > 0 && textEnd < f.end) this.noteSql(f.buffer, textStart, textEnd);
+          }
           if (f.buffer[f.bodyStart] !== 0) {
             inject = true; // named: handled below, outside the plain forwarding run
           } else {
@@ -346,7 +426,12 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           this.midBatch = true;
         }
         if (inject) {
-          if (spanBuffer !== null) out!.write(spanBuffer.subarray(spanStart, spanEnd));
+          // Several writes follow: batch them.
+          if (writes < 2) {
+            out!.cork();
+            writes = 2;
+          }
+          if (spanBuffer !== null) out!.write(span(spanBuffer, spanStart, spanEnd));
           spanBuffer = null;
           this.prepareOn(server, t);
           continue;
@@ -354,7 +439,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         if (spanBuffer === f.buffer && spanEnd === f.start) {
           spanEnd = f.end;
         } else {
-          if (spanBuffer !== null) out!.write(spanBuffer.subarray(spanStart, spanEnd));
+          if (spanBuffer !== null) {
+            if (++writes === 2) out!.cork();
+            out!.write(span(spanBuffer, spanStart, spanEnd));
+          }
           spanBuffer = f.buffer;
           spanStart = f.start;
           spanEnd = f.end;
@@ -362,10 +450,23 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       }
     } finally {
       if (out !== null) {
-        if (spanBuffer !== null) out.write(spanBuffer.subarray(spanStart, spanEnd));
-        out.uncork();
+        if (spanBuffer !== null) {
+          if (++writes === 2) out.cork();
+          out.write(span(spanBuffer, spanStart, spanEnd));
+        }
+        if (writes >= 2) out.uncork();
         if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
       }
+    }
+  }
+
+  /** Transaction mode: what the SQL text buf[start, end) of a Query or Parse does to session state (see updatePins). */
+  private noteSql(buf: Buffer, start: number, end: number): void {
+    this.sqlEffects |= leadingEffects(buf, start, end);
+    const advisory = advisoryEffect(buf, start, end);
+    if (advisory !== 0) {
+      this.advisoryLocks = advisory === ADVISORY_UNLOCK_ALL ? 0 : Math.max(0, this.advisoryLocks + advisory);
+      this.sqlEffects |= ADVISORY_CHANGED;
     }
   }
 
@@ -398,7 +499,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         server.pushExpect(Expect.InjectedClose);
       }
       server.prepared.set(name, copy);
-      server.pushExpect(Expect.ClientParse);
+      server.pushParse(Expect.NamedClientParse, name);
       out.write(copy);
       return;
     }
@@ -410,7 +511,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       server.pushExpect(Expect.InjectedClose);
     }
     out.write(mine);
-    server.pushExpect(Expect.InjectedParse);
+    server.pushParse(Expect.InjectedParse, name);
     server.prepared.set(name, mine);
     out.write(f.buffer.subarray(f.start, f.end));
   }
@@ -421,8 +522,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   private attach(server: ServerConn): void {
     this.server = server;
+    // The server socket's 'drain' resumes this client through ServerConn (its peer): no listener per transaction.
     server.attach(this);
-    server.socket.on('drain', this.onServerDrain);
+    server.counters = this.pool!.counters;
+    server.sessionTags = 0;
     if (server.settingsKey !== this.settingsId) {
       server.injectQuery(this.settingsSql);
       server.settingsKey = this.settingsId;
@@ -432,12 +535,17 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   onServerAcquired(conn: ServerConn): void {
     this.waiting = false;
+    if (this.waitStartedAt !== 0) {
+      if (this.pool !== null) this.pool.counters.waitTimeUs += Math.round((performance.now() - this.waitStartedAt) * 1000);
+      this.waitStartedAt = 0;
+    }
     if (this.state !== 'ready') {
       this.pool?.release(conn);
       return;
     }
     this.attach(conn);
-    this.socket.resume();
+    // Paused only when it sent more than HIGH_WATER_MARK meanwhile; resume() costs a tick, so only when needed.
+    if (this.socket.isPaused()) this.socket.resume();
     this.pump();
   }
 
@@ -447,34 +555,149 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.fail(error);
   }
 
+  /**
+   * A ReadyForQuery for the client. Counts it: one query per ReadyForQuery answering a Query/Sync, one
+   * transaction per ReadyForQuery with status idle (an explicit transaction ended, or an autocommit statement
+   * or Sync batch ran), timed from the first client message after the previous one. In transaction mode the
+   * connection then goes back to the pool, unless session state pins the client to it.
+   */
   onServerReady(conn: ServerConn, status: number): void {
-    if (this.host.poolMode === 'transaction' && status === 0x49 && conn.outstanding === 0 && !this.midBatch && !this.held) {
+    const now = performance.now();
+    const counters = this.pool!.counters;
+    counters.recordQuery(conn.queryStartedAt === 0 ? 0 : Math.round((now - conn.queryStartedAt) * 1000));
+    conn.queryStartedAt = conn.outstanding > 0 ? now : 0;
+    if (status === 0x49) {
+      counters.recordXact(conn.xactStartedAt === 0 ? 0 : Math.round((now - conn.xactStartedAt) * 1000));
+      conn.xactStartedAt = 0;
+    }
+    if (this.host.poolMode !== 'transaction') return;
+    if (conn.sessionTags !== 0 || this.sqlEffects !== 0) this.updatePins(conn);
+    if (status === 0x49 && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
       this.releaseServer();
     }
   }
 
+  /**
+   * Transaction mode: pins the client to `conn` while it holds session state that would otherwise leak to the
+   * next client (advisory locks, LISTEN, a session SET/RESET, SQL PREPARE, a WITH HOLD cursor, a temp table),
+   * and unpins it when the state is released (advisory locks counted back to 0 or pg_advisory_unlock_all,
+   * UNLISTEN *, RESET ALL, DISCARD ALL). A SET is pinned rather than remembered and replayed: replaying needs
+   * the value as the server parsed it (lists, units, DEFAULT, FROM CURRENT), while pinning is always right.
+   */
+  private updatePins(conn: ServerConn): void {
+    const tags = conn.sessionTags;
+    const effects = this.sqlEffects;
+    conn.sessionTags = 0;
+    this.sqlEffects = 0;
+    let pins = this.pins;
+    if ((effects & SqlEffect.DiscardAll) !== 0) {
+      pins = 0;
+      this.advisoryLocks = 0;
+      conn.prepared.clear();
+      conn.settingsKey = '';
+    }
+    if ((effects & SqlEffect.ResetAll) !== 0) {
+      pins &= ~Pin.Set;
+      // The connection now has the server's defaults: the client's own settings are applied again on attach.
+      conn.settingsKey = '';
+    }
+    if ((effects & SqlEffect.UnlistenAll) !== 0) pins &= ~Pin.Listen;
+    if ((tags & SessionTag.Set) !== 0 && (effects & SqlEffect.ExemptSet) === 0) pins |= Pin.Set;
+    if ((tags & SessionTag.Listen) !== 0) pins |= Pin.Listen;
+    if ((tags & SessionTag.Prepare) !== 0) pins |= Pin.Prepare;
+    if ((tags & SessionTag.DeclareCursor) !== 0 && (effects & SqlEffect.HoldCursor) !== 0) pins |= Pin.HoldCursor;
+    if ((effects & SqlEffect.TempTable) !== 0) pins |= Pin.TempTable;
+    pins = this.advisoryLocks > 0 ? pins | Pin.Advisory : pins & ~Pin.Advisory;
+    if (pins === this.pins) return;
+    const counters = this.pool!.counters;
+    if (this.pins === 0) {
+      counters.pinnedClients++;
+      this.host.onPin?.(this, pinReasons(pins));
+    } else if (pins === 0) {
+      counters.pinnedClients--;
+    }
+    this.pins = pins;
+  }
+
+  /** True while session state keeps this client on its server connection (transaction mode). */
+  get pinned(): boolean {
+    return this.pins !== 0;
+  }
+
   onServerLost(conn: ServerConn, message: string): void {
     if (this.server !== conn) return;
-    const outstanding = conn.outstanding;
+    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message };
+    // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
+    const pinned = this.pins !== 0;
     this.detachServer();
     this.pool?.discard(conn);
     if (this.state !== 'ready') return;
-    if (outstanding > 0 && this.host.poolMode === 'transaction') {
-      // The client waits for answers: it gets an error for the lost transaction and may go on with a new one.
-      const w = this.writer;
-      m.writeErrorResponse(w, { severity: 'ERROR', code: SQLSTATE.CONNECTION_FAILURE, message });
-      for (let i = 0; i < outstanding; i++) m.writeReadyForQuery(w, 'I');
-      this.midBatch = false;
-      this.socket.write(w.flush());
+    if (this.host.poolMode !== 'transaction' || pinned) {
+      // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client.
+      this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
       return;
     }
-    this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
+    // Transaction mode: the client stays; only what ran on the dead server fails (lost-transaction.ts).
+    this.midBatch = false;
+    this.lost = LostTransaction.afterLoss(loss, this.writer);
+    this.socket.write(this.writer.flush());
+    if (!this.waiting) this.socket.resume();
+    this.pump();
+  }
+
+  /** Frames of a client whose transaction was lost, until it is back in step (then forward() takes over). */
+  private serveLost(): void {
+    const f = this.framer;
+    const w = this.writer;
+    while (this.lost !== null && f.next()) {
+      if (f.type === m.FrontendType.Terminate) {
+        this.socket.write(w.flush());
+        this.close();
+        return;
+      }
+      const outcome = this.lost.handle(f.type, f.buffer, f.start, f.bodyStart, f.end, w, this.statements);
+      if (outcome === LostOutcome.Consumed) continue;
+      this.lost = null;
+      // The frame stays current: forward() sends it to a server.
+      if (outcome === LostOutcome.Pass) this.held = true;
+    }
+    this.socket.write(w.flush());
+  }
+
+  /**
+   * One sweep of idle_transaction_timeout / client_idle_timeout (ms, 0: off). Idle means no byte moved on the
+   * client's or its server's socket since the previous sweeps and no answer owed, so the hot path pays nothing.
+   * PgBouncer's words and SQLSTATE (FATAL 08P01), so tools that recognise them keep working.
+   */
+  checkIdle(now: number, idleInTransactionMs: number, clientIdleMs: number): void {
+    if (this.state !== 'ready') return;
+    const server = this.server;
+    const bytes = this.socket.bytesRead + this.socket.bytesWritten + (server === null ? 0 : server.socket.bytesRead + server.socket.bytesWritten);
+    if (bytes !== this.idleBytes) {
+      this.idleBytes = bytes;
+      this.idleSince = now;
+      return;
+    }
+    if (this.waiting || (server !== null && server.outstanding > 0)) return;
+    const idleFor = now - this.idleSince;
+    const inTransaction = (server !== null && server.status !== 0x49) || (this.lost?.inTransaction ?? false);
+    if (idleInTransactionMs > 0 && inTransaction && idleFor > idleInTransactionMs) {
+      this.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'idle transaction timeout'));
+    } else if (clientIdleMs > 0 && idleFor > clientIdleMs) {
+      this.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'client_idle_timeout'));
+    }
   }
 
   private detachServer(): void {
     const server = this.server;
     if (server === null) return;
-    server.socket.off('drain', this.onServerDrain);
+    if (this.pins !== 0) {
+      this.pins = 0;
+      this.pool!.counters.pinnedClients--;
+    }
+    this.advisoryLocks = 0;
+    this.sqlEffects = 0;
+    server.sessionTags = 0;
     this.server = null;
   }
 
@@ -511,10 +734,16 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     const server = this.server;
     if (server !== null) {
+      const pinned = this.pins !== 0;
       this.detachServer();
       if (server.outstanding === 0 && server.status === 0x49 && !this.midBatch) {
         if (this.host.poolMode === 'session' && this.host.serverResetQuery !== '') {
           server.injectQuery(this.host.serverResetQuery);
+          server.prepared.clear();
+          server.settingsKey = '';
+        } else if (pinned) {
+          // Outside a transaction block DISCARD ALL drops every kind of state a pin was for: the connection is reusable.
+          server.injectQuery('DISCARD ALL');
           server.prepared.clear();
           server.settingsKey = '';
         }
@@ -529,4 +758,32 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private handleClose(): void {
     this.close();
   }
+}
+
+/** sqlEffects bit (beside SqlEffect's): the advisory-lock count changed. */
+const ADVISORY_CHANGED = 1 << 16;
+
+/** Why a client is pinned to its server connection (transaction mode). */
+const enum Pin {
+  Advisory = 1,
+  Listen = 2,
+  Set = 4,
+  Prepare = 8,
+  HoldCursor = 16,
+  TempTable = 32,
+}
+
+const PIN_NAMES: readonly [Pin, string][] = [
+  [Pin.Advisory, 'advisory lock'],
+  [Pin.Listen, 'LISTEN'],
+  [Pin.Set, 'SET'],
+  [Pin.Prepare, 'PREPARE'],
+  [Pin.HoldCursor, 'WITH HOLD cursor'],
+  [Pin.TempTable, 'temporary table'],
+];
+
+function pinReasons(pins: number): string {
+  return PIN_NAMES.filter(([bit]) => (pins & bit) !== 0)
+    .map(([, name]) => name)
+    .join(', ');
 }

@@ -7,10 +7,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Dcs } from '../dcs/dcs.js';
-import type { ClusterView, MemberStatus } from '../ha/types.js';
+import type { ClusterView, DrainRequest, MemberStatus } from '../ha/types.js';
 import type { Endpoint, Topology } from './topology.js';
 
 export interface Routes {
+  /** The member holding `leader`, whether or not it runs as primary yet. */
+  leader: string | null;
   primary: Endpoint | null;
   /** Healthy replicas, with the member name and its lag for balancing and display. */
   replicas: Array<Endpoint & { name: string }>;
@@ -32,12 +34,25 @@ export function routesFromView(view: ClusterView, maxReplicaLagBytes: number): R
     if (m.lagBytes === null || m.lagBytes > maxReplicaLagBytes) continue;
     replicas.push({ name, host: m.host, port: m.port });
   }
-  return { primary, replicas };
+  return { leader: leader ?? null, primary, replicas };
+}
+
+/**
+ * A drain stops applying when the member that asked no longer holds the key (the handover happened: the new
+ * primary is used as soon as it runs as one) and, whatever etcd says, once its timeout plus this grace has passed
+ * since the proxy first saw it: a primary that asked and then could not hand over must not stall writes for long.
+ */
+export const DRAIN_HOLD_GRACE_MS = 2000;
+
+/** Pure: whether a drain seen first at `seenAt` holds rw transactions now. */
+export function drainHolds(drain: DrainRequest | null, leader: string | null, seenAt: number, now: number): boolean {
+  if (drain === null || leader !== drain.from) return false;
+  return now - seenAt < drain.timeoutMs + DRAIN_HOLD_GRACE_MS;
 }
 
 export function sameRoutes(a: Routes, b: Routes): boolean {
   const same = (x: Endpoint | null, y: Endpoint | null): boolean => (x === null ? y === null : y !== null && x.host === y.host && x.port === y.port);
-  return same(a.primary, b.primary) && a.replicas.length === b.replicas.length && a.replicas.every((r, i) => same(r, b.replicas[i]));
+  return a.leader === b.leader && same(a.primary, b.primary) && a.replicas.length === b.replicas.length && a.replicas.every((r, i) => same(r, b.replicas[i]));
 }
 
 export interface EtcdTopologyOptions {
@@ -51,7 +66,11 @@ export interface EtcdTopologyOptions {
 }
 
 export class EtcdTopology extends EventEmitter implements Topology {
-  private routes: Routes = { primary: null, replicas: [] };
+  private routes: Routes = { leader: null, primary: null, replicas: [] };
+  private drain: DrainRequest | null = null;
+  /** Local time the current drain was first seen (its hold is bounded from here, not by the agent's clock). */
+  private drainSeenAt = 0;
+  private drainHolding = false;
   private lastLoadAt = 0;
   private ttlMs = 5000;
   private stale = true;
@@ -75,6 +94,7 @@ export class EtcdTopology extends EventEmitter implements Topology {
     }
     this.timer = setInterval(() => {
       this.checkStale();
+      this.checkDrainExpiry();
       this.reload();
     }, this.options.pollMs ?? 1000);
     this.timer.unref();
@@ -97,6 +117,15 @@ export class EtcdTopology extends EventEmitter implements Topology {
 
   replicas(): readonly Endpoint[] {
     return this.isStale ? [] : this.routes.replicas;
+  }
+
+  holdsWrites(): boolean {
+    return drainHolds(this.drain, this.routes.leader, this.drainSeenAt, Date.now());
+  }
+
+  /** The id of the drain this proxy must complete and acknowledge, or null. */
+  pendingDrain(): string | null {
+    return this.holdsWrites() ? this.drain!.id : null;
   }
 
   /** True while the last successful load is older than the stale limit. */
@@ -134,8 +163,24 @@ export class EtcdTopology extends EventEmitter implements Topology {
     const next = routesFromView(view, this.options.maxReplicaLagBytes);
     const wasStale = this.stale;
     this.stale = false;
-    if (wasStale || !sameRoutes(this.routes, next)) {
+    const drainChanged = (view.drain?.id ?? null) !== (this.drain?.id ?? null);
+    if (drainChanged) {
+      this.drain = view.drain;
+      this.drainSeenAt = Date.now();
+    }
+    const holding = drainHolds(this.drain, next.leader, this.drainSeenAt, Date.now());
+    const holdChanged = holding !== this.drainHolding;
+    this.drainHolding = holding;
+    if (wasStale || holdChanged || !sameRoutes(this.routes, next)) {
       this.routes = next;
+      this.emit('change');
+    }
+  }
+
+  /** A drain whose hold ran out releases the waiting transactions without waiting for etcd. */
+  private checkDrainExpiry(): void {
+    if (this.drainHolding && !this.holdsWrites()) {
+      this.drainHolding = false;
       this.emit('change');
     }
   }

@@ -1,6 +1,7 @@
 /**
  * `pgwarden proxy --config proxy.yml [--primary host:port] [--replica host:port …]`: the pooler in the
  * foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
+ * SIGHUP re-reads the config file (as RELOAD on the admin console does).
  * With `etcd:` in the config it follows the cluster (EtcdTopology) and registers itself under `proxies/<id>`;
  * otherwise it is the static-mode pooler.
  */
@@ -15,6 +16,7 @@ import { PgwardenError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { attachAdminConsole } from './admin/console.js';
 import { createProxyMetricsRegistry, ProxyMetricsServer } from './metrics.js';
+import { ProxyRegistrar } from './registration.js';
 import { ProxyServer } from './server.js';
 import { type Endpoint, StaticTopology, type Topology } from './topology.js';
 
@@ -30,13 +32,30 @@ export interface RunProxyOptions {
  * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
  */
 async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string, log: Logger): Promise<() => Promise<void>> {
-  const console = attachAdminConsole(proxy, { config, topology, configPath });
-  if (!config.metrics_listen) return async () => undefined;
-  const metrics = new ProxyMetricsServer(createProxyMetricsRegistry({ console, topology }));
+  const console = attachAdminConsole(proxy, { config, topology, configPath, logger: log });
+  // SIGHUP does what RELOAD on the console does, as for PgBouncer; a bad file is logged and changes nothing.
+  const onSighup = (): void => {
+    log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
+    try {
+      console.reload();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
+    }
+  };
+  process.on('SIGHUP', onSighup);
+  const stopConsole = (): void => {
+    process.off('SIGHUP', onSighup);
+    console.close();
+  };
+  if (!config.metrics_listen) return async () => stopConsole();
+  const metrics = new ProxyMetricsServer(createProxyMetricsRegistry({ console, topology, proxy }));
   const listen = config.metrics_listen;
   await metrics.start(listen);
   log.info({ metrics: `http://${listen.host}:${metrics.address.port}/metrics` }, 'metrics endpoint started');
-  return () => metrics.stop();
+  return async () => {
+    stopConsole();
+    await metrics.stop();
+  };
 }
 
 function endpoint(value: string, flag: string): Endpoint {
@@ -82,9 +101,6 @@ function exitOnSignals(log: Logger, stop: () => Promise<void>): void {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
-/** How often the registration's lease is refreshed, as a share of its TTL. */
-const KEEPALIVE_SHARE = 1 / 3;
-
 async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Promise<void> {
   const etcd = config.etcd!;
   const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
@@ -100,7 +116,7 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   await proxy.start();
   const stopOperations = await startOperations(proxy, config, topology, options.config, log);
   const id = config.id ?? `${hostname()}-${process.pid}`;
-  const registrar = new ProxyRegistrar(dcs, id, proxy, log);
+  const registrar = new ProxyRegistrar(dcs, id, proxy, topology, log);
   await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
   exitOnSignals(log, async () => {
     registrar.stop();
@@ -111,41 +127,4 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
 
 function ttlSeconds(ttl: number): number {
   return Math.max(2, Math.ceil(ttl));
-}
-
-/** Keeps `proxies/<id>` alive on the client's lease; re-publishes it when the lease was lost (etcd outage). */
-class ProxyRegistrar {
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(
-    private readonly dcs: EtcdDcs,
-    private readonly id: string,
-    private readonly proxy: ProxyServer,
-    private readonly log: Logger,
-  ) {}
-
-  async start(ttl: number): Promise<void> {
-    await this.dcs.ensureLease(ttl);
-    await this.publish();
-    this.timer = setInterval(() => void this.refresh(), ttl * 1000 * KEEPALIVE_SHARE);
-  }
-
-  stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  private async publish(): Promise<void> {
-    const rw = this.proxy.address;
-    const ro = this.proxy.roAddress;
-    await this.dcs.publishProxy({ id: this.id, rw: `${rw.host}:${rw.port}`, ro: ro === null ? null : `${ro.host}:${ro.port}`, updatedAt: Date.now() });
-  }
-
-  private async refresh(): Promise<void> {
-    try {
-      if (!(await this.dcs.keepAlive())) await this.publish();
-    } catch (e) {
-      this.log.warn({ err: describeError(e) }, 'could not refresh this proxy\'s registration in etcd; retrying');
-    }
-  }
 }

@@ -10,9 +10,13 @@ import type { ProxyConfig } from '../config/proxy.js';
 import { PgProtocolError, SQLSTATE } from './protocol/errors.js';
 import * as m from './protocol/messages.js';
 import { type ClientHost, ProxyClient } from './client.js';
-import { type PoolStats, ServerPool } from './pool/server-pool.js';
+import type { PoolCounters } from './pool/counters.js';
+import { ReconnectablePool } from './pool/reconnectable-pool.js';
+import { DatabaseLimit, type PoolStats, type ServerPool } from './pool/server-pool.js';
 import type { Topology } from './topology.js';
 import { type ClientTls, loadClientTls } from './tls.js';
+import { AuthQuery } from './auth/auth-query.js';
+import { type ServerTls, loadServerTls } from './server-tls.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -24,18 +28,27 @@ export interface ProxyServerOptions {
 
 export class ProxyServer implements ClientHost {
   readonly poolMode: 'session' | 'transaction';
-  readonly authType: 'scram-sha-256' | 'md5' | 'trust';
-  readonly maxMessageLength: number;
-  readonly serverResetQuery: string;
-  readonly clientTls: ClientTls | null;
+  // Not readonly: RELOAD replaces them; clients read them at each use.
+  authType: 'scram-sha-256' | 'md5' | 'trust';
+  maxMessageLength: number;
+  serverResetQuery: string;
+  clientTls: ClientTls | null;
   private readonly listener: Server;
   /** The read-only listener (listen_ro), or null. */
   private readonly roListener: Server | null;
   private readonly roHost: ClientHost;
-  private readonly pools = new Map<string, ServerPool>();
+  private readonly pools = new Map<string, ReconnectablePool>();
+  /** max_db_connections per "dbname/rw" or "dbname/ro", shared by the pools of that database's users. */
+  private readonly databaseLimits = new Map<string, DatabaseLimit>();
+  /** idle_transaction_timeout and client_idle_timeout: a sweep over the clients, started by start(). */
+  private idleSweep: NodeJS.Timeout | null = null;
   private readonly clients = new Map<number, ProxyClient>();
   private readonly sockets = new Set<Socket>();
-  private readonly config: ProxyConfig;
+  private config: ProxyConfig;
+  /** server_tls_*: TLS to PostgreSQL, or null. */
+  private readonly serverTls: ServerTls | null;
+  /** auth_query for users missing from auth_file, or null. */
+  private readonly authQuery: AuthQuery | null;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.config = options.config;
@@ -44,6 +57,18 @@ export class ProxyServer implements ClientHost {
     this.maxMessageLength = this.config.max_message_length;
     this.serverResetQuery = this.config.server_reset_query;
     this.clientTls = loadClientTls(this.config.clientTls);
+    this.serverTls = loadServerTls(this.config.serverTls);
+    const authQuery = this.config.authQuery;
+    this.authQuery =
+      authQuery === null
+        ? null
+        : new AuthQuery({
+            settings: authQuery,
+            topology: options.topology,
+            connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+            serverTls: this.serverTls,
+            ...(options.logger === undefined ? {} : { logger: options.logger }),
+          });
     this.listener = createServer((socket) => this.accept(socket, this));
     this.roHost = readOnlyHost(this);
     this.roListener = this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
@@ -61,7 +86,12 @@ export class ProxyServer implements ClientHost {
       }
       this.roListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy ro listener error'));
     }
+    this.idleSweep = setInterval(() => this.sweepIdleClients(), IDLE_SWEEP_MS);
+    this.idleSweep.unref();
     this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode, client_tls: this.clientTls?.sslmode ?? 'disable' }, 'proxy listening');
+    if (this.authType === 'trust') {
+      this.options.logger?.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
+    }
   }
 
   get address(): { host: string; port: number } {
@@ -76,6 +106,13 @@ export class ProxyServer implements ClientHost {
   }
 
   /** Pool counters per "database/user", for tests and (later) SHOW POOLS. */
+  /** rw transactions running on a server now, over every pool: a switchover drain is complete at 0. */
+  rwTransactionsInFlight(): number {
+    let n = 0;
+    for (const pool of this.pools.values()) if (pool.isReadWrite) n += pool.transactionsInFlight(this.poolMode === 'session');
+    return n;
+  }
+
   poolStats(): Map<string, PoolStats> {
     return new Map([...this.pools].map(([key, pool]) => [key, pool.stats]));
   }
@@ -85,10 +122,73 @@ export class ProxyServer implements ClientHost {
     return [...this.clients.values()];
   }
 
+  // Admin console: RELOAD, RECONNECT, WAIT_CLOSE, SHOW STATS -------------------------------------------------------
+
+  /** Traffic totals per pool key ("dbname/user" or "dbname/user/ro"). */
+  poolCounters(): Map<string, PoolCounters> {
+    return new Map([...this.pools].map(([key, pool]) => [key, pool.counters]));
+  }
+
+  /** The pools per key, for the console's per-connection views. */
+  serverPools(): ReadonlyMap<string, ReconnectablePool> {
+    return this.pools;
+  }
+
+  /**
+   * Runs with `config` from now on (RELOAD): new clients see the new auth, TLS and limits; existing pools take the
+   * new size, timeouts and secrets. Connected clients are left alone. Settings that need a restart must already
+   * carry their running values (planReload). Throws, changing nothing, when the new TLS files cannot be loaded.
+   */
+  applyConfig(config: ProxyConfig): void {
+    const clientTls = loadClientTls(config.clientTls);
+    this.config = config;
+    this.authType = config.auth_type;
+    this.maxMessageLength = config.max_message_length;
+    this.serverResetQuery = config.server_reset_query;
+    this.clientTls = clientTls;
+    for (const [key, pool] of this.pools) {
+      const [dbname, user] = key.split('/');
+      const entry = Object.entries(config.databases ?? {}).find(([alias, e]) => (e?.dbname ?? alias) === dbname)?.[1] ?? null;
+      // Users known only through auth_query keep the secret their pool learnt.
+      const secret = this.secretFor(user);
+      pool.updateOptions({
+        size: entry?.pool_size ?? config.default_pool_size,
+        minSize: entry?.min_pool_size ?? config.min_pool_size,
+        reserveSize: entry?.reserve_pool ?? config.reserve_pool_size,
+        reserveTimeoutMs: config.reserve_pool_timeout * 1000,
+        maxWaiters: config.max_client_conn,
+        queryWaitTimeoutMs: config.query_wait_timeout * 1000,
+        serverIdleTimeoutMs: config.server_idle_timeout * 1000,
+        serverLifetimeMs: config.server_lifetime * 1000,
+        roFallbackPrimary: config.ro_fallback_primary,
+        ...(secret === null ? {} : { secret }),
+      });
+    }
+  }
+
+  /** Pools of `dbname` (all pools for null). */
+  private poolsOf(dbname: string | null): ReconnectablePool[] {
+    return [...this.pools].filter(([key]) => dbname === null || key.split('/')[0] === dbname).map(([, pool]) => pool);
+  }
+
+  /** RECONNECT: every server connection of `dbname` (null: all) is replaced once its client releases it. */
+  reconnect(dbname: string | null): number {
+    let marked = 0;
+    for (const pool of this.poolsOf(dbname)) marked += pool.reconnect();
+    return marked;
+  }
+
+  /** Server connections of `dbname` (null: all) marked by RECONNECT that are still open. */
+  closeNeededCount(dbname: string | null): number {
+    return this.poolsOf(dbname).reduce((n, pool) => n + pool.closeNeededCount, 0);
+  }
+
   /**
    * Stops accepting, gives clients `graceMs` to finish what runs (idle ones are closed at once), then closes the rest.
    */
   async stop(graceMs = 2000): Promise<void> {
+    if (this.idleSweep !== null) clearInterval(this.idleSweep);
+    this.idleSweep = null;
     this.listener.close();
     this.roListener?.close();
     const deadline = Date.now() + graceMs;
@@ -99,6 +199,7 @@ export class ProxyServer implements ClientHost {
     }
     for (const client of [...this.clients.values()]) client.fail(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
     for (const pool of this.pools.values()) pool.close();
+    this.authQuery?.close();
     for (const socket of this.sockets) socket.destroy();
   }
 
@@ -108,7 +209,19 @@ export class ProxyServer implements ClientHost {
     return this.config.users.get(user) ?? null;
   }
 
+  /** auth_file's entry for `user`, else (with auth_user) what auth_query says, asked of the primary. */
+  lookupSecret(user: string, database: string): string | null | Promise<string | null> {
+    const secret = this.secretFor(user);
+    if (secret !== null || this.authQuery === null) return secret;
+    return this.authQuery.lookup(user, this.config.databases?.[database]?.dbname ?? database);
+  }
+
   poolFor(database: string, user: string, role: 'rw' | 'ro' = 'rw'): ServerPool {
+    // PgBouncer's check and words: every open client socket counts (this one too), FATAL 08P01. The admin console
+    // never gets here, so it stays reachable when the proxy is full.
+    if (this.sockets.size > this.config.max_client_conn) {
+      throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'no more connections allowed (max_client_conn)');
+    }
     let dbname = database;
     const databases = this.config.databases;
     if (databases !== undefined) {
@@ -120,10 +233,26 @@ export class ProxyServer implements ClientHost {
     const key = role === 'rw' ? `${dbname}/${user}` : `${dbname}/${user}/ro`;
     let pool = this.pools.get(key);
     if (pool === undefined) {
-      pool = new ServerPool({
+      const entry = databases?.[database] ?? null;
+      const maxDbConnections = entry?.max_db_connections ?? this.config.max_db_connections;
+      let databaseLimit: DatabaseLimit | undefined;
+      if (maxDbConnections > 0) {
+        // rw and ro pools of a database go to different servers: each kind has its own count.
+        const limitKey = `${dbname}/${role}`;
+        databaseLimit = this.databaseLimits.get(limitKey);
+        if (databaseLimit === undefined) {
+          databaseLimit = new DatabaseLimit(maxDbConnections);
+          this.databaseLimits.set(limitKey, databaseLimit);
+        }
+      }
+      pool = new ReconnectablePool({
         database: dbname,
         user,
-        size: this.config.default_pool_size,
+        size: entry?.pool_size ?? this.config.default_pool_size,
+        minSize: entry?.min_pool_size ?? this.config.min_pool_size,
+        reserveSize: entry?.reserve_pool ?? this.config.reserve_pool_size,
+        reserveTimeoutMs: this.config.reserve_pool_timeout * 1000,
+        ...(databaseLimit === undefined ? {} : { databaseLimit }),
         maxWaiters: this.config.max_client_conn,
         queryWaitTimeoutMs: this.config.query_wait_timeout * 1000,
         serverIdleTimeoutMs: this.config.server_idle_timeout * 1000,
@@ -133,10 +262,23 @@ export class ProxyServer implements ClientHost {
         role,
         roFallbackPrimary: this.config.ro_fallback_primary,
         secret: this.secretFor(user),
+        serverTls: this.serverTls,
       });
       this.pools.set(key, pool);
     }
     return pool;
+  }
+
+  /**
+   * Disconnects clients idle in a transaction longer than idle_transaction_timeout and clients idle longer than
+   * client_idle_timeout (read from the config at each sweep, so RELOAD applies). The resolution is the sweep's period.
+   */
+  private sweepIdleClients(): void {
+    const idleInTransactionMs = this.config.idle_transaction_timeout * 1000;
+    const clientIdleMs = this.config.client_idle_timeout * 1000;
+    if (idleInTransactionMs === 0 && clientIdleMs === 0) return;
+    const now = Date.now();
+    for (const client of [...this.clients.values()]) client.checkIdle(now, idleInTransactionMs, clientIdleMs);
   }
 
   register(client: ProxyClient): void {
@@ -152,31 +294,51 @@ export class ProxyServer implements ClientHost {
     if (client !== undefined && client.secretKey === secretKey) client.cancelRunning();
   }
 
+  onPin(client: ProxyClient, reasons: string): void {
+    this.options.logger?.info({ client: client.pid, user: client.user, database: client.database, reasons }, 'client pinned to its server connection by session state');
+  }
+
   private accept(socket: Socket, host: ClientHost): void {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
+    // A flood guard before the startup packet; the exact max_client_conn check is in poolFor (the admin console and
+    // cancel requests, which never get there, keep a little room).
     if (this.sockets.size > this.config.max_client_conn + 16) {
       socket.on('error', () => undefined);
-      socket.end(m.errorResponse({ code: SQLSTATE.PROGRAM_LIMIT_EXCEEDED, message: 'no more connections allowed (max_client_conn)' }));
+      socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
       return;
     }
     new ProxyClient(socket, host);
   }
 }
 
+/** Period of the idle_transaction_timeout / client_idle_timeout sweep: their resolution. */
+const IDLE_SWEEP_MS = 200;
+
 /** The same server seen from the ro listener: only the pools differ. */
 function readOnlyHost(server: ProxyServer): ClientHost {
   return {
     poolMode: server.poolMode,
-    authType: server.authType,
-    maxMessageLength: server.maxMessageLength,
-    serverResetQuery: server.serverResetQuery,
-    clientTls: server.clientTls,
+    // Getters: RELOAD changes these on the server after this host was made.
+    get authType() {
+      return server.authType;
+    },
+    get maxMessageLength() {
+      return server.maxMessageLength;
+    },
+    get serverResetQuery() {
+      return server.serverResetQuery;
+    },
+    get clientTls() {
+      return server.clientTls;
+    },
     secretFor: (user) => server.secretFor(user),
+    lookupSecret: (user, database) => server.lookupSecret(user, database),
     poolFor: (database, user) => server.poolFor(database, user, 'ro'),
     register: (client) => server.register(client),
     unregister: (client) => server.unregister(client),
     cancel: (pid, secretKey) => server.cancel(pid, secretKey),
+    onPin: (client, reasons) => server.onPin(client, reasons),
   };
 }
 

@@ -25,20 +25,23 @@ export interface ClientTls {
   readonly clientCas: readonly X509Certificate[];
 }
 
+/** One PEM file named by the `setting` of the proxy config; a CONFIG_INVALID error naming the setting otherwise. */
+export function readTlsFile(setting: string, file: string, read: (file: string) => Buffer): Buffer {
+  try {
+    return read(file);
+  } catch (e) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${setting} ${file} could not be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path and that this user may read it`,
+      { cause: e },
+    );
+  }
+}
+
 /** Reads the certificate files and builds the context once; a bad file stops the proxy at start, not per client. */
 export function loadClientTls(files: ClientTlsFiles | null, read: (file: string) => Buffer = (f) => readFileSync(f)): ClientTls | null {
   if (files === null) return null;
-  const load = (what: string, file: string): Buffer => {
-    try {
-      return read(file);
-    } catch (e) {
-      throw new PgwardenError(
-        'CONFIG_INVALID',
-        `${what} ${file} could not be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): check the path and that this user may read it`,
-        { cause: e },
-      );
-    }
-  };
+  const load = (what: string, file: string): Buffer => readTlsFile(what, file, read);
   const cert = load('client_tls_cert_file', files.certFile);
   const key = load('client_tls_key_file', files.keyFile);
   const ca = files.caFile === null ? undefined : load('client_tls_ca_file', files.caFile);

@@ -13,6 +13,11 @@ export interface Topology {
   /** The current primary, or null while there is none (new transactions then wait). */
   primary(): Endpoint | null;
   replicas(): readonly Endpoint[];
+  /**
+   * True while the primary asked the proxies to drain before a switchover (etcd mode): rw pools start no new
+   * transaction (they wait as if there were no primary) and let the ones in flight finish.
+   */
+  holdsWrites?(): boolean;
   on(event: 'change', listener: () => void): this;
   off(event: 'change', listener: () => void): this;
 }

@@ -29,11 +29,21 @@ export class PrimaryWriter {
   private loopDone: Promise<void> | null = null;
   private readonly t0 = performance.now();
 
+  /** Writes always go to targets[0] (a proxy's rw port) instead of the member answering /primary. */
+  private fixedTarget = false;
+
   constructor(
     private readonly targets: WriterTarget[],
     private readonly intervalMs = 20,
     private readonly writeTimeoutMs = 2000,
   ) {}
+
+  /** A writer that goes through one address (the proxy): what an application behind pgwarden's proxy sees. */
+  static through(name: string, connectionString: string, intervalMs = 20, writeTimeoutMs = 2000): PrimaryWriter {
+    const writer = new PrimaryWriter([{ name, apiUrl: '', connectionString }], intervalMs, writeTimeoutMs);
+    writer.fixedTarget = true;
+    return writer;
+  }
 
   now(): number {
     return performance.now() - this.t0;
@@ -127,6 +137,7 @@ export class PrimaryWriter {
   }
 
   async findPrimary(): Promise<WriterTarget | null> {
+    if (this.fixedTarget) return this.targets[0]!;
     const answers = await Promise.all(
       this.targets.map(async (t) => {
         try {

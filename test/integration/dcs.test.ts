@@ -104,6 +104,8 @@ describe('EtcdDcs against a real etcd', () => {
       failover: null,
       optime: null,
       history: [],
+      drain: null,
+      proxies: [],
     });
   });
 
@@ -249,6 +251,29 @@ describe('EtcdDcs against a real etcd', () => {
     assert.equal(view.leader, null);
     assert.deepEqual(view.members, {});
     await watch.close();
+  });
+
+  it('drain is bound to the lease of the primary that asked, and proxies acknowledge under their own key', async () => {
+    const cluster = newCluster();
+    const primary = client(cluster);
+    const proxy = client(cluster);
+    const observer = client(cluster);
+    await primary.ensureLease(30);
+    await proxy.ensureLease(30);
+    const drain = { id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: 1, timeoutMs: 5000 };
+    await primary.setDrain(drain);
+    await proxy.publishProxy({ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 2, drained: drain.id });
+    let view = await observer.load();
+    assert.deepEqual(view.drain, drain);
+    assert.deepEqual(view.proxies, [{ id: 'p1', drained: drain.id }]);
+    await primary.clearDrain();
+    assert.equal((await observer.load()).drain, null);
+    await primary.setDrain(drain);
+    await primary.close({ revoke: true });
+    view = await observer.load();
+    assert.equal(view.drain, null, 'the request vanishes with the primary that asked');
+    await proxy.close({ revoke: true });
+    assert.deepEqual((await observer.load()).proxies, []);
   });
 
   it('close() without revoke leaves the keys to expire with the lease', async () => {

@@ -3,7 +3,10 @@
  * rw reaches the primary, ro a replica, the proxy registers itself in etcd (`pgwarden list --format json`), and a
  * kill -9 of the primary's PostgreSQL under 5 clients writing through the rw port in transaction mode: every
  * client connection survives, only transactions in flight at the crash fail (08006), and no write started after
- * the new primary was known reaches any server but the new primary.
+ * the new primary was known reaches any server but the new primary. The cluster runs in synchronous mode, so
+ * every acknowledged write must be on the new primary: each row records where it ran (port, timeline, LSN), and
+ * the test checks each acknowledgement against what the new primary holds. A client idle inside a transaction
+ * across the crash stays connected: 40001, ROLLBACK, and its next transaction runs on the new primary.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -48,7 +51,7 @@ async function healthyView(accept: (view: ClusterView) => boolean, timeoutMs = 3
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'pgwarden-pxf-'));
-  lc = await LocalCluster.open({ dir, nodes: 3, cluster: 'pxf', parameters: { fsync: 'off' } });
+  lc = await LocalCluster.open({ dir, nodes: 3, cluster: 'pxf', parameters: { fsync: 'off' }, dynamic: { synchronous_mode: true } });
   await lc.start();
   await lc.waitHealthy(90_000);
 });
@@ -72,7 +75,7 @@ describe('proxy following the cluster through etcd', { timeout: 150_000 }, () =>
     const rw = proxyClient('rw');
     await rw.connect();
     try {
-      await rw.query('CREATE TABLE IF NOT EXISTS writes (client int, seq int, port int, PRIMARY KEY (client, seq))');
+      await rw.query('CREATE TABLE IF NOT EXISTS writes (client int, seq int, port int, tli text, lsn pg_lsn, PRIMARY KEY (client, seq))');
       const r = await rw.query('SELECT inet_server_port() AS port, pg_is_in_recovery() AS rec');
       assert.equal(r.rows[0].port, primary.port);
       assert.equal(r.rows[0].rec, false);
@@ -111,9 +114,16 @@ describe('proxy following the cluster through etcd', { timeout: 150_000 }, () =>
   });
 
   it('kill -9 of the primary under 5 writing clients: connections survive, writes move to the new primary', async () => {
-    const before = await healthyView(() => true);
+    // A synchronous standby is in place: acknowledged commits survive the crash (and only it may be promoted).
+    const before = await healthyView((v) => (v.sync?.members.length ?? 0) > 0);
     const oldLeader = before.leader!.name;
     const oldPort = before.members[oldLeader].port;
+    // Where a row was written: pg_current_wal_lsn() fails on a replica, so a row is proof it ran on a primary.
+    const WHERE = "inet_server_port(), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8), pg_current_wal_lsn()";
+    const idleInTx = proxyClient('rw');
+    await idleInTx.connect();
+    await idleInTx.query('BEGIN');
+    await idleInTx.query(`INSERT INTO writes VALUES (99, 0, ${WHERE})`);
     const clients = await Promise.all(
       Array.from({ length: 5 }, async () => {
         const c = proxyClient('rw');
@@ -125,11 +135,13 @@ describe('proxy following the cluster through etcd', { timeout: 150_000 }, () =>
       client: number;
       seq: number;
       port: number;
+      tli: string;
       startedAt: number;
       ackedAt: number;
     }
     interface Failure {
       client: number;
+      seq: number;
       code: string | undefined;
       startedAt: number;
       failedAt: number;
@@ -142,21 +154,21 @@ describe('proxy following the cluster through etcd', { timeout: 150_000 }, () =>
       for (let seq = 0; !stop; seq++) {
         const startedAt = Date.now();
         try {
-          let port: number;
+          let row: { port: number; tli: string };
           if (seq % 2 === 0) {
             // Extended protocol, one implicit transaction.
-            const r = await c.query('INSERT INTO writes VALUES ($1, $2, inet_server_port()) RETURNING port', [client, seq]);
-            port = r.rows[0].port;
+            const r = await c.query(`INSERT INTO writes VALUES ($1, $2, ${WHERE}) RETURNING port, tli`, [client, seq]);
+            row = r.rows[0];
           } else {
             // Simple protocol, an explicit transaction in one round trip.
             const r = (await c.query(
-              `BEGIN; INSERT INTO writes VALUES (${client}, ${seq}, inet_server_port()); SELECT inet_server_port() AS port; COMMIT`,
+              `BEGIN; INSERT INTO writes VALUES (${client}, ${seq}, ${WHERE}); SELECT port, tli FROM writes WHERE client = ${client} AND seq = ${seq}; COMMIT`,
             )) as unknown as pg.QueryResult[];
-            port = r[2].rows[0].port;
+            row = r[2].rows[0];
           }
-          acks.push({ client, seq, port, startedAt, ackedAt: Date.now() });
+          acks.push({ client, seq, port: row.port, tli: row.tli, startedAt, ackedAt: Date.now() });
         } catch (e) {
-          failures.push({ client, code: (e as { code?: string }).code, startedAt, failedAt: Date.now() });
+          failures.push({ client, seq, code: (e as { code?: string }).code, startedAt, failedAt: Date.now() });
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
@@ -197,22 +209,44 @@ describe('proxy following the cluster through etcd', { timeout: 150_000 }, () =>
         assert.ok(f.startedAt < newPrimaryKnownAt, `a transaction started ${f.startedAt - newPrimaryKnownAt} ms after the switch failed`);
       }
       for (let i = 0; i < clients.length; i++) assert.ok(failures.filter((f) => f.client === i).length <= 2, `client ${i} failed ${failures.filter((f) => f.client === i).length} times`);
-      // Every acknowledged write after the switch is really on the new primary.
+      // Every acknowledged write is on the new primary (synchronous mode), as written where the client was told.
       const direct = new pg.Client({ connectionString: lc.connectionString(newLeader) });
       await direct.connect();
       try {
-        const rows = (await direct.query('SELECT client, seq FROM writes')).rows as Array<{ client: number; seq: number }>;
-        const stored = new Set(rows.map((r) => `${r.client}/${r.seq}`));
-        for (const a of acks.filter((x) => x.port === newPort)) assert.ok(stored.has(`${a.client}/${a.seq}`), `acknowledged write ${a.client}/${a.seq} missing`);
+        const newTli = (await direct.query('SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) AS tli')).rows[0].tli as string;
+        const rows = (await direct.query('SELECT client, seq, port, tli FROM writes')).rows as Array<{ client: number; seq: number; port: number; tli: string }>;
+        const stored = new Map(rows.map((r) => [`${r.client}/${r.seq}`, r]));
+        const oldTlis = new Set(acks.filter((a) => a.port === oldPort).map((a) => a.tli));
+        assert.equal(oldTlis.size, 1, `the old primary wrote on one timeline: ${[...oldTlis].join(',')}`);
+        assert.ok(!oldTlis.has(newTli), `the new primary runs on a new timeline (${newTli})`);
+        for (const a of acks) {
+          const row = stored.get(`${a.client}/${a.seq}`);
+          assert.ok(row !== undefined, `acknowledged write ${a.client}/${a.seq} (port ${a.port}, timeline ${a.tli}) missing on the new primary`);
+          assert.deepEqual([row.port, row.tli], [a.port, a.tli], `write ${a.client}/${a.seq} as stored`);
+        }
+        // No row acknowledged after the switch came from the old server: port and timeline both say so.
+        for (const a of acks.filter((x) => x.ackedAt >= newPrimaryKnownAt)) assert.deepEqual([a.port, a.tli], [newPort, newTli], `write ${a.client}/${a.seq} after the switch`);
+        // Rows nobody was told about can only be writes whose outcome the client was told is unknown (08006).
+        const told = new Set([...acks, ...failures].map((x) => `${x.client}/${x.seq}`));
+        for (const r of rows) if (r.client !== 99) assert.ok(told.has(`${r.client}/${r.seq}`), `row ${r.client}/${r.seq} was never attempted`);
+        // The transaction left idle across the crash is lost, not committed.
+        assert.ok(!stored.has('99/0'), 'the idle transaction was not committed');
       } finally {
         await direct.end();
       }
+      // The client idle in a transaction across the crash: still connected, told its transaction was rolled back.
+      await assert.rejects(idleInTx.query('SELECT 1'), (e: unknown) => (e as { code?: string }).code === '40001');
+      assert.equal((await idleInTx.query('ROLLBACK')).command, 'ROLLBACK');
+      await idleInTx.query('BEGIN');
+      await idleInTx.query(`INSERT INTO writes VALUES (99, 1, ${WHERE})`);
+      await idleInTx.query('COMMIT');
+      assert.equal((await idleInTx.query('SELECT port FROM writes WHERE client = 99 AND seq = 1')).rows[0].port, newPort);
       // The connections are still usable for one more transaction each.
       for (const c of clients) assert.equal((await c.query('SELECT inet_server_port() AS port')).rows[0].port, newPort);
     } finally {
       stop = true;
       await Promise.allSettled(loops);
-      await Promise.allSettled(clients.map((c) => c.end()));
+      await Promise.allSettled([...clients, idleInTx].map((c) => c.end()));
     }
   });
 });

@@ -269,7 +269,7 @@ describe('loadAgentConfig: errors name the file, the field and the fix', () => {
       /tags\.failover_priority: must be 0 \(never promote\) or more/,
       /log\.level: expected one of debug, info, warn, error; got "verbose"/,
       /etcd\.endpoints: must list at least one etcd URL/,
-      /postgresql\.pg_hba_extra: expected a list of pg_hba\.conf lines/);
+      /postgresql\.pg_hba_extra: expected a list of networks in CIDR form/);
   });
 
   it('bootstrap.dcs is validated field by field and across fields', () => {

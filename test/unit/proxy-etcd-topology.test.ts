@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { EtcdTopology, routesFromView } from '../../src/proxy/etcd-topology.js';
+import { DRAIN_HOLD_GRACE_MS, drainHolds, EtcdTopology, routesFromView } from '../../src/proxy/etcd-topology.js';
 import type { ClusterView } from '../../src/ha/types.js';
 import { cluster } from './cluster-builder.js';
 
@@ -78,6 +78,45 @@ describe('EtcdTopology', () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(topology.primary()?.port, view.members.a.port);
       assert.ok(changes > changesWhileStale);
+    } finally {
+      await topology.stop();
+    }
+  });
+});
+
+describe('switchover drain', () => {
+  const drain = { id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: 0, timeoutMs: 5000 };
+
+  it('holds writes while the member that asked still holds the key, for its timeout plus a grace', () => {
+    assert.equal(drainHolds(drain, 'a', 1000, 1000), true);
+    assert.equal(drainHolds(drain, 'a', 1000, 1000 + 5000 + DRAIN_HOLD_GRACE_MS - 1), true);
+    assert.equal(drainHolds(drain, 'a', 1000, 1000 + 5000 + DRAIN_HOLD_GRACE_MS), false, 'bounded whatever etcd says');
+    assert.equal(drainHolds(drain, 'b', 1000, 1000), false, 'the new primary is used at once');
+    assert.equal(drainHolds(drain, null, 1000, 1000), false, 'no leader: the ordinary no-primary wait applies');
+    assert.equal(drainHolds(null, 'a', 1000, 1000), false);
+  });
+
+  it('EtcdTopology announces the hold and its end, and names the drain to acknowledge', async () => {
+    const c = cluster().primary('a').replica('b');
+    let view = c.view();
+    const dcs = { load: async (): Promise<ClusterView> => view, watch: async () => ({ close: async () => undefined }) };
+    const topology = new EtcdTopology({ dcs, maxReplicaLagBytes: MB, pollMs: 20 });
+    let changes = 0;
+    topology.on('change', () => changes++);
+    await topology.start();
+    try {
+      assert.equal(topology.holdsWrites(), false);
+      const before = changes;
+      view = c.drain(drain).view();
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.equal(topology.holdsWrites(), true);
+      assert.equal(topology.pendingDrain(), drain.id);
+      assert.equal(changes, before + 1, 'one change when the hold starts');
+      view = c.leader('b').setMember('a', { role: 'replica' }).setMember('b', { role: 'primary', state: 'running' }).view();
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.equal(topology.holdsWrites(), false);
+      assert.equal(topology.pendingDrain(), null);
+      assert.equal(topology.primary()?.port, view.members.b.port);
     } finally {
       await topology.stop();
     }

@@ -18,7 +18,10 @@ export type AdminCommand =
 /** Columns of PgBouncer 1.18's answers, in its order. */
 export const COLUMNS: Record<ShowSubject, readonly string[]> = {
   POOLS: ['database', 'user', 'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us', 'pool_mode'],
-  STATS: ['database', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time', 'avg_wait_time'],
+  // PgBouncer 1.18's 15 columns, then total_requests (PgBouncer < 1.8's name for total_query_count): Debian's
+  // prometheus-pgbouncer-exporter 1.7 reads it and fails its whole scrape without it; tools that read by name or by
+  // position up to avg_wait_time see PgBouncer 1.18 exactly.
+  STATS: ['database', 'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time', 'avg_wait_time', 'total_requests'],
   STATS_TOTALS: ['database', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'],
   STATS_AVERAGES: ['database', 'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time'],
   SERVERS: ['type', 'user', 'database', 'state', 'addr', 'port', 'local_addr', 'local_port', 'connect_time', 'request_time', 'wait', 'wait_us', 'close_needed', 'ptr', 'link', 'remote_pid', 'tls', 'application_name'],
@@ -33,7 +36,7 @@ export const COLUMNS: Record<ShowSubject, readonly string[]> = {
 /** Integer columns (int8 in PgBouncer's answers); everything else is text. */
 export const NUMERIC_COLUMNS = new Set([
   'cl_active', 'cl_waiting', 'cl_active_cancel_req', 'cl_waiting_cancel_req', 'sv_active', 'sv_active_cancel', 'sv_being_canceled', 'sv_idle', 'sv_used', 'sv_tested', 'sv_login', 'maxwait', 'maxwait_us',
-  'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time', 'avg_wait_time',
+  'total_xact_count', 'total_query_count', 'total_received', 'total_sent', 'total_xact_time', 'total_query_time', 'total_wait_time', 'avg_xact_count', 'avg_query_count', 'avg_recv', 'avg_sent', 'avg_xact_time', 'avg_query_time', 'avg_wait_time', 'total_requests',
   'xact_count', 'query_count', 'bytes_received', 'bytes_sent', 'xact_time', 'query_time', 'wait_time',
   'wait', 'wait_us', 'close_needed', 'remote_pid',
   'pool_size', 'min_pool_size', 'reserve_pool', 'max_connections', 'current_connections', 'paused', 'disabled', 'items',

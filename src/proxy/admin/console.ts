@@ -1,11 +1,13 @@
 /**
  * PgBouncer's admin console on database `pgwarden` (alias `pgbouncer`): SHOW answers with PgBouncer 1.18's
- * columns so exporters and scripts written for PgBouncer work unchanged, and PAUSE/RESUME/RELOAD/KILL/SHUTDOWN.
+ * columns so exporters and scripts written for PgBouncer work unchanged, and PAUSE/RESUME/RELOAD/RECONNECT/KILL/
+ * WAIT_CLOSE/SHUTDOWN with PgBouncer's meaning.
  *
  * A console is attached to a ProxyServer from outside (attachAdminConsole) and found by the client through
  * consoleFor(): the proxy server itself needs no field for it, and a proxy without a console behaves as before.
  */
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { type ProxyConfig, loadProxyConfig } from '../../config/proxy.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { MessageFramer, frontendLimits } from '../protocol/framer.js';
@@ -16,6 +18,8 @@ import type { PoolWaiter, ServerPool } from '../pool/server-pool.js';
 import type { ProxyServer } from '../server.js';
 import type { Topology } from '../topology.js';
 import { type AdminCommand, COLUMNS, NUMERIC_COLUMNS, PGBOUNCER_VERSION, PORT_COLUMNS, type ShowSubject, parseAdminCommand, validCommandsHint } from './commands.js';
+import { planReload } from './reload.js';
+import { StatsPeriods, type StatsTotals, addTotals, zeroTotals } from './stats.js';
 
 export const CONSOLE_DATABASES: ReadonlySet<string> = new Set(['pgwarden', 'pgbouncer']);
 
@@ -24,10 +28,12 @@ export interface AdminConsoleOptions {
   topology: Topology;
   /** The config file RELOAD re-reads; without it RELOAD answers an error. */
   configPath?: string;
-  /** Applies a reloaded config beyond the console's own settings (admin_users, stats_users). */
+  /** Applies a reloaded config beyond the proxy server and the console (called after both took it). */
   onReload?: (config: ProxyConfig) => void;
   /** What SHUTDOWN does; default proxy.stop(). */
   onShutdown?: () => void;
+  /** Where RELOAD's warnings (settings that need a restart) and PAUSE/KILL/RECONNECT go. */
+  logger?: Logger;
 }
 
 /** One pool's numbers as SHOW POOLS and /metrics report them. */
@@ -42,8 +48,16 @@ export interface PoolRow {
   maxwaitUs: number;
 }
 
-/** What the console needs of the proxy: read-only views plus stop(). */
-export type ConsoleProxy = Pick<ProxyServer, 'poolStats' | 'stop' | 'address'> & { clientList(): readonly ProxyClient[] };
+/** What RELOAD did: settings applied, and changed settings kept until a restart. */
+export interface ReloadResult {
+  applied: string[];
+  needRestart: string[];
+}
+
+/** What the console needs of the proxy: read-only views, RELOAD/RECONNECT hooks and stop(). */
+export type ConsoleProxy = Pick<ProxyServer, 'poolStats' | 'poolCounters' | 'serverPools' | 'applyConfig' | 'reconnect' | 'closeNeededCount' | 'stop' | 'address'> & {
+  clientList(): readonly ProxyClient[];
+};
 
 const consoles = new WeakMap<object, AdminConsole>();
 
@@ -64,18 +78,51 @@ interface Held {
   since: number;
 }
 
+/** The pool key's database as SHOW POOLS/STATS name it: "dbname", or "dbname@ro" for the read-only listener's pools. */
+export function poolDatabaseLabel(key: string): { database: string; user: string } {
+  const [dbname, user, role] = key.split('/');
+  return { database: role === undefined ? dbname : `${dbname}@${role}`, user };
+}
+
+const POLL_MS = 20;
+
 export class AdminConsole {
   private config: ProxyConfig;
-  /** New transactions wait while paused (PAUSE); RESUME lets them go in order. */
-  paused = false;
+  /** PAUSE without a database (or SUSPEND-like): every database waits. */
+  private pauseAll = false;
+  /** Databases paused by PAUSE db or KILL db (names as given, matched against alias and dbname). */
+  private readonly pausedDatabases = new Set<string>();
   private held: Held[] = [];
+  /** Console connections open now (SHOW CLIENTS and LISTS count them, as PgBouncer does). */
+  readonly sessions = new Set<{ user: string; socket: Socket; pid: number }>();
   private readonly startedAt = Date.now();
+  private readonly statsPeriods = new StatsPeriods();
+  private statsTimer: NodeJS.Timeout | null = null;
+  /** The console's own traffic, reported as database "pgbouncer" in SHOW STATS as PgBouncer does. */
+  readonly ownTotals: StatsTotals = zeroTotals();
 
   constructor(
     private readonly proxy: ConsoleProxy,
     private readonly options: AdminConsoleOptions,
   ) {
     this.config = options.config;
+    this.startStatsTimer();
+  }
+
+  /** New transactions wait (client.ts holds them here) while any database is paused. */
+  get paused(): boolean {
+    return this.pauseAll || this.pausedDatabases.size > 0;
+  }
+
+  /** Stops the stats_period timer (proxy shutdown). */
+  close(): void {
+    if (this.statsTimer !== null) clearInterval(this.statsTimer);
+    this.statsTimer = null;
+  }
+
+  /** The running config (after RELOADs). */
+  get currentConfig(): ProxyConfig {
+    return this.config;
   }
 
   /** True for the console's database names. */
@@ -83,9 +130,21 @@ export class AdminConsole {
     return CONSOLE_DATABASES.has(database);
   }
 
-  /** A client that wants a server connection while paused: kept until RESUME. */
+  /** A client that wants a server connection while paused: kept until RESUME, unless its own database runs. */
   hold(client: Held['client'], pool: ServerPool): void {
+    const c = client as unknown as ProxyClient;
+    if (!this.isPaused(c.database)) {
+      // Another database is paused, not this one; hand over outside the client's own pump.
+      queueMicrotask(() => this.acquireFor(client, pool));
+      return;
+    }
     this.held.push({ client, pool, since: Date.now() });
+  }
+
+  private isPaused(database: string): boolean {
+    if (this.pauseAll) return true;
+    if (this.pausedDatabases.size === 0) return false;
+    return this.pausedDatabases.has(database) || this.pausedDatabases.has(this.dbnameOf(database));
   }
 
   /** Takes over an authenticated connection to the console database. */
@@ -117,9 +176,8 @@ export class AdminConsole {
       return r;
     };
     for (const [key, stats] of this.proxy.poolStats()) {
-      // Keys are "dbname/user" or "dbname/user/ro" (the read-only listener's pools).
-      const [dbname, user, role] = key.split('/');
-      const r = row(role === undefined ? dbname : `${dbname}@${role}`, user);
+      const label = poolDatabaseLabel(key);
+      const r = row(label.database, label.user);
       r.svActive = stats.active - stats.opening;
       r.svIdle = stats.idle;
       r.svLogin = stats.opening;
@@ -140,6 +198,26 @@ export class AdminConsole {
     return [...rows.values()];
   }
 
+  /** Traffic totals per database (summed over its users' pools), plus the console's own as "pgbouncer". */
+  statsTotals(): Map<string, StatsTotals> {
+    const totals = new Map<string, StatsTotals>();
+    for (const [key, counters] of this.proxy.poolCounters()) {
+      const { database } = poolDatabaseLabel(key);
+      let t = totals.get(database);
+      if (t === undefined) totals.set(database, (t = zeroTotals()));
+      addTotals(t, counters.snapshot());
+    }
+    totals.set('pgbouncer', { ...this.ownTotals });
+    return totals;
+  }
+
+  private startStatsTimer(): void {
+    this.close();
+    this.statsPeriods.tick(this.statsTotals(), nowUs());
+    this.statsTimer = setInterval(() => this.statsPeriods.tick(this.statsTotals(), nowUs()), this.config.stats_period * 1000);
+    this.statsTimer.unref();
+  }
+
   /** The rows of one SHOW, as text/number values in COLUMNS order. */
   show(subject: ShowSubject): (string | number | null)[][] {
     const cfg = this.config;
@@ -148,34 +226,34 @@ export class AdminConsole {
       case 'POOLS':
         return this.poolRows().map((r) => [r.database, r.user, r.clActive, r.clWaiting, 0, 0, r.svActive, 0, 0, r.svIdle, 0, 0, r.svLogin, Math.floor(r.maxwaitUs / 1e6), r.maxwaitUs % 1e6, cfg.pool_mode]);
       case 'STATS':
-        // Traffic and timing counters are not kept by the pool yet: zeros, with PgBouncer's columns.
-        return this.databaseNames().map((db) => [db, ...new Array<number>(14).fill(0)]);
+        return [...this.statsTotals()].map(([db, t]) => {
+          const a = this.statsPeriods.averagesFor(db);
+          return [db, t.xactCount, t.queryCount, t.bytesReceived, t.bytesSent, t.xactTimeUs, t.queryTimeUs, t.waitTimeUs, a.xactCount, a.queryCount, a.bytesReceived, a.bytesSent, a.xactTimeUs, a.queryTimeUs, a.waitTimeUs, t.queryCount];
+        });
       case 'STATS_TOTALS':
+        return [...this.statsTotals()].map(([db, t]) => [db, t.xactCount, t.queryCount, t.bytesReceived, t.bytesSent, t.xactTimeUs, t.queryTimeUs, t.waitTimeUs]);
       case 'STATS_AVERAGES':
-        return this.databaseNames().map((db) => [db, ...new Array<number>(7).fill(0)]);
-      case 'SERVERS': {
-        const rows: (string | number | null)[][] = [];
-        for (const client of this.proxy.clientList()) {
-          const s = client.server;
-          if (s === null) continue;
-          rows.push(['S', client.user, this.dbnameOf(client.database), 'active', s.endpoint.host, s.endpoint.port, s.socket.localAddress ?? null, s.socket.localPort ?? null, iso(s.createdAt), iso(Date.now()), 0, 0, 0, ptr(s.socket.localPort ?? 0), ptr(client.pid), 0, null, '']);
-        }
-        for (const r of this.poolRows()) {
-          for (let i = 0; i < r.svIdle; i++) rows.push(['S', r.user, this.dbnameOf(r.database), 'idle', primary?.host ?? null, primary?.port ?? null, null, null, null, null, 0, 0, 0, null, null, 0, null, '']);
-        }
-        return rows;
-      }
+        return [...this.statsTotals().keys()].map((db) => {
+          const a = this.statsPeriods.averagesFor(db);
+          return [db, a.xactCount, a.queryCount, a.bytesReceived, a.bytesSent, a.xactTimeUs, a.queryTimeUs, a.waitTimeUs];
+        });
+      case 'SERVERS':
+        return this.serverRows();
       case 'CLIENTS': {
         const heldPids = new Set(this.held.map((h) => (h.client as unknown as ProxyClient).pid));
-        return this.proxy.clientList().map((c) => [
+        const rows = this.proxy.clientList().map((c) => [
           'C', c.user, c.database, heldPids.has(c.pid) ? 'waiting' : 'active', c.socket.remoteAddress ?? null, c.socket.remotePort ?? null,
-          c.socket.localAddress ?? null, c.socket.localPort ?? null, null, null, 0, 0, 0, ptr(c.pid), c.server === null ? null : ptr(c.server.socket.localPort ?? 0), 0, null, '',
+          c.socket.localAddress ?? null, c.socket.localPort ?? null, null, null, 0, 0, 0, ptr(c.pid), c.server === null ? null : ptr(c.server.id), 0, null, '',
         ]);
+        for (const s of this.sessions) {
+          rows.push(['C', s.user, 'pgbouncer', 'active', s.socket.remoteAddress ?? null, s.socket.remotePort ?? null, s.socket.localAddress ?? null, s.socket.localPort ?? null, null, null, 0, 0, 0, ptr(s.pid), null, 0, null, '']);
+        }
+        return rows;
       }
       case 'DATABASES': {
         const current = new Map<string, number>();
         for (const r of this.poolRows()) current.set(r.database, (current.get(r.database) ?? 0) + r.svActive + r.svIdle + r.svLogin);
-        const rows = this.databaseNames().map((db) => [db, primary?.host ?? null, primary?.port ?? null, this.dbnameOf(db), null, cfg.default_pool_size, 0, 0, cfg.pool_mode, 0, current.get(db) ?? 0, this.paused ? 1 : 0, 0]);
+        const rows = this.databaseNames().map((db) => [db, primary?.host ?? null, primary?.port ?? null, this.dbnameOf(db), null, cfg.default_pool_size, 0, 0, cfg.pool_mode, 0, current.get(db) ?? 0, this.isPaused(db) ? 1 : 0, 0]);
         rows.push(['pgbouncer', null, this.proxy.address.port, 'pgbouncer', 'pgbouncer', 2, 0, 0, 'statement', 0, 0, 0, 0]);
         return rows;
       }
@@ -188,7 +266,7 @@ export class AdminConsole {
           ['users', new Set(pools.map((r) => r.user)).size],
           ['pools', pools.length],
           ['free_clients', 0],
-          ['used_clients', clients.length],
+          ['used_clients', clients.length + this.sessions.size],
           ['login_clients', 0],
           ['free_servers', 0],
           ['used_servers', used],
@@ -199,27 +277,64 @@ export class AdminConsole {
         ];
       }
       case 'CONFIG':
-        return [
-          ['listen_addr', cfg.listen.host, '127.0.0.1', 'no'],
-          ['listen_port', String(cfg.listen.port), '6432', 'no'],
-          ['pool_mode', cfg.pool_mode, 'transaction', 'yes'],
-          ['default_pool_size', String(cfg.default_pool_size), '20', 'yes'],
-          ['max_client_conn', String(cfg.max_client_conn), '1000', 'yes'],
-          ['query_wait_timeout', String(cfg.query_wait_timeout), '120', 'yes'],
-          ['server_idle_timeout', String(cfg.server_idle_timeout), '600', 'yes'],
-          ['server_lifetime', String(cfg.server_lifetime), '3600', 'yes'],
-          ['server_reset_query', cfg.server_reset_query, 'DISCARD ALL', 'yes'],
-          ['auth_type', cfg.auth_type, 'scram-sha-256', 'yes'],
-          ['auth_file', cfg.authFilePath ?? '', '', 'yes'],
-          ['admin_users', cfg.admin_users.join(','), '', 'yes'],
-          ['stats_users', cfg.stats_users.join(','), '', 'yes'],
-          ['max_packet_size', String(cfg.max_message_length), String(0x3fffffff), 'yes'],
-        ];
+        return this.configRows();
       case 'VERSION':
         return [[PGBOUNCER_VERSION]];
       case 'USERS':
         return [...new Set(this.poolRows().map((r) => r.user))].map((u) => [u, cfg.pool_mode]);
     }
+  }
+
+  /** SHOW SERVERS: every server connection of every pool, with PgBouncer's states and close_needed. */
+  private serverRows(): (string | number | null)[][] {
+    const linkOf = new Map<number, number>();
+    for (const c of this.proxy.clientList()) if (c.server !== null) linkOf.set(c.server.id, c.pid);
+    const now = Date.now();
+    const rows: (string | number | null)[][] = [];
+    for (const [key, pool] of this.proxy.serverPools()) {
+      const { user } = poolDatabaseLabel(key);
+      const dbname = key.split('/')[0];
+      const { all, idle } = pool.connectionsNow();
+      const idleSet = new Set(idle);
+      for (const s of all) {
+        if (s.closed) continue;
+        const state = idleSet.has(s) ? 'idle' : s.peer !== null ? 'active' : 'new';
+        const link = linkOf.get(s.id);
+        rows.push([
+          'S', user, dbname, state, s.endpoint.host, s.endpoint.port, s.socket.localAddress ?? null, s.socket.localPort ?? null,
+          iso(s.createdAt), iso(state === 'idle' ? s.idleSince : now), 0, 0, pool.isCloseNeeded(s) ? 1 : 0, ptr(s.id), link === undefined ? null : ptr(link), s.backendPid, null, '',
+        ]);
+      }
+    }
+    return rows;
+  }
+
+  /** SHOW CONFIG: PgBouncer's keys for what this proxy has, sorted by key as PgBouncer sorts them. */
+  private configRows(): (string | number | null)[][] {
+    const cfg = this.config;
+    const rows: [string, string, string, 'yes' | 'no'][] = [
+      ['listen_addr', cfg.listen.host, '127.0.0.1', 'no'],
+      ['listen_port', String(cfg.listen.port), '6432', 'no'],
+      ['pool_mode', cfg.pool_mode, 'transaction', 'no'],
+      ['default_pool_size', String(cfg.default_pool_size), '20', 'yes'],
+      ['max_client_conn', String(cfg.max_client_conn), '1000', 'yes'],
+      ['query_wait_timeout', String(cfg.query_wait_timeout), '120', 'yes'],
+      ['server_idle_timeout', String(cfg.server_idle_timeout), '600', 'yes'],
+      ['server_lifetime', String(cfg.server_lifetime), '3600', 'yes'],
+      ['server_reset_query', cfg.server_reset_query, 'DISCARD ALL', 'yes'],
+      ['auth_type', cfg.auth_type, 'scram-sha-256', 'yes'],
+      ['auth_file', cfg.authFilePath ?? '', '', 'yes'],
+      ['admin_users', cfg.admin_users.join(','), '', 'yes'],
+      ['stats_users', cfg.stats_users.join(','), '', 'yes'],
+      ['stats_period', String(cfg.stats_period), '60', 'yes'],
+      ['max_packet_size', String(cfg.max_message_length), String(0x3fffffff), 'yes'],
+      ['client_tls_sslmode', cfg.clientTls?.sslmode ?? 'disable', 'disable', 'yes'],
+      ['client_tls_cert_file', cfg.clientTls?.certFile ?? '', '', 'yes'],
+      ['client_tls_key_file', cfg.clientTls?.keyFile ?? '', '', 'yes'],
+      ['client_tls_ca_file', cfg.clientTls?.caFile ?? '', '', 'yes'],
+      ['conffile', this.options.configPath ?? '', '', 'yes'],
+    ];
+    return rows.sort((a, b) => (a[0] < b[0] ? -1 : 1));
   }
 
   private databaseNames(): string[] {
@@ -228,70 +343,142 @@ export class AdminConsole {
     return [...names];
   }
 
-  /** Runs a control command; resolves with the CommandComplete tag. */
-  async control(verb: string, database: string | null): Promise<string> {
+  /** Names PAUSE/RESUME/KILL/RECONNECT accept: the configured databases, else any served one. */
+  private checkDatabase(database: string, verb: string): void {
+    if (this.serves(database)) throw consoleError('55000', `cannot ${verb} the admin console database "${database}"`);
+    const configured = this.config.databases;
+    if (configured !== undefined && !Object.hasOwn(configured, database) && !Object.values(configured).some((d) => d?.dbname === database)) {
+      throw consoleError('3D000', `no such database: ${database}`, 'SHOW DATABASES lists the databases this proxy serves.');
+    }
+  }
+
+  /**
+   * Runs a control command; resolves with the CommandComplete tag and notices for the console client.
+   * `wanted()` turns false when the console client went away (waiting commands stop waiting).
+   */
+  async control(verb: string, database: string | null, wanted: () => boolean = () => true): Promise<{ tag: string; notices: string[] }> {
+    const dbname = database === null ? null : this.dbnameOf(database);
+    if (database !== null && verb !== 'WAIT_CLOSE') this.checkDatabase(database, verb);
     switch (verb) {
-      case 'PAUSE':
-        this.paused = true;
-        // PgBouncer answers PAUSE once running transactions are done; new ones already wait.
-        while (this.paused && this.poolRows().some((r) => r.svActive > 0)) await new Promise((resolve) => setTimeout(resolve, 20));
-        return 'PAUSE';
+      case 'PAUSE': {
+        if (this.pauseAll || (database !== null && this.pausedDatabases.has(database))) throw consoleError('55000', database === null ? 'already suspended/paused' : `database ${database} is already paused`, 'Run RESUME first.');
+        if (database === null) this.pauseAll = true;
+        else this.pausedDatabases.add(database);
+        // PgBouncer's PAUSE: new transactions wait, and each server connection is closed once released; the answer
+        // comes when none is left, so PostgreSQL can then be restarted without breaking a transaction.
+        const marked = this.proxy.reconnect(dbname);
+        this.options.logger?.info({ database: database ?? '(all)', serverConnections: marked }, 'PAUSE: waiting for server connections to be released');
+        while (this.isPaused(database ?? '') && this.proxy.closeNeededCount(dbname) > 0 && wanted()) await sleep(POLL_MS);
+        return { tag: 'PAUSE', notices: [] };
+      }
       case 'RESUME':
+        if (database === null) {
+          if (!this.paused) throw consoleError('55000', 'pooler is not paused/suspended');
+          this.pauseAll = false;
+          this.pausedDatabases.clear();
+        } else {
+          if (!this.pausedDatabases.has(database)) throw consoleError('55000', `database ${database} is not paused`);
+          this.pausedDatabases.delete(database);
+        }
         this.resume();
-        return 'RESUME';
-      case 'RELOAD':
-        this.reload();
-        return 'RELOAD';
+        return { tag: 'RESUME', notices: [] };
+      case 'RELOAD': {
+        const result = this.reload();
+        return { tag: 'RELOAD', notices: result.needRestart.length === 0 ? [] : [restartNotice(result.needRestart)] };
+      }
+      case 'RECONNECT': {
+        const marked = this.proxy.reconnect(dbname);
+        this.options.logger?.info({ database: database ?? '(all)', serverConnections: marked }, 'RECONNECT: server connections are replaced as they are released');
+        return { tag: 'RECONNECT', notices: [] };
+      }
       case 'KILL': {
+        // PgBouncer's KILL: the database's clients and server connections go at once, and it stays paused (new
+        // clients wait) until RESUME.
+        this.pausedDatabases.add(database!);
         for (const client of this.proxy.clientList()) {
-          if (client.database === database || this.dbnameOf(client.database) === database) {
+          if (client.database === database || this.dbnameOf(client.database) === dbname) {
             client.fail(new PgProtocolError('57P01', 'terminating connection due to administrator command', { detail: `KILL ${database} on the admin console` }));
           }
         }
-        return 'KILL';
+        this.proxy.reconnect(dbname);
+        this.options.logger?.info({ database }, 'KILL: clients dropped; the database is paused until RESUME');
+        return { tag: 'KILL', notices: [] };
       }
       case 'WAIT_CLOSE':
-        // No server connection is ever marked for closing (RECONNECT is not supported), so nothing to wait for.
-        return 'WAIT_CLOSE';
+        while (this.proxy.closeNeededCount(dbname) > 0 && wanted()) await sleep(POLL_MS);
+        return { tag: 'WAIT_CLOSE', notices: [] };
       case 'SHUTDOWN':
         setImmediate(() => (this.options.onShutdown ?? (() => void this.proxy.stop()))());
-        return 'SHUTDOWN';
+        return { tag: 'SHUTDOWN', notices: [] };
       default:
-        throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, `${verb} is not supported by this proxy yet`, {
-          severity: 'ERROR',
-          hint: 'Close idle server connections with KILL db, or restart the proxy.',
-        });
+        throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, `${verb} is not supported by this proxy`, { severity: 'ERROR', hint: validCommandsHint() });
     }
   }
 
   resume(): void {
-    this.paused = false;
-    for (const { client, pool } of this.held.splice(0)) {
-      if (client.state === 'closed') continue;
-      const conn = pool.tryAcquire();
-      if (conn !== null) client.onServerAcquired(conn);
-      else pool.wait(client);
+    const still: Held[] = [];
+    for (const h of this.held.splice(0)) {
+      if (h.client.state === 'closed') continue;
+      if (this.isPaused((h.client as unknown as ProxyClient).database)) still.push(h);
+      else this.acquireFor(h.client, h.pool);
     }
+    this.held = still;
   }
 
-  private reload(): void {
+  private acquireFor(client: Held['client'], pool: ServerPool): void {
+    if (client.state === 'closed') return;
+    const conn = pool.tryAcquire();
+    if (conn !== null) client.onServerAcquired(conn);
+    else pool.wait(client);
+  }
+
+  /**
+   * RELOAD and SIGHUP: re-reads the config file and applies what can change live (pool sizes, timeouts, users,
+   * auth file, TLS files, limits); changed settings that need a restart keep their running value and are logged.
+   * Throws (PgProtocolError, nothing changed) when the file is missing or invalid.
+   */
+  reload(): ReloadResult {
     const path = this.options.configPath;
     if (path === undefined) {
-      throw new PgProtocolError('55000', 'RELOAD is not available: this proxy was started without a config file', { severity: 'ERROR', hint: 'Start the proxy with --config to use RELOAD.' });
+      throw consoleError('55000', 'RELOAD is not available: this proxy was started without a config file', 'Start the proxy with --config to use RELOAD.');
     }
-    let next: ProxyConfig;
+    let plan: ReturnType<typeof planReload>;
     try {
-      next = loadProxyConfig(path);
+      plan = planReload(this.config, loadProxyConfig(path));
+      this.proxy.applyConfig(plan.config);
     } catch (e) {
-      throw new PgProtocolError('F0000', `RELOAD failed, the running config is unchanged: ${(e as Error).message}`, { severity: 'ERROR', hint: 'Fix the config file and run RELOAD again.' });
+      throw consoleError('F0000', `RELOAD failed, the running config is unchanged: ${(e as Error).message}`, 'Fix the config file and run RELOAD (or send SIGHUP) again.');
     }
-    this.config = next;
-    this.options.onReload?.(next);
+    const periodChanged = plan.config.stats_period !== this.config.stats_period;
+    this.config = plan.config;
+    if (periodChanged) this.startStatsTimer();
+    this.options.onReload?.(plan.config);
+    if (plan.needRestart.length > 0) {
+      this.options.logger?.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
+    }
+    this.options.logger?.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
+    return { applied: plan.applied, needRestart: plan.needRestart };
   }
 
   get uptimeMs(): number {
     return Date.now() - this.startedAt;
   }
+}
+
+function restartNotice(settings: readonly string[]): string {
+  return `${settings.join(', ')} changed in the config file but can only change at a restart: the running value${settings.length === 1 ? ' is' : 's are'} kept until the proxy is restarted`;
+}
+
+function consoleError(code: string, message: string, hint?: string): PgProtocolError {
+  return new PgProtocolError(code, message, { severity: 'ERROR', hint });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function nowUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 function iso(ms: number): string {
@@ -308,6 +495,8 @@ class AdminSession {
   private readonly writer = new MessageWriter(1024);
   private busy = false;
   private readonly role: 'admin' | 'stats';
+  /** When the statement being answered arrived (its time counts in the console's own stats). */
+  private startedAt = 0n;
 
   constructor(
     private readonly console: AdminConsole,
@@ -326,6 +515,9 @@ class AdminSession {
       return;
     }
     this.role = role;
+    const entry = { user, socket, pid };
+    console.sessions.add(entry);
+    socket.once('close', () => console.sessions.delete(entry));
     const w = this.writer;
     if (saslFinal !== null) m.writeAuthenticationSASLFinal(w, saslFinal);
     m.writeAuthenticationOk(w);
@@ -352,6 +544,11 @@ class AdminSession {
         if (f.type !== m.FrontendType.Query) {
           throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, 'the admin console speaks only the simple query protocol', { hint: 'Send commands as plain queries, e.g. psql -c "SHOW POOLS".' });
         }
+        const own = this.console.ownTotals;
+        own.queryCount++;
+        own.xactCount++;
+        own.bytesReceived += f.end - f.bodyStart + 5;
+        this.startedAt = process.hrtime.bigint();
         this.run(parseAdminCommand(m.decodeQuery(f.buffer, f.bodyStart, f.end)));
       }
     } catch (e) {
@@ -376,8 +573,11 @@ class AdminSession {
       m.writeCommandComplete(w, 'SHOW');
     } else {
       this.busy = true;
-      this.console.control(command.verb, command.database).then(
-        (tag) => this.done(() => m.writeCommandComplete(this.writer, tag)),
+      this.console.control(command.verb, command.database, () => !this.socket.destroyed).then(
+        ({ tag, notices }) => this.done(() => {
+          for (const message of notices) m.writeNoticeResponse(this.writer, { severity: 'WARNING', code: '01000', message });
+          m.writeCommandComplete(this.writer, tag);
+        }),
         (e: unknown) => this.done(() => {
           const error = e instanceof PgProtocolError ? e : new PgProtocolError('XX000', (e as Error).message);
           m.writeErrorResponse(this.writer, { ...error.toFields(), severity: 'ERROR' });
@@ -386,14 +586,24 @@ class AdminSession {
       return;
     }
     m.writeReadyForQuery(w, 'I');
-    this.socket.write(w.flush());
+    this.send();
   }
 
   private done(write: () => void): void {
     write();
     m.writeReadyForQuery(this.writer, 'I');
-    if (this.socket.writable) this.socket.write(this.writer.flush());
+    this.send();
     this.busy = false;
     this.pump();
+  }
+
+  private send(): void {
+    const out = this.writer.flush();
+    const own = this.console.ownTotals;
+    own.bytesSent += out.length;
+    const us = Number((process.hrtime.bigint() - this.startedAt) / 1000n);
+    own.queryTimeUs += us;
+    own.xactTimeUs += us;
+    if (this.socket.writable) this.socket.write(out);
   }
 }

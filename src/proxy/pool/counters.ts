@@ -16,6 +16,11 @@ export class PoolCounters {
   queryTimeUs = 0;
   /** Microseconds clients waited for a server connection. */
   waitTimeUs = 0;
+  /**
+   * A gauge, not a total: clients pinned to their server connection right now by session state (transaction
+   * mode: advisory locks, LISTEN, session SET, ...). Each holds a server connection between transactions.
+   */
+  pinnedClients = 0;
 
   /** Cumulative-free bucket counts for the latency histograms in /metrics (bounds in LATENCY_BUCKETS_US). */
   readonly xactLatency = new Float64Array(LATENCY_BUCKETS_US.length + 1);

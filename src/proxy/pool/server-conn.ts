@@ -2,10 +2,12 @@
  * One connection from the proxy to PostgreSQL: login (SCRAM with a password or pass-through keys, md5,
  * cleartext), then forwarding of whole server frames to the client it is attached to.
  *
- * The forwarding path keeps DESIGN.md's hot-path rules: frames are views into the received chunk; consecutive
- * frames that go to the client unchanged are written as one slice of that chunk inside cork/uncork; the only
+ * The forwarding path keeps DESIGN.md's hot-path rules: frames are views into the received chunk (read into a
+ * reused buffer, see onRead); consecutive frames that go to the client unchanged are written as one slice of
+ * that chunk (cork/uncork only when one answer needs several writes); the only
  * frames looked at are ReadyForQuery, ParseComplete/CloseComplete (to swallow answers to messages the proxy
- * injected), ErrorResponse (FATAL ones) and nothing else.
+ * injected), ErrorResponse (FATAL ones), short CommandComplete tags (session state, see session-state.ts) and
+ * nothing else.
  */
 import { connect, type Socket } from 'node:net';
 import { md5PasswordResponse } from '../auth/md5.js';
@@ -14,10 +16,16 @@ import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { MessageFramer } from '../protocol/framer.js';
 import * as m from '../protocol/messages.js';
 import { MessageWriter } from '../protocol/writer.js';
+import { type ServerTls, serverTlsConnectOptions } from '../server-tls.js';
 import type { Endpoint } from '../topology.js';
+import { connect as tlsConnect } from 'node:tls';
+import { SessionTag, sessionTagOf } from '../protocol/session-state.js';
+import type { PoolCounters } from './counters.js';
 
 /** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
 export const HIGH_WATER_MARK = 256 * 1024;
+/** Size of a server connection's read buffer: net's default read size. */
+const READ_BUFFER_SIZE = 64 * 1024;
 
 /** How the proxy proves itself to PostgreSQL as `user`. */
 export interface ServerCredentials {
@@ -48,6 +56,8 @@ export const enum Expect {
   InjectedClose = 4,
   /** A simple query the proxy sent (settings, reset): everything up to its ReadyForQuery is swallowed. */
   InjectedQuery = 5,
+  /** The client's own Parse of a named statement (answered like ClientParse; its name is tracked). */
+  NamedClientParse = 6,
 }
 
 let nextConnId = 1;
@@ -73,23 +83,85 @@ export class ServerConn {
   private readonly writer = new MessageWriter(1024);
   private readonly expect: number[] = [];
   private expectHead = 0;
+  /** Statement names of the InjectedParse / NamedClientParse entries in `expect`, oldest first. */
+  private readonly parseNames: string[] = [];
   /** ReadyForQuery messages still owed (Sync/Query entries in `expect`). */
   outstanding = 0;
+  /** SessionTag bits of CommandComplete tags forwarded since the attached client last looked (it clears them). */
+  sessionTags = 0;
+  /** Where the attached client's pool counts bytes; set by the client on attach. */
+  counters: PoolCounters | null = null;
+  /** performance.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
+  queryStartedAt = 0;
+  xactStartedAt = 0;
   private fatal: string | null = null;
   private loginDone = false;
   private readonly onData = (chunk: Buffer): void => this.handleData(chunk);
   private readonly onDrain = (): void => this.peerDrainedUs();
   private onIdleClose: ((conn: ServerConn) => void) | null = null;
+  /**
+   * The plain TCP socket reads into this buffer (net's `onread`), not into a fresh Buffer per read handed
+   * through the Readable stream: no allocation, no stream bookkeeping per answer. The next read reuses it only
+   * when nothing refers to the bytes of the last one (see onRead); otherwise a new one takes its place.
+   */
+  private readBuffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+  /** Bytes of the last read are still referenced (a split frame in the framer, a write queued in the peer's socket). */
+  private readBufferRetained = false;
+  /** Logged in and forwarding (handleData reads the socket); before that, login's 'data' listeners do. */
+  private forwarding = false;
 
   constructor(readonly endpoint: Endpoint) {
-    this.socket = connect({ host: endpoint.host, port: endpoint.port, noDelay: true });
+    const raw: Socket = connect({
+      host: endpoint.host,
+      port: endpoint.port,
+      noDelay: true,
+      onread: { buffer: () => this.nextReadBuffer(), callback: (nread: number, buf: Uint8Array): boolean => this.onRead(raw, nread, buf as Buffer) },
+    });
+    this.socket = raw;
   }
 
-  /** Logs in; resolves once PostgreSQL said ReadyForQuery. Rejects with a PgProtocolError on any failure. */
-  login(options: { user: string; database: string; credentials: ServerCredentials; connectTimeoutMs: number; requirePrimary?: boolean }): Promise<void> {
+  /**
+   * A read on the plain TCP socket (once TLS is on, the TLSSocket emits 'data' instead and this is not called).
+   * Login and auth_query listen for 'data' and may keep what they get: they are handed a copy.
+   */
+  private onRead(raw: Socket, nread: number, buffer: Buffer): boolean {
+    if (!this.forwarding) {
+      raw.emit('data', Buffer.from(buffer.subarray(0, nread)));
+      return true;
+    }
+    this.handleData(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+    if (this.framer.bufferedBytes > 0) this.readBufferRetained = true;
+    return true;
+  }
+
+  private nextReadBuffer(): Buffer {
+    if (this.readBufferRetained) {
+      this.readBufferRetained = false;
+      this.readBuffer = Buffer.allocUnsafe(READ_BUFFER_SIZE);
+    }
+    return this.readBuffer;
+  }
+
+  /**
+   * Logs in (over TLS first when `tls` is given: SSLRequest, then the handshake; `socket` is then the TLSSocket);
+   * resolves once PostgreSQL said ReadyForQuery. Rejects with a PgProtocolError on any failure. With
+   * `ownSocket` the caller reads the socket itself afterwards (auth_query) instead of the forwarding path.
+   */
+  login(options: {
+    user: string;
+    database: string;
+    credentials: ServerCredentials;
+    connectTimeoutMs: number;
+    requirePrimary?: boolean;
+    tls?: ServerTls | null;
+    startupParams?: Readonly<Record<string, string>>;
+    ownSocket?: boolean;
+  }): Promise<void> {
     const { user, database, credentials } = options;
+    const tls = options.tls ?? null;
+    const where = `server ${this.endpoint.host}:${this.endpoint.port}`;
     return new Promise<void>((resolve, reject) => {
-      const socket = this.socket;
+      let socket = this.socket;
       let scram: ScramClientSession | null = null;
       // rw connections: etcd may still name a server that has just been demoted; ask the server itself once.
       let checking = false;
@@ -103,13 +175,56 @@ export class ServerConn {
         () => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `could not connect to server ${this.endpoint.host}:${this.endpoint.port}: timeout`)),
         options.connectTimeoutMs,
       );
+      const sendStartup = (): void => {
+        socket.on('data', onLoginData);
+        socket.write(m.writeStartupMessage(this.writer, { ...options.startupParams, user, database }).flush());
+      };
       socket.once('connect', () => {
-        socket.write(m.writeStartupMessage(this.writer, { user, database }).flush());
+        if (tls === null) {
+          sendStartup();
+          return;
+        }
+        socket.on('data', onSslAnswer);
+        socket.write(m.writeSSLRequest(this.writer).flush());
       });
-      const onError = (e: Error): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `could not connect to server ${this.endpoint.host}:${this.endpoint.port}: ${e.message}`));
-      const onClose = (): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `server ${this.endpoint.host}:${this.endpoint.port} closed the connection during login`));
+      let onError = (e: Error): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `could not connect to ${where}: ${e.message}`));
+      const onClose = (): void => fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `${where} closed the connection during login`));
       socket.on('error', onError);
       socket.on('close', onClose);
+      const onSslAnswer = (chunk: Buffer): void => {
+        socket.off('data', onSslAnswer);
+        const mode = tls!.sslmode;
+        // Bytes after the answer were not protected by TLS (CVE-2021-23222): refuse rather than read them.
+        if (chunk.length !== 1 || (chunk[0] !== 0x53 && chunk[0] !== 0x4e)) {
+          fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, `${where} answered the SSLRequest with unexpected data`));
+          return;
+        }
+        if (chunk[0] === 0x4e) {
+          if (mode === 'prefer') sendStartup();
+          else {
+            fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `${where} does not support TLS, which server_tls_sslmode ${mode} requires`, {
+              hint: 'Turn on ssl in the server\'s postgresql.conf, or set server_tls_sslmode to prefer or disable.',
+            }));
+          }
+          return;
+        }
+        socket.off('error', onError);
+        socket.off('close', onClose);
+        const secure = tlsConnect({ socket, ...serverTlsConnectOptions(this.endpoint, tls!) });
+        this.socket = socket = secure;
+        onError = (e: Error): void =>
+          fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `TLS to ${where} failed (server_tls_sslmode ${mode}): ${e.message}`, {
+            hint:
+              mode === 'verify-full'
+                ? 'The server\'s certificate must be signed by a CA in server_tls_ca_file and name the host the proxy connects to.'
+                : mode === 'verify-ca'
+                  ? 'The server\'s certificate must be signed by a CA in server_tls_ca_file.'
+                  : undefined,
+          }));
+        secure.on('error', onError);
+        secure.on('close', onClose);
+        secure.once('secureConnect', sendStartup);
+      };
       const onLoginData = (chunk: Buffer): void => {
         const f = this.framer;
         f.push(chunk);
@@ -164,7 +279,12 @@ export class ServerConn {
               socket.off('error', onError);
               socket.off('close', onClose);
               this.loginDone = true;
+              if (options.ownSocket === true) {
+                resolve();
+                return;
+              }
               socket.on('data', this.onData);
+              this.forwarding = true;
               socket.on('drain', this.onDrain);
               socket.on('error', () => undefined);
               socket.on('close', () => this.handleClose());
@@ -176,7 +296,6 @@ export class ServerConn {
           fail(e instanceof PgProtocolError ? e : new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `login to server failed: ${(e as Error).message}`));
         }
       };
-      socket.on('data', onLoginData);
     });
   }
 
@@ -192,6 +311,16 @@ export class ServerConn {
   detach(): void {
     this.peer = null;
     this.idleSince = Date.now();
+  }
+
+  /**
+   * Records a Parse of the named statement `name` (InjectedParse or NamedClientParse). If PostgreSQL does not
+   * answer it with ParseComplete (the Parse failed, or an earlier error made it skip it) the statement is not
+   * prepared on this connection, and `prepared` forgets it so that its next use prepares it again.
+   */
+  pushParse(kind: Expect.InjectedParse | Expect.NamedClientParse, name: string): void {
+    this.expect.push(kind);
+    this.parseNames.push(name);
   }
 
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
@@ -256,10 +385,14 @@ export class ServerConn {
 
   private handleData(chunk: Buffer): void {
     const f = this.framer;
+    const counters = this.counters;
+    if (counters !== null) counters.bytesSent += chunk.length;
     f.push(chunk);
     let peer = this.peer;
     let out: Socket | null = peer === null ? null : peer.socket;
-    out?.cork();
+    // Writes to `out` in this call. The usual answer (a whole chunk up to ReadyForQuery) is one write, which goes
+    // straight to the socket; cork/uncork (a buffered-write entry, then a writev) only pays from the second write on.
+    let writes = 0;
     // The pending run of frames to forward: buffer[spanStart, spanEnd).
     let spanBuffer: Buffer | null = null;
     let spanStart = 0;
@@ -277,6 +410,7 @@ export class ServerConn {
           while (this.expectHead < this.expect.length) {
             popped = this.expect[this.expectHead++];
             if (popped === Expect.Sync || popped === Expect.InjectedQuery) break;
+            if (popped === Expect.InjectedParse || popped === Expect.NamedClientParse) this.prepared.delete(this.parseNames.shift()!);
           }
           if (this.expectHead >= this.expect.length) {
             this.expect.length = 0;
@@ -291,36 +425,48 @@ export class ServerConn {
         } else if (t === m.BackendType.ParseComplete || t === m.BackendType.CloseComplete) {
           if (head >= 0 && head !== Expect.Sync) {
             this.expectHead++;
+            if (head === Expect.InjectedParse || head === Expect.NamedClientParse) this.parseNames.shift();
             if (head === Expect.InjectedParse || head === Expect.InjectedClose) forward = false;
           }
         } else if (t === m.BackendType.ErrorResponse) {
           if (this.noteError()) forward = false;
+        } else if (t === m.BackendType.CommandComplete && f.end - f.bodyStart <= 15) {
+          const tag = sessionTagOf(f.buffer, f.bodyStart, f.end);
+          // Whoever sent it, PostgreSQL holds no prepared statement any more: they are prepared again when used.
+          if (tag === SessionTag.DeallocateAll) this.prepared.clear();
+          else this.sessionTags |= tag;
         }
         if (out === null) continue; // nobody to tell: notices and status changes of an idle connection
         if (forward) {
           if (spanBuffer === f.buffer && spanEnd === f.start) {
             spanEnd = f.end;
           } else {
-            if (spanBuffer !== null) out.write(spanBuffer.subarray(spanStart, spanEnd));
+            if (spanBuffer !== null) {
+              if (++writes === 2) out.cork();
+              out.write(span(spanBuffer, spanStart, spanEnd));
+            }
             spanBuffer = f.buffer;
             spanStart = f.start;
             spanEnd = f.end;
           }
         } else if (spanBuffer !== null) {
-          out.write(spanBuffer.subarray(spanStart, spanEnd));
+          if (++writes === 2) out.cork();
+          out.write(span(spanBuffer, spanStart, spanEnd));
           spanBuffer = null;
         }
         if (ready) {
           if (spanBuffer !== null) {
-            out.write(spanBuffer.subarray(spanStart, spanEnd));
+            if (++writes === 2) out.cork();
+            out.write(span(spanBuffer, spanStart, spanEnd));
             spanBuffer = null;
           }
           peer!.onServerReady(this, this.status);
           if (this.peer !== peer) {
-            out.uncork();
+            if (writes >= 2) out.uncork();
+            if (out.writableLength > 0) this.readBufferRetained = true;
+            writes = 0;
             peer = this.peer;
             out = peer === null ? null : peer.socket;
-            out?.cork();
           }
         }
       }
@@ -330,9 +476,17 @@ export class ServerConn {
       this.destroy();
     }
     if (out !== null) {
-      if (spanBuffer !== null) out.write(spanBuffer.subarray(spanStart, spanEnd));
-      out.uncork();
-      if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
+      if (spanBuffer !== null) {
+        if (++writes === 2) out.cork();
+        out.write(span(spanBuffer, spanStart, spanEnd));
+      }
+      if (writes >= 2) out.uncork();
+      const queued = out.writableLength;
+      if (queued > 0) {
+        // Not all written at once: the socket holds views of the chunk (see onRead).
+        this.readBufferRetained = true;
+        if (queued > HIGH_WATER_MARK) this.socket.pause();
+      }
     }
   }
 
@@ -346,6 +500,11 @@ export class ServerConn {
     }
     return false;
   }
+}
+
+/** buffer[start, end) to write: the buffer itself when the span is all of it (no view object to make). */
+export function span(buffer: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === buffer.length ? buffer : buffer.subarray(start, end);
 }
 
 function noCredentials(user: string, method: string): PgProtocolError {

@@ -7,7 +7,9 @@
  * flight and its next one runs on the new primary. While there is no target (no primary, etcd stale) or the
  * target refuses connections, waiters keep waiting (bounded by queryWaitTimeoutMs) and opening is retried.
  */
+import { serverCredentials } from '../auth/credentials.js';
 import type { ScramKeys } from '../auth/scram.js';
+import type { ServerTls } from '../server-tls.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import type { Endpoint, Topology } from '../topology.js';
 import { PoolCounters } from './counters.js';
@@ -36,6 +38,16 @@ export interface ServerPoolOptions {
   roFallbackPrimary?: boolean;
   /** The user's entry in auth_file (password, SCRAM or md5 secret), or null. */
   secret: string | null;
+  /** server_tls_*: TLS to PostgreSQL, or null/absent for plaintext. */
+  serverTls?: ServerTls | null;
+  /** min_pool_size: connections kept open (capped at `size`), refilled by housekeeping; default 0. */
+  minSize?: number;
+  /** reserve_pool_size: extra connections allowed while the oldest waiter has waited reserveTimeoutMs; default 0. */
+  reserveSize?: number;
+  /** reserve_pool_timeout; 0 disables the reserve (as in PgBouncer). */
+  reserveTimeoutMs?: number;
+  /** max_db_connections, shared with the other pools of the same database; absent: no limit. */
+  databaseLimit?: DatabaseLimit;
 }
 
 export interface PoolStats {
@@ -44,6 +56,51 @@ export interface PoolStats {
   active: number;
   waiting: number;
   opening: number;
+}
+
+/**
+ * max_db_connections: one per (database, port kind), shared by the pools of all users of that database. A pool
+ * at the limit with clients waiting closes an idle connection of another pool of the database to make room
+ * (PgBouncer waits for server_idle_timeout instead; a waiting client should not pay for someone else's idle
+ * connection), and every connection that closes lets the waiting pools try again.
+ */
+export class DatabaseLimit {
+  private readonly pools = new Set<ServerPool>();
+  private wakeQueued = false;
+
+  constructor(readonly max: number) {}
+
+  join(pool: ServerPool): void {
+    this.pools.add(pool);
+  }
+
+  leave(pool: ServerPool): void {
+    this.pools.delete(pool);
+  }
+
+  /** Server connections of the database, opening ones included. */
+  get total(): number {
+    let n = 0;
+    for (const pool of this.pools) n += pool.stats.total;
+    return n;
+  }
+
+  /** True when `pool` may open one more connection, after closing another pool's idle one if need be. */
+  makeRoom(pool: ServerPool): boolean {
+    if (this.max === 0 || this.total < this.max) return true;
+    for (const other of this.pools) if (other !== pool && other.closeOneIdle()) return true;
+    return false;
+  }
+
+  /** A connection of the database closed or went idle: pools with waiters may open one now (later, not inside the caller). */
+  connectionClosed(): void {
+    if (this.max === 0 || this.wakeQueued) return;
+    this.wakeQueued = true;
+    queueMicrotask(() => {
+      this.wakeQueued = false;
+      for (const pool of this.pools) pool.wake();
+    });
+  }
 }
 
 export class ServerPool {
@@ -68,6 +125,7 @@ export class ServerPool {
     this.timer = setInterval(() => this.housekeeping(), 250);
     this.timer.unref();
     options.topology.on('change', this.onTopologyChange);
+    options.databaseLimit?.join(this);
   }
 
   get stats(): PoolStats {
@@ -77,6 +135,11 @@ export class ServerPool {
   /** Keys from a client's SCRAM exchange, for logging in when auth_file holds only a SCRAM secret. */
   rememberScramKeys(keys: ScramKeys): void {
     this.scramKeys = keys;
+  }
+
+  /** The secret a client was just checked against (auth_query users have none in auth_file): used for new logins. */
+  rememberSecret(secret: string | null): void {
+    if (secret !== null) this.options.secret = secret;
   }
 
   /** The ParameterStatus set a server connection reports (opens one the first time). */
@@ -100,6 +163,7 @@ export class ServerPool {
   /** An idle connection now, or null (then call wait()). */
   tryAcquire(): ServerConn | null {
     if (this.role === 'ro') return this.tryAcquireLeastBusy();
+    if (this.drainHolds()) return null;
     for (;;) {
       const conn = this.idle.pop();
       if (conn === undefined) return null;
@@ -123,7 +187,7 @@ export class ServerPool {
       if (fallback < 0) fallback = i;
     }
     // Full pool: a connection to a busier replica beats waiting.
-    if (fallback >= 0 && this.all.size >= this.options.size) return this.idle.splice(fallback, 1)[0];
+    if (fallback >= 0 && (this.all.size >= this.limit() || !this.roomInDatabase())) return this.idle.splice(fallback, 1)[0];
     return null;
   }
 
@@ -161,7 +225,7 @@ export class ServerPool {
   /** Queues the waiter; it gets onServerAcquired or onAcquireFailed later (never synchronously). */
   wait(waiter: PoolWaiter): void {
     if (this.waiters.length >= this.options.maxWaiters) {
-      queueMicrotask(() => waiter.onAcquireFailed(new PgProtocolError(SQLSTATE.PROGRAM_LIMIT_EXCEEDED, 'no more connections allowed (max_client_conn)')));
+      queueMicrotask(() => waiter.onAcquireFailed(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'no more connections allowed (max_client_conn)')));
       return;
     }
     this.waiters.push(waiter);
@@ -186,17 +250,21 @@ export class ServerPool {
       this.discard(conn);
       return;
     }
-    if (Date.now() - conn.createdAt > this.options.serverLifetimeMs && this.waiters.length === 0) {
+    // As PgBouncer: server_lifetime is enforced on release, so a busy pool renews its connections too (0: use once).
+    if (Date.now() - conn.createdAt >= this.options.serverLifetimeMs) {
       this.discard(conn);
       return;
     }
-    const waiter = this.waiters.shift();
+    // Draining for a switchover: the transaction that just ended may not be followed by another one here.
+    const waiter = this.drainHolds() ? undefined : this.waiters.shift();
     if (waiter !== undefined) {
       this.waitingSince.shift();
       waiter.onServerAcquired(conn);
       return;
     }
     this.idle.push(conn);
+    // Another pool of the database may be waiting for room this idle connection can make.
+    this.options.databaseLimit?.connectionClosed();
   }
 
   /** Closes a connection that cannot be reused (mid-transaction, broken). */
@@ -206,7 +274,22 @@ export class ServerPool {
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
     conn.close();
+    this.options.databaseLimit?.connectionClosed();
     this.grow();
+  }
+
+  /** Closes the least recently used idle connection (for another pool of the database); false when none is idle. */
+  closeOneIdle(): boolean {
+    const conn = this.idle.shift();
+    if (conn === undefined) return false;
+    this.all.delete(conn);
+    conn.close();
+    return true;
+  }
+
+  /** Opens connections for waiters if there is room now (another pool of the database closed one). */
+  wake(): void {
+    if (this.waiters.length > 0) this.grow();
   }
 
   close(): void {
@@ -214,6 +297,7 @@ export class ServerPool {
     clearInterval(this.timer);
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.options.topology.off('change', this.onTopologyChange);
+    this.options.databaseLimit?.leave(this);
     for (const waiter of this.waiters.splice(0)) waiter.onAcquireFailed(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
     this.waitingSince.length = 0;
     this.closeIdle();
@@ -239,11 +323,23 @@ export class ServerPool {
     if (this.role === 'rw') {
       for (const conn of [...this.all]) {
         if (conn.peer !== null && !this.isTarget(conn.endpoint)) {
-          conn.abort(`the primary changed (was ${conn.endpoint.host}:${conn.endpoint.port}); the transaction in flight was rolled back: retry it`);
+          // Neutral on purpose: a COMMIT in flight may have committed; the client tells its cases apart (lost-transaction.ts).
+          conn.abort(`the primary changed (was ${conn.endpoint.host}:${conn.endpoint.port}), its server connection was closed`);
         }
       }
     }
+    this.serveWaitersFromIdle();
     this.grow();
+  }
+
+  /** After a drain's hold ends, waiters take the idle connections first (the held ones kept theirs). */
+  private serveWaitersFromIdle(): void {
+    while (this.waiters.length > 0 && this.idle.length > 0) {
+      const conn = this.tryAcquire();
+      if (conn === null) return;
+      this.waitingSince.shift();
+      this.waiters.shift()!.onServerAcquired(conn);
+    }
   }
 
   private closeIdle(): void {
@@ -251,15 +347,26 @@ export class ServerPool {
       this.all.delete(conn);
       conn.close();
     }
+    this.options.databaseLimit?.connectionClosed();
+  }
+
+  /** default_pool_size, plus reserve_pool_size once the oldest waiter has waited reserve_pool_timeout. */
+  private limit(): number {
+    const reserve = this.options.reserveSize ?? 0;
+    const after = this.options.reserveTimeoutMs ?? 0;
+    if (reserve > 0 && after > 0 && this.waitingSince.length > 0 && Date.now() - this.waitingSince[0] >= after) return this.options.size + reserve;
+    return this.options.size;
+  }
+
+  private roomInDatabase(): boolean {
+    const limit = this.options.databaseLimit;
+    return limit === undefined || limit.max === 0 || limit.total < limit.max;
   }
 
   private credentials(): ServerCredentials {
-    const secret = this.options.secret;
-    if (secret === null) return {};
-    if (secret.startsWith('SCRAM-SHA-256$')) return this.scramKeys === null ? {} : { scramKeys: this.scramKeys };
-    if (/^md5[0-9a-f]{32}$/.test(secret)) return { md5Secret: secret };
-    return { password: secret };
+    return serverCredentials(this.options.secret, this.scramKeys);
   }
+
 
   private async open(): Promise<ServerConn> {
     const endpoint = this.leastBusyTarget();
@@ -274,9 +381,11 @@ export class ServerPool {
         credentials: this.credentials(),
         connectTimeoutMs: this.options.connectTimeoutMs,
         requirePrimary: this.role === 'rw',
+        tls: this.options.serverTls ?? null,
       });
     } catch (e) {
       this.all.delete(conn);
+      this.options.databaseLimit?.connectionClosed();
       throw e;
     } finally {
       this.opening--;
@@ -291,11 +400,15 @@ export class ServerPool {
     return conn;
   }
 
-  /** open(), retried while the failure is one a failover explains, until queryWaitTimeoutMs. */
+  /** open(), retried while the failure is one a failover explains, until queryWaitTimeoutMs (0: no limit). */
   private async openPatiently(): Promise<ServerConn> {
-    const deadline = Date.now() + this.options.queryWaitTimeoutMs;
+    const deadline = this.options.queryWaitTimeoutMs > 0 ? Date.now() + this.options.queryWaitTimeoutMs : Infinity;
     for (;;) {
       try {
+        // max_db_connections holds for this first connection too: the client's login waits, as in PgBouncer.
+        if (this.options.databaseLimit?.makeRoom(this) === false) {
+          throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `max_db_connections (${this.options.databaseLimit.max}) reached for database "${this.options.database}"`);
+        }
         return await this.open();
       } catch (e) {
         if (!isRetryable(e) || Date.now() + RETRY_MS >= deadline || this.closed) throw e;
@@ -308,14 +421,15 @@ export class ServerPool {
     this.all.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
+    this.options.databaseLimit?.connectionClosed();
     this.grow();
   }
 
   /** Opens connections for waiters while below the pool size. */
   private grow(): void {
     // No target: waiters wait for the topology's next 'change' (or their query_wait_timeout).
-    if (this.targets().length === 0) return;
-    while (!this.closed && this.waiters.length > this.opening && this.all.size < this.options.size) {
+    if (this.targets().length === 0 || this.drainHolds()) return;
+    while (!this.closed && this.waiters.length > this.opening && this.all.size < this.limit() && (this.options.databaseLimit?.makeRoom(this) ?? true)) {
       this.open().then(
         (conn) => this.release(conn),
         (e: unknown) => {
@@ -337,7 +451,7 @@ export class ServerPool {
 
   private housekeeping(): void {
     const now = Date.now();
-    while (this.waiters.length > 0 && now - this.waitingSince[0] > this.options.queryWaitTimeoutMs) {
+    while (this.options.queryWaitTimeoutMs > 0 && this.waiters.length > 0 && now - this.waitingSince[0] > this.options.queryWaitTimeoutMs) {
       const waiter = this.waiters.shift()!;
       this.waitingSince.shift();
       // PgBouncer's words; 08P01 as PgBouncer sends, so drivers treat it as a connection-level failure.
@@ -345,14 +459,87 @@ export class ServerPool {
         detail: `No server connection became free within ${Math.round(this.options.queryWaitTimeoutMs / 1000)} s (pool size ${this.options.size}).`,
       }));
     }
+    const minSize = Math.min(this.options.minSize ?? 0, this.options.size);
+    const idleTimeout = this.options.serverIdleTimeoutMs;
+    let closed = false;
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const conn = this.idle[i];
-      if (now - conn.idleSince > this.options.serverIdleTimeoutMs || now - conn.createdAt > this.options.serverLifetimeMs) {
+      // server_idle_timeout keeps min_pool_size connections (as PgBouncer); server_lifetime renews them all.
+      const idleTooLong = idleTimeout > 0 && now - conn.idleSince > idleTimeout && this.all.size > minSize;
+      if (idleTooLong || now - conn.createdAt >= this.options.serverLifetimeMs) {
         this.idle.splice(i, 1);
         this.all.delete(conn);
         conn.close();
+        closed = true;
       }
     }
+    if (closed) this.options.databaseLimit?.connectionClosed();
+    // The oldest waiter may just have passed reserve_pool_timeout.
+    if (this.waiters.length > this.opening) this.grow();
+    this.fillToMinimum(minSize);
+  }
+
+  /** min_pool_size: opens spare connections (within the database's limit) while there is a target. */
+  private fillToMinimum(minSize: number): void {
+    if (minSize === 0 || this.closed || this.retryTimer !== null || this.targets().length === 0) return;
+    while (this.all.size < minSize && this.roomInDatabase()) {
+      const before = this.all.size;
+      this.open().then(
+        (conn) => this.release(conn),
+        // Failures are retried by the next housekeeping round; waiters, if any, are grow()'s business.
+        () => undefined,
+      );
+      if (this.all.size === before) break;
+    }
+  }
+
+  // Admin console hooks (RECONNECT, RELOAD; see ReconnectablePool) ------------------------------------------------
+
+  /** The connections open or opening now, and the idle ones among them. */
+  connectionsNow(): { all: ServerConn[]; idle: ServerConn[] } {
+    return { all: [...this.all], idle: [...this.idle] };
+  }
+
+  /** Connections open or opening (RELOAD compares it with a new, smaller size). */
+  get connectionCount(): number {
+    return this.all.size;
+  }
+
+  /** The pool size now (default_pool_size, changed by RELOAD). */
+  get size(): number {
+    return this.options.size;
+  }
+
+  /** RELOAD: new limits, timeouts and credentials; they apply from the next acquire, release or housekeeping. */
+  updateOptions(
+    changes: Partial<Pick<ServerPoolOptions, 'size' | 'minSize' | 'reserveSize' | 'reserveTimeoutMs' | 'maxWaiters' | 'queryWaitTimeoutMs' | 'serverIdleTimeoutMs' | 'serverLifetimeMs' | 'roFallbackPrimary' | 'secret'>>,
+  ): void {
+    Object.assign(this.options, changes);
+    // A bigger pool serves waiting clients at once.
+    this.grow();
+  }
+
+  /** rw pool while the topology holds writes for a switchover drain. */
+  private drainHolds(): boolean {
+    return this.role === 'rw' && this.options.topology.holdsWrites?.() === true;
+  }
+
+  /** A rw pool (follows the primary). */
+  get isReadWrite(): boolean {
+    return this.role === 'rw';
+  }
+
+  /**
+   * Server connections running a client's transaction now: what a drain waits for. In session mode a client
+   * idle outside a transaction does not count (its session would never end by itself).
+   */
+  transactionsInFlight(sessionMode: boolean): number {
+    let n = 0;
+    for (const conn of this.all) {
+      if (conn.peer === null) continue;
+      if (!sessionMode || conn.outstanding > 0 || conn.status !== 0x49) n++;
+    }
+    return n;
   }
 }
 

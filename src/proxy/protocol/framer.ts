@@ -12,9 +12,11 @@
  *   or a bad startup packet makes `next()` throw a PgProtocolError (SQLSTATE 08P01) and poisons the framer: the
  *   caller sends that error to the one client and closes it.
  *
- * Ownership: `push()` takes the chunk; the caller must not modify it afterwards (net sockets hand out a fresh
- * Buffer per 'data' event, so this holds unless the `onread` buffer-reuse option is used). In exchange, every
- * frame view stays valid for as long as the caller keeps it: buffers the framer assembles are never reused.
+ * Ownership: `push()` takes the chunk; the caller must not modify it while the framer may still read it
+ * (`bufferedBytes > 0`) or while it keeps frame views. Net sockets hand out a fresh Buffer per 'data' event;
+ * a caller that reads into a reused buffer (net's `onread`, as ServerConn does) must take a new buffer whenever
+ * bytes of the last read are still referenced. In exchange, every frame view stays valid for as long as the
+ * caller keeps it: buffers the framer assembles are never reused.
  */
 import { PgProtocolError, SQLSTATE } from './errors.js';
 

@@ -1,0 +1,116 @@
+/**
+ * The proxy's key `proxies/<id>` in etcd: liveness on the proxy's own lease (re-published after an etcd outage
+ * cost the lease), and its side of DESIGN.md's zero-error switchover. When the primary asks for a drain, the
+ * EtcdTopology makes the rw pools hold new transactions; this registrar watches the transactions still running
+ * and, once none is left, acknowledges the drain under the proxy's key so the primary can shut down.
+ */
+import type { Logger } from 'pino';
+import type { Dcs } from '../dcs/dcs.js';
+import type { ProxyRegistration } from '../dcs/codec.js';
+import { describeError } from '../errors.js';
+
+/** How often the registration's lease is refreshed, as a share of its TTL. */
+const KEEPALIVE_SHARE = 1 / 3;
+/** How often the transactions in flight are counted while a drain waits for them. */
+const DRAIN_POLL_MS = 5;
+
+export interface RegisteredProxy {
+  readonly address: { host: string; port: number };
+  readonly roAddress: { host: string; port: number } | null;
+  rwTransactionsInFlight(): number;
+}
+
+export interface DrainSource {
+  /** The id of the drain to complete and acknowledge, or null. */
+  pendingDrain(): string | null;
+  on(event: 'change', listener: () => void): unknown;
+  off(event: 'change', listener: () => void): unknown;
+}
+
+export class ProxyRegistrar {
+  private timer: NodeJS.Timeout | null = null;
+  private drainTimer: NodeJS.Timeout | null = null;
+  /** The last drain acknowledged in etcd. */
+  private drained: string | null = null;
+  private acknowledging: string | null = null;
+  private drainStartedAt = 0;
+  private readonly onTopology = (): void => this.checkDrain();
+
+  constructor(
+    private readonly dcs: Pick<Dcs, 'ensureLease' | 'keepAlive'> & { publishProxy(r: ProxyRegistration): Promise<void> },
+    private readonly id: string,
+    private readonly proxy: RegisteredProxy,
+    private readonly drains: DrainSource,
+    private readonly log: Logger,
+  ) {}
+
+  async start(ttl: number): Promise<void> {
+    await this.dcs.ensureLease(ttl);
+    await this.publish();
+    this.timer = setInterval(() => void this.refresh(), ttl * 1000 * KEEPALIVE_SHARE);
+    this.drains.on('change', this.onTopology);
+    this.checkDrain();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.stopPolling();
+    this.drains.off('change', this.onTopology);
+  }
+
+  private publish(): Promise<void> {
+    const rw = this.proxy.address;
+    const ro = this.proxy.roAddress;
+    return this.dcs.publishProxy({
+      id: this.id,
+      rw: `${rw.host}:${rw.port}`,
+      ro: ro === null ? null : `${ro.host}:${ro.port}`,
+      updatedAt: Date.now(),
+      drained: this.drained,
+    });
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      if (!(await this.dcs.keepAlive())) await this.publish();
+    } catch (e) {
+      this.log.warn({ err: describeError(e) }, "could not refresh this proxy's registration in etcd; retrying");
+    }
+  }
+
+  /** Acknowledges the pending drain once no rw transaction runs; polls until then. */
+  private checkDrain(): void {
+    const id = this.drains.pendingDrain();
+    if (id === null || id === this.drained) {
+      this.stopPolling();
+      return;
+    }
+    if (this.drainTimer === null) {
+      this.drainStartedAt = Date.now();
+      this.log.info({ drain: id }, 'switchover drain requested: holding new read-write transactions, letting those in flight finish');
+      this.drainTimer = setInterval(() => this.checkDrain(), DRAIN_POLL_MS);
+    }
+    if (this.acknowledging === id || this.proxy.rwTransactionsInFlight() > 0) return;
+    this.acknowledging = id;
+    this.drained = id;
+    this.publish().then(
+      () => {
+        this.acknowledging = null;
+        this.log.info({ drain: id, ms: Date.now() - this.drainStartedAt }, 'drained for the switchover: no read-write transaction in flight; acknowledged');
+        this.checkDrain();
+      },
+      (e: unknown) => {
+        // Retried by the poll: the primary waits for the acknowledgement (at most its drain_timeout).
+        this.acknowledging = null;
+        if (this.drained === id) this.drained = null;
+        this.log.warn({ err: describeError(e) }, 'could not acknowledge the drain in etcd; retrying');
+      },
+    );
+  }
+
+  private stopPolling(): void {
+    if (this.drainTimer !== null) clearInterval(this.drainTimer);
+    this.drainTimer = null;
+  }
+}
