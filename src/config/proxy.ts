@@ -71,10 +71,16 @@ export const proxyConfigSchema = z.strictObject({
           min_pool_size: z.number(expecting('a whole number')).int().min(0).optional(),
           reserve_pool: z.number(expecting('a whole number')).int().min(0).optional(),
           max_db_connections: z.number(expecting('a whole number')).int().min(0).optional(),
+          /** This database's pool mode (a user's own pool_mode wins over it, as in PgBouncer). */
+          pool_mode: z.enum(['session', 'transaction'], expecting('"session" or "transaction"')).optional(),
         })
         .nullable()
         .default(null),
     )
+    .optional(),
+  /** PgBouncer's [users] section: per-user settings; pool_mode wins over the database's and the global one. */
+  user_settings: z
+    .record(z.string(), z.strictObject({ pool_mode: z.enum(['session', 'transaction'], expecting('"session" or "transaction"')).optional() }))
     .optional(),
   max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
@@ -324,4 +330,10 @@ function clientTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: Par
 export function loadProxyConfig(path: string): ProxyConfig {
   const { raw, source, baseDir } = readYamlFile(path, 'at least auth_file');
   return parseProxyConfig(raw, { source, baseDir });
+}
+
+/** The pool mode of (database as the client named it, user): the user's, else the database's, else pool_mode. */
+export function poolModeFor(config: Pick<ProxyConfig, 'pool_mode' | 'databases' | 'user_settings'>, database: string, user: string | null): PoolMode {
+  const own = user === null ? undefined : config.user_settings?.[user]?.pool_mode;
+  return own ?? config.databases?.[database]?.pool_mode ?? config.pool_mode;
 }

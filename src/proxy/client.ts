@@ -69,6 +69,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private readonly framer: MessageFramer;
   private readonly writer = new MessageWriter(1024);
   private pool: ServerPool | null = null;
+  /** Its pool's mode (pool_mode, or the database's or user's own). */
+  private mode: 'session' | 'transaction';
   private scram: ScramServerSession | null = null;
   private salt: Buffer | null = null;
   /** The secret this client is checked against (auth_file or auth_query). */
@@ -120,6 +122,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     private readonly host: ClientHost,
   ) {
     this.framer = new MessageFramer({ startup: true });
+    this.mode = host.poolMode;
     socket.setNoDelay(true);
     this.listen(socket);
   }
@@ -229,6 +232,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.console = consoleFor(this.host);
     this.toConsole = this.console !== null && this.console.serves(this.database);
     this.pool = this.toConsole ? null : this.host.poolFor(this.database, this.user);
+    if (this.pool !== null) this.mode = this.pool.poolMode;
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
     if (this.host.authType === 'trust') {
@@ -393,10 +397,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         if (t === m.FrontendType.Sync || t === m.FrontendType.Query || t === m.FrontendType.FunctionCall) {
           server.pushExpect(Expect.Sync);
           this.midBatch = false;
-          if (t === m.FrontendType.Query && this.host.poolMode === 'transaction') this.noteSql(f.buffer, f.bodyStart, f.end - 1);
+          if (t === m.FrontendType.Query && this.mode === 'transaction') this.noteSql(f.buffer, f.bodyStart, f.end - 1);
         } else if (t === m.FrontendType.Parse) {
           this.midBatch = true;
-          if (this.host.poolMode === 'transaction') {
+          if (this.mode === 'transaction') {
             const textStart = f.buffer.indexOf(0, f.bodyStart) + 1;
             const textEnd = f.buffer.indexOf(0, textStart);
             if (textStart > 0 && textEnd > 0 && textEnd < f.end) this.noteSql(f.buffer, textStart, textEnd);
@@ -570,7 +574,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       counters.recordXact(conn.xactStartedAt === 0 ? 0 : Math.round((now - conn.xactStartedAt) * 1000));
       conn.xactStartedAt = 0;
     }
-    if (this.host.poolMode !== 'transaction') return;
+    if (this.mode !== 'transaction') return;
     if (conn.sessionTags !== 0 || this.sqlEffects !== 0) this.updatePins(conn);
     if (status === 0x49 && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
       this.releaseServer();
@@ -632,7 +636,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.detachServer();
     this.pool?.discard(conn);
     if (this.state !== 'ready') return;
-    if (this.host.poolMode !== 'transaction' || pinned) {
+    if (this.mode !== 'transaction' || pinned) {
       // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client.
       this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
       return;
@@ -737,7 +741,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       const pinned = this.pins !== 0;
       this.detachServer();
       if (server.outstanding === 0 && server.status === 0x49 && !this.midBatch) {
-        if (this.host.poolMode === 'session' && this.host.serverResetQuery !== '') {
+        if (this.mode === 'session' && this.host.serverResetQuery !== '') {
           server.injectQuery(this.host.serverResetQuery);
           server.prepared.clear();
           server.settingsKey = '';

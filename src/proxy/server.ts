@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import type { Logger } from 'pino';
-import type { ProxyConfig } from '../config/proxy.js';
+import { type ProxyConfig, poolModeFor } from '../config/proxy.js';
 import { PgProtocolError, SQLSTATE } from './protocol/errors.js';
 import * as m from './protocol/messages.js';
 import { type ClientHost, ProxyClient } from './client.js';
@@ -109,7 +109,7 @@ export class ProxyServer implements ClientHost {
   /** rw transactions running on a server now, over every pool: a switchover drain is complete at 0. */
   rwTransactionsInFlight(): number {
     let n = 0;
-    for (const pool of this.pools.values()) if (pool.isReadWrite) n += pool.transactionsInFlight(this.poolMode === 'session');
+    for (const pool of this.pools.values()) if (pool.isReadWrite) n += pool.transactionsInFlight();
     return n;
   }
 
@@ -248,6 +248,7 @@ export class ProxyServer implements ClientHost {
       pool = new ReconnectablePool({
         database: dbname,
         user,
+        mode: poolModeFor(this.config, database, user),
         size: entry?.pool_size ?? this.config.default_pool_size,
         minSize: entry?.min_pool_size ?? this.config.min_pool_size,
         reserveSize: entry?.reserve_pool ?? this.config.reserve_pool_size,

@@ -118,6 +118,32 @@ after(async () => {
 });
 
 describe('pool knobs', { timeout: 120_000 }, () => {
+  it("pool_mode per database and per user: the user's wins over the database's, which wins over the global one", async () => {
+    await createDatabases('pm_session');
+    const proxy = await startProxy({
+      pool_mode: 'transaction',
+      default_pool_size: 2,
+      databases: { pm_session: { pool_mode: 'session' }, postgres: null },
+      user_settings: { [APP2]: { pool_mode: 'session' } },
+    });
+    const holds = async (database: string, as: { user?: string; password?: string } = {}): Promise<number> => {
+      const c = client(proxy, database, as);
+      await c.connect();
+      try {
+        await c.query('SELECT 1');
+        await sleep(50);
+        // An idle client still holding its server connection is session pooling.
+        return [...proxy.poolStats()].filter(([key]) => key.startsWith(`${database}/`)).reduce((n, [, s]) => n + s.active, 0);
+      } finally {
+        await c.end();
+      }
+    };
+    assert.equal(await holds('postgres'), 0, 'transaction mode (global): the idle client holds nothing');
+    assert.equal(await holds('pm_session'), 1, 'session mode (the database\'s)');
+    assert.equal(await holds('postgres', { user: APP2, password: APP2_PASSWORD }), 1, 'session mode (the user\'s)');
+    await stopProxy(proxy);
+  });
+
   it('min_pool_size keeps 3 connections open with no client, across server_idle_timeout, and refills killed ones', async () => {
     await createDatabases('k_min');
     const proxy = await startProxy({ default_pool_size: 5, min_pool_size: 3, server_idle_timeout: 1 });

@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { type ProxyConfig, loadProxyConfig } from '../../config/proxy.js';
+import { type ProxyConfig, loadProxyConfig, poolModeFor } from '../../config/proxy.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { MessageFramer, frontendLimits } from '../protocol/framer.js';
 import * as m from '../protocol/messages.js';
@@ -224,7 +224,7 @@ export class AdminConsole {
     const primary = this.options.topology.primary();
     switch (subject) {
       case 'POOLS':
-        return this.poolRows().map((r) => [r.database, r.user, r.clActive, r.clWaiting, 0, 0, r.svActive, 0, 0, r.svIdle, 0, 0, r.svLogin, Math.floor(r.maxwaitUs / 1e6), r.maxwaitUs % 1e6, cfg.pool_mode]);
+        return this.poolRows().map((r) => [r.database, r.user, r.clActive, r.clWaiting, 0, 0, r.svActive, 0, 0, r.svIdle, 0, 0, r.svLogin, Math.floor(r.maxwaitUs / 1e6), r.maxwaitUs % 1e6, poolModeFor(cfg, r.database, r.user)]);
       case 'STATS':
         return [...this.statsTotals()].map(([db, t]) => {
           const a = this.statsPeriods.averagesFor(db);
@@ -253,7 +253,7 @@ export class AdminConsole {
       case 'DATABASES': {
         const current = new Map<string, number>();
         for (const r of this.poolRows()) current.set(r.database, (current.get(r.database) ?? 0) + r.svActive + r.svIdle + r.svLogin);
-        const rows = this.databaseNames().map((db) => [db, primary?.host ?? null, primary?.port ?? null, this.dbnameOf(db), null, cfg.default_pool_size, 0, 0, cfg.pool_mode, 0, current.get(db) ?? 0, this.isPaused(db) ? 1 : 0, 0]);
+        const rows = this.databaseNames().map((db) => [db, primary?.host ?? null, primary?.port ?? null, this.dbnameOf(db), null, cfg.default_pool_size, 0, 0, poolModeFor(cfg, db, null), 0, current.get(db) ?? 0, this.isPaused(db) ? 1 : 0, 0]);
         rows.push(['pgbouncer', null, this.proxy.address.port, 'pgbouncer', 'pgbouncer', 2, 0, 0, 'statement', 0, 0, 0, 0]);
         return rows;
       }
@@ -281,7 +281,7 @@ export class AdminConsole {
       case 'VERSION':
         return [[PGBOUNCER_VERSION]];
       case 'USERS':
-        return [...new Set(this.poolRows().map((r) => r.user))].map((u) => [u, cfg.pool_mode]);
+        return [...new Set(this.poolRows().map((r) => r.user))].map((u) => [u, cfg.user_settings?.[u]?.pool_mode ?? null]);
     }
   }
 

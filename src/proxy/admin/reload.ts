@@ -12,7 +12,7 @@ import type { ProxyConfig } from '../../config/proxy.js';
 export const RESTART_ONLY_SETTINGS = [
   'listen', 'listen_ro', 'metrics_listen', 'etcd', 'id', 'primary', 'replicas', 'max_replica_lag', 'pool_mode',
   'server_tls_sslmode', 'server_tls_ca_file', 'server_tls_cert_file', 'server_tls_key_file',
-  'auth_user', 'auth_query', 'auth_dbname', 'auth_query_cache_ttl', 'max_db_connections',
+  'auth_user', 'auth_query', 'auth_dbname', 'auth_query_cache_ttl', 'max_db_connections', 'user_settings',
 ] as const;
 
 /** Values derived from restart-only settings (kept with them, never named to the operator). */

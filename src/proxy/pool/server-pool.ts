@@ -25,6 +25,8 @@ export interface PoolWaiter {
 export interface ServerPoolOptions {
   database: string;
   user: string;
+  /** How clients of this pool hold server connections; default transaction. */
+  mode?: 'session' | 'transaction';
   size: number;
   maxWaiters: number;
   queryWaitTimeoutMs: number;
@@ -524,6 +526,11 @@ export class ServerPool {
     return this.role === 'rw' && this.options.topology.holdsWrites?.() === true;
   }
 
+  /** session or transaction pooling for the clients of this pool. */
+  get poolMode(): 'session' | 'transaction' {
+    return this.options.mode ?? 'transaction';
+  }
+
   /** A rw pool (follows the primary). */
   get isReadWrite(): boolean {
     return this.role === 'rw';
@@ -533,7 +540,8 @@ export class ServerPool {
    * Server connections running a client's transaction now: what a drain waits for. In session mode a client
    * idle outside a transaction does not count (its session would never end by itself).
    */
-  transactionsInFlight(sessionMode: boolean): number {
+  transactionsInFlight(): number {
+    const sessionMode = this.poolMode === 'session';
     let n = 0;
     for (const conn of this.all) {
       if (conn.peer === null) continue;
