@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -20,6 +20,11 @@ const PID_FILE = 'pgwarden.deadman.pid';
 const POLL_MS = 100;
 /** The deadman exits once it has been disarmed this long (the agent starts it again when it next arms). */
 const IDLE_EXIT_MS = 3000;
+/**
+ * A deadline found passed by more than this means the deadman itself was not running when it came (a frozen host
+ * or VM, a starved process): by now another member may hold the key, and PostgreSQL woke up with it.
+ */
+const LATE_MS = 250;
 
 /** performance.now() and process.hrtime() are both monotonic; this maps one onto the other. */
 const HRTIME_OFFSET_NS = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
@@ -92,8 +97,8 @@ export class LeaseDeadman {
 }
 
 /**
- * The deadman process (`pgwarden deadman`): every 100 ms, if an armed deadline has passed, sends SIGINT (fast
- * shutdown: new connections refused at once, open ones ended) to the postmaster and disarms.
+ * The deadman process (`pgwarden deadman`): every 100 ms, if an armed deadline has passed, stops PostgreSQL
+ * (see stopPostgresAfterDeadline) and disarms.
  */
 export async function runDeadman(runDir: string, dataDir: string): Promise<void> {
   const deadlineFile = path.join(runDir, DEADLINE_FILE);
@@ -117,15 +122,9 @@ export async function runDeadman(runDir: string, dataDir: string): Promise<void>
     } else {
       idleSince = now;
       if (now >= deadline) {
-        const pid = readPid(path.join(dataDir, 'postmaster.pid'));
-        if (pid !== null) {
-          try {
-            process.kill(pid, 'SIGINT');
-            process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: stopped PostgreSQL (pid ${pid})\n`);
-          } catch {
-            // Already gone.
-          }
-        }
+        const late = now - deadline > BigInt(LATE_MS) * 1_000_000n;
+        const how = stopPostgresAfterDeadline(dataDir, late);
+        if (how !== null) process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: ${how}\n`);
         try {
           unlinkSync(deadlineFile);
         } catch {
@@ -134,6 +133,57 @@ export async function runDeadman(runDir: string, dataDir: string): Promise<void>
       }
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/**
+ * Stops the PostgreSQL of `dataDir`. On time (the lease cannot have expired yet) a fast shutdown is enough: SIGINT
+ * to the postmaster. Late, every backend may be about to acknowledge a commit while another member already holds
+ * the key — found by the chaos suite: a primary frozen past its lease acknowledged a write 5 ms after it woke,
+ * before a fast shutdown had reached its backends. So then the postmaster is stopped (it can fork no more) and every
+ * process of the server is killed at once; the WAL makes this as safe as a crash. Returns what it did, or null when
+ * no PostgreSQL ran.
+ */
+export function stopPostgresAfterDeadline(dataDir: string, late: boolean): string | null {
+  const pid = readPid(path.join(dataDir, 'postmaster.pid'));
+  if (pid === null || !isAlive(pid)) return null;
+  try {
+    if (!late) {
+      process.kill(pid, 'SIGINT');
+      return `stopped PostgreSQL (fast shutdown of pid ${pid})`;
+    }
+    process.kill(pid, 'SIGSTOP');
+    const children = childrenOf(pid);
+    for (const child of children) {
+      try {
+        process.kill(child, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    process.kill(pid, 'SIGKILL');
+    return `the deadline was missed (this host was not running): killed PostgreSQL (pid ${pid}) and its ${children.length} processes at once`;
+  } catch {
+    return null;
+  }
+}
+
+/** Direct children of `pid`: from /proc/<pid>/task/<pid>/children, else by scanning /proc. */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((s) => s.trim() !== '').map(Number);
+  } catch {
+    const out: number[] = [];
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
+      } catch {
+        // Ended while we looked.
+      }
+    }
+    return out;
   }
 }
 

@@ -1,0 +1,63 @@
+/**
+ * The deadman's way of stopping PostgreSQL, against a real PostgreSQL 15: on time a fast shutdown; late (the host
+ * was frozen past the lease, another member may hold the key) every process of the server is killed at once, so
+ * no backend can acknowledge another commit. The chaos suite found the need: a primary frozen past its lease
+ * acknowledged a write 5 ms after it woke, before a fast shutdown reached its backends.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { stopPostgresAfterDeadline } from '../../src/ha/deadman.js';
+import type { PostgresServer } from '../../src/postgres/server.js';
+import { isAlive as alive } from '../../src/up/processes.js';
+import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+
+describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
+  const credentials = testCredentials();
+  let server: PostgresServer;
+
+  function client(): pg.Client {
+    const c = new pg.Client({ host: '127.0.0.1', port: server.port, user: credentials.superuser.username, password: credentials.superuser.password, database: 'postgres' });
+    c.on('error', () => undefined);
+    return c;
+  }
+
+  /** PIDs of the server's backends, as PostgreSQL lists them. */
+  async function backendPids(c: pg.Client): Promise<number[]> {
+    const r = await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()');
+    return r.rows.map((x) => x.pid);
+  }
+
+  before(async () => {
+    server = await makeTestServer('deadman', await makePgTempDir('pgwarden-deadman-'), credentials);
+    await server.bootstrap();
+  });
+
+  after(async () => {
+    await cleanupServers();
+  });
+
+  it('on time: a fast shutdown', async () => {
+    const how = stopPostgresAfterDeadline(server.dataDir, false);
+    assert.match(how ?? '', /fast shutdown of pid \d+/);
+    await waitFor('PostgreSQL to stop', async () => (server.postmasterPid() === null ? true : undefined), 20_000);
+    assert.equal(stopPostgresAfterDeadline(server.dataDir, false), null, 'nothing to stop any more');
+    await server.start('primary', null);
+  });
+
+  it('late: the postmaster and every backend are killed at once; the client is cut off', async () => {
+    const c = client();
+    await c.connect();
+    const others = await backendPids(c);
+    const postmaster = server.postmasterPid()!;
+    const how = stopPostgresAfterDeadline(server.dataDir, true);
+    assert.match(how ?? '', /killed PostgreSQL \(pid \d+\) and its \d+ processes at once/);
+    // SIGKILL is delivered asynchronously; "at once" is within a few milliseconds, far below a fast shutdown.
+    const started = performance.now();
+    await waitFor('every process of the server to be gone', async () => ([postmaster, ...others].some(alive) ? undefined : true), 1000);
+    const goneMs = performance.now() - started;
+    assert.ok(goneMs < 200, `gone after ${goneMs.toFixed(0)} ms`);
+    await assert.rejects(c.query('SELECT 1'), 'the open connection is dead');
+    await c.end().catch(() => undefined);
+  });
+});
