@@ -15,6 +15,7 @@ import { probePeers } from './peers.js';
 import {
   DEFAULT_DYNAMIC_CONFIG,
   EMPTY_MEMORY,
+  emptyClusterView,
   type AgentMemory,
   type ClusterView,
   type Decision,
@@ -204,7 +205,7 @@ export class Agent implements ApiBackend {
       this.metricsRegistry.dcsErrors.inc();
       this.log.debug({ err: describeError(e) }, 'etcd read failed');
     }
-    const view = this.lastView ?? emptyView(this.bootstrapConfig());
+    const view = this.lastView ?? emptyClusterView(this.bootstrapConfig());
     const config = view.config;
     await this.applyParameters(config);
     const pgObs = await this.pg.observe();
@@ -392,7 +393,7 @@ export class Agent implements ApiBackend {
       if (performance.now() >= this.loopAliveUntil) return;
       if (this.memory.holdsLeader) {
         try {
-          await refreshLeader(this.executorContext(this.lastView ?? emptyView(this.bootstrapConfig())));
+          await refreshLeader(this.executorContext(this.lastView ?? emptyClusterView(this.bootstrapConfig())));
         } finally {
           this.syncDeadman();
         }
@@ -477,8 +478,4 @@ export class Agent implements ApiBackend {
   get metricsContentType(): string {
     return this.metricsRegistry.registry.contentType;
   }
-}
-
-function emptyView(config: DynamicConfig): ClusterView {
-  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
 }

@@ -168,6 +168,11 @@ export interface ClusterView {
   proxies: ProxyState[];
 }
 
+/** What an agent knows of the cluster before its first successful read of etcd. */
+export function emptyClusterView(config: DynamicConfig): ClusterView {
+  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
+}
+
 /**
  * `drain`, bound to the primary's lease: proxies let transactions in flight on `from` finish, hold new ones and
  * acknowledge under their own key; the primary shuts down once all have (or after `timeoutMs`), so a

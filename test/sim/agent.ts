@@ -16,6 +16,7 @@ import { decide, newestTimeline } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown } from '../../src/ha/lease.js';
 import {
   EMPTY_MEMORY,
+  emptyClusterView,
   type Action,
   type AgentMemory,
   type ClusterView,
@@ -176,7 +177,7 @@ export class SimAgent {
       expectedFailure(e);
       reachable = false;
     }
-    const view = this.lastView ?? emptyView(this.bootstrapConfig);
+    const view = this.lastView ?? emptyClusterView(this.bootstrapConfig);
     const config = view.config;
     const pgObs = yield* this.observePg();
     this.lastPg = pgObs;
@@ -659,8 +660,4 @@ export function describeAction(a: Action): string {
     default:
       return a.type;
   }
-}
-
-function emptyView(config: DynamicConfig): ClusterView {
-  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
 }
