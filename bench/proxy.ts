@@ -28,6 +28,8 @@ const { values } = parseArgs({
     'idle-clients': { type: 'string', default: '10000' },
     /** Directory for a V8 CPU profile of the proxy process (written when it exits). */
     'cpu-prof': { type: 'string' },
+    /** Write /tmp/perf-<pid>.map for the proxy so `perf record -p <pid>` names JavaScript frames. */
+    'perf-map': { type: 'boolean', default: false },
     /** Comma-separated subset of: select-only,tpcb-like. */
     workloads: { type: 'string', default: 'select-only,tpcb-like' },
     pgbouncer: { type: 'string', default: '/usr/sbin/pgbouncer' },
@@ -131,6 +133,45 @@ interface PgbenchResult {
   poolerCpuUsPerTx: number | null;
   /** The user-mode part of poolerCpuUsPerTx (the rest is kernel time, mostly socket reads and writes). */
   poolerUserUsPerTx: number | null;
+  /** Where the whole machine's time went, per transaction: pgbench, PostgreSQL (every server process), idle. */
+  pgbenchCpuUsPerTx: number;
+  postgresCpuUsPerTx: number;
+  idleUsPerTx: number;
+}
+
+/** Clock ticks to microseconds (USER_HZ is 100 on Linux). */
+const TICK_US = 10_000;
+
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** CPU of the processes this bench reaped (pgbench runs as its child): cutime + cstime of this process. */
+async function reapedChildrenMicros(): Promise<number> {
+  const f = statFields(await readFile('/proc/self/stat', 'utf8'));
+  return (Number(f[13]) + Number(f[14])) * TICK_US;
+}
+
+/** CPU of a PostgreSQL server: the postmaster, its reaped children (ended backends) and the ones alive now. */
+async function serverTreeMicros(postmaster: number): Promise<number> {
+  const own = statFields(await readFile(`/proc/${postmaster}/stat`, 'utf8'));
+  let total = (Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14])) * TICK_US;
+  const children = (await readFile(`/proc/${postmaster}/task/${postmaster}/children`, 'utf8')).split(' ').filter((x) => x.trim() !== '');
+  for (const child of children) {
+    try {
+      const f = statFields(await readFile(`/proc/${child}/stat`, 'utf8'));
+      total += (Number(f[11]) + Number(f[12])) * TICK_US;
+    } catch {
+      // Ended meanwhile: it is in the postmaster's cutime once reaped.
+    }
+  }
+  return total;
+}
+
+/** Idle time of the whole machine, summed over its CPUs (idle + iowait of /proc/stat's cpu line). */
+async function machineIdleMicros(): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/);
+  return (Number(line[4]) + Number(line[5])) * TICK_US;
 }
 
 /** utime + stime of a process in microseconds, from /proc/<pid>/stat (clock ticks, 100 per second on Linux). */
@@ -141,8 +182,9 @@ async function cpuMicros(pid: number): Promise<{ user: number; total: number }> 
   return { user: Number(fields[11]) * 10_000, total: (Number(fields[11]) + Number(fields[12])) * 10_000 };
 }
 
-async function pgbench(port: number, password: string, args: string[], poolerPid: number | null): Promise<PgbenchResult> {
+async function pgbench(port: number, password: string, args: string[], poolerPid: number | null, postmaster: number): Promise<PgbenchResult> {
   const cpuBefore = poolerPid === null ? null : await cpuMicros(poolerPid);
+  const [pgbenchBefore, postgresBefore, idleBefore] = await Promise.all([reapedChildrenMicros(), serverTreeMicros(postmaster), machineIdleMicros()]);
   const { stdout } = await run(
     path.join(PG_BIN_DIR, 'pgbench'),
     ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-n', '-T', String(seconds), ...args, 'postgres'],
@@ -153,10 +195,22 @@ async function pgbench(port: number, password: string, args: string[], poolerPid
   const processed = /number of transactions actually processed: (\d+)/.exec(stdout);
   if (!tps || !latency || !processed) throw new Error(`unexpected pgbench output:\n${stdout}`);
   const transactions = Number(processed[1]);
+  // Backends of a direct run end with pgbench; give the postmaster a moment to reap them into its cutime.
+  await sleep(300);
+  const [pgbenchAfter, postgresAfter, idleAfter] = await Promise.all([reapedChildrenMicros(), serverTreeMicros(postmaster), machineIdleMicros()]);
   const cpuAfter = poolerPid === null ? null : await cpuMicros(poolerPid);
   const poolerCpuUsPerTx = cpuAfter === null || cpuBefore === null ? null : (cpuAfter.total - cpuBefore.total) / transactions;
   const poolerUserUsPerTx = cpuAfter === null || cpuBefore === null ? null : (cpuAfter.user - cpuBefore.user) / transactions;
-  return { tps: Number(tps[1]), latencyMs: Number(latency[1]), transactions, poolerCpuUsPerTx, poolerUserUsPerTx };
+  return {
+    tps: Number(tps[1]),
+    latencyMs: Number(latency[1]),
+    transactions,
+    poolerCpuUsPerTx,
+    poolerUserUsPerTx,
+    pgbenchCpuUsPerTx: (pgbenchAfter - pgbenchBefore) / transactions,
+    postgresCpuUsPerTx: (postgresAfter - postgresBefore) / transactions,
+    idleUsPerTx: (idleAfter - idleBefore) / transactions,
+  };
 }
 
 // ---- idle clients: raw TCP, StartupMessage, SCRAM with keys derived once (the userlist holds one verifier) ----
@@ -343,6 +397,7 @@ async function main(): Promise<void> {
     log(`PgBouncer on ${bouncerPort}, pgwarden proxy on ${proxyPort}…`);
     pgbouncer = startChild('pgbouncer', values.pgbouncer, [bouncerIni], { uid: owner?.uid, gid: owner?.gid, logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-pgbouncer.log`) });
     const nodeArgs = values['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(values['cpu-prof'])}`] : [];
+    if (values['perf-map']) nodeArgs.push('--perf-basic-prof');
     const mainJs = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../src/cli/main.js');
     proxy = startChild('pgwarden proxy', process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', proxyYml, '--primary', `127.0.0.1:${postgres.port}`], {
       logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy.log`),
@@ -355,14 +410,18 @@ async function main(): Promise<void> {
       }, 20_000);
     }
 
+    const postmaster = postgres.postmasterPid();
+    if (postmaster === null) throw new Error('PostgreSQL is not running');
     const results = new Map<string, PgbenchResult[]>();
     for (let round = 1; round <= rounds; round++) {
       for (const workload of workloads) {
         for (const target of TARGETS) {
           const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : null;
-          const r = await pgbench(ports[target], password, workload.args, poolerPid);
-          const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler CPU ${r.poolerCpuUsPerTx.toFixed(1)} µs/tx (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
-          log(`  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 9)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms${cpu}`);
+          const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
+          const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
+          log(
+            `  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 9)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms  µs/tx: pgbench ${r.pgbenchCpuUsPerTx.toFixed(1)}  postgres ${r.postgresCpuUsPerTx.toFixed(1)}${cpu}  idle ${r.idleUsPerTx.toFixed(1)}`,
+          );
           const key = `${workload.name}/${target}`;
           results.set(key, [...(results.get(key) ?? []), r]);
         }
@@ -378,14 +437,18 @@ async function main(): Promise<void> {
 
     const lines: string[] = [];
     lines.push(`pgbench, ${seconds} s per run, ${rounds} round(s), median; pools: ${POOL_SIZE} server connections, transaction mode`);
-    lines.push(`${pad('workload', 12)} ${pad('target', 10)} ${pad('TPS', 10)} ${pad('latency ms', 11)} pooler CPU µs/tx`);
+    lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
+    lines.push(`${pad('workload', 12)} ${pad('target', 10)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
     for (const workload of workloads) {
       for (const target of TARGETS) {
         const rs = results.get(`${workload.name}/${target}`) ?? [];
+        const med = (f: (r: PgbenchResult) => number): string => median(rs.map(f)).toFixed(1);
+        const pooler = target === 'direct' ? '-' : `${med((r) => r.poolerCpuUsPerTx ?? 0)} (${med((r) => r.poolerUserUsPerTx ?? 0)})`;
         lines.push(
-          `${pad(workload.name, 12)} ${pad(target, 10)} ${pad(median(rs.map((r) => r.tps)).toFixed(0), 10)} ${pad(median(rs.map((r) => r.latencyMs)).toFixed(3), 11)} ${
-            target === 'direct' ? '-' : median(rs.map((r) => r.poolerCpuUsPerTx ?? 0)).toFixed(1)
-          }`,
+          `${pad(workload.name, 12)} ${pad(target, 10)} ${pad(median(rs.map((r) => r.tps)).toFixed(0), 10)} ${pad(median(rs.map((r) => r.latencyMs)).toFixed(3), 11)} ${pad(
+            med((r) => r.pgbenchCpuUsPerTx),
+            8,
+          )} ${pad(med((r) => r.postgresCpuUsPerTx), 9)} ${pad(pooler, 14)} ${med((r) => r.idleUsPerTx)}`,
         );
       }
       const ratio = median((results.get(`${workload.name}/pgwarden`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));

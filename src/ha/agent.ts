@@ -9,6 +9,7 @@ import type { PostgresServer } from '../postgres/server.js';
 import { decide, isWakeKey } from './decide.js';
 import { execute, refreshLeader, type ExecutorContext } from './executor.js';
 import { LeaseDeadman } from './deadman.js';
+import { DEADLINE_LATE_MS } from '../postgres/emergency-stop.js';
 import { leaderSafeUntil, mustStepDown } from './lease.js';
 import { AgentMetrics } from './metrics.js';
 import { probePeers } from './peers.js';
@@ -421,13 +422,20 @@ export class Agent implements ApiBackend {
     }
     const memory = this.memory;
     if (memory.leaderRefreshSentAt === null) return;
-    if (!mustStepDown(memory, this.dynamicConfig(), performance.now())) return;
+    const now = performance.now();
+    if (!mustStepDown(memory, this.dynamicConfig(), now)) return;
+    // Found long past, this process was not running at the deadline (a frozen host): PostgreSQL woke up too, and
+    // its backends may be answering writes queued meanwhile while another member holds the key; a fast shutdown
+    // would reach them too late (the chaos suite caught such an acknowledgement 6 ms after the thaw).
+    const safeUntil = leaderSafeUntil(memory, this.dynamicConfig());
+    const late = safeUntil !== null && now - safeUntil > DEADLINE_LATE_MS;
     memory.holdsLeader = false;
     memory.leaderRefreshSentAt = null;
     this.deadman.disarm();
-    if (this.pg.emergencyStop()) {
+    const how = this.pg.emergencyStop(late);
+    if (how !== null) {
       this.metricsRegistry.emergencyStops.inc();
-      this.log.warn({ member: this.memberName }, 'leader lease not refreshed before its safety deadline: stopped PostgreSQL');
+      this.log.warn({ member: this.memberName }, `leader lease not refreshed before its safety deadline: ${how}`);
     }
     this.wakeUp();
   }

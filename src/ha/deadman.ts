@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEADLINE_LATE_MS, stopPostgresAfterDeadline } from '../postgres/emergency-stop.js';
 
 /**
  * The lease deadman: pgwarden's user-space counterpart of Patroni's /dev/watchdog.
@@ -16,15 +17,10 @@ import { fileURLToPath } from 'node:url';
  * process, so agent and deadman agree on it without wall-clock jumps mattering.
  */
 export const DEADLINE_FILE = 'pgwarden.deadline';
-const PID_FILE = 'pgwarden.deadman.pid';
+export const DEADMAN_PID_FILE = 'pgwarden.deadman.pid';
 const POLL_MS = 100;
 /** The deadman exits once it has been disarmed this long (the agent starts it again when it next arms). */
 const IDLE_EXIT_MS = 3000;
-/**
- * A deadline found passed by more than this means the deadman itself was not running when it came (a frozen host
- * or VM, a starved process): by now another member may hold the key, and PostgreSQL woke up with it.
- */
-const LATE_MS = 250;
 
 /** performance.now() and process.hrtime() are both monotonic; this maps one onto the other. */
 const HRTIME_OFFSET_NS = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
@@ -79,7 +75,7 @@ export class LeaseDeadman {
   }
 
   private ensureRunning(): void {
-    const pid = readPid(path.join(this.runDir, PID_FILE));
+    const pid = readPid(path.join(this.runDir, DEADMAN_PID_FILE));
     if (pid !== null && isDeadmanOf(pid, this.runDir)) return;
     const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
     const log = openSync(path.join(this.runDir, 'deadman.log'), 'a');
@@ -89,7 +85,7 @@ export class LeaseDeadman {
         stdio: ['ignore', log, log],
       });
       child.unref();
-      if (child.pid) writeFileSync(path.join(this.runDir, PID_FILE), String(child.pid));
+      if (child.pid) writeFileSync(path.join(this.runDir, DEADMAN_PID_FILE), String(child.pid));
     } finally {
       closeSync(log);
     }
@@ -102,7 +98,7 @@ export class LeaseDeadman {
  */
 export async function runDeadman(runDir: string, dataDir: string): Promise<void> {
   const deadlineFile = path.join(runDir, DEADLINE_FILE);
-  const pidFile = path.join(runDir, PID_FILE);
+  const pidFile = path.join(runDir, DEADMAN_PID_FILE);
   let idleSince = process.hrtime.bigint();
   for (;;) {
     // A newer deadman took over (the agent found this one dead-looking): leave.
@@ -122,7 +118,7 @@ export async function runDeadman(runDir: string, dataDir: string): Promise<void>
     } else {
       idleSince = now;
       if (now >= deadline) {
-        const late = now - deadline > BigInt(LATE_MS) * 1_000_000n;
+        const late = now - deadline > BigInt(DEADLINE_LATE_MS) * 1_000_000n;
         const how = stopPostgresAfterDeadline(dataDir, late);
         if (how !== null) process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: ${how}\n`);
         try {
@@ -133,57 +129,6 @@ export async function runDeadman(runDir: string, dataDir: string): Promise<void>
       }
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-/**
- * Stops the PostgreSQL of `dataDir`. On time (the lease cannot have expired yet) a fast shutdown is enough: SIGINT
- * to the postmaster. Late, every backend may be about to acknowledge a commit while another member already holds
- * the key — found by the chaos suite: a primary frozen past its lease acknowledged a write 5 ms after it woke,
- * before a fast shutdown had reached its backends. So then the postmaster is stopped (it can fork no more) and every
- * process of the server is killed at once; the WAL makes this as safe as a crash. Returns what it did, or null when
- * no PostgreSQL ran.
- */
-export function stopPostgresAfterDeadline(dataDir: string, late: boolean): string | null {
-  const pid = readPid(path.join(dataDir, 'postmaster.pid'));
-  if (pid === null || !isAlive(pid)) return null;
-  try {
-    if (!late) {
-      process.kill(pid, 'SIGINT');
-      return `stopped PostgreSQL (fast shutdown of pid ${pid})`;
-    }
-    process.kill(pid, 'SIGSTOP');
-    const children = childrenOf(pid);
-    for (const child of children) {
-      try {
-        process.kill(child, 'SIGKILL');
-      } catch {
-        // Already gone.
-      }
-    }
-    process.kill(pid, 'SIGKILL');
-    return `the deadline was missed (this host was not running): killed PostgreSQL (pid ${pid}) and its ${children.length} processes at once`;
-  } catch {
-    return null;
-  }
-}
-
-/** Direct children of `pid`: from /proc/<pid>/task/<pid>/children, else by scanning /proc. */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter((s) => s.trim() !== '').map(Number);
-  } catch {
-    const out: number[] = [];
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-        if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(entry));
-      } catch {
-        // Ended while we looked.
-      }
-    }
-    return out;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   slotNameFor,
 } from './conf.js';
 import { readControlData } from './controldata.js';
+import { stopPostgresAfterDeadline } from './emergency-stop.js';
 import { parseLsnOrNull } from './lsn.js';
 import { type OsUser, runAsIdentity, runProgram, withSecretFile, writeFileAs } from './run.js';
 import { scramSha256Verifier } from './scram.js';
@@ -757,19 +758,13 @@ export class PostgresServer {
   }
 
   /**
-   * Synchronous on purpose (the lease watchdog calls it from a timer and must not wait for anything): sends
-   * SIGINT (fast shutdown) to the postmaster, which at once refuses new connections and ends the open ones.
-   * Returns whether a signal was sent.
+   * Synchronous on purpose (the lease watchdog calls it from a timer and must not wait for anything): a fast
+   * shutdown (SIGINT: the postmaster at once refuses new connections and ends the open ones); `late` (the deadline
+   * passed while this host was not running) or a stopped postmaster: every process killed at once, see
+   * stopPostgresAfterDeadline. Returns what was done, or null when no PostgreSQL ran.
    */
-  emergencyStop(): boolean {
-    try {
-      const pid = Number(readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
-      if (!Number.isInteger(pid) || pid <= 0) return false;
-      process.kill(pid, 'SIGINT');
-      return true;
-    } catch {
-      return false;
-    }
+  emergencyStop(late = false): string | null {
+    return stopPostgresAfterDeadline(this.dataDir, late);
   }
 
   /** Promotes a running replica (call checkpoint() next, see there). */

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import YAML from 'yaml';
 import { agentChildEnv } from '../../src/config/cli.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { DEADMAN_PID_FILE } from '../../src/ha/deadman.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../../src/ha/types.js';
 import { ETCD_BIN, PG_BIN_DIR } from '../../src/up/dependencies.js';
 import { newSecrets, type Secrets } from '../../src/up/state.js';
@@ -444,6 +445,16 @@ export class ChaosCluster {
     return alive(p) ? p.pid : null;
   }
 
+  /** The lease deadman of `member` (from its PID file), when it runs. */
+  deadmanPid(member: string): number | null {
+    try {
+      const pid = Number(readFileSync(path.join(`${this.dataDir(member)}.run`, DEADMAN_PID_FILE), 'utf8').trim());
+      return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : null;
+    } catch {
+      return null;
+    }
+  }
+
   /** The postmaster of `member` (from postmaster.pid), when it runs. */
   postmasterPid(member: string): number | null {
     const pid = postmasterPidOf(this.dataDir(member));
@@ -460,7 +471,8 @@ export class ChaosCluster {
       return out;
     }
     const w = what ?? 'both';
-    if (w === 'host') return descendants([own, this.postmasterPid(host)].filter((p): p is number => p !== null));
+    // The deadman belongs to the host even when an earlier agent process started it (it then has another parent).
+    if (w === 'host') return descendants([own, this.deadmanPid(host), this.postmasterPid(host)].filter((p): p is number => p !== null));
     if ((w === 'agent' || w === 'both') && own !== null) out.push(own);
     const pm = this.postmasterPid(host);
     if ((w === 'pg' || w === 'both') && pm !== null) out.push(pm);

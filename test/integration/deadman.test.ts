@@ -5,12 +5,31 @@
  * acknowledged a write 5 ms after it woke, before a fast shutdown reached its backends.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { stopPostgresAfterDeadline } from '../../src/ha/deadman.js';
+import { isStopped, stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { isAlive as alive } from '../../src/up/processes.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+
+function lockHolder(dataDir: string): number | null {
+  try {
+    return Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return null;
+  }
+}
+
+function reaped(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
   const credentials = testCredentials();
@@ -57,6 +76,28 @@ describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
     await waitFor('every process of the server to be gone', async () => ([postmaster, ...others].some(alive) ? undefined : true), 1000);
     const goneMs = performance.now() - started;
     assert.ok(goneMs < 200, `gone after ${goneMs.toFixed(0)} ms`);
+    await assert.rejects(c.query('SELECT 1'), 'the open connection is dead');
+    await c.end().catch(() => undefined);
+  });
+
+  // Found by the chaos suite (asynchronous mode): a deadman outside a frozen host sent its on-time fast shutdown
+  // to a stopped postmaster; thawed, a backend answered a queued INSERT before the shutdown reached it.
+  it('on time but PostgreSQL is stopped (a frozen host): killed at once, nothing left to thaw', async () => {
+    // The killed postmaster lingers as a zombie until init reaps it, and PostgreSQL refuses to start while the PID
+    // in postmaster.pid answers kill(pid, 0).
+    const killed = lockHolder(server.dataDir);
+    if (killed !== null) await waitFor('the killed postmaster to be reaped', async () => (reaped(killed) ? true : undefined), 10_000);
+    await server.start('primary', null);
+    const c = client();
+    await c.connect();
+    const others = await backendPids(c);
+    const postmaster = server.postmasterPid()!;
+    const frozen = [postmaster, ...others];
+    for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+    await waitFor('the postmaster to be stopped', async () => (isStopped(postmaster) ? true : undefined), 2000);
+    const how = stopPostgresAfterDeadline(server.dataDir, false);
+    assert.match(how ?? '', /PostgreSQL was stopped .* killed PostgreSQL \(pid \d+\) and its \d+ processes at once/);
+    await waitFor('every stopped process of the server to be gone', async () => (frozen.some(alive) ? undefined : true), 2000);
     await assert.rejects(c.query('SELECT 1'), 'the open connection is dead');
     await c.end().catch(() => undefined);
   });
