@@ -20,7 +20,7 @@ import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer, span } from './pool/server-conn.js';
-import { ADVISORY_UNLOCK_ALL, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
+import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
 import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
@@ -606,7 +606,12 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       conn.settingsKey = '';
     }
     if ((effects & SqlEffect.UnlistenAll) !== 0) pins &= ~Pin.Listen;
-    if ((tags & SessionTag.Set) !== 0 && (effects & SqlEffect.ExemptSet) === 0) pins |= Pin.Set;
+    if ((tags & SessionTag.Set) !== 0) {
+      // A SET that is transaction-scoped or of a followed parameter (see onParameterStatus) leaves nothing to pin for,
+      // unless another SET of the same batch does.
+      const harmless = (effects & (SqlEffect.ExemptSet | SqlEffect.FollowedSet)) !== 0 && (effects & SqlEffect.PinningSet) === 0;
+      if (!harmless) pins |= Pin.Set;
+    }
     if ((tags & SessionTag.Listen) !== 0) pins |= Pin.Listen;
     if ((tags & SessionTag.Prepare) !== 0) pins |= Pin.Prepare;
     if ((tags & SessionTag.DeclareCursor) !== 0 && (effects & SqlEffect.HoldCursor) !== 0) pins |= Pin.HoldCursor;
@@ -621,6 +626,22 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       counters.pinnedClients--;
     }
     this.pins = pins;
+  }
+
+  /**
+   * The server told this client a reported parameter changed (its SET or RESET, or a rollback undoing one): for the
+   * followed ones the client's settings take the value, so every server connection it gets from now on is given it
+   * (see attach), and the connection that made the change already has it.
+   */
+  onParameterStatus(conn: ServerConn, name: string, value: string): void {
+    if (!FOLLOWED_PARAMETERS.has(name) || this.settings.get(name) === value) return;
+    const inStep = conn.settingsKey === this.settingsId;
+    const next = new Map(this.settings);
+    next.set(name, value);
+    this.settings = clientSettings(next);
+    this.settingsSql = applySettingsSql(this.settings);
+    this.settingsId = settingsKey(this.settings);
+    if (inStep) conn.settingsKey = this.settingsId;
   }
 
   /** True while session state keeps this client on its server connection (transaction mode). */

@@ -126,6 +126,65 @@ describe('proxy: session state pins a client to its server connection (transacti
     assert.equal(await one<string>(b, 'SHOW statement_timeout'), '0');
   });
 
+  it('SET of a reported parameter (TIME ZONE, application_name) does not pin: the client keeps its value on every server connection, a rollback is followed too', async () => {
+    const a = await client();
+    const b = await client();
+    const defaultZone = await one<string>(b, 'SHOW TimeZone');
+    assert.notEqual(defaultZone, 'America/New_York');
+    await a.query("SET TIME ZONE 'America/New_York'");
+    await a.query("SET application_name = 'alpha'");
+    assert.equal(counters().pinnedClients, 0, 'followed parameters do not pin');
+    // With 2 server connections, one held by the other client's transaction, each client moves between them.
+    const seen = new Map<string, Set<number>>([['a', new Set()], ['b', new Set()]]);
+    const probe = async (c: pg.Client, who: 'a' | 'b'): Promise<{ tz: string; app: string }> => {
+      const r = await c.query<{ pid: number; tz: string; app: string }>("SELECT pg_backend_pid() AS pid, current_setting('TimeZone') AS tz, current_setting('application_name') AS app");
+      seen.get(who)!.add(r.rows[0]!.pid);
+      return r.rows[0]!;
+    };
+    for (let i = 0; i < 3; i++) {
+      for (const [holder, other] of [
+        [b, a],
+        [a, b],
+      ] as const) {
+        await holder.query('BEGIN');
+        const held = await probe(holder, holder === a ? 'a' : 'b');
+        const moved = await probe(other, other === a ? 'a' : 'b');
+        await holder.query('COMMIT');
+        for (const [c, got] of [
+          [holder, held],
+          [other, moved],
+        ] as const) {
+          if (c === a) assert.deepEqual({ tz: got.tz, app: got.app }, { tz: 'America/New_York', app: 'alpha' });
+          else assert.deepEqual({ tz: got.tz, app: got.app }, { tz: defaultZone, app: '' });
+        }
+      }
+    }
+    assert.equal(seen.get('a')!.size, 2, 'a ran on both server connections');
+    assert.equal(seen.get('b')!.size, 2, 'b ran on both server connections');
+    // A SET rolled back: PostgreSQL reports the old value again, and the client keeps it.
+    await a.query('BEGIN');
+    await a.query("SET TIME ZONE 'Asia/Tokyo'");
+    assert.equal(await one<string>(a, 'SHOW TimeZone'), 'Asia/Tokyo');
+    await a.query('ROLLBACK');
+    for (let i = 0; i < 3; i++) {
+      await b.query('BEGIN');
+      assert.equal(await one<string>(a, 'SHOW TimeZone'), 'America/New_York');
+      await b.query('COMMIT');
+      assert.equal(await one<string>(a, 'SHOW TimeZone'), 'America/New_York');
+    }
+    // RESET of a followed parameter: back to the server's default, everywhere.
+    await a.query('RESET TimeZone');
+    assert.equal(counters().pinnedClients, 0);
+    await b.query('BEGIN');
+    assert.equal(await one<string>(a, 'SHOW TimeZone'), defaultZone);
+    await b.query('COMMIT');
+    // Any other SET in the same text still pins.
+    await a.query("SET TIME ZONE 'UTC'; SET work_mem = '5MB'");
+    assert.equal(counters().pinnedClients, 1);
+    await a.query('RESET ALL');
+    assert.equal(counters().pinnedClients, 0);
+  });
+
   it('a pinned client that disconnects leaves a clean connection behind (DISCARD ALL); the gauge goes back down', async () => {
     const a = await client();
     await a.query("SET work_mem = '7MB'");

@@ -21,14 +21,27 @@ function tag(text: string): number {
 describe('session-state classification', () => {
   it('leading keywords', () => {
     assert.equal(effects("  set local statement_timeout = '1s';  "), SqlEffect.ExemptSet);
-    assert.equal(effects('SET LOCAL a = 1; SET b = 2'), 0, 'a second statement may be a session SET');
-    assert.equal(effects('SET statement_timeout = 1'), 0);
+    assert.equal(effects('SET LOCAL a = 1; SET b = 2'), SqlEffect.PinningSet, 'a second statement may be a session SET');
+    assert.equal(effects('SET statement_timeout = 1'), SqlEffect.PinningSet);
     assert.equal(effects('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE'), SqlEffect.ExemptSet);
     assert.equal(effects('set constraints all deferred'), SqlEffect.ExemptSet);
-    assert.equal(effects('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), 0);
-    assert.equal(effects('SET localx = 1'), 0);
+    assert.equal(effects('SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY'), SqlEffect.PinningSet);
+    assert.equal(effects('SET localx = 1'), SqlEffect.PinningSet);
     assert.equal(effects('Reset All'), SqlEffect.ExemptSet | SqlEffect.ResetAll);
-    assert.equal(effects('RESET work_mem'), 0);
+    assert.equal(effects('RESET work_mem'), SqlEffect.PinningSet);
+    // Parameters the server reports (ParameterStatus): followed per client instead of pinning.
+    assert.equal(effects("SET TimeZone = 'UTC'"), SqlEffect.FollowedSet);
+    assert.equal(effects("set session time  zone 'Europe/Paris';"), SqlEffect.FollowedSet);
+    assert.equal(effects("SET NAMES 'LATIN1'"), SqlEffect.FollowedSet);
+    assert.equal(effects('SET application_name TO x'), SqlEffect.FollowedSet);
+    assert.equal(effects('set DateStyle = ISO, DMY'), SqlEffect.FollowedSet);
+    assert.equal(effects('RESET intervalstyle'), SqlEffect.FollowedSet);
+    assert.equal(effects('SET standard_conforming_strings = on'), SqlEffect.FollowedSet);
+    assert.equal(effects("SET TimeZone = 'UTC'; SET search_path = x"), SqlEffect.PinningSet, 'not alone in the text');
+    assert.equal(effects('SET "TimeZone" = UTC'), SqlEffect.PinningSet, 'quoted: not recognised, pinned');
+    assert.equal(effects('SET timezone_abbreviations = Default'), SqlEffect.PinningSet);
+    assert.equal(effects('SET ROLE app'), SqlEffect.PinningSet);
+    assert.equal(effects('RESET names'), SqlEffect.PinningSet, 'NAMES is only a SET spelling');
     assert.equal(effects('unlisten *'), SqlEffect.UnlistenAll);
     assert.equal(effects('UNLISTEN chan'), 0);
     assert.equal(effects('DISCARD ALL'), SqlEffect.DiscardAll | SqlEffect.ExemptSet);

@@ -44,6 +44,8 @@ export interface ServerConnPeer {
   onServerReady(conn: ServerConn, status: number): void;
   /** The connection failed while attached; `message` says why. */
   onServerLost(conn: ServerConn, message: string): void;
+  /** A reported parameter changed (a SET, RESET or their rollback) and the peer is being told so. */
+  onParameterStatus?(conn: ServerConn, name: string, value: string): void;
 }
 
 /** Kinds of answers the server owes, in the order it will send them. */
@@ -422,6 +424,11 @@ export class ServerConn {
         } else if (head === Expect.InjectedQuery) {
           forward = false;
           if (t === m.BackendType.ErrorResponse) this.noteError();
+        } else if (t === m.BackendType.ParameterStatus) {
+          if (peer !== null && peer.onParameterStatus !== undefined) {
+            const { name, value } = m.decodeParameterStatus(f.buffer, f.bodyStart, f.end);
+            peer.onParameterStatus(this, name, value);
+          }
         } else if (t === m.BackendType.ParseComplete || t === m.BackendType.CloseComplete) {
           if (head >= 0 && head !== Expect.Sync) {
             this.expectHead++;

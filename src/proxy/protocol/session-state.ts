@@ -28,7 +28,32 @@ export const enum SqlEffect {
   HoldCursor = 16,
   /** CREATE TEMP/TEMPORARY/LOCAL TEMP/GLOBAL TEMP …: the table lives as long as the session. */
   TempTable = 32,
+  /**
+   * SET [SESSION] or RESET of a parameter the server reports (ParameterStatus, see FOLLOWED_PARAMETERS), alone in
+   * the text: the proxy follows its value and applies it wherever the client goes, as with startup parameters.
+   */
+  FollowedSet = 64,
+  /** Any other SET or RESET: its tag pins the client whatever else the same batch did. */
+  PinningSet = 128,
 }
+
+/**
+ * Parameters the server reports with ParameterStatus whenever they change, and that a client may set: the proxy
+ * keeps the value the client last saw and applies it on every server connection the client gets, instead of
+ * pinning the client (PgBouncer does the same for these). `is_superuser`, `session_authorization` and the like
+ * change with SET ROLE, which pins.
+ */
+export const FOLLOWED_PARAMETERS: ReadonlySet<string> = new Set([
+  'application_name',
+  'client_encoding',
+  'DateStyle',
+  'IntervalStyle',
+  'TimeZone',
+  'standard_conforming_strings',
+]);
+
+/** How the followed parameters are written in SET/RESET (lower case; TIME ZONE and NAMES are SET's own spellings). */
+const FOLLOWED_NAMES = ['application_name', 'client_encoding', 'datestyle', 'intervalstyle', 'timezone', 'standard_conforming_strings'];
 
 /** Bits of `sessionTagOf` (and of ServerConn.sessionTags). */
 export const enum SessionTag {
@@ -86,6 +111,14 @@ function singleStatement(buf: Uint8Array, i: number, end: number): boolean {
   return true;
 }
 
+/** True when buf[i, …) names a followed parameter (unquoted; with `setForms`, also SET's TIME ZONE and NAMES). */
+function followedNameAt(buf: Uint8Array, i: number, end: number, setForms: boolean): boolean {
+  for (const name of FOLLOWED_NAMES) if (wordAt(buf, i, end, name)) return true;
+  if (!setForms) return false;
+  if (wordAt(buf, i, end, 'names')) return true;
+  return wordAt(buf, i, end, 'time') && wordAt(buf, skipSpace(buf, i + 4, end), end, 'zone');
+}
+
 /** SqlEffect bits of the SQL text buf[start, end) judged by its leading keywords. */
 export function leadingEffects(buf: Uint8Array, start: number, end: number): number {
   let i = skipSpace(buf, start, end);
@@ -94,15 +127,20 @@ export function leadingEffects(buf: Uint8Array, start: number, end: number): num
     case 0x73: // s
       if (wordAt(buf, i, end, 'set')) {
         // Transaction-scoped forms (their tag is SET too); SET SESSION CHARACTERISTICS is not one of them.
-        const j = skipSpace(buf, i + 3, end);
+        let j = skipSpace(buf, i + 3, end);
         const scoped = wordAt(buf, j, end, 'local') || wordAt(buf, j, end, 'transaction') || wordAt(buf, j, end, 'constraints');
         if (scoped && singleStatement(buf, j, end)) return SqlEffect.ExemptSet;
+        if (wordAt(buf, j, end, 'session')) j = skipSpace(buf, j + 7, end);
+        if (followedNameAt(buf, j, end, true) && singleStatement(buf, j, end)) return SqlEffect.FollowedSet;
+        return SqlEffect.PinningSet;
       }
       return 0;
     case 0x72: // r
       if (wordAt(buf, i, end, 'reset')) {
         const j = skipSpace(buf, i + 5, end);
         if (wordAt(buf, j, end, 'all') && singleStatement(buf, j, end)) return SqlEffect.ExemptSet | SqlEffect.ResetAll;
+        if (followedNameAt(buf, j, end, false) && singleStatement(buf, j, end)) return SqlEffect.FollowedSet;
+        return SqlEffect.PinningSet;
       }
       return 0;
     case 0x75: // u
