@@ -91,8 +91,11 @@ export class Agent implements ApiBackend {
     this.memberName = options.config.name;
     this.cluster = options.config.cluster;
     this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName });
-    this.deadman = new LeaseDeadman(this.pg.runDir, this.pg.dataDir, (e) =>
-      this.log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
+    this.deadman = new LeaseDeadman(
+      this.pg.runDir,
+      this.pg.dataDir,
+      (e) => this.log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
+      (message) => this.log.warn(message),
     );
   }
 

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,7 @@ export class LeaseDeadman {
     private readonly runDir: string,
     private readonly dataDir: string,
     private readonly onError: (e: unknown) => void,
+    private readonly onWarning: (message: string) => void = () => undefined,
   ) {}
 
   /** Sets the deadline (monotonic ms, performance.now()'s clock) and makes sure the deadman runs. */
@@ -74,6 +75,17 @@ export class LeaseDeadman {
     }
   }
 
+  private priorityRefused = false;
+
+  private raisePriority(pid: number): void {
+    execFile('chrt', ['-f', '-p', DEADMAN_RT_PRIORITY, String(pid)], { timeout: 5000 }, (e, _stdout, stderr) => {
+      if (e === null || this.priorityRefused) return;
+      this.priorityRefused = true;
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'chrt (util-linux) is not installed' : String(stderr).trim() || e.message;
+      this.onWarning(`the lease deadman runs at normal priority, not real-time (chrt -f): ${why}`);
+    });
+  }
+
   private ensureRunning(): void {
     const pid = readPid(path.join(this.runDir, DEADMAN_PID_FILE));
     if (pid !== null && isDeadmanOf(pid, this.runDir)) return;
@@ -85,12 +97,23 @@ export class LeaseDeadman {
         stdio: ['ignore', log, log],
       });
       child.unref();
-      if (child.pid) writeFileSync(path.join(this.runDir, DEADMAN_PID_FILE), String(child.pid));
+      if (child.pid) {
+        writeFileSync(path.join(this.runDir, DEADMAN_PID_FILE), String(child.pid));
+        this.raisePriority(child.pid);
+      }
     } finally {
       closeSync(log);
     }
   }
 }
+
+/**
+ * Real-time priority (SCHED_FIFO) for the deadman, so that when a frozen host (a paused VM) runs again it is
+ * scheduled before the backends that wake up with queries already in their sockets, and kills them before they
+ * answer (the chaos suite measured such answers within a millisecond of the thaw). It sleeps nearly all the time,
+ * so the priority costs nothing. Needs CAP_SYS_NICE (or an rtprio limit); without it the deadman runs as usual.
+ */
+const DEADMAN_RT_PRIORITY = '10';
 
 /**
  * The deadman process (`pgwarden deadman`): every 100 ms, if an armed deadline has passed, stops PostgreSQL

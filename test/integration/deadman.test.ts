@@ -6,20 +6,28 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { DEADMAN_PID_FILE, LeaseDeadman } from '../../src/ha/deadman.js';
 import { isStopped, stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { isAlive as alive } from '../../src/up/processes.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 
-function lockHolder(dataDir: string): number | null {
+function lockHolderIn(dir: string, file: string): number | null {
   try {
-    return Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const pid = Number(readFileSync(path.join(dir, file), 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
   }
+}
+
+function lockHolder(dataDir: string): number | null {
+  return lockHolderIn(dataDir, 'postmaster.pid');
 }
 
 function reaped(pid: number): boolean {
@@ -78,6 +86,27 @@ describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
     assert.ok(goneMs < 200, `gone after ${goneMs.toFixed(0)} ms`);
     await assert.rejects(c.query('SELECT 1'), 'the open connection is dead');
     await c.end().catch(() => undefined);
+  });
+
+  it('an armed deadman runs at real-time priority (SCHED_FIFO), or says why it cannot', async () => {
+    const runDir = await mkdtemp(path.join(tmpdir(), 'pgwarden-deadman-rt-'));
+    const warnings: string[] = [];
+    const deadman = new LeaseDeadman(runDir, server.dataDir, (e) => assert.fail(String(e)), (w) => warnings.push(w));
+    deadman.arm(performance.now() + 600_000);
+    let pid: number | null = null;
+    try {
+      await waitFor('the deadman to start', async () => (lockHolderIn(runDir, DEADMAN_PID_FILE) !== null ? true : undefined), 10_000);
+      pid = lockHolderIn(runDir, DEADMAN_PID_FILE)!;
+      // /proc/<pid>/stat field 41 is the scheduling policy: 1 is SCHED_FIFO.
+      const policy = (): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[38]);
+      await waitFor('real-time priority or a warning', async () => (policy() === 1 || warnings.length > 0 ? true : undefined), 10_000);
+      if (warnings.length > 0) assert.match(warnings[0]!, /lease deadman runs at normal priority, not real-time \(chrt -f\): .+/);
+      else assert.equal(policy(), 1);
+    } finally {
+      deadman.disarm();
+      if (pid !== null) process.kill(pid, 'SIGKILL');
+      await rm(runDir, { recursive: true, force: true });
+    }
   });
 
   // Found by the chaos suite (asynchronous mode): a deadman outside a frozen host sent its on-time fast shutdown
