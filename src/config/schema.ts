@@ -132,6 +132,7 @@ const dynamicFields = {
   }),
   postgresql: z.strictObject({ parameters: pgParameters }, expecting('a mapping like {parameters: {work_mem: 64MB}}')),
   drain_timeout: seconds(5).min(0, { error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}` }),
+  proxy_unreachable_timeout: seconds(3).min(0, { error: (i) => `must be 0 (off) or more seconds; got ${describeValue(i.input)}` }),
 };
 
 type DynamicFieldName = keyof typeof dynamicFields;
@@ -191,6 +192,7 @@ export const dynamicConfigSchema = z
       member_slots_ttl: dynamicFields.member_slots_ttl.default(D.member_slots_ttl),
       primary_start_timeout: dynamicFields.primary_start_timeout.default(D.primary_start_timeout),
       drain_timeout: dynamicFields.drain_timeout.default(D.drain_timeout),
+      proxy_unreachable_timeout: dynamicFields.proxy_unreachable_timeout.default(D.proxy_unreachable_timeout),
       // prefault (not default) runs {} through the schema, so the nested parameters default applies too.
       postgresql: z
         .strictObject(
@@ -218,6 +220,7 @@ export const partialDynamicConfigSchema = z
       member_slots_ttl: dynamicFields.member_slots_ttl.optional(),
       primary_start_timeout: dynamicFields.primary_start_timeout.optional(),
       drain_timeout: dynamicFields.drain_timeout.optional(),
+      proxy_unreachable_timeout: dynamicFields.proxy_unreachable_timeout.optional(),
       postgresql: dynamicFields.postgresql.optional(),
     },
     expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),

@@ -113,6 +113,7 @@ const configFieldSchemas: { [K in Exclude<keyof DynamicConfig, 'postgresql'>]: z
   member_slots_ttl: z.number().finite().nonnegative(),
   primary_start_timeout: z.number().finite().nonnegative(),
   drain_timeout: z.number().finite().nonnegative(),
+  proxy_unreachable_timeout: z.number().finite().nonnegative(),
 };
 
 function parseJson(raw: string | undefined): unknown {
@@ -217,7 +218,7 @@ export function decodeCluster(raw: RawCluster): ClusterView {
     optime: decodeOptime(get(KEYS.optime)),
     history: decodeHistory(get(KEYS.history)),
     drain: decodeDrain(get(KEYS.drain)),
-    proxies: decodeProxies(raw).map((p) => ({ id: p.id, drained: p.drained ?? null })),
+    proxies: decodeProxies(raw).map((p) => ({ id: p.id, drained: p.drained ?? null, unreachable: p.unreachable ?? {} })),
   };
 }
 
@@ -282,6 +283,11 @@ export interface ProxyRegistration {
   updatedAt: number;
   /** The id of the last `drain` this proxy completed (in-flight rw transactions finished, new ones held). */
   drained?: string | null;
+  /**
+   * Members whose PostgreSQL this proxy cannot reach (TCP connects to it keep failing), each with the wall-clock ms
+   * since when; absent or empty when it reaches them all.
+   */
+  unreachable?: Record<string, number>;
 }
 
 const proxySchema = z.object({
@@ -290,6 +296,7 @@ const proxySchema = z.object({
   ro: z.string().nullable().catch(null),
   updatedAt: z.number().finite().catch(0),
   drained: z.string().nullable().optional().catch(null),
+  unreachable: z.record(z.string(), z.number().finite()).optional().catch(undefined),
 });
 
 export function encodeProxy(registration: ProxyRegistration): string {

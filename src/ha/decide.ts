@@ -294,6 +294,8 @@ class Decider {
 
     const intentStep = this.leaderIntent();
     if (intentStep) return intentStep;
+    const cutOff = this.view.failover === null ? this.cutOffFromProxies() : null;
+    if (cutOff) return cutOff;
 
     const actions: Action[] = [this.keepKey()];
     const notes: string[] = this.waitingNote ? [this.waitingNote] : [];
@@ -395,7 +397,7 @@ class Decider {
    * primary keeps doing its job meanwhile); otherwise the prefix for the handover's reason.
    */
   private drainBeforeHandover(intent: FailoverIntent, target: string): 'asked' | 'waiting' | string {
-    const proxies = this.view.proxies;
+    const proxies = this.proxiesReachingMe();
     const timeoutMs = this.config.drain_timeout * 1000;
     if (proxies.length === 0 || timeoutMs <= 0) return '';
     const drain = this.view.drain;
@@ -412,8 +414,13 @@ class Decider {
     return `drain timed out for ${pending.join(', ')} after ${this.config.drain_timeout} s; `;
   }
 
+  /** The live proxies that can reach this server: a proxy that cannot has nothing in flight here to finish. */
+  private proxiesReachingMe(): ClusterView['proxies'] {
+    return this.view.proxies.filter((p) => p.unreachable[this.me] === undefined);
+  }
+
   private drainRequestDecision(intent: FailoverIntent, target: string): Decision {
-    const n = this.view.proxies.length;
+    const n = this.proxiesReachingMe().length;
     this.drainWaiting = true;
     return this.decision(
       [
@@ -421,6 +428,53 @@ class Decider {
         { type: 'requestDrain', drain: { id: drainIdFor(intent), from: this.me, to: target, requestedAt: this.clock.wall, timeoutMs: this.config.drain_timeout * 1000 } },
       ],
       `${intent.kind}: asked ${n} ${n === 1 ? 'proxy' : 'proxies'} to drain before handing over to ${target}`,
+      'primary',
+      'running',
+    );
+  }
+
+  /**
+   * A partition between this primary and the proxies only: etcd and the replicas see a healthy primary, so no
+   * failover would ever happen while every client waits. When every live proxy has reported this server
+   * unreachable for proxy_unreachable_timeout, and a replica that could take over cleanly (candidateCheck: streaming
+   * from us, in sync in synchronous mode, within the lag limit) is reachable to all of them, the primary asks for a
+   * switchover to it: the usual handover, so no acknowledged write is lost. One proxy that still reaches this server,
+   * or none that reaches the candidate (a proxy cut from everything), keeps things as they are.
+   */
+  private cutOffFromProxies(): Decision | null {
+    const proxies = this.view.proxies;
+    const timeoutMs = this.config.proxy_unreachable_timeout * 1000;
+    if (timeoutMs <= 0 || proxies.length === 0) return null;
+    let cutForMs = Infinity;
+    for (const p of proxies) {
+      const since = p.unreachable[this.me];
+      if (since === undefined) return null;
+      cutForMs = Math.min(cutForMs, this.clock.wall - since);
+    }
+    if (cutForMs < timeoutMs) {
+      this.waitingNote = `every live proxy reports this server unreachable (${(cutForMs / 1000).toFixed(1)} s of ${this.config.proxy_unreachable_timeout} s)`;
+      return null;
+    }
+    let best: MemberStatus | null = null;
+    for (const m of Object.values(this.view.members)) {
+      if (m.name === this.me || proxies.some((p) => p.unreachable[m.name] !== undefined)) continue;
+      if ('refusal' in this.candidateCheck(m.name, true)) continue;
+      if (
+        !best ||
+        (m.walPosition ?? -1) > (best.walPosition ?? -1) ||
+        ((m.walPosition ?? -1) === (best.walPosition ?? -1) && m.tags.failover_priority > best.tags.failover_priority)
+      ) {
+        best = m;
+      }
+    }
+    if (best === null) {
+      this.waitingNote = 'every live proxy reports this server unreachable, but no replica they all reach could take over';
+      return null;
+    }
+    const n = proxies.length;
+    return this.decision(
+      [this.keepKey(), { type: 'requestSwitchover', intent: { kind: 'switchover', from: this.me, to: best.name, at: null, requestedAt: this.clock.wall } }],
+      `${n === 1 ? 'the only live proxy has' : `all ${n} live proxies have`} reported this server unreachable for ${(cutForMs / 1000).toFixed(1)} s while ${best.name} is reachable to ${n === 1 ? 'it' : 'them'}: asking for a switchover to ${best.name}`,
       'primary',
       'running',
     );

@@ -132,6 +132,12 @@ export interface DynamicConfig {
    * transactions before it shuts down anyway.
    */
   drain_timeout: number;
+  /**
+   * Seconds every live proxy must have reported the primary's PostgreSQL unreachable, while a replica stays
+   * reachable to all of them, before the primary hands over to that replica (a partition between the primary and
+   * the proxies only, which etcd and the replicas cannot see); 0 turns this off.
+   */
+  proxy_unreachable_timeout: number;
 }
 
 export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
@@ -147,6 +153,7 @@ export const DEFAULT_DYNAMIC_CONFIG: DynamicConfig = {
   primary_start_timeout: 30,
   postgresql: { parameters: {} },
   drain_timeout: 5,
+  proxy_unreachable_timeout: 3,
 };
 
 /** Everything the agent reads from etcd in one go. */
@@ -193,6 +200,8 @@ export interface ProxyState {
   id: string;
   /** The id of the last drain this proxy completed, or null. */
   drained: string | null;
+  /** Members whose PostgreSQL this proxy cannot reach, with the wall-clock ms since when (see ProxyRegistration). */
+  unreachable: Record<string, number>;
 }
 
 /** pg_controldata's "Database cluster state". */
@@ -339,6 +348,8 @@ export type Action =
   | { type: 'requestDrain'; drain: DrainRequest }
   /** Removes a drain request nobody waits for any more (switchover done or abandoned). */
   | { type: 'clearDrain' }
+  /** Writes `failover`: the primary asks for its own switchover (see proxy_unreachable_timeout). */
+  | { type: 'requestSwitchover'; intent: FailoverIntent }
   | { type: 'clearRequests' };
 
 export interface Decision {

@@ -61,6 +61,8 @@ export interface AgentHost {
   /** Counts loop cycles (a loop that spins on a failing action shows up as many cycles per second). */
   cycleStarted(member: string): void;
   newSystemId(): string;
+  /** A primary asked for its own switchover because every proxy reported it unreachable. */
+  noteProxyHandover(): void;
 }
 
 /** The host's clocks: shared by every agent incarnation on the host and by its deadman. */
@@ -526,6 +528,10 @@ export class SimAgent {
         return;
       case 'clearDrain':
         yield* this.dcs.clearDrain();
+        return;
+      case 'requestSwitchover':
+        yield* this.dcs.setFailover(action.intent);
+        this.host.noteProxyHandover();
         return;
       case 'recordHistory':
         yield* this.dcs.appendHistory({

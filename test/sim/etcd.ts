@@ -368,6 +368,10 @@ export class SimDcsClient {
     yield* this.rpc('clear the drain request', this.deadline(), () => this.etcd.delete('drain'));
   }
 
+  *setFailover(intent: FailoverIntent): Proc<void> {
+    yield* this.rpc('request a switchover', this.deadline(), () => this.etcd.put('failover', JSON.stringify(intent)));
+  }
+
   *clearFailover(): Proc<void> {
     yield* this.rpc('clear the failover request', this.deadline(), () => this.etcd.delete('failover'));
   }

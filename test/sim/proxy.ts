@@ -3,7 +3,10 @@
  * acknowledgement of a switchover drain once its transactions in flight are done. Modelled only from the agents'
  * side: the delay before it acknowledges (in-flight transactions finishing), proxies that never acknowledge
  * (a stuck proxy: the primary must hand over anyway after drain_timeout) and proxies that crash (their key
- * expires with their lease) or come back.
+ * expires with their lease) or come back. And what it reports it cannot reach (src/proxy/reachability.ts): now and
+ * then the leader for a few seconds (a partition between the primary and this proxy: with every proxy reporting
+ * it long enough, the primary hands over), or every member at once (the proxy's own network is down: nothing may
+ * move).
  */
 import { decodeDrain, encodeProxy } from '../../src/dcs/codec.js';
 import type { Rng } from './prng.js';
@@ -18,12 +21,19 @@ export class SimProxy {
   private up = false;
   /** Drains acknowledged. */
   acks = 0;
+  /** Times this proxy began reporting members unreachable. */
+  cutReports = 0;
+  /** Members reported unreachable, with since when (wall-clock ms). */
+  private unreachable: Record<string, number> = {};
+  private cutUntil = 0;
 
   constructor(
     readonly id: string,
     private readonly etcd: SimEtcd,
     private readonly rng: Rng,
     private readonly ttlSeconds: number,
+    /** Added to the kernel's clock to give wall-clock ms, as the agents' clocks do (theirs with some skew). */
+    private readonly wallEpoch: number,
   ) {}
 
   /** Called every simulation tick. */
@@ -46,8 +56,9 @@ export class SimProxy {
       }
       this.lastKeepAlive = now;
     }
-    const drain = decodeDrain(this.etcd.get('drain')?.value);
     const leader = this.etcd.get('leader')?.value ?? null;
+    this.reachability(now, leader);
+    const drain = decodeDrain(this.etcd.get('drain')?.value);
     if (drain === null || drain.from !== leader || drain.id === this.drained) return;
     if (this.pending !== drain.id) {
       this.pending = drain.id;
@@ -60,6 +71,23 @@ export class SimProxy {
     }
   }
 
+  private reachability(now: number, leader: string | null): void {
+    const cut = Object.keys(this.unreachable).length > 0;
+    if (cut && now >= this.cutUntil) {
+      this.unreachable = {};
+      this.publish();
+    } else if (!cut && leader !== null && this.rng.chance(0.001)) {
+      this.cutUntil = now + this.rng.int(1000, 12_000);
+      const since = now + this.wallEpoch;
+      this.unreachable = { [leader]: since };
+      if (this.rng.chance(0.25)) {
+        for (const key of this.etcd.all().keys()) if (key.startsWith('members/')) this.unreachable[key.slice('members/'.length)] = since;
+      }
+      this.cutReports++;
+      this.publish();
+    }
+  }
+
   start(now: number): void {
     this.up = true;
     this.lease = this.etcd.grant(this.ttlSeconds);
@@ -68,6 +96,10 @@ export class SimProxy {
   }
 
   private publish(): void {
-    this.etcd.put(`proxies/${this.id}`, encodeProxy({ id: this.id, rw: `${this.id}:6432`, ro: null, updatedAt: 0, drained: this.drained }), this.lease);
+    this.etcd.put(
+      `proxies/${this.id}`,
+      encodeProxy({ id: this.id, rw: `${this.id}:6432`, ro: null, updatedAt: 0, drained: this.drained, unreachable: this.unreachable }),
+      this.lease,
+    );
   }
 }

@@ -68,6 +68,7 @@ describe('simulation: seed sweep', () => {
     assert.ok(totals.acks > 200_000, `only ${totals.acks} commits acknowledged`);
     assert.ok(totals.promotions > 2000, `only ${totals.promotions} promotions`);
     assert.ok(totals.drainAcks > 50, `proxies acknowledged only ${totals.drainAcks} switchover drains`);
+    assert.ok(totals.proxyHandovers > 10, `primaries cut off from every proxy asked for only ${totals.proxyHandovers} switchovers`);
     assert.ok(totals.deadmanStops > 100, `the lease deadman stopped PostgreSQL only ${totals.deadmanStops} times`);
     assert.equal(totals.failed.length, 0, `${totals.failed.length} of ${totals.runs} runs violated an invariant:\n${lines.slice(7).join('\n')}`);
     assert.equal(totals.convergence.length, totals.runs);

@@ -11,6 +11,8 @@ export interface SweepTotals {
   lostAsyncAcks: number;
   deadmanStops: number;
   drainAcks: number;
+  proxyCutReports: number;
+  proxyHandovers: number;
   rewinds: number;
   reclones: number;
   maxDualWritableMs: number;
@@ -31,6 +33,8 @@ export function emptyTotals(): SweepTotals {
     lostAsyncAcks: 0,
     deadmanStops: 0,
     drainAcks: 0,
+    proxyCutReports: 0,
+    proxyHandovers: 0,
     rewinds: 0,
     reclones: 0,
     maxDualWritableMs: 0,
@@ -50,6 +54,8 @@ export function addRun(t: SweepTotals, r: SimResult): void {
   t.lostAsyncAcks += r.lostAsyncAcks;
   t.deadmanStops += r.deadmanStops;
   t.drainAcks += r.drainAcks;
+  t.proxyCutReports += r.proxyCutReports;
+  t.proxyHandovers += r.proxyHandovers;
   t.rewinds += r.rewinds;
   t.reclones += r.reclones;
   t.maxDualWritableMs = Math.max(t.maxDualWritableMs, r.maxDualWritableMs);
@@ -81,7 +87,7 @@ export function summaryLines(t: SweepTotals, heading: string, elapsedMs: number,
     `${heading}: ${t.runs} runs in ${seconds(elapsedMs)}`,
     `faults injected: ${FAULT_KINDS.map((k) => `${k} ${t.faults[k]}`).join(', ')}`,
     `acknowledged commits ${t.acks}; promotions ${t.promotions}; async commits lost on failover ${t.lostAsyncAcks} (allowed in async mode)`,
-    `deadman stops ${t.deadmanStops}; proxy drains acknowledged ${t.drainAcks}; pg_rewind runs ${t.rewinds}; re-clones ${t.reclones}; longest time two servers accepted writes ${t.maxDualWritableMs} ms`,
+    `deadman stops ${t.deadmanStops}; proxy drains acknowledged ${t.drainAcks}; proxy cut-off reports ${t.proxyCutReports} (switchovers asked for: ${t.proxyHandovers}); pg_rewind runs ${t.rewinds}; re-clones ${t.reclones}; longest time two servers accepted writes ${t.maxDualWritableMs} ms`,
     `convergence after healing: ${c.length} of ${t.runs} runs, median ${seconds(percentile(c, 0.5))}, p95 ${seconds(percentile(c, 0.95))}, max ${seconds(percentile(c, 1))}`,
     `most HA cycles one agent ran in one second: ${t.maxCyclesPerSecond} (seed ${t.maxCyclesSeed}; loop_wait is 1-2 s, so more than a few means a loop spinning on a failing action)`,
     `runs with violations: ${t.failed.length} (violations by invariant ${([1, 2, 3, 4, 5] as const).map((i) => `#${i}: ${t.violationsByInvariant[i]}`).join(', ')})`,

@@ -130,6 +130,10 @@ export interface SimResult {
   deadmanStops: number;
   /** Switchover drains the proxies acknowledged. */
   drainAcks: number;
+  /** Times a proxy began reporting members unreachable. */
+  proxyCutReports: number;
+  /** Switchovers a primary asked for because every live proxy reported it unreachable. */
+  proxyHandovers: number;
   /** pg_rewind and re-clone runs of servers (rejoining former primaries and diverged replicas). */
   rewinds: number;
   reclones: number;
@@ -174,6 +178,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   /** 0–2 proxies that take part in switchover drains (src/proxy/registration.ts). */
   private readonly proxies: SimProxy[] = [];
   private deadmanStops = 0;
+  private proxyHandovers = 0;
   private rewinds = 0;
   private reclones = 0;
   private readonly cutFromEtcd = new Set<string>();
@@ -251,7 +256,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       if (opts.deadman ?? true) this.deadmen.set(name, new SimDeadman(this, server));
     }
     const proxyCount = opts.proxies ?? proxyRng.weighted([[0, 1], [1, 2], [2, 1]] as const);
-    for (let i = 1; i <= proxyCount; i++) this.proxies.push(new SimProxy(`proxy${i}`, this.etcd, proxyRng.fork(i), this.config.ttl));
+    for (let i = 1; i <= proxyCount; i++) this.proxies.push(new SimProxy(`proxy${i}`, this.etcd, proxyRng.fork(i), this.config.ttl, WALL_EPOCH));
   }
 
   // ---- running ----------------------------------------------------------------------------------------
@@ -428,6 +433,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       maxCyclesPerSecond: this.maxCycles,
       deadmanStops: this.deadmanStops,
       drainAcks: this.proxies.reduce((n, p) => n + p.acks, 0),
+      proxyCutReports: this.proxies.reduce((n, p) => n + p.cutReports, 0),
+      proxyHandovers: this.proxyHandovers,
       rewinds: this.rewinds,
       reclones: this.reclones,
       endedAt: this.kernel.now,
@@ -889,6 +896,10 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     if (!server.running) return false;
     server.stop('fast', () => undefined, (s) => this.shipOnShutdown(s));
     return true;
+  }
+
+  noteProxyHandover(): void {
+    this.proxyHandovers++;
   }
 
   deadmanFired(server: SimPostgres): void {

@@ -18,6 +18,7 @@ import {
   type Observation,
   type PeerProbe,
   type PgObservation,
+  type ProxyState,
   type Tags,
 } from '../../src/ha/types.js';
 
@@ -97,9 +98,9 @@ export class ClusterBuilder {
     return this;
   }
 
-  /** Live proxies and the drain each acknowledged. */
-  proxies(list: ClusterView['proxies']): this {
-    this.proxyStates = list;
+  /** Live proxies, the drain each acknowledged and the members each cannot reach (none unless given). */
+  proxies(list: ReadonlyArray<Omit<ProxyState, 'unreachable'> & Partial<Pick<ProxyState, 'unreachable'>>>): this {
+    this.proxyStates = list.map((p) => ({ ...p, unreachable: p.unreachable ?? {} }));
     return this;
   }
 

@@ -705,3 +705,76 @@ describe('decide: draining the proxies before a switchover', () => {
     assert.ok(!types(decideFor(c, 'b')).includes('clearDrain'));
   });
 });
+
+describe('decide: a primary cut off from every proxy hands over', () => {
+  const base = () => cluster().primary('a').replica('b').replica('c');
+  const cut = (since: number, extra: Record<string, number> = {}) => ({ a: since, ...extra });
+
+  it('every live proxy reported it unreachable for proxy_unreachable_timeout: asks for a switchover to a replica they all reach', () => {
+    const c = base().proxies([
+      { id: 'p1', drained: null, unreachable: cut(NOW.wall - 4000) },
+      { id: 'p2', drained: null, unreachable: cut(NOW.wall - 3500, { c: NOW.wall - 3500 }) },
+    ]);
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [
+      { type: 'refreshLeader' },
+      { type: 'requestSwitchover', intent: { kind: 'switchover', from: 'a', to: 'b', at: null, requestedAt: NOW.wall } },
+    ]);
+    assert.match(d.reason, /all 2 live proxies have reported this server unreachable for 3\.5 s while b is reachable to them: asking for a switchover to b/);
+  });
+
+  it('not for long enough yet: keeps going, and says so', () => {
+    const c = base().proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 2000) }]);
+    const d = decideFor(c, 'a');
+    assert.ok(!types(d).includes('requestSwitchover'), types(d).join(','));
+    assert.match(d.reason, /every live proxy reports this server unreachable \(2\.0 s of 3 s\)/);
+  });
+
+  it('one proxy that still reaches it, no replica all proxies reach, or the setting at 0: nothing happens', () => {
+    const oneReaches = base().proxies([
+      { id: 'p1', drained: null, unreachable: cut(NOW.wall - 9000) },
+      { id: 'p2', drained: null },
+    ]);
+    assert.ok(!types(decideFor(oneReaches, 'a')).includes('requestSwitchover'));
+    // A proxy cut from everything (its own network is down) must not move the primary.
+    const isolated = base().proxies([{ id: 'p1', drained: null, unreachable: { a: NOW.wall - 9000, b: NOW.wall - 9000, c: NOW.wall - 9000 } }]);
+    const d = decideFor(isolated, 'a');
+    assert.ok(!types(d).includes('requestSwitchover'));
+    assert.match(d.reason, /no replica they all reach could take over/);
+    const off = base().proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 9000) }]).config({ proxy_unreachable_timeout: 0 });
+    assert.ok(!types(decideFor(off, 'a')).includes('requestSwitchover'));
+  });
+
+  it('only a replica that could take over cleanly: streaming from it, and in synchronous mode a synchronous standby', () => {
+    const notStreaming = base().proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 9000) }]);
+    assert.ok(!types(decideFor(notStreaming, 'a', { pg: { replication: [] } })).includes('requestSwitchover'));
+    const sync = base()
+      .config({ synchronous_mode: true })
+      .sync('a', ['c'])
+      .proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 9000) }]);
+    const d = decideFor(sync, 'a');
+    const request = d.actions.find((x) => x.type === 'requestSwitchover');
+    assert.ok(request && request.type === 'requestSwitchover' && request.intent.to === 'c', JSON.stringify(d.actions));
+  });
+
+  it('the switchover it asked for skips the drain of proxies that cannot reach it: it hands over at once', () => {
+    const c = base()
+      .failover({ from: 'a', to: 'b' })
+      .proxies([
+        { id: 'p1', drained: null, unreachable: cut(NOW.wall - 4000) },
+        { id: 'p2', drained: null, unreachable: cut(NOW.wall - 4000) },
+      ]);
+    const d = decideFor(c, 'a');
+    assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
+    // A proxy that still reaches it is drained as usual.
+    const mixed = base()
+      .failover({ from: 'a', to: 'b' })
+      .proxies([
+        { id: 'p1', drained: null, unreachable: cut(NOW.wall - 4000) },
+        { id: 'p2', drained: null },
+      ]);
+    const m = decideFor(mixed, 'a');
+    assert.deepEqual(types(m), ['refreshLeader', 'requestDrain']);
+    assert.match(m.reason, /asked 1 proxy to drain/);
+  });
+});
