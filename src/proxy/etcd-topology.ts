@@ -67,6 +67,8 @@ export interface EtcdTopologyOptions {
 
 export class EtcdTopology extends EventEmitter implements Topology {
   private routes: Routes = { leader: null, primary: null, replicas: [] };
+  /** Every member of the last view loaded, whatever its state (the proxy probes them all). */
+  private memberEndpoints: Array<{ name: string; host: string; port: number }> = [];
   private drain: DrainRequest | null = null;
   /** Local time the current drain was first seen (its hold is bounded from here, not by the agent's clock). */
   private drainSeenAt = 0;
@@ -123,6 +125,11 @@ export class EtcdTopology extends EventEmitter implements Topology {
     return drainHolds(this.drain, this.routes.leader, this.drainSeenAt, Date.now());
   }
 
+  /** Every member of the last cluster view loaded (kept while the view is stale), sorted by name. */
+  members(): Array<{ name: string; host: string; port: number }> {
+    return this.memberEndpoints.map((m) => ({ ...m }));
+  }
+
   /** The id of the drain this proxy must complete and acknowledge, or null. */
   pendingDrain(): string | null {
     return this.holdsWrites() ? this.drain!.id : null;
@@ -161,6 +168,9 @@ export class EtcdTopology extends EventEmitter implements Topology {
     this.lastLoadAt = Date.now();
     this.ttlMs = view.config.ttl * 1000;
     const next = routesFromView(view, this.options.maxReplicaLagBytes);
+    this.memberEndpoints = Object.keys(view.members)
+      .sort()
+      .map((name) => ({ name, host: view.members[name].host, port: view.members[name].port }));
     const wasStale = this.stale;
     this.stale = false;
     const drainChanged = (view.drain?.id ?? null) !== (this.drain?.id ?? null);

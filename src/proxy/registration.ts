@@ -3,6 +3,8 @@
  * cost the lease), and its side of DESIGN.md's zero-error switchover. When the primary asks for a drain, the
  * EtcdTopology makes the rw pools hold new transactions; this registrar watches the transactions still running
  * and, once none is left, acknowledges the drain under the proxy's key so the primary can shut down.
+ * With a reachability source it also publishes which members' PostgreSQL the proxy cannot reach, again on every
+ * change, so that the primary can tell when every proxy is cut off from it.
  */
 import type { Logger } from 'pino';
 import type { Dcs } from '../dcs/dcs.js';
@@ -27,6 +29,14 @@ export interface DrainSource {
   off(event: 'change', listener: () => void): unknown;
 }
 
+/** Which members' PostgreSQL this proxy cannot reach (MemberReachability), published with the registration. */
+export interface ReachabilitySource {
+  /** Member name → wall-clock ms since when it has been unreachable. */
+  unreachable(): Record<string, number>;
+  on(event: 'change', listener: () => void): unknown;
+  off(event: 'change', listener: () => void): unknown;
+}
+
 export class ProxyRegistrar {
   private timer: NodeJS.Timeout | null = null;
   private drainTimer: NodeJS.Timeout | null = null;
@@ -35,6 +45,18 @@ export class ProxyRegistrar {
   private acknowledging: string | null = null;
   private drainStartedAt = 0;
   private readonly onTopology = (): void => this.checkDrain();
+  /** The put of `proxies/<id>` in flight, and the one queued behind it that every later publish() shares. */
+  private putting: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+  /** What etcd holds may be older than what this proxy knows (a put failed): the next refresh publishes. */
+  private outdated = false;
+  private running = false;
+  private readonly onReachability = (): void => {
+    if (!this.running) return;
+    this.publish().catch((e: unknown) => {
+      if (this.running) this.log.warn({ err: describeError(e) }, "could not publish this proxy's reachability of the members in etcd; retrying");
+    });
+  };
 
   constructor(
     private readonly dcs: Pick<Dcs, 'ensureLease' | 'keepAlive'> & { publishProxy(r: ProxyRegistration): Promise<void> },
@@ -42,10 +64,14 @@ export class ProxyRegistrar {
     private readonly proxy: RegisteredProxy,
     private readonly drains: DrainSource,
     private readonly log: Logger,
+    private readonly reachability: ReachabilitySource | null = null,
   ) {}
 
   async start(ttl: number): Promise<void> {
     await this.dcs.ensureLease(ttl);
+    this.running = true;
+    // Subscribed before the first put: a change while it is in flight is published right after it.
+    this.reachability?.on('change', this.onReachability);
     await this.publish();
     this.timer = setInterval(() => void this.refresh(), ttl * 1000 * KEEPALIVE_SHARE);
     this.drains.on('change', this.onTopology);
@@ -57,23 +83,55 @@ export class ProxyRegistrar {
     this.timer = null;
     this.stopPolling();
     this.drains.off('change', this.onTopology);
+    this.running = false;
+    this.reachability?.off('change', this.onReachability);
   }
 
+  /**
+   * Puts the registration as it is now. Puts never overlap: two concurrent puts of the key may land in either
+   * order, and a stale one landing last could erase a drain acknowledgement. A call while one is in flight shares
+   * the single put queued behind it, which reads the state only when it starts, so bursts cost one put.
+   */
   private publish(): Promise<void> {
+    if (this.queued !== null) return this.queued;
+    if (this.putting === null) return this.put();
+    const queued = this.putting
+      .catch(() => undefined)
+      .then(() => {
+        this.queued = null;
+        return this.put();
+      });
+    this.queued = queued;
+    return queued;
+  }
+
+  private put(): Promise<void> {
     const rw = this.proxy.address;
     const ro = this.proxy.roAddress;
-    return this.dcs.publishProxy({
-      id: this.id,
-      rw: `${rw.host}:${rw.port}`,
-      ro: ro === null ? null : `${ro.host}:${ro.port}`,
-      updatedAt: Date.now(),
-      drained: this.drained,
-    });
+    this.outdated = false;
+    const put = this.dcs
+      .publishProxy({
+        id: this.id,
+        rw: `${rw.host}:${rw.port}`,
+        ro: ro === null ? null : `${ro.host}:${ro.port}`,
+        updatedAt: Date.now(),
+        drained: this.drained,
+        ...(this.reachability === null ? {} : { unreachable: this.reachability.unreachable() }),
+      })
+      .catch((e: unknown) => {
+        this.outdated = true;
+        throw e;
+      })
+      .finally(() => {
+        if (this.putting === put) this.putting = null;
+      });
+    this.putting = put;
+    return put;
   }
 
   private async refresh(): Promise<void> {
     try {
-      if (!(await this.dcs.keepAlive())) await this.publish();
+      if (!(await this.dcs.keepAlive()) || this.outdated) await this.publish();
     } catch (e) {
       this.log.warn({ err: describeError(e) }, "could not refresh this proxy's registration in etcd; retrying");
     }

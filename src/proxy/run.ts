@@ -3,7 +3,8 @@
  * foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
  * SIGHUP re-reads the config file (as RELOAD on the admin console does).
  * With `etcd:` in the config it follows the cluster (EtcdTopology) and registers itself under `proxies/<id>`;
- * otherwise it is the static-mode pooler.
+ * otherwise it is the static-mode pooler. Following etcd, it also probes every member's PostgreSQL
+ * (MemberReachability) and publishes the members it cannot reach with its registration.
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -16,6 +17,7 @@ import { PgwardenError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { attachAdminConsole } from './admin/console.js';
 import { createProxyMetricsRegistry, ProxyMetricsServer } from './metrics.js';
+import { MemberReachability } from './reachability.js';
 import { ProxyRegistrar } from './registration.js';
 import { ProxyServer } from './server.js';
 import { type Endpoint, StaticTopology, type Topology } from './topology.js';
@@ -116,10 +118,18 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   await proxy.start();
   const stopOperations = await startOperations(proxy, config, topology, options.config, log);
   const id = config.id ?? `${hostname()}-${process.pid}`;
-  const registrar = new ProxyRegistrar(dcs, id, proxy, topology, log);
+  const reachability = new MemberReachability(() => topology.members());
+  reachability.on('change', () => {
+    const unreachable = Object.keys(reachability.unreachable()).sort();
+    if (unreachable.length === 0) log.info({ unreachable }, "this proxy reaches every member's PostgreSQL again");
+    else log.info({ unreachable }, "this proxy cannot connect to the PostgreSQL of some members (reported in etcd under proxies/<id>)");
+  });
+  reachability.start();
+  const registrar = new ProxyRegistrar(dcs, id, proxy, topology, log, reachability);
   await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
   exitOnSignals(log, async () => {
     registrar.stop();
+    reachability.stop();
     await Promise.all([proxy.stop(5000), topology.stop(), stopOperations()]);
     await dcs.close({ revoke: true });
   });

@@ -262,10 +262,10 @@ describe('EtcdDcs against a real etcd', () => {
     await proxy.ensureLease(30);
     const drain = { id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: 1, timeoutMs: 5000 };
     await primary.setDrain(drain);
-    await proxy.publishProxy({ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 2, drained: drain.id });
+    await proxy.publishProxy({ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 2, drained: drain.id, unreachable: { c: 1234 } });
     let view = await observer.load();
     assert.deepEqual(view.drain, drain);
-    assert.deepEqual(view.proxies, [{ id: 'p1', drained: drain.id }]);
+    assert.deepEqual(view.proxies, [{ id: 'p1', drained: drain.id, unreachable: { c: 1234 } }]);
     await primary.clearDrain();
     assert.equal((await observer.load()).drain, null);
     await primary.setDrain(drain);

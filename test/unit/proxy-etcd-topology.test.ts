@@ -84,6 +84,37 @@ describe('EtcdTopology', () => {
   });
 });
 
+describe('EtcdTopology.members', () => {
+  it('lists every member of the last view, whatever its state, sorted by name, and keeps it while stale', async () => {
+    let view = cluster().replica('c', { state: 'stopped' }).primary('a').replica('b').view();
+    let failing = false;
+    const dcs = {
+      load: async (): Promise<ClusterView> => {
+        if (failing) throw new Error('etcd down');
+        return view;
+      },
+      watch: async () => ({ close: async () => undefined }),
+    };
+    const topology = new EtcdTopology({ dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 100 });
+    assert.deepEqual(topology.members(), []);
+    await topology.start();
+    try {
+      const endpoints = (v: ClusterView): Array<{ name: string; host: string; port: number }> =>
+        ['a', 'b', 'c'].filter((n) => n in v.members).map((name) => ({ name, host: v.members[name].host, port: v.members[name].port }));
+      assert.deepEqual(topology.members(), endpoints(view));
+      view = cluster().primary('a').replica('b').view();
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.deepEqual(topology.members(), endpoints(view), 'a member that left the view is no longer listed');
+      failing = true;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(topology.isStale, true);
+      assert.deepEqual(topology.members(), endpoints(view));
+    } finally {
+      await topology.stop();
+    }
+  });
+});
+
 describe('switchover drain', () => {
   const drain = { id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: 0, timeoutMs: 5000 };
 
