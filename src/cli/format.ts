@@ -73,6 +73,8 @@ export interface ListProxyJson {
   rw: string;
   ro: string | null;
   updated_at: number;
+  /** Members whose PostgreSQL the proxy cannot reach, sorted. */
+  unreachable: string[];
 }
 
 export interface ListJson {
@@ -97,7 +99,7 @@ export function listJson(cluster: string, view: ClusterView, proxies: readonly P
       lag_bytes: m.role === 'primary' ? 0 : m.lagBytes,
       reason: m.reason,
     })),
-    proxies: proxies.map((p) => ({ id: p.id, rw: p.rw, ro: p.ro, updated_at: p.updatedAt })),
+    proxies: proxies.map((p) => ({ id: p.id, rw: p.rw, ro: p.ro, updated_at: p.updatedAt, unreachable: Object.keys(p.unreachable ?? {}).sort() })),
   };
 }
 
@@ -131,7 +133,12 @@ export function renderList(cluster: string, view: ClusterView, source: string, p
   if (view.config.pause) out.push('Maintenance mode: on (agents take no automatic action; `pgwarden resume` ends it)');
   if (view.failover) out.push(`Pending: ${describeIntent(view.failover)}`);
   if (proxies.length > 0) {
-    out.push(renderTable(['Proxy', 'rw (primary)', 'ro (replicas)'], proxies.map((p) => [p.id, p.rw, p.ro ?? '-'])));
+    out.push(
+      renderTable(
+        ['Proxy', 'rw (primary)', 'ro (replicas)', 'cannot reach'],
+        proxies.map((p) => [p.id, p.rw, p.ro ?? '-', Object.keys(p.unreachable ?? {}).sort().join(', ') || '-']),
+      ),
+    );
   }
   return out.join('\n');
 }

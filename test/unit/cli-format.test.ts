@@ -62,9 +62,12 @@ describe('listJson', () => {
   it('lists live proxies with their rw and ro addresses', () => {
     const view = cluster().primary('a').view();
     const json = listJson('main', view, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updatedAt: 5 }]);
-    assert.deepEqual(json.proxies, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updated_at: 5 }]);
+    assert.deepEqual(json.proxies, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updated_at: 5, unreachable: [] }]);
     const text = renderList('main', view, 'etcd x', [{ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 5 }]);
-    assert.match(text, /\| p1 +\| 127\.0\.0\.1:6432 +\| - +\|/);
+    assert.match(text, /\| p1 +\| 127\.0\.0\.1:6432 +\| - +\| - +\|/);
+    const cut = [{ id: 'p2', rw: '127.0.0.1:7432', ro: null, updatedAt: 5, unreachable: { c: 9, a: 7 } }];
+    assert.deepEqual(listJson('main', view, cut).proxies[0]!.unreachable, ['a', 'c']);
+    assert.match(renderList('main', view, 'etcd x', cut), /\| p2 +\| 127\.0\.0\.1:7432 +\| - +\| a, c +\|/);
   });
 
   it('has exactly the documented keys, members sorted by name', () => {
