@@ -36,8 +36,13 @@ export class SimProxy {
     private readonly wallEpoch: number,
   ) {}
 
-  /** Called every simulation tick. */
-  tick(now: number): void {
+  /** A cut-off is being reported: a fault the world waits to heal before it checks convergence. */
+  get cutOff(): boolean {
+    return Object.keys(this.unreachable).length > 0;
+  }
+
+  /** Called every simulation tick; new cut-offs begin only while `mayCut` (the fault window). */
+  tick(now: number, mayCut: boolean): void {
     if (this.etcd.outage) return;
     if (!this.up) {
       if (this.rng.chance(0.002)) this.start(now);
@@ -57,7 +62,7 @@ export class SimProxy {
       this.lastKeepAlive = now;
     }
     const leader = this.etcd.get('leader')?.value ?? null;
-    this.reachability(now, leader);
+    this.reachability(now, leader, mayCut);
     const drain = decodeDrain(this.etcd.get('drain')?.value);
     if (drain === null || drain.from !== leader || drain.id === this.drained) return;
     if (this.pending !== drain.id) {
@@ -71,12 +76,12 @@ export class SimProxy {
     }
   }
 
-  private reachability(now: number, leader: string | null): void {
+  private reachability(now: number, leader: string | null, mayCut: boolean): void {
     const cut = Object.keys(this.unreachable).length > 0;
     if (cut && now >= this.cutUntil) {
       this.unreachable = {};
       this.publish();
-    } else if (!cut && leader !== null && this.rng.chance(0.001)) {
+    } else if (!cut && mayCut && leader !== null && this.rng.chance(0.001)) {
       this.cutUntil = now + this.rng.int(1000, 12_000);
       const since = now + this.wallEpoch;
       this.unreachable = { [leader]: since };

@@ -303,7 +303,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     } else {
       this.dualSince = null;
     }
-    for (const proxy of this.proxies) proxy.tick(now);
+    const inWindow = this.windowStart !== null && this.windowEnd !== null && now >= this.windowStart && now < this.windowEnd && (this.opts.randomFaults ?? this.opts.scenarioMs === undefined);
+    for (const proxy of this.proxies) proxy.tick(now, inWindow);
     this.healFaults();
     this.schedulePhases();
   }
@@ -337,7 +338,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     }
     if (now < this.windowEnd!) return;
     if (this.healedAt === null) {
-      if (this.active.length > 0 || this.intentPending()) return;
+      if (this.active.length > 0 || this.intentPending() || this.proxies.some((p) => p.cutOff)) return;
       this.healedAt = now;
       this.log(`* all faults healed at ${fmt(now)}; the cluster must converge within ${this.convergenceBoundMs / 1000} s`);
       return;

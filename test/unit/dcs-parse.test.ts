@@ -118,7 +118,10 @@ describe('decodeCluster', () => {
     assert.equal(view.optime, 67_108_864);
     assert.deepEqual(view.drain, { id: 'switchover:123:b', from: 'a', to: 'b', requestedAt: 124, timeoutMs: 5000 });
     // p1 is malformed (no rw address) and ignored; p3 never drained anything.
-    assert.deepEqual(view.proxies, [{ id: 'p2', drained: 'switchover:123:b' }, { id: 'p3', drained: null }]);
+    assert.deepEqual(view.proxies, [
+      { id: 'p2', drained: 'switchover:123:b', unreachable: {} },
+      { id: 'p3', drained: null, unreachable: {} },
+    ]);
   });
 
   it("'' in initialize means a bootstrap is in progress", () => {
