@@ -439,7 +439,8 @@ class Decider {
    * unreachable for proxy_unreachable_timeout, and a replica that could take over cleanly (candidateCheck: streaming
    * from us, in sync in synchronous mode, within the lag limit) is reachable to all of them, the primary asks for a
    * switchover to it: the usual handover, so no acknowledged write is lost. One proxy that still reaches this server,
-   * or none that reaches the candidate (a proxy cut from everything), keeps things as they are.
+   * or none that reaches the candidate (a proxy cut from everything), keeps things as they are. The proxies date
+   * their reports with their own wall clocks: skew between hosts only shifts when the timeout is reached.
    */
   private cutOffFromProxies(): Decision | null {
     const proxies = this.view.proxies;
