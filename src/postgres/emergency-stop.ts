@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { postmasterPidOf } from '../up/processes.js';
+import { isStopped, postmasterPidOf } from '../up/processes.js';
 
 /**
  * A lease deadline found passed by more than this means whoever watches it (the agent's watchdog, the deadman) was
@@ -42,17 +42,6 @@ export function stopPostgresAfterDeadline(dataDir: string, late: boolean): strin
     return `${why}: killed PostgreSQL (pid ${pid}) and its ${children.length} processes at once`;
   } catch {
     return null;
-  }
-}
-
-/** The process is stopped (state T, or t under a tracer): it cannot act on any signal but SIGKILL until continued. */
-export function isStopped(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state === 'T' || state === 't';
-  } catch {
-    return false;
   }
 }
 

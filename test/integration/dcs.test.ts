@@ -10,6 +10,7 @@ import { Etcd3 } from 'etcd3';
 import { EtcdDcs, type EtcdDcsOptions } from '../../src/dcs/etcd.js';
 import { clusterPrefix } from '../../src/dcs/dcs.js';
 import { isPgwardenError } from '../../src/errors.js';
+import { isStopped } from '../../src/up/processes.js';
 import { DEFAULT_DYNAMIC_CONFIG, type HistoryEntry, type MemberStatus } from '../../src/ha/types.js';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
@@ -394,6 +395,9 @@ describe('EtcdDcs against a real etcd', () => {
     const watch = await client(cluster).watch((key) => seen.push(key));
 
     etcd.kill('SIGSTOP');
+    // The stop is delivered asynchronously: a call sent before it lands would still be answered.
+    for (let i = 0; i < 200 && !isStopped(etcd.pid); i++) await sleep(5);
+    assert.ok(isStopped(etcd.pid), 'etcd is stopped');
     try {
       const calls: Array<[string, () => Promise<unknown>]> = [
         ['load', () => dcs.load()],

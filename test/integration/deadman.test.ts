@@ -12,9 +12,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { DEADMAN_PID_FILE, LeaseDeadman } from '../../src/ha/deadman.js';
-import { isStopped, stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
+import { stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { isAlive as alive } from '../../src/up/processes.js';
+import { isAlive as alive, isStopped } from '../../src/up/processes.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 
 function lockHolderIn(dir: string, file: string): number | null {
