@@ -176,8 +176,7 @@ async function machineIdleMicros(): Promise<number> {
 
 /** utime + stime of a process in microseconds, from /proc/<pid>/stat (clock ticks, 100 per second on Linux). */
 async function cpuMicros(pid: number): Promise<{ user: number; total: number }> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = statFields(await readFile(`/proc/${pid}/stat`, 'utf8'));
   // After the command name: state is field 3, utime field 14, stime field 15 (proc(5)).
   return { user: Number(fields[11]) * 10_000, total: (Number(fields[11]) + Number(fields[12])) * 10_000 };
 }

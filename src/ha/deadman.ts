@@ -3,6 +3,7 @@ import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSy
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEADLINE_LATE_MS, stopPostgresAfterDeadline } from '../postgres/emergency-stop.js';
+import { commandLine, isAlive, readPidFile } from '../up/processes.js';
 
 /**
  * The lease deadman: pgwarden's user-space counterpart of Patroni's /dev/watchdog.
@@ -87,8 +88,7 @@ export class LeaseDeadman {
   }
 
   private ensureRunning(): void {
-    const pid = readPid(path.join(this.runDir, DEADMAN_PID_FILE));
-    if (pid !== null && isDeadmanOf(pid, this.runDir)) return;
+    if (deadmanPidOf(this.runDir) !== null) return;
     const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
     const log = openSync(path.join(this.runDir, 'deadman.log'), 'a');
     try {
@@ -125,14 +125,14 @@ export async function runDeadman(runDir: string, dataDir: string): Promise<void>
   let idleSince = process.hrtime.bigint();
   for (;;) {
     // A newer deadman took over (the agent found this one dead-looking): leave.
-    const owner = readPid(pidFile);
+    const owner = readPidFile(pidFile);
     if (owner !== null && owner !== process.pid) return;
     const now = process.hrtime.bigint();
     const deadline = readDeadline(deadlineFile);
     if (deadline === null) {
       if (now - idleSince > BigInt(IDLE_EXIT_MS) * 1_000_000n) {
         try {
-          if (readPid(pidFile) === process.pid) unlinkSync(pidFile);
+          if (readPidFile(pidFile) === process.pid) unlinkSync(pidFile);
         } catch {
           // Nothing to clean.
         }
@@ -164,36 +164,18 @@ function readDeadline(file: string): bigint | null {
   }
 }
 
-function readPid(file: string): number | null {
-  try {
-    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * The pid file outlives the process (kill -9, a reboot): after a reboot its pid may belong to any process, and
  * taking that one for the deadman would leave the primary without one. So the command line must say it.
  */
 function isDeadmanOf(pid: number, runDir: string): boolean {
   if (!isAlive(pid)) return false;
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return args.includes('deadman') && args.includes(runDir);
-  } catch {
-    return false;
-  }
+  const args = commandLine(pid);
+  return args !== null && args.includes('deadman') && args.includes(runDir);
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return state !== 'Z' && state !== 'X';
-  } catch {
-    return false;
-  }
+/** The PID of the deadman running for `runDir`, or null. */
+export function deadmanPidOf(runDir: string): number | null {
+  const pid = readPidFile(path.join(runDir, DEADMAN_PID_FILE));
+  return pid !== null && isDeadmanOf(pid, runDir) ? pid : null;
 }

@@ -56,6 +56,13 @@ export function intentTimeoutMs(config: DynamicConfig): number {
 /** Failures to start PostgreSQL in place after which a primary gives its key up for a failover. */
 export const MAX_START_FAILURES = 3;
 
+/** Among candidates to take over, the most advanced wins, then the higher failover_priority; anyone beats none. */
+function ranksAbove(m: MemberStatus, best: MemberStatus | null): boolean {
+  if (best === null) return true;
+  const [mine, theirs] = [m.walPosition ?? -1, best.walPosition ?? -1];
+  return mine > theirs || (mine === theirs && m.tags.failover_priority > best.tags.failover_priority);
+}
+
 function isHealthyReplicaStatus(m: MemberStatus | undefined): boolean {
   return !!m && m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
 }
@@ -460,13 +467,7 @@ class Decider {
     for (const m of Object.values(this.view.members)) {
       if (m.name === this.me || proxies.some((p) => p.unreachable[m.name] !== undefined)) continue;
       if ('refusal' in this.candidateCheck(m.name, true)) continue;
-      if (
-        !best ||
-        (m.walPosition ?? -1) > (best.walPosition ?? -1) ||
-        ((m.walPosition ?? -1) === (best.walPosition ?? -1) && m.tags.failover_priority > best.tags.failover_priority)
-      ) {
-        best = m;
-      }
+      if (ranksAbove(m, best)) best = m;
     }
     if (best === null) {
       this.waitingNote = 'every live proxy reports this server unreachable, but no replica they all reach could take over';
@@ -509,13 +510,7 @@ class Decider {
       if (this.config.synchronous_mode && !this.inSync(m.name)) continue;
       const lag = this.lagOf(m.walPosition);
       if (lag !== null && lag > this.config.maximum_lag_on_failover) continue;
-      if (
-        !best ||
-        (m.walPosition ?? -1) > (best.walPosition ?? -1) ||
-        ((m.walPosition ?? -1) === (best.walPosition ?? -1) && m.tags.failover_priority > best.tags.failover_priority)
-      ) {
-        best = m;
-      }
+      if (ranksAbove(m, best)) best = m;
     }
     return best;
   }

@@ -23,16 +23,20 @@ export function isAlive(pid: number): boolean {
   }
 }
 
-/** The postmaster's PID from `dataDir`/postmaster.pid, when that process is alive and is a PostgreSQL. */
-export function postmasterPidOf(dataDir: string): number | null {
-  let text: string;
+/** The PID on the first line of a PID file, or null when the file is missing or holds no PID. */
+export function readPidFile(file: string): number | null {
   try {
-    text = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8');
+    const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
   } catch {
     return null;
   }
-  const pid = Number(text.split('\n')[0]);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return null;
+}
+
+/** The postmaster's PID from `dataDir`/postmaster.pid, when that process is alive and is a PostgreSQL. */
+export function postmasterPidOf(dataDir: string): number | null {
+  const pid = readPidFile(path.join(dataDir, 'postmaster.pid'));
+  if (pid === null || !isAlive(pid)) return null;
   try {
     const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
     // After a reboot the PID may belong to an unrelated process.

@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import YAML from 'yaml';
 import { agentChildEnv } from '../../src/config/cli.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { DEADMAN_PID_FILE } from '../../src/ha/deadman.js';
+import { deadmanPidOf } from '../../src/ha/deadman.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../../src/ha/types.js';
 import { ETCD_BIN, PG_BIN_DIR } from '../../src/up/dependencies.js';
 import { newSecrets, type Secrets } from '../../src/up/state.js';
@@ -447,12 +447,7 @@ export class ChaosCluster {
 
   /** The lease deadman of `member` (from its PID file), when it runs. */
   deadmanPid(member: string): number | null {
-    try {
-      const pid = Number(readFileSync(path.join(`${this.dataDir(member)}.run`, DEADMAN_PID_FILE), 'utf8').trim());
-      return Number.isInteger(pid) && pid > 0 && isAlive(pid) ? pid : null;
-    } catch {
-      return null;
-    }
+    return deadmanPidOf(`${this.dataDir(member)}.run`);
   }
 
   /** The postmaster of `member` (from postmaster.pid), when it runs. */

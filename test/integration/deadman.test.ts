@@ -14,21 +14,8 @@ import pg from 'pg';
 import { DEADMAN_PID_FILE, LeaseDeadman } from '../../src/ha/deadman.js';
 import { stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { isAlive as alive, isStopped } from '../../src/up/processes.js';
+import { isAlive as alive, isStopped, readPidFile } from '../../src/up/processes.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
-
-function lockHolderIn(dir: string, file: string): number | null {
-  try {
-    const pid = Number(readFileSync(path.join(dir, file), 'utf8').split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-function lockHolder(dataDir: string): number | null {
-  return lockHolderIn(dataDir, 'postmaster.pid');
-}
 
 function reaped(pid: number): boolean {
   try {
@@ -95,8 +82,8 @@ describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
     deadman.arm(performance.now() + 600_000);
     let pid: number | null = null;
     try {
-      await waitFor('the deadman to start', async () => (lockHolderIn(runDir, DEADMAN_PID_FILE) !== null ? true : undefined), 10_000);
-      pid = lockHolderIn(runDir, DEADMAN_PID_FILE)!;
+      await waitFor('the deadman to start', async () => (readPidFile(path.join(runDir, DEADMAN_PID_FILE)) !== null ? true : undefined), 10_000);
+      pid = readPidFile(path.join(runDir, DEADMAN_PID_FILE))!;
       // /proc/<pid>/stat field 41 is the scheduling policy: 1 is SCHED_FIFO.
       const policy = (): number => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[38]);
       await waitFor('real-time priority or a warning', async () => (policy() === 1 || warnings.length > 0 ? true : undefined), 10_000);
@@ -114,7 +101,7 @@ describe('deadman stopping PostgreSQL', { timeout: 120_000 }, () => {
   it('on time but PostgreSQL is stopped (a frozen host): killed at once, nothing left to thaw', async () => {
     // The killed postmaster lingers as a zombie until init reaps it, and PostgreSQL refuses to start while the PID
     // in postmaster.pid answers kill(pid, 0).
-    const killed = lockHolder(server.dataDir);
+    const killed = readPidFile(path.join(server.dataDir, 'postmaster.pid'));
     if (killed !== null) await waitFor('the killed postmaster to be reaped', async () => (reaped(killed) ? true : undefined), 10_000);
     await server.start('primary', null);
     const c = client();

@@ -303,10 +303,19 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     } else {
       this.dualSince = null;
     }
-    const inWindow = this.windowStart !== null && this.windowEnd !== null && now >= this.windowStart && now < this.windowEnd && (this.opts.randomFaults ?? this.opts.scenarioMs === undefined);
-    for (const proxy of this.proxies) proxy.tick(now, inWindow);
+    const faulting = this.randomFaults && this.inFaultWindow(now);
+    for (const proxy of this.proxies) proxy.tick(now, faulting);
     this.healFaults();
     this.schedulePhases();
+  }
+
+  /** Random faults are injected (and proxies report cut-offs) in the fault window: by default outside scenarios. */
+  private get randomFaults(): boolean {
+    return this.opts.randomFaults ?? this.opts.scenarioMs === undefined;
+  }
+
+  private inFaultWindow(now: number): boolean {
+    return this.windowStart !== null && this.windowEnd !== null && now >= this.windowStart && now < this.windowEnd;
   }
 
   /** Bootstrap convergence, the fault window, healing and the final convergence check. */
@@ -327,13 +336,12 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       }
       return;
     }
-    const randomFaults = this.opts.randomFaults ?? !scenario;
     if (scenario) {
-      if (randomFaults && now >= this.windowStart! && now < this.windowEnd!) this.maybeInjectFault();
+      if (this.randomFaults && this.inFaultWindow(now)) this.maybeInjectFault();
       return;
     }
-    if (now >= this.windowStart! && now < this.windowEnd!) {
-      if (randomFaults) this.maybeInjectFault();
+    if (this.inFaultWindow(now)) {
+      if (this.randomFaults) this.maybeInjectFault();
       return;
     }
     if (now < this.windowEnd!) return;

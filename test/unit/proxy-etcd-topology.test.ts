@@ -10,6 +10,22 @@ import { cluster } from './cluster-builder.js';
 
 const MB = 1024 * 1024;
 
+/** What EtcdTopology reads of etcd (pure logic under test, etcd faked): a view that can change, loads that can fail. */
+function fakeEtcd(view: ClusterView): { view: ClusterView; failing: boolean; dcs: { load(): Promise<ClusterView>; watch(): Promise<{ close(): Promise<void> }> } } {
+  const etcd = {
+    view,
+    failing: false,
+    dcs: {
+      load: async (): Promise<ClusterView> => {
+        if (etcd.failing) throw new Error('etcd down');
+        return etcd.view;
+      },
+      watch: async () => ({ close: async () => undefined }),
+    },
+  };
+  return etcd;
+}
+
 function lagged(view: ClusterView, lags: Record<string, number | null>): ClusterView {
   for (const [name, lag] of Object.entries(lags)) view.members[name].lagBytes = lag;
   return view;
@@ -54,27 +70,20 @@ describe('routesFromView', () => {
 describe('EtcdTopology', () => {
   it('refuses writes (primary null) once etcd has not answered for longer than the stale limit, and recovers', async () => {
     const view = cluster().primary('a').replica('b').view();
-    let failing = false;
-    const dcs = {
-      load: async (): Promise<ClusterView> => {
-        if (failing) throw new Error('etcd down');
-        return view;
-      },
-      watch: async () => ({ close: async () => undefined }),
-    };
-    const topology = new EtcdTopology({ dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 150 });
+    const etcd = fakeEtcd(view);
+    const topology = new EtcdTopology({ dcs: etcd.dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 150 });
     let changes = 0;
     topology.on('change', () => changes++);
     await topology.start();
     try {
       assert.equal(topology.primary()?.port, view.members.a.port);
-      failing = true;
+      etcd.failing = true;
       await new Promise((resolve) => setTimeout(resolve, 300));
       assert.equal(topology.primary(), null);
       assert.equal(topology.isStale, true);
       const changesWhileStale = changes;
       assert.ok(changesWhileStale >= 2, 'a change is announced when the view goes stale');
-      failing = false;
+      etcd.failing = false;
       await new Promise((resolve) => setTimeout(resolve, 100));
       assert.equal(topology.primary()?.port, view.members.a.port);
       assert.ok(changes > changesWhileStale);
@@ -86,29 +95,21 @@ describe('EtcdTopology', () => {
 
 describe('EtcdTopology.members', () => {
   it('lists every member of the last view, whatever its state, sorted by name, and keeps it while stale', async () => {
-    let view = cluster().replica('c', { state: 'stopped' }).primary('a').replica('b').view();
-    let failing = false;
-    const dcs = {
-      load: async (): Promise<ClusterView> => {
-        if (failing) throw new Error('etcd down');
-        return view;
-      },
-      watch: async () => ({ close: async () => undefined }),
-    };
-    const topology = new EtcdTopology({ dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 100 });
+    const etcd = fakeEtcd(cluster().replica('c', { state: 'stopped' }).primary('a').replica('b').view());
+    const topology = new EtcdTopology({ dcs: etcd.dcs, maxReplicaLagBytes: MB, pollMs: 20, staleAfterMs: 100 });
     assert.deepEqual(topology.members(), []);
     await topology.start();
     try {
       const endpoints = (v: ClusterView): Array<{ name: string; host: string; port: number }> =>
         ['a', 'b', 'c'].filter((n) => n in v.members).map((name) => ({ name, host: v.members[name].host, port: v.members[name].port }));
-      assert.deepEqual(topology.members(), endpoints(view));
-      view = cluster().primary('a').replica('b').view();
+      assert.deepEqual(topology.members(), endpoints(etcd.view));
+      etcd.view = cluster().primary('a').replica('b').view();
       await new Promise((resolve) => setTimeout(resolve, 80));
-      assert.deepEqual(topology.members(), endpoints(view), 'a member that left the view is no longer listed');
-      failing = true;
+      assert.deepEqual(topology.members(), endpoints(etcd.view), 'a member that left the view is no longer listed');
+      etcd.failing = true;
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(topology.isStale, true);
-      assert.deepEqual(topology.members(), endpoints(view));
+      assert.deepEqual(topology.members(), endpoints(etcd.view));
     } finally {
       await topology.stop();
     }
