@@ -41,12 +41,14 @@ async function probe(lab: Lab, from: string, host: string, port: number): Promis
 
 /** Starts `script` on `host` and resolves once it printed "listening"; returns the child and its output. */
 async function startListener(lab: Lab, host: string, script: string): Promise<{ stop: () => void; output: () => string }> {
-  const child = lab.spawn(host, [process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = lab.spawn(host, [process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let err = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   const deadline = Date.now() + 10_000;
   while (!out.includes('listening')) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`listener on ${host} did not start: ${out}`);
+    if (Date.now() > deadline || child.exitCode !== null) throw new ListenerFailed(host, out, err);
     await sleep(50);
   }
   return {
@@ -55,6 +57,19 @@ async function startListener(lab: Lab, host: string, script: string): Promise<{ 
     },
     output: () => out,
   };
+}
+
+class ListenerFailed extends Error {
+  constructor(
+    host: string,
+    out: string,
+    readonly stderr: string,
+  ) {
+    super(`listener on ${host} did not start: ${out}${stderr}`);
+  }
+  get portTaken(): boolean {
+    return this.stderr.includes('EADDRINUSE');
+  }
 }
 
 function ourNamespaces(prefix: string): string[] {
@@ -135,9 +150,17 @@ describe('RelayLab', () => {
 
   it('attributes connections to hosts and cuts them', async () => {
     await lab.create(['a', 'b']);
-    const svc = await lab.expose('a', 'hi', 7000);
-    const server = await startListener(lab, 'a', TCP_SERVER(svc.listen.host, svc.listen.port));
-    stops.push(server.stop);
+    // expose() picks a port that was free a moment ago; a test file running in parallel may bind it first.
+    let svc = await lab.expose('a', 'hi', 7000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        stops.push((await startListener(lab, 'a', TCP_SERVER(svc.listen.host, svc.listen.port))).stop);
+        break;
+      } catch (e) {
+        if (!(e instanceof ListenerFailed && e.portTaken) || attempt === 3) throw e;
+        svc = await lab.expose('a', 'hi', 7000);
+      }
+    }
     const { host, port } = svc.advertise;
     assert.equal(await probe(lab, 'b', host, port), true, 'b reaches a through the relay');
     await lab.cut(['b'], ['a']);
