@@ -1,5 +1,5 @@
 /**
- * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --cpu-prof <dir>]`: the pgwarden proxy
+ * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --node-io --cpu-prof <dir>]`: the pgwarden proxy
  * against PgBouncer and against PostgreSQL directly, on one machine in one go. Workloads: pgbench select-only
  * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
  * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
@@ -33,6 +33,8 @@ const { values } = parseArgs({
     /** Comma-separated subset of: select-only,tpcb-like. */
     workloads: { type: 'string', default: 'select-only,tpcb-like' },
     pgbouncer: { type: 'string', default: '/usr/sbin/pgbouncer' },
+    /** Also run a second proxy with native_io: false (Node sockets throughout), as target pgwarden-node. */
+    'node-io': { type: 'boolean', default: false },
   },
 });
 const seconds = Math.max(1, Number(values.seconds));
@@ -49,8 +51,8 @@ const ALL_WORKLOADS: Workload[] = [
   { name: 'tpcb-like', args: ['-c', '20', '-j', '2'] },
 ];
 const workloads = ALL_WORKLOADS.filter((w) => values.workloads.split(',').includes(w.name));
-type TargetName = 'direct' | 'pgbouncer' | 'pgwarden';
-const TARGETS: TargetName[] = ['direct', 'pgbouncer', 'pgwarden'];
+type TargetName = 'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-node';
+const TARGETS: TargetName[] = values['node-io'] ? ['direct', 'pgbouncer', 'pgwarden', 'pgwarden-node'] : ['direct', 'pgbouncer', 'pgwarden'];
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -341,6 +343,7 @@ async function main(): Promise<void> {
   if (owner) await chown(poolerDir, owner.uid, owner.gid);
   let pgbouncer: ChildProcess | null = null;
   let proxy: ChildProcess | null = null;
+  let nodeIoProxyRef: ChildProcess | null = null;
   try {
     log(`PostgreSQL 15 in ${base}…`);
     const postgres = await makeTestServer('bench', base, credentials, {
@@ -378,20 +381,23 @@ async function main(): Promise<void> {
       ].join('\n'),
     );
     const proxyPort = await freePort();
+    const nodeIoPort = await freePort();
     const proxyYml = path.join(poolerDir, 'proxy.yml');
-    await writeFile(
-      proxyYml,
+    const nodeIoYml = path.join(poolerDir, 'proxy-node-io.yml');
+    const proxyConfig = (port: number, nativeIo: boolean): string =>
       [
-        `listen: "127.0.0.1:${proxyPort}"`,
+        `listen: "127.0.0.1:${port}"`,
         'pool_mode: transaction',
         `default_pool_size: ${POOL_SIZE}`,
         `max_client_conn: ${idleClients + 1000}`,
         'auth_type: scram-sha-256',
         'auth_file: userlist.txt',
+        `native_io: ${nativeIo}`,
         '',
-      ].join('\n'),
-    );
-    if (owner) for (const f of [userlist, bouncerIni, proxyYml]) await chown(f, owner.uid, owner.gid);
+      ].join('\n');
+    await writeFile(proxyYml, proxyConfig(proxyPort, true));
+    await writeFile(nodeIoYml, proxyConfig(nodeIoPort, false));
+    if (owner) for (const f of [userlist, bouncerIni, proxyYml, nodeIoYml]) await chown(f, owner.uid, owner.gid);
 
     log(`PgBouncer on ${bouncerPort}, pgwarden proxy on ${proxyPort}…`);
     pgbouncer = startChild('pgbouncer', values.pgbouncer, [bouncerIni], { uid: owner?.uid, gid: owner?.gid, logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-pgbouncer.log`) });
@@ -401,8 +407,14 @@ async function main(): Promise<void> {
     proxy = startChild('pgwarden proxy', process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', proxyYml, '--primary', `127.0.0.1:${postgres.port}`], {
       logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy.log`),
     });
-    const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort };
-    for (const target of ['pgbouncer', 'pgwarden'] as const) {
+    const nodeIoProxy = values['node-io']
+      ? startChild('pgwarden proxy (native_io: false)', process.execPath, [mainJs, 'proxy', '--config', nodeIoYml, '--primary', `127.0.0.1:${postgres.port}`], {
+          logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy-node-io.log`),
+        })
+      : null;
+    nodeIoProxyRef = nodeIoProxy;
+    const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort, 'pgwarden-node': nodeIoPort };
+    for (const target of TARGETS.filter((t) => t !== 'direct')) {
       await waitFor(`${target} to accept logins`, async () => {
         await psql({ host: '127.0.0.1', port: ports[target], user: 'postgres', password, database: 'postgres' }, 'SELECT 1');
         return true;
@@ -415,11 +427,11 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       for (const workload of workloads) {
         for (const target of TARGETS) {
-          const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : null;
+          const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : target === 'pgwarden-node' ? nodeIoProxy!.pid! : null;
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
           const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
           log(
-            `  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 9)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms  µs/tx: pgbench ${r.pgbenchCpuUsPerTx.toFixed(1)}  postgres ${r.postgresCpuUsPerTx.toFixed(1)}${cpu}  idle ${r.idleUsPerTx.toFixed(1)}`,
+            `  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 13)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms  µs/tx: pgbench ${r.pgbenchCpuUsPerTx.toFixed(1)}  postgres ${r.postgresCpuUsPerTx.toFixed(1)}${cpu}  idle ${r.idleUsPerTx.toFixed(1)}`,
           );
           const key = `${workload.name}/${target}`;
           results.set(key, [...(results.get(key) ?? []), r]);
@@ -437,14 +449,14 @@ async function main(): Promise<void> {
     const lines: string[] = [];
     lines.push(`pgbench, ${seconds} s per run, ${rounds} round(s), median; pools: ${POOL_SIZE} server connections, transaction mode`);
     lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
-    lines.push(`${pad('workload', 12)} ${pad('target', 10)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
+    lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
     for (const workload of workloads) {
       for (const target of TARGETS) {
         const rs = results.get(`${workload.name}/${target}`) ?? [];
         const med = (f: (r: PgbenchResult) => number): string => median(rs.map(f)).toFixed(1);
         const pooler = target === 'direct' ? '-' : `${med((r) => r.poolerCpuUsPerTx ?? 0)} (${med((r) => r.poolerUserUsPerTx ?? 0)})`;
         lines.push(
-          `${pad(workload.name, 12)} ${pad(target, 10)} ${pad(median(rs.map((r) => r.tps)).toFixed(0), 10)} ${pad(median(rs.map((r) => r.latencyMs)).toFixed(3), 11)} ${pad(
+          `${pad(workload.name, 12)} ${pad(target, 14)} ${pad(median(rs.map((r) => r.tps)).toFixed(0), 10)} ${pad(median(rs.map((r) => r.latencyMs)).toFixed(3), 11)} ${pad(
             med((r) => r.pgbenchCpuUsPerTx),
             8,
           )} ${pad(med((r) => r.postgresCpuUsPerTx), 9)} ${pad(pooler, 14)} ${med((r) => r.idleUsPerTx)}`,
@@ -452,6 +464,10 @@ async function main(): Promise<void> {
       }
       const ratio = median((results.get(`${workload.name}/pgwarden`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));
       lines.push(`${pad(workload.name, 12)} pgwarden/PgBouncer TPS ratio: ${ratio.toFixed(2)}`);
+      if (values['node-io']) {
+        const nodeRatio = median((results.get(`${workload.name}/pgwarden-node`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));
+        lines.push(`${pad(workload.name, 12)} pgwarden-node (native_io: false)/PgBouncer TPS ratio: ${nodeRatio.toFixed(2)}`);
+      }
     }
     for (const target of ['pgwarden', 'pgbouncer'] as const) {
       const m = memory[target];
@@ -464,6 +480,7 @@ async function main(): Promise<void> {
   } finally {
     stopping = true;
     if (proxy) await stopChild(proxy);
+    if (nodeIoProxyRef) await stopChild(nodeIoProxyRef);
     if (pgbouncer) await stopChild(pgbouncer);
     await cleanupServers();
   }

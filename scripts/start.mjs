@@ -66,6 +66,8 @@ if (packages.length > 0) {
 
 // 3. build
 run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
+// The proxy's native socket I/O; without a C compiler this warns and the proxy uses Node sockets.
+run(process.execPath, [path.join(root, 'scripts', 'build-native.mjs')]);
 if (!existsSync(CLI)) fail(`the build did not produce ${CLI}`);
 
 // 4. the local cluster, in the foreground. Ctrl-C reaches both processes: this one lets `pgwarden up` stop the

@@ -82,6 +82,11 @@ export const proxyConfigSchema = z.strictObject({
   user_settings: z
     .record(z.string(), z.strictObject({ pool_mode: z.enum(['session', 'transaction'], expecting('"session" or "transaction"')).optional() }))
     .optional(),
+  /**
+   * Plain TCP connections are read and written by the proxy's C module once logged in (dist/native/wire.node,
+   * built by `npm run build`); false keeps Node sockets. Without the module the proxy uses Node sockets and warns.
+   */
+  native_io: z.boolean(expecting('true or false')).default(true),
   max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
   primary: hostPort.optional(),

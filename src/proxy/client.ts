@@ -19,7 +19,9 @@ import { MessageFramer, frontendAuthLimits, frontendLimits } from './protocol/fr
 import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
-import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer, span } from './pool/server-conn.js';
+import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
+import { NativeWire, writeSpan } from './wire/native-wire.js';
+import type { Wire } from './wire/wire.js';
 import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
 import { type AdminConsole, consoleFor } from './admin/console.js';
@@ -32,6 +34,8 @@ export interface ClientHost {
   readonly authType: 'scram-sha-256' | 'md5' | 'trust';
   readonly maxMessageLength: number;
   readonly serverResetQuery: string;
+  /** Logged-in plain TCP clients move to a NativeWire (native_io and the module is there). */
+  readonly nativeIo?: boolean;
   /** TLS for clients (client_tls_*); absent or null: SSLRequest is answered N. */
   readonly clientTls?: ClientTls | null;
   /** The userlist entry for `user`, or null. */
@@ -45,6 +49,9 @@ export interface ClientHost {
   poolFor(database: string, user: string): ServerPool;
   register(client: ProxyClient): void;
   unregister(client: ProxyClient): void;
+  /** The client's connection moved from `socket` to `wire` (native I/O), which is counted until it closes. */
+  adopted?(socket: Socket, wire: Wire): void;
+  wireClosed?(wire: Wire): void;
   /** Transaction mode: `client` was just pinned to its server connection because of `reasons` (for the log). */
   onPin?(client: ProxyClient, reasons: string): void;
   cancel(pid: number, secretKey: number): void;
@@ -105,6 +112,14 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.server?.socket.resume();
   };
 
+  private readonly onSocketClose = (): void => this.handleClose();
+  /** Reads through a NativeWire: chunks are views of its arena, so whatever the framer keeps is copied. */
+  private native = false;
+  private readonly onNativeData = (chunk: Buffer): void => {
+    this.onData(chunk);
+    if (this.held || this.framer.bufferedBytes > 0) this.framer.own(this.held);
+  };
+
   private readonly onData = (chunk: Buffer): void => {
     const pool = this.pool;
     if (pool !== null) pool.counters.bytesReceived += chunk.length;
@@ -117,10 +132,14 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.pump();
   };
 
+  /** The Node socket until logged in (a TLSSocket with TLS), then a NativeWire where native I/O took it over. */
+  socket: Wire;
+
   constructor(
-    public socket: Socket,
+    socket: Socket,
     private readonly host: ClientHost,
   ) {
+    this.socket = socket;
     this.framer = new MessageFramer({ startup: true });
     this.mode = host.poolMode;
     socket.setNoDelay(true);
@@ -131,7 +150,27 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     socket.on('data', this.onData);
     socket.on('drain', this.onDrain);
     socket.on('error', () => undefined);
-    socket.on('close', () => this.handleClose());
+    socket.on('close', this.onSocketClose);
+  }
+
+  /** Plain TCP, logged in: the native module takes the connection over (native-wire.ts), if it can. */
+  private adoptNative(): void {
+    if (this.encrypted || this.host.nativeIo !== true) return;
+    const raw = this.socket as Socket;
+    const wire = NativeWire.adopt(raw);
+    if (wire === null) return;
+    raw.off('data', this.onData);
+    raw.off('drain', this.onDrain);
+    raw.off('close', this.onSocketClose);
+    wire.onData = this.onNativeData;
+    wire.onDrain = this.onDrain;
+    wire.onClose = () => {
+      this.host.wireClosed?.(wire);
+      this.handleClose();
+    };
+    this.socket = wire;
+    this.native = true;
+    this.host.adopted?.(raw, wire);
   }
 
   /**
@@ -146,7 +185,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         hint: 'This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.',
       });
     }
-    const raw = this.socket;
+    const raw = this.socket as Socket;
     raw.off('data', this.onData);
     raw.off('drain', this.onDrain);
     raw.write(m.SSL_ACCEPTED);
@@ -307,7 +346,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (this.toConsole) {
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
       this.state = 'closed';
-      this.console!.openSession(this.socket, this.user, saslFinal, this.pid, this.secretKey);
+      this.console!.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);
       return;
     }
     this.state = 'connecting';
@@ -330,6 +369,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         this.framer.setLimits(frontendLimits(this.host.maxMessageLength));
         this.state = 'ready';
         this.host.register(this);
+        this.adoptNative();
         this.pump();
       },
       (e: unknown) => this.fail(e),
@@ -340,7 +380,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private forward(): void {
     const f = this.framer;
     let server = this.server;
-    let out: Socket | null = server === null ? null : server.socket;
+    let out: Wire | null = server === null ? null : server.socket;
+    const native = this.native;
     // Writes to `out` in this call: the first goes straight to the socket, cork from the second on (see handleData).
     let writes = 0;
     let spanBuffer: Buffer | null = null;
@@ -381,7 +422,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         }
         this.held = false;
         if (t === m.FrontendType.Terminate) {
-          if (spanBuffer !== null) out!.write(span(spanBuffer, spanStart, spanEnd));
+          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
           spanBuffer = null;
           if (writes >= 2) out!.uncork();
           out = null;
@@ -435,7 +476,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             out!.cork();
             writes = 2;
           }
-          if (spanBuffer !== null) out!.write(span(spanBuffer, spanStart, spanEnd));
+          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
           spanBuffer = null;
           this.prepareOn(server, t);
           continue;
@@ -445,7 +486,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         } else {
           if (spanBuffer !== null) {
             if (++writes === 2) out!.cork();
-            out!.write(span(spanBuffer, spanStart, spanEnd));
+            writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
           }
           spanBuffer = f.buffer;
           spanStart = f.start;
@@ -456,7 +497,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       if (out !== null) {
         if (spanBuffer !== null) {
           if (++writes === 2) out.cork();
-          out.write(span(spanBuffer, spanStart, spanEnd));
+          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
         }
         if (writes >= 2) out.uncork();
         if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
@@ -517,7 +558,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     out.write(mine);
     server.pushParse(Expect.InjectedParse, name);
     server.prepared.set(name, mine);
-    out.write(f.buffer.subarray(f.start, f.end));
+    writeSpan(out, f.buffer, f.start, f.end, this.native);
   }
 
   // ------------------------------------------------------------------------------------------------------------

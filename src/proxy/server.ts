@@ -17,6 +17,8 @@ import type { Topology } from './topology.js';
 import { type ClientTls, loadClientTls } from './tls.js';
 import { AuthQuery } from './auth/auth-query.js';
 import { type ServerTls, loadServerTls } from './server-tls.js';
+import type { Wire } from './wire/wire.js';
+import { nativeIoStatus } from './wire/native-wire.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -43,10 +45,13 @@ export class ProxyServer implements ClientHost {
   /** idle_transaction_timeout and client_idle_timeout: a sweep over the clients, started by start(). */
   private idleSweep: NodeJS.Timeout | null = null;
   private readonly clients = new Map<number, ProxyClient>();
-  private readonly sockets = new Set<Socket>();
+  /** Every client connection: Node sockets, and the NativeWires that took over some of them (see adopted()). */
+  private readonly sockets = new Set<Wire>();
   private config: ProxyConfig;
   /** server_tls_*: TLS to PostgreSQL, or null. */
   private readonly serverTls: ServerTls | null;
+  /** native_io, and the module loaded: logged-in plain TCP connections become NativeWires. */
+  readonly nativeIo: boolean;
   /** auth_query for users missing from auth_file, or null. */
   private readonly authQuery: AuthQuery | null;
 
@@ -58,6 +63,11 @@ export class ProxyServer implements ClientHost {
     this.serverResetQuery = this.config.server_reset_query;
     this.clientTls = loadClientTls(this.config.clientTls);
     this.serverTls = loadServerTls(this.config.serverTls);
+    const native = nativeIoStatus();
+    this.nativeIo = this.config.native_io && native.active;
+    if (this.config.native_io && !native.active) {
+      options.logger?.warn({ why: native.why }, 'native I/O unavailable: client and server connections stay Node sockets (same behaviour, more CPU per query)');
+    }
     const authQuery = this.config.authQuery;
     this.authQuery =
       authQuery === null
@@ -264,6 +274,7 @@ export class ProxyServer implements ClientHost {
         roFallbackPrimary: this.config.ro_fallback_primary,
         secret: this.secretFor(user),
         serverTls: this.serverTls,
+        nativeIo: this.nativeIo,
       });
       this.pools.set(key, pool);
     }
@@ -280,6 +291,14 @@ export class ProxyServer implements ClientHost {
     if (idleInTransactionMs === 0 && clientIdleMs === 0) return;
     const now = Date.now();
     for (const client of [...this.clients.values()]) client.checkIdle(now, idleInTransactionMs, clientIdleMs);
+  }
+
+  adopted(socket: Socket, wire: Wire): void {
+    if (this.sockets.delete(socket)) this.sockets.add(wire);
+  }
+
+  wireClosed(wire: Wire): void {
+    this.sockets.delete(wire);
   }
 
   register(client: ProxyClient): void {
@@ -333,11 +352,14 @@ function readOnlyHost(server: ProxyServer): ClientHost {
     get clientTls() {
       return server.clientTls;
     },
+    nativeIo: server.nativeIo,
     secretFor: (user) => server.secretFor(user),
     lookupSecret: (user, database) => server.lookupSecret(user, database),
     poolFor: (database, user) => server.poolFor(database, user, 'ro'),
     register: (client) => server.register(client),
     unregister: (client) => server.unregister(client),
+    adopted: (socket, wire) => server.adopted(socket, wire),
+    wireClosed: (wire) => server.wireClosed(wire),
     cancel: (pid, secretKey) => server.cancel(pid, secretKey),
     onPin: (client, reasons) => server.onPin(client, reasons),
   };

@@ -20,10 +20,13 @@ import { parseProxyConfig } from '../../src/config/proxy.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
+import { NativeWire, nativeIoStatus } from '../../src/proxy/wire/native-wire.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials } from '../helpers/pg.js';
 
-type Mode = 'transaction' | 'session';
-const MODES: readonly Mode[] = ['transaction', 'session'];
+/** transaction_node_io: transaction mode with native_io: false, so the Node-socket path is tested as well. */
+type Mode = 'transaction' | 'session' | 'transaction_node_io';
+const MODES: readonly Mode[] = ['transaction', 'session', 'transaction_node_io'];
+const poolModeOf = (mode: Mode): 'transaction' | 'session' => (mode === 'session' ? 'session' : 'transaction');
 const POOL_SIZE = 3;
 /** Debian's python3 has psycopg2; the one on PATH may not. */
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -83,7 +86,14 @@ describe('real clients through the proxy', { timeout: 180_000 }, () => {
 
   async function startProxy(mode: Mode, size = POOL_SIZE): Promise<ProxyServer> {
     const config = parseProxyConfig(
-      { listen: '127.0.0.1:0', pool_mode: mode, default_pool_size: size, auth_file: 'userlist.txt', query_wait_timeout: 20 },
+      {
+        listen: '127.0.0.1:0',
+        pool_mode: poolModeOf(mode),
+        default_pool_size: size,
+        auth_file: 'userlist.txt',
+        query_wait_timeout: 20,
+        native_io: mode !== 'transaction_node_io',
+      },
       { source: 'test', baseDir: base },
     );
     const proxy = new ProxyServer({ config, topology: new StaticTopology({ host: '127.0.0.1', port: server.port }) });
@@ -116,6 +126,27 @@ describe('real clients through the proxy', { timeout: 180_000 }, () => {
     for (const proxy of proxies.values()) await proxy.stop(100);
     await singleTx?.stop(100);
     await cleanupServers();
+  });
+
+  it('native_io: logged-in plain TCP clients and server connections move to the native module; with native_io: false they stay Node sockets', async () => {
+    assert.deepEqual(nativeIoStatus(), { active: true }, 'npm run build compiled the module');
+    for (const mode of MODES) {
+      const clients = Array.from({ length: 3 }, () => pgClient(mode));
+      await Promise.all(clients.map((c) => c.connect()));
+      try {
+        await Promise.all(clients.map((c) => c.query('SELECT pg_sleep(0.05)')));
+        const proxy = proxies.get(mode)!;
+        const native = mode !== 'transaction_node_io';
+        const clientKinds = proxy.clientList().map((c) => c.socket instanceof NativeWire);
+        assert.ok(clientKinds.length >= 3, `${mode}: ${clientKinds.length} clients`);
+        assert.deepEqual([...new Set(clientKinds)], [native], `${mode}: every client is ${native ? 'native' : 'a Node socket'}`);
+        const servers = proxy.serverPools().get(`postgres/${user}`)!.connectionsNow().all;
+        assert.ok(servers.length >= 1);
+        assert.deepEqual([...new Set(servers.map((s) => s.socket instanceof NativeWire))], [native], `${mode}: server connections alike`);
+      } finally {
+        await Promise.all(clients.map((c) => c.end()));
+      }
+    }
   });
 
   // ------------------------------------------------------------------------------------------------------------
@@ -340,7 +371,7 @@ describe('real clients through the proxy', { timeout: 180_000 }, () => {
       it(`${mode}: postgres.js (prepare: ${prepare}) parameters, sql.begin, concurrent queries over max connections`, async () => {
         const table = `pjs_${mode}_${prepare ? 'prepared' : 'unprepared'}`;
         // Session mode: each postgres.js connection holds a server connection for its life, so at most the pool's size.
-        const max = mode === 'transaction' ? 8 : POOL_SIZE;
+        const max = poolModeOf(mode) === 'transaction' ? 8 : POOL_SIZE;
         const sql = postgres({ host: '127.0.0.1', port: portOf(mode), user, password, database: 'postgres', max, prepare, connect_timeout: 5, onnotice: () => undefined });
         try {
           const [row] = await sql`SELECT ${41}::int + 1 AS v, ${'text'}::text AS t, ${[1, 2, 3]}::int[] AS a`;

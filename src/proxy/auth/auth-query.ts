@@ -217,8 +217,8 @@ class AuthQueryConnection {
       startupParams: { DateStyle: 'ISO, MDY', TimeZone: 'UTC', application_name: 'pgwarden-auth-query' },
       ownSocket: true,
     });
-    conn.socket.on('error', () => undefined);
-    conn.socket.on('close', () => {
+    conn.tcp.on('error', () => undefined);
+    conn.tcp.on('close', () => {
       conn.closed = true;
     });
     if (this.closed) {
@@ -232,7 +232,7 @@ class AuthQueryConnection {
   /** Runs auth_query with $1 = user (extended protocol, text results) and returns its rows. */
   private query(conn: ServerConn, user: string): Promise<(string | null)[][]> {
     const { query } = this.options.settings;
-    const socket = conn.socket;
+    const socket = conn.tcp;
     return new Promise((resolve, reject) => {
       const framer = new MessageFramer();
       const rows: (string | null)[][] = [];

@@ -21,6 +21,8 @@ import type { Endpoint } from '../topology.js';
 import { connect as tlsConnect } from 'node:tls';
 import { SessionTag, sessionTagOf } from '../protocol/session-state.js';
 import type { PoolCounters } from './counters.js';
+import { NativeWire, writeSpan } from '../wire/native-wire.js';
+import type { Wire } from '../wire/wire.js';
 
 /** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
 export const HIGH_WATER_MARK = 256 * 1024;
@@ -39,7 +41,7 @@ export interface ServerCredentials {
 
 /** What a server connection needs from the client it serves; implemented by ProxyClient. */
 export interface ServerConnPeer {
-  readonly socket: Socket;
+  readonly socket: Wire;
   /** The server said ReadyForQuery; the peer decides whether to give the connection back. */
   onServerReady(conn: ServerConn, status: number): void;
   /** The connection failed while attached; `message` says why. */
@@ -66,7 +68,12 @@ let nextConnId = 1;
 
 export class ServerConn {
   readonly id = nextConnId++;
-  socket: Socket;
+  /** The connection as forwarding sees it: the Node socket, or the NativeWire that took it over after login. */
+  socket: Wire;
+  /** The Node socket (TLS once negotiated) used for login, and for good with `ownSocket` (auth_query). */
+  tcp: Socket;
+  /** Forwarding reads through a NativeWire: chunks are views of its arena, valid only during handleData. */
+  private native = false;
   peer: ServerConnPeer | null = null;
   readonly params = new Map<string, string>();
   backendPid = 0;
@@ -119,7 +126,7 @@ export class ServerConn {
       noDelay: true,
       onread: { buffer: () => this.nextReadBuffer(), callback: (nread: number, buf: Uint8Array): boolean => this.onRead(raw, nread, buf as Buffer) },
     });
-    this.socket = raw;
+    this.socket = this.tcp = raw;
   }
 
   /**
@@ -158,12 +165,14 @@ export class ServerConn {
     tls?: ServerTls | null;
     startupParams?: Readonly<Record<string, string>>;
     ownSocket?: boolean;
+    /** Forward through a NativeWire once logged in (plain TCP only). */
+    nativeIo?: boolean;
   }): Promise<void> {
     const { user, database, credentials } = options;
     const tls = options.tls ?? null;
     const where = `server ${this.endpoint.host}:${this.endpoint.port}`;
     return new Promise<void>((resolve, reject) => {
-      let socket = this.socket;
+      let socket = this.tcp;
       let scram: ScramClientSession | null = null;
       // rw connections: etcd may still name a server that has just been demoted; ask the server itself once.
       let checking = false;
@@ -213,7 +222,7 @@ export class ServerConn {
         socket.off('error', onError);
         socket.off('close', onClose);
         const secure = tlsConnect({ socket, ...serverTlsConnectOptions(this.endpoint, tls!) });
-        this.socket = socket = secure;
+        this.socket = this.tcp = socket = secure;
         onError = (e: Error): void =>
           fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `TLS to ${where} failed (server_tls_sslmode ${mode}): ${e.message}`, {
             hint:
@@ -285,11 +294,20 @@ export class ServerConn {
                 resolve();
                 return;
               }
-              socket.on('data', this.onData);
               this.forwarding = true;
-              socket.on('drain', this.onDrain);
-              socket.on('error', () => undefined);
-              socket.on('close', () => this.handleClose());
+              const wire = tls === null && options.nativeIo === true ? NativeWire.adopt(socket) : null;
+              if (wire !== null) {
+                this.native = true;
+                wire.onData = this.onData;
+                wire.onDrain = this.onDrain;
+                wire.onClose = () => this.handleClose();
+                this.socket = wire;
+              } else {
+                socket.on('data', this.onData);
+                socket.on('drain', this.onDrain);
+                socket.on('error', () => undefined);
+                socket.on('close', () => this.handleClose());
+              }
               resolve();
               return;
             }
@@ -391,7 +409,8 @@ export class ServerConn {
     if (counters !== null) counters.bytesSent += chunk.length;
     f.push(chunk);
     let peer = this.peer;
-    let out: Socket | null = peer === null ? null : peer.socket;
+    let out: Wire | null = peer === null ? null : peer.socket;
+    const native = this.native;
     // Writes to `out` in this call. The usual answer (a whole chunk up to ReadyForQuery) is one write, which goes
     // straight to the socket; cork/uncork (a buffered-write entry, then a writev) only pays from the second write on.
     let writes = 0;
@@ -450,7 +469,7 @@ export class ServerConn {
           } else {
             if (spanBuffer !== null) {
               if (++writes === 2) out.cork();
-              out.write(span(spanBuffer, spanStart, spanEnd));
+              writeSpan(out, spanBuffer, spanStart, spanEnd, native);
             }
             spanBuffer = f.buffer;
             spanStart = f.start;
@@ -458,13 +477,13 @@ export class ServerConn {
           }
         } else if (spanBuffer !== null) {
           if (++writes === 2) out.cork();
-          out.write(span(spanBuffer, spanStart, spanEnd));
+          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
           spanBuffer = null;
         }
         if (ready) {
           if (spanBuffer !== null) {
             if (++writes === 2) out.cork();
-            out.write(span(spanBuffer, spanStart, spanEnd));
+            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
             spanBuffer = null;
           }
           peer!.onServerReady(this, this.status);
@@ -485,16 +504,20 @@ export class ServerConn {
     if (out !== null) {
       if (spanBuffer !== null) {
         if (++writes === 2) out.cork();
-        out.write(span(spanBuffer, spanStart, spanEnd));
+        writeSpan(out, spanBuffer, spanStart, spanEnd, native);
       }
       if (writes >= 2) out.uncork();
       const queued = out.writableLength;
-      if (queued > 0) {
+      if (native) {
+        if (queued > HIGH_WATER_MARK) this.socket.pause();
+      } else if (queued > 0) {
         // Not all written at once: the socket holds views of the chunk (see onRead).
         this.readBufferRetained = true;
         if (queued > HIGH_WATER_MARK) this.socket.pause();
       }
     }
+    // The chunk is the arena's: a split frame is kept as a copy (writes to Node sockets were copied by writeSpan).
+    if (native && f.bufferedBytes > 0) f.own(false);
   }
 
   /** True for a FATAL error: it is kept for the client's 08006 message instead of being forwarded. */

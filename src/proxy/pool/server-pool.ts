@@ -42,6 +42,8 @@ export interface ServerPoolOptions {
   secret: string | null;
   /** server_tls_*: TLS to PostgreSQL, or null/absent for plaintext. */
   serverTls?: ServerTls | null;
+  /** Logged-in plain TCP connections move to a NativeWire (native_io and the module is there). */
+  nativeIo?: boolean;
   /** min_pool_size: connections kept open (capped at `size`), refilled by housekeeping; default 0. */
   minSize?: number;
   /** reserve_pool_size: extra connections allowed while the oldest waiter has waited reserveTimeoutMs; default 0. */
@@ -384,6 +386,7 @@ export class ServerPool {
         connectTimeoutMs: this.options.connectTimeoutMs,
         requirePrimary: this.role === 'rw',
         tls: this.options.serverTls ?? null,
+        nativeIo: this.options.nativeIo === true,
       });
     } catch (e) {
       this.all.delete(conn);

@@ -275,6 +275,40 @@ export class MessageFramer implements Frame {
     }
   }
 
+  /**
+   * Copies every byte the framer still refers to out of the pushed chunks, so that their memory may be reused
+   * (the native wire's read arena): unread bytes, queued chunks, the parts of a split frame and, with
+   * `keepCurrentFrame`, the frame last returned by next(), which stays current at the same coordinates shifted
+   * into the copy.
+   */
+  own(keepCurrentFrame: boolean): void {
+    for (let i = 0; i < this.parts.length; i++) this.parts[i] = Buffer.from(this.parts[i]!);
+    for (let i = 0; i < this.queue.length; i++) this.queue[i] = Buffer.from(this.queue[i]!);
+    const chunk = this.chunk;
+    if (keepCurrentFrame && this.buffer === chunk && chunk !== EMPTY) {
+      const from = this.start;
+      const copy = Buffer.from(chunk.subarray(from, this.chunkEnd));
+      this.buffer = copy;
+      this.start = 0;
+      this.bodyStart -= from;
+      this.end -= from;
+      this.chunk = copy;
+      this.pos -= from;
+      this.chunkEnd -= from;
+      return;
+    }
+    if (this.buffer === chunk) this.buffer = EMPTY;
+    if (this.pos < this.chunkEnd) {
+      this.chunk = Buffer.from(chunk.subarray(this.pos, this.chunkEnd));
+      this.chunkEnd -= this.pos;
+      this.pos = 0;
+    } else {
+      this.chunk = EMPTY;
+      this.pos = 0;
+      this.chunkEnd = 0;
+    }
+  }
+
   /** A copy of the current frame's coordinates (the bytes are not copied). */
   snapshot(): Frame {
     return { type: this.type, buffer: this.buffer, start: this.start, bodyStart: this.bodyStart, end: this.end };

@@ -1,0 +1,464 @@
+/*
+ * The proxy's socket I/O for plain TCP connections in steady state (DESIGN.md "hot path"), written in C because
+ * Node's per-socket machinery costs more CPU than the forwarding itself: every read is a libuv callback into
+ * JavaScript through a Readable stream, and every write a Writable stream entry, several microseconds per
+ * statement on a 2-core machine where the proxy competes with pgbench and PostgreSQL for the CPUs.
+ *
+ * Here a socket is a uv_poll_t on Node's own event loop. A readable socket is read at once into one shared arena
+ * and the read is recorded as an event; after libuv's poll phase (a uv_check handle) every event of that loop turn
+ * reaches JavaScript in ONE call, which frames and forwards them. Writes are a send() straight from the caller;
+ * what the kernel does not take is copied into the wire's own queue and flushed when the socket is writable.
+ * JavaScript never holds on to the arena past its call (the framer copies what it keeps, see MessageFramer.own).
+ *
+ * Event layout (Int32Array shared with JavaScript, 4 ints per event): kind, slot, offset, length.
+ *   DATA  arena[offset, offset+length) was read from the socket
+ *   EOF   the peer closed its side
+ *   ERROR length is -errno of a failed read or send
+ *   DRAIN the queue of unsent bytes emptied
+ * Pure N-API and libuv (both from Node's own headers), so the module works with any Node >= 20 it is built for.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+enum { EV_DATA = 1, EV_EOF = 2, EV_ERROR = 3, EV_DRAIN = 4 };
+enum { EVENT_INTS = 4 };
+/* Largest single read; also the least arena space left before the batch is handed over early. */
+enum { READ_SIZE = 64 * 1024 };
+
+typedef struct Wire {
+  uv_poll_t poll;
+  int fd;
+  int slot;
+  int events;        /* what the poll handle watches now */
+  int paused;        /* JavaScript stopped reading */
+  int read_done;     /* EOF or a read error was reported: nothing more to read */
+  int ending;        /* end(): shut the write side once the queue is flushed */
+  int failed;        /* a send failed: writes are dropped */
+  int closed;        /* close() was called: the handle is closing */
+  char *queue;       /* unsent bytes: queue[queue_off, queue_len) */
+  size_t queue_off;
+  size_t queue_len;
+  size_t queue_cap;
+} Wire;
+
+static struct {
+  int ready;
+  napi_env env;
+  uv_loop_t *loop;
+  uv_check_t check;
+  napi_ref arena_ref;
+  char *arena;
+  size_t arena_cap;
+  size_t arena_used;
+  napi_ref events_ref;
+  int32_t *events;
+  size_t events_cap; /* in events */
+  size_t event_count;
+  napi_ref callback_ref;
+  napi_async_context async_context;
+  Wire **slots;
+  size_t slot_cap;
+  int *free_slots;
+  size_t free_count;
+  size_t next_slot;
+  int delivering;
+} g;
+
+#define CHECK(call)                                                            \
+  do {                                                                         \
+    if ((call) != napi_ok) {                                                   \
+      napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: " #call " failed"); \
+      return NULL;                                                             \
+    }                                                                          \
+  } while (0)
+
+static napi_value number(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value r;
+  napi_get_undefined(env, &r);
+  return r;
+}
+
+static void deliver(void);
+
+static void push_event(int kind, int slot, size_t offset, ssize_t length) {
+  if (g.event_count == g.events_cap) deliver();
+  int32_t *e = g.events + g.event_count * EVENT_INTS;
+  e[0] = kind;
+  e[1] = slot;
+  e[2] = (int32_t)offset;
+  e[3] = (int32_t)length;
+  g.event_count++;
+}
+
+/* Hands every recorded event to JavaScript in one call; the arena and the event list are free again after it. */
+static void deliver(void) {
+  if (g.event_count == 0 || g.delivering) return;
+  napi_env env = g.env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value callback, global, argv[1], result;
+  napi_get_reference_value(env, g.callback_ref, &callback);
+  napi_get_global(env, &global);
+  napi_create_uint32(env, (uint32_t)g.event_count, &argv[0]);
+  g.delivering = 1;
+  napi_status status = napi_make_callback(env, g.async_context, global, callback, 1, argv, &result);
+  g.delivering = 0;
+  g.event_count = 0;
+  g.arena_used = 0;
+  if (status == napi_pending_exception) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_check(uv_check_t *handle) {
+  (void)handle;
+  deliver();
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+static void set_watch(Wire *w) {
+  if (w->closed) return;
+  int events = 0;
+  if (!w->paused && !w->read_done) events |= UV_READABLE;
+  if (w->queue_len > w->queue_off) events |= UV_WRITABLE;
+  if (events == w->events) return;
+  w->events = events;
+  if (events == 0) uv_poll_stop(&w->poll);
+  else uv_poll_start(&w->poll, events, on_poll);
+}
+
+static void fail_wire(Wire *w, int error) {
+  if (w->failed) return;
+  w->failed = 1;
+  w->read_done = 1;
+  w->queue_off = w->queue_len = 0;
+  set_watch(w);
+  push_event(EV_ERROR, w->slot, 0, -error);
+}
+
+/* Sends as much of the queue as the kernel takes. */
+static void flush(Wire *w) {
+  while (w->queue_off < w->queue_len) {
+    ssize_t n = send(w->fd, w->queue + w->queue_off, w->queue_len - w->queue_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      fail_wire(w, errno);
+      return;
+    }
+    w->queue_off += (size_t)n;
+  }
+  if (w->queue_off == w->queue_len) {
+    w->queue_off = w->queue_len = 0;
+    if (w->queue_cap > 4 * READ_SIZE) {
+      free(w->queue);
+      w->queue = NULL;
+      w->queue_cap = 0;
+    }
+    push_event(EV_DRAIN, w->slot, 0, 0);
+    if (w->ending) shutdown(w->fd, SHUT_WR);
+  }
+  set_watch(w);
+}
+
+static void read_once(Wire *w) {
+  if (g.arena_cap - g.arena_used < READ_SIZE) deliver();
+  if (w->read_done || w->paused || w->closed) return; /* JavaScript may have paused or closed it during that delivery */
+  size_t room = g.arena_cap - g.arena_used;
+  if (room > READ_SIZE) room = READ_SIZE;
+  ssize_t n;
+  do {
+    n = recv(w->fd, g.arena + g.arena_used, room, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    push_event(EV_DATA, w->slot, g.arena_used, n);
+    g.arena_used += (size_t)n;
+  } else if (n == 0) {
+    w->read_done = 1;
+    set_watch(w);
+    push_event(EV_EOF, w->slot, 0, 0);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    fail_wire(w, errno);
+  }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  Wire *w = (Wire *)handle->data;
+  if (status < 0) {
+    fail_wire(w, -status);
+    return;
+  }
+  if (w->closed) return;
+  if ((events & UV_WRITABLE) && w->queue_len > w->queue_off) flush(w);
+  if ((events & UV_READABLE) && !w->failed && !w->closed) read_once(w);
+}
+
+static Wire *wire_at(napi_env env, napi_value v) {
+  int32_t slot;
+  if (napi_get_value_int32(env, v, &slot) != napi_ok || slot < 0 || (size_t)slot >= g.next_slot || g.slots[slot] == NULL) {
+    napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: no such slot");
+    return NULL;
+  }
+  return g.slots[slot];
+}
+
+/* init(arena: Buffer, events: Int32Array, onEvents: (count) => void) */
+static napi_value Init(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (g.ready) {
+    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() may be called once per process");
+    return NULL;
+  }
+  void *data;
+  size_t length;
+  CHECK(napi_get_buffer_info(env, argv[0], &data, &length));
+  if (length < 2 * READ_SIZE) {
+    napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: the arena must hold at least two reads");
+    return NULL;
+  }
+  g.arena = data;
+  g.arena_cap = length;
+  napi_typedarray_type type;
+  size_t count;
+  void *events;
+  CHECK(napi_get_typedarray_info(env, argv[1], &type, &count, &events, NULL, NULL));
+  if (type != napi_int32_array || count < EVENT_INTS) {
+    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: events must be an Int32Array of at least 4 entries");
+    return NULL;
+  }
+  g.events = events;
+  g.events_cap = count / EVENT_INTS;
+  CHECK(napi_create_reference(env, argv[0], 1, &g.arena_ref));
+  CHECK(napi_create_reference(env, argv[1], 1, &g.events_ref));
+  CHECK(napi_create_reference(env, argv[2], 1, &g.callback_ref));
+  napi_value name;
+  CHECK(napi_create_string_utf8(env, "pgwarden.wire", NAPI_AUTO_LENGTH, &name));
+  CHECK(napi_async_init(env, NULL, name, &g.async_context));
+  CHECK(napi_get_uv_event_loop(env, &g.loop));
+  uv_check_init(g.loop, &g.check);
+  uv_check_start(&g.check, on_check);
+  uv_unref((uv_handle_t *)&g.check);
+  g.env = env;
+  g.ready = 1;
+  return undefined(env);
+}
+
+/* adopt(fd) → slot: watches a duplicate of a connected, non-blocking socket (the caller then closes its own). */
+static napi_value Adopt(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  CHECK(napi_get_value_int32(env, argv[0], &fd));
+  if (!g.ready) {
+    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() first");
+    return NULL;
+  }
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return number(env, -errno);
+  int flags = fcntl(own, F_GETFL);
+  if (flags < 0 || fcntl(own, F_SETFL, flags | O_NONBLOCK) < 0) {
+    int e = errno;
+    close(own);
+    return number(env, -e);
+  }
+  int slot;
+  if (g.free_count > 0) {
+    slot = g.free_slots[--g.free_count];
+  } else {
+    if (g.next_slot == g.slot_cap) {
+      size_t cap = g.slot_cap == 0 ? 1024 : g.slot_cap * 2;
+      Wire **slots = realloc(g.slots, cap * sizeof *slots);
+      int *free_slots = realloc(g.free_slots, cap * sizeof *free_slots);
+      if (slots != NULL) g.slots = slots;
+      if (free_slots != NULL) g.free_slots = free_slots;
+      if (slots == NULL || free_slots == NULL) {
+        close(own);
+        return number(env, -ENOMEM);
+      }
+      g.slot_cap = cap;
+    }
+    slot = (int)g.next_slot++;
+  }
+  Wire *w = calloc(1, sizeof *w);
+  if (w == NULL) {
+    close(own);
+    g.free_slots[g.free_count++] = slot;
+    return number(env, -ENOMEM);
+  }
+  w->fd = own;
+  w->slot = slot;
+  int rc = uv_poll_init_socket(g.loop, &w->poll, own);
+  if (rc != 0) {
+    close(own);
+    free(w);
+    g.free_slots[g.free_count++] = slot;
+    return number(env, rc);
+  }
+  w->poll.data = w;
+  g.slots[slot] = w;
+  set_watch(w);
+  return number(env, slot);
+}
+
+static int append(Wire *w, const char *bytes, size_t length) {
+  size_t live = w->queue_len - w->queue_off;
+  if (w->queue_off > 0 && w->queue_off >= live) {
+    memmove(w->queue, w->queue + w->queue_off, live);
+    w->queue_off = 0;
+    w->queue_len = live;
+  }
+  if (w->queue_len + length > w->queue_cap) {
+    size_t cap = w->queue_cap == 0 ? 16 * 1024 : w->queue_cap;
+    while (cap < w->queue_len + length) cap *= 2;
+    char *q = realloc(w->queue, cap);
+    if (q == NULL) return -ENOMEM;
+    w->queue = q;
+    w->queue_cap = cap;
+  }
+  memcpy(w->queue + w->queue_len, bytes, length);
+  w->queue_len += length;
+  return 0;
+}
+
+/* write(slot, buffer, start, end) → bytes still queued (0: all sent), or -errno (the wire failed). */
+static napi_value Write(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Wire *w = wire_at(env, argv[0]);
+  if (w == NULL) return NULL;
+  void *data;
+  size_t length;
+  int32_t start, end;
+  CHECK(napi_get_buffer_info(env, argv[1], &data, &length));
+  CHECK(napi_get_value_int32(env, argv[2], &start));
+  CHECK(napi_get_value_int32(env, argv[3], &end));
+  if (start < 0 || end < start || (size_t)end > length) {
+    napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: write range outside the buffer");
+    return NULL;
+  }
+  if (w->failed) return number(env, -EPIPE);
+  const char *p = (const char *)data + start;
+  size_t left = (size_t)(end - start);
+  if (w->queue_len == w->queue_off) {
+    while (left > 0) {
+      ssize_t n = send(w->fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        int e = errno;
+        w->failed = 1;
+        w->read_done = 1;
+        set_watch(w);
+        return number(env, -e);
+      }
+      p += n;
+      left -= (size_t)n;
+    }
+  }
+  if (left > 0) {
+    int rc = append(w, p, left);
+    if (rc < 0) return number(env, rc);
+    set_watch(w);
+  }
+  return number(env, (double)(w->queue_len - w->queue_off));
+}
+
+/* pending(slot) → bytes written but not yet taken by the kernel. */
+static napi_value Pending(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Wire *w = wire_at(env, argv[0]);
+  if (w == NULL) return NULL;
+  return number(env, (double)(w->queue_len - w->queue_off));
+}
+
+static napi_value SetPaused(napi_env env, napi_callback_info info, int paused) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Wire *w = wire_at(env, argv[0]);
+  if (w == NULL) return NULL;
+  w->paused = paused;
+  set_watch(w);
+  return undefined(env);
+}
+
+static napi_value Pause(napi_env env, napi_callback_info info) { return SetPaused(env, info, 1); }
+static napi_value Resume(napi_env env, napi_callback_info info) { return SetPaused(env, info, 0); }
+
+/* end(slot): no more writes; the write side is shut once the queue is flushed. Reading goes on to the peer's EOF. */
+static napi_value End(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Wire *w = wire_at(env, argv[0]);
+  if (w == NULL) return NULL;
+  w->ending = 1;
+  if (w->queue_len == w->queue_off && !w->failed) shutdown(w->fd, SHUT_WR);
+  return undefined(env);
+}
+
+static void on_closed(uv_handle_t *handle) {
+  Wire *w = (Wire *)handle->data;
+  close(w->fd);
+  free(w->queue);
+  free(w);
+}
+
+/* close(slot): stops watching, drops unsent bytes and events not yet handed over, closes the socket. */
+static napi_value Close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  Wire *w = wire_at(env, argv[0]);
+  if (w == NULL) return NULL;
+  int slot = w->slot;
+  /* The events array is read by JavaScript while it is being delivered: later events of this slot become no-ops. */
+  for (size_t i = 0; i < g.event_count; i++) {
+    int32_t *e = g.events + i * EVENT_INTS;
+    if (e[1] == slot) e[0] = 0;
+  }
+  w->closed = 1;
+  g.slots[slot] = NULL;
+  g.free_slots[g.free_count++] = slot;
+  uv_poll_stop(&w->poll);
+  uv_close((uv_handle_t *)&w->poll, on_closed);
+  return undefined(env);
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+      {"init", NULL, Init, NULL, NULL, NULL, napi_default, NULL},
+      {"adopt", NULL, Adopt, NULL, NULL, NULL, napi_default, NULL},
+      {"write", NULL, Write, NULL, NULL, NULL, napi_default, NULL},
+      {"pending", NULL, Pending, NULL, NULL, NULL, napi_default, NULL},
+      {"pause", NULL, Pause, NULL, NULL, NULL, napi_default, NULL},
+      {"resume", NULL, Resume, NULL, NULL, NULL, napi_default, NULL},
+      {"end", NULL, End, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, Close, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}

@@ -1,0 +1,179 @@
+/**
+ * The native socket I/O (src/proxy/wire) on real loopback TCP connections: what goes in comes out byte for byte
+ * under back pressure, end() delivers everything before the FIN, closes by either side reach onClose once, and
+ * many connections at once keep their own bytes (slots reused, reads batched).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { NativeWire, nativeIoStatus } from '../../src/proxy/wire/native-wire.js';
+
+const HIGH_WATER_MARK = 256 * 1024;
+
+/** A server whose accepted sockets become NativeWires that `serve` sets up. */
+async function wireServer(serve: (wire: NativeWire) => void): Promise<{ server: Server; port: number }> {
+  const server = createServer({ pauseOnConnect: true }, (socket) => {
+    socket.setNoDelay(true);
+    const wire = NativeWire.adopt(socket);
+    assert.ok(wire !== null, 'the accepted socket is adopted');
+    serve(wire);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as { port: number }).port };
+}
+
+/** An echo with back pressure: stop reading while more than HIGH_WATER_MARK waits to be sent. */
+function echo(wire: NativeWire, closed?: () => void): void {
+  wire.onData = (chunk) => {
+    wire.write(chunk);
+    if (wire.writableLength > HIGH_WATER_MARK) wire.pause();
+  };
+  wire.onDrain = () => wire.resume();
+  wire.onClose = () => closed?.();
+}
+
+function connectTo(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect(port, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+function collect(socket: Socket, bytes: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+      if (got >= bytes) resolve(Buffer.concat(chunks));
+    });
+    socket.once('close', () => reject(new Error(`closed after ${got} of ${bytes} bytes`)));
+  });
+}
+
+describe('NativeWire', () => {
+  const servers: Server[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  it('is built and loads (npm run build compiles it)', () => {
+    assert.deepEqual(nativeIoStatus(), { active: true });
+  });
+
+  it('echoes 16 MiB byte for byte while the reader is slow (queue, pause, drain, resume)', async () => {
+    let closes = 0;
+    let serverWire = null as NativeWire | null;
+    const { server, port } = await wireServer((wire) => {
+      serverWire = wire;
+      echo(wire, () => closes++);
+    });
+    servers.push(server);
+    const client = await connectTo(port);
+    const data = randomBytes(16 * 1024 * 1024);
+    const back = collect(client, data.length);
+    client.pause(); // the echo's queue fills up and it must stop reading
+    for (let o = 0; o < data.length; o += 100_000) client.write(data.subarray(o, Math.min(o + 100_000, data.length)));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(serverWire !== null);
+    assert.ok(serverWire!.writableLength > 0, 'bytes are queued while the client does not read');
+    assert.ok(serverWire!.isPaused(), 'the echo paused reading');
+    client.resume();
+    const got = await back;
+    assert.equal(got.length, data.length);
+    assert.ok(got.equals(data), 'the same bytes came back');
+    assert.equal(serverWire!.bytesRead, data.length);
+    assert.equal(serverWire!.bytesWritten, data.length);
+    client.destroy();
+    for (let i = 0; i < 100 && closes === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closes, 1, 'the client closing reaches onClose once');
+    assert.equal(serverWire!.destroyed, true);
+  });
+
+  it('end() sends everything queued, then the FIN; the peer closing then ends the wire', async () => {
+    let closed = false;
+    const big = randomBytes(4 * 1024 * 1024);
+    const { server, port } = await wireServer((wire) => {
+      wire.onClose = () => (closed = true);
+      wire.write(big);
+      wire.end(Buffer.from('bye'));
+      assert.equal(wire.writable, false);
+      assert.equal(wire.write(Buffer.from('late')), false, 'nothing is written after end()');
+    });
+    servers.push(server);
+    const client = await connectTo(port);
+    const chunks: Buffer[] = [];
+    client.on('data', (c: Buffer) => chunks.push(c));
+    await new Promise<void>((resolve) => client.once('end', resolve));
+    const got = Buffer.concat(chunks);
+    assert.equal(got.length, big.length + 3);
+    assert.ok(got.subarray(0, big.length).equals(big));
+    assert.equal(got.subarray(big.length).toString(), 'bye');
+    assert.equal(closed, false, 'the wire waits for the peer');
+    client.end();
+    for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, true);
+  });
+
+  it('destroy() closes the connection and drops what was queued; a write to a reset peer ends the wire', async () => {
+    let wireRef = null as NativeWire | null;
+    let closes = 0;
+    const { server, port } = await wireServer((wire) => {
+      wireRef = wire;
+      wire.onClose = () => closes++;
+    });
+    servers.push(server);
+    const client = await connectTo(port);
+    const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    for (let i = 0; i < 100 && wireRef === null; i++) await new Promise((r) => setTimeout(r, 10));
+    wireRef!.destroy();
+    wireRef!.destroy();
+    await gone;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closes, 1);
+
+    // The peer resets: the next writes fail and end the wire, once.
+    let second = null as NativeWire | null;
+    let secondCloses = 0;
+    const other = await wireServer((wire) => {
+      second = wire;
+      wire.onClose = () => secondCloses++;
+    });
+    servers.push(other.server);
+    const c2 = await connectTo(other.port);
+    for (let i = 0; i < 100 && second === null; i++) await new Promise((r) => setTimeout(r, 10));
+    c2.resetAndDestroy();
+    for (let i = 0; i < 100 && secondCloses === 0; i++) {
+      second!.write(Buffer.from('x'));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(secondCloses, 1);
+    assert.equal(second!.destroyed, true);
+  });
+
+  it('keeps 300 connections apart, each with its own bytes, while connections come and go', async () => {
+    let open = 0;
+    const { server, port } = await wireServer((wire) => {
+      open++;
+      echo(wire, () => open--);
+    });
+    servers.push(server);
+    const rounds = await Promise.all(
+      Array.from({ length: 300 }, async (_, i) => {
+        const client = await connectTo(port);
+        const messages = Array.from({ length: 20 }, (_, k) => Buffer.from(`client ${i} message ${k};`.repeat(1 + (k % 7))));
+        const total = messages.reduce((n, m) => n + m.length, 0);
+        const back = collect(client, total);
+        for (const m of messages) client.write(m);
+        const got = await back;
+        client.destroy();
+        return got.equals(Buffer.concat(messages));
+      }),
+    );
+    assert.equal(rounds.filter((ok) => ok).length, 300);
+    for (let i = 0; i < 200 && open > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(open, 0, 'every wire was closed');
+  });
+});
