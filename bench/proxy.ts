@@ -426,7 +426,11 @@ async function main(): Promise<void> {
     const results = new Map<string, PgbenchResult[]>();
     for (let round = 1; round <= rounds; round++) {
       for (const workload of workloads) {
-        for (const target of TARGETS) {
+        // The poolers' order turns with each round, so that a drift of the machine's speed within a round does not
+        // favour the one that always runs first.
+        const poolers = TARGETS.filter((t) => t !== 'direct');
+        const turned = poolers.map((_, i) => poolers[(i + round - 1) % poolers.length]!);
+        for (const target of ['direct' as const, ...turned]) {
           const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : target === 'pgwarden-node' ? nodeIoProxy!.pid! : null;
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
           const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
@@ -462,11 +466,17 @@ async function main(): Promise<void> {
           )} ${pad(med((r) => r.postgresCpuUsPerTx), 9)} ${pad(pooler, 14)} ${med((r) => r.idleUsPerTx)}`,
         );
       }
-      const ratio = median((results.get(`${workload.name}/pgwarden`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));
-      lines.push(`${pad(workload.name, 12)} pgwarden/PgBouncer TPS ratio: ${ratio.toFixed(2)}`);
-      if (values['node-io']) {
-        const nodeRatio = median((results.get(`${workload.name}/pgwarden-node`) ?? []).map((r) => r.tps)) / median((results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps));
-        lines.push(`${pad(workload.name, 12)} pgwarden-node (native_io: false)/PgBouncer TPS ratio: ${nodeRatio.toFixed(2)}`);
+      for (const target of values['node-io'] ? (['pgwarden', 'pgwarden-node'] as const) : (['pgwarden'] as const)) {
+        const ours = (results.get(`${workload.name}/${target}`) ?? []).map((r) => r.tps);
+        const theirs = (results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps);
+        // Runs of one round are minutes apart at most; across rounds this machine's speed moves by a third, so the
+        // ratio within each round is the steadier figure.
+        const perRound = ours.map((tps, i) => tps / theirs[i]!);
+        lines.push(
+          `${pad(workload.name, 12)} ${target}/PgBouncer TPS ratio: ${(median(ours) / median(theirs)).toFixed(2)} (median TPS over median TPS); per round ${perRound
+            .map((r) => r.toFixed(2))
+            .join(', ')}, median ${median(perRound).toFixed(2)}`,
+        );
       }
     }
     for (const target of ['pgwarden', 'pgbouncer'] as const) {

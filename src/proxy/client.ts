@@ -115,22 +115,24 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private readonly onSocketClose = (): void => this.handleClose();
   /** Reads through a NativeWire: chunks are views of its arena, so whatever the framer keeps is copied. */
   private native = false;
-  private readonly onNativeData = (chunk: Buffer): void => {
-    this.onData(chunk);
+  private readonly onNativeData = (buf: Buffer, start: number, end: number): void => {
+    this.received(buf, start, end);
     if (this.held || this.framer.bufferedBytes > 0) this.framer.own(this.held);
   };
 
-  private readonly onData = (chunk: Buffer): void => {
+  private readonly onData = (chunk: Buffer): void => this.received(chunk, 0, chunk.length);
+
+  private received(buf: Buffer, start: number, end: number): void {
     const pool = this.pool;
-    if (pool !== null) pool.counters.bytesReceived += chunk.length;
-    this.framer.push(chunk);
+    if (pool !== null) pool.counters.bytesReceived += end - start;
+    this.framer.pushRange(buf, start, end);
     if (this.waiting) {
       // The frames wait in the framer for a server connection; only a client that keeps sending is paused.
       if (this.framer.bufferedBytes > HIGH_WATER_MARK) this.socket.pause();
       return;
     }
     this.pump();
-  };
+  }
 
   /** The Node socket until logged in (a TLSSocket with TLS), then a NativeWire where native I/O took it over. */
   socket: Wire;

@@ -25,8 +25,8 @@ async function wireServer(serve: (wire: NativeWire) => void): Promise<{ server: 
 
 /** An echo with back pressure: stop reading while more than HIGH_WATER_MARK waits to be sent. */
 function echo(wire: NativeWire, closed?: () => void): void {
-  wire.onData = (chunk) => {
-    wire.write(chunk);
+  wire.onData = (buf, start, end) => {
+    wire.write(buf.subarray(start, end));
     if (wire.writableLength > HIGH_WATER_MARK) wire.pause();
   };
   wire.onDrain = () => wire.resume();

@@ -105,7 +105,8 @@ export class ServerConn {
   xactStartedAt = 0;
   private fatal: string | null = null;
   private loginDone = false;
-  private readonly onData = (chunk: Buffer): void => this.handleData(chunk);
+  private readonly onData = (chunk: Buffer): void => this.handleData(chunk, 0, chunk.length);
+  private readonly onNativeData = (buf: Buffer, start: number, end: number): void => this.handleData(buf, start, end);
   private readonly onDrain = (): void => this.peerDrainedUs();
   private onIdleClose: ((conn: ServerConn) => void) | null = null;
   /**
@@ -138,7 +139,7 @@ export class ServerConn {
       raw.emit('data', Buffer.from(buffer.subarray(0, nread)));
       return true;
     }
-    this.handleData(nread === buffer.length ? buffer : buffer.subarray(0, nread));
+    this.handleData(buffer, 0, nread);
     if (this.framer.bufferedBytes > 0) this.readBufferRetained = true;
     return true;
   }
@@ -298,7 +299,7 @@ export class ServerConn {
               const wire = tls === null && options.nativeIo === true ? NativeWire.adopt(socket) : null;
               if (wire !== null) {
                 this.native = true;
-                wire.onData = this.onData;
+                wire.onData = this.onNativeData;
                 wire.onDrain = this.onDrain;
                 wire.onClose = () => this.handleClose();
                 this.socket = wire;
@@ -328,9 +329,9 @@ export class ServerConn {
     this.peer = peer;
   }
 
-  detach(): void {
+  detach(now: number = Date.now()): void {
     this.peer = null;
-    this.idleSince = Date.now();
+    this.idleSince = now;
   }
 
   /**
@@ -403,11 +404,12 @@ export class ServerConn {
     this.peer?.socket.resume();
   }
 
-  private handleData(chunk: Buffer): void {
+  /** Server bytes buf[start, end): frames forwarded to the attached client, ReadyForQuery and errors looked at. */
+  private handleData(buf: Buffer, start: number, end: number): void {
     const f = this.framer;
     const counters = this.counters;
-    if (counters !== null) counters.bytesSent += chunk.length;
-    f.push(chunk);
+    if (counters !== null) counters.bytesSent += end - start;
+    f.pushRange(buf, start, end);
     let peer = this.peer;
     let out: Wire | null = peer === null ? null : peer.socket;
     const native = this.native;

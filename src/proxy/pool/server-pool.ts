@@ -206,6 +206,11 @@ export class ServerPool {
   }
 
   private isTarget(endpoint: Endpoint): boolean {
+    if (this.role === 'rw') {
+      // Every transaction asks (tryAcquire, release): the rw answer without building targets()'s array.
+      const primary = this.options.topology.primary();
+      return primary !== null && primary.host === endpoint.host && primary.port === endpoint.port;
+    }
     return this.targets().some((t) => t.host === endpoint.host && t.port === endpoint.port);
   }
 
@@ -248,14 +253,15 @@ export class ServerPool {
 
   /** Gives a clean, idle connection back. */
   release(conn: ServerConn): void {
-    conn.detach();
+    const now = Date.now();
+    conn.detach(now);
     if (conn.closed) return;
     if (this.closed || !this.isTarget(conn.endpoint)) {
       this.discard(conn);
       return;
     }
     // As PgBouncer: server_lifetime is enforced on release, so a busy pool renews its connections too (0: use once).
-    if (Date.now() - conn.createdAt >= this.options.serverLifetimeMs) {
+    if (now - conn.createdAt >= this.options.serverLifetimeMs) {
       this.discard(conn);
       return;
     }

@@ -207,6 +207,19 @@ export class MessageFramer implements Frame {
     }
   }
 
+  /** push(buf.subarray(start, end)) without making the view: the native wire's reads are ranges of its arena. */
+  pushRange(buf: Buffer, start: number, end: number): void {
+    if (this.failure !== null || end <= start) return;
+    if (this.pos === this.chunkEnd && this.queue.length === 0) {
+      this.chunk = buf;
+      this.pos = start;
+      this.chunkEnd = end;
+    } else {
+      this.queue.push(buf.subarray(start, end));
+      this.queuedBytes += end - start;
+    }
+  }
+
   /**
    * Consumes one raw byte outside any frame: PostgreSQL answers SSLRequest and GSSENCRequest with a single
    * unframed 'S'/'G' or 'N'. Returns -1 if no byte is buffered yet.

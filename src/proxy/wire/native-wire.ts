@@ -5,7 +5,7 @@
  *
  * A NativeWire is made from a connected net.Socket once its handshake is done (adopt()): the module watches a
  * duplicate of its descriptor and the Node socket is destroyed without a word on the wire. Reads reach `onData`
- * as views of one shared arena, valid only during that call: whoever keeps bytes past it copies them
+ * as ranges of one shared arena, valid only during that call: whoever keeps bytes past it copies them
  * (MessageFramer.own), and a Node socket is never handed such a view to queue (copyFor()).
  */
 import { createRequire } from 'node:module';
@@ -71,7 +71,7 @@ function onEvents(count: number): void {
       const offset = events[e + 2]!;
       const length = events[e + 3]!;
       wire.bytesRead += length;
-      if (!wire.ending) wire.onData(arena.subarray(offset, offset + length));
+      if (!wire.ending) wire.onData(arena, offset, offset + length);
     } else if (kind === EV_DRAIN) {
       wire.drained();
     } else if (kind === EV_EOF || kind === EV_ERROR) {
@@ -83,7 +83,8 @@ function onEvents(count: number): void {
 const noop = (): void => undefined;
 
 export class NativeWire implements Wire {
-  onData: (chunk: Buffer) => void = noop;
+  /** Bytes read: buf[start, end), valid only during the call. */
+  onData: (buf: Buffer, start: number, end: number) => void = noop;
   onDrain: () => void = noop;
   onClose: () => void = noop;
   bytesRead = 0;
