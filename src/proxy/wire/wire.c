@@ -95,6 +95,8 @@ static void deliver(void);
 
 static void push_event(int kind, int slot, size_t offset, ssize_t length) {
   if (g.event_count == g.events_cap) deliver();
+  /* Only poll callbacks record events, never JavaScript's calls during a delivery: the list is empty again here. */
+  if (g.event_count == g.events_cap) abort();
   int32_t *e = g.events + g.event_count * EVENT_INTS;
   e[0] = kind;
   e[1] = slot;
@@ -217,6 +219,17 @@ static Wire *wire_at(napi_env env, napi_value v) {
     return NULL;
   }
   return g.slots[slot];
+}
+
+/* The wire named by a call's only argument (its slot), or NULL with a JavaScript exception pending. */
+static Wire *wire_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: a slot is required");
+    return NULL;
+  }
+  return wire_at(env, argv[0]);
 }
 
 /* init(arena: Buffer, events: Int32Array, onEvents: (count) => void) */
@@ -386,19 +399,13 @@ static napi_value Write(napi_env env, napi_callback_info info) {
 
 /* pending(slot) → bytes written but not yet taken by the kernel. */
 static napi_value Pending(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Wire *w = wire_at(env, argv[0]);
+  Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
   return number(env, (double)(w->queue_len - w->queue_off));
 }
 
 static napi_value SetPaused(napi_env env, napi_callback_info info, int paused) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Wire *w = wire_at(env, argv[0]);
+  Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
   w->paused = paused;
   set_watch(w);
@@ -410,10 +417,7 @@ static napi_value Resume(napi_env env, napi_callback_info info) { return SetPaus
 
 /* end(slot): no more writes; the write side is shut once the queue is flushed. Reading goes on to the peer's EOF. */
 static napi_value End(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Wire *w = wire_at(env, argv[0]);
+  Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
   w->ending = 1;
   if (w->queue_len == w->queue_off && !w->failed) shutdown(w->fd, SHUT_WR);
@@ -429,10 +433,7 @@ static void on_closed(uv_handle_t *handle) {
 
 /* close(slot): stops watching, drops unsent bytes and events not yet handed over, closes the socket. */
 static napi_value Close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Wire *w = wire_at(env, argv[0]);
+  Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
   int slot = w->slot;
   /* The events array is read by JavaScript while it is being delivered: later events of this slot become no-ops. */
