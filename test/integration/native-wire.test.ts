@@ -117,6 +117,38 @@ describe('NativeWire', () => {
     assert.equal(closed, true);
   });
 
+  it("the peer's EOF: what is still queued is sent, then the wire closes (as a Node socket without allowHalfOpen)", async () => {
+    let closed = 0;
+    let queuedAtStart = 0;
+    const data = randomBytes(8 * 1024 * 1024);
+    const { server, port } = await wireServer((wire) => {
+      wire.onClose = () => closed++;
+      wire.write(data);
+      queuedAtStart = wire.writableLength;
+    });
+    servers.push(server);
+    const client = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => resolve(s));
+      s.once('error', reject);
+    });
+    const chunks: Buffer[] = [];
+    client.on('data', (c: Buffer) => chunks.push(c));
+    const ended = new Promise<void>((resolve) => client.once('end', resolve));
+    client.pause();
+    client.end(); // the FIN reaches the wire while most of `data` waits in its queue
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(queuedAtStart > 0, 'the kernel did not take 8 MiB at once');
+    assert.equal(closed, 0, 'the wire waits until its queue is sent');
+    client.resume();
+    await ended;
+    const got = Buffer.concat(chunks);
+    assert.equal(got.length, data.length);
+    assert.ok(got.equals(data));
+    for (let i = 0; i < 100 && closed === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(closed, 1);
+    client.destroy();
+  });
+
   it('destroy() closes the connection and drops what was queued; a write to a reset peer ends the wire', async () => {
     let wireRef = null as NativeWire | null;
     let closes = 0;

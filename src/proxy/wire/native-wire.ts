@@ -74,7 +74,9 @@ function onEvents(count: number): void {
       if (!wire.ending) wire.onData(arena, offset, offset + length);
     } else if (kind === EV_DRAIN) {
       wire.drained();
-    } else if (kind === EV_EOF || kind === EV_ERROR) {
+    } else if (kind === EV_EOF) {
+      wire.peerEnded();
+    } else if (kind === EV_ERROR) {
       wire.destroy();
     }
   }
@@ -99,6 +101,8 @@ export class NativeWire implements Wire {
   readonly localPort: number | undefined;
   private corked = 0;
   private readonly corkedWrites: Buffer[] = [];
+  /** The peer sent its EOF: close once the queue is sent. */
+  private peerGone = false;
   private paused = false;
 
   private constructor(
@@ -228,7 +232,19 @@ export class NativeWire implements Wire {
   /** The module sent everything that was queued. */
   drained(): void {
     this.writableLength = this.b.pending(this.slot);
-    if (this.writableLength === 0) this.onDrain();
+    if (this.writableLength > 0) return;
+    if (this.peerGone) this.destroy();
+    else this.onDrain();
+  }
+
+  /**
+   * The peer's EOF. As a Node socket without allowHalfOpen: what is queued is still sent, then the connection
+   * closes; nothing more is written.
+   */
+  peerEnded(): void {
+    this.peerGone = true;
+    if (this.writableLength === 0) this.destroy();
+    else if (!this.ending) this.end();
   }
 }
 
