@@ -534,11 +534,6 @@ export class ServerConn {
   }
 }
 
-/** buffer[start, end) to write: the buffer itself when the span is all of it (no view object to make). */
-export function span(buffer: Buffer, start: number, end: number): Buffer {
-  return start === 0 && end === buffer.length ? buffer : buffer.subarray(start, end);
-}
-
 function noCredentials(user: string, method: string): PgProtocolError {
   return new PgProtocolError(SQLSTATE.INVALID_PASSWORD, `the proxy holds no ${method} credentials for user "${user}"`, {
     hint: 'Put the password (or, for SCRAM, the same SCRAM secret the server stores, and log in with SCRAM first) in auth_file.',
