@@ -343,7 +343,7 @@ async function main(): Promise<void> {
   if (owner) await chown(poolerDir, owner.uid, owner.gid);
   let pgbouncer: ChildProcess | null = null;
   let proxy: ChildProcess | null = null;
-  let nodeIoProxyRef: ChildProcess | null = null;
+  let nodeIoProxy: ChildProcess | null = null;
   try {
     log(`PostgreSQL 15 in ${base}…`);
     const postgres = await makeTestServer('bench', base, credentials, {
@@ -407,13 +407,17 @@ async function main(): Promise<void> {
     proxy = startChild('pgwarden proxy', process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', proxyYml, '--primary', `127.0.0.1:${postgres.port}`], {
       logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy.log`),
     });
-    const nodeIoProxy = values['node-io']
+    nodeIoProxy = values['node-io']
       ? startChild('pgwarden proxy (native_io: false)', process.execPath, [mainJs, 'proxy', '--config', nodeIoYml, '--primary', `127.0.0.1:${postgres.port}`], {
           logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy-node-io.log`),
         })
       : null;
-    nodeIoProxyRef = nodeIoProxy;
     const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort, 'pgwarden-node': nodeIoPort };
+    const poolerPids: Record<Exclude<TargetName, 'direct'>, number | null> = {
+      pgbouncer: pgbouncer.pid ?? null,
+      pgwarden: proxy.pid ?? null,
+      'pgwarden-node': nodeIoProxy?.pid ?? null,
+    };
     for (const target of TARGETS.filter((t) => t !== 'direct')) {
       await waitFor(`${target} to accept logins`, async () => {
         await psql({ host: '127.0.0.1', port: ports[target], user: 'postgres', password, database: 'postgres' }, 'SELECT 1');
@@ -431,7 +435,7 @@ async function main(): Promise<void> {
         const poolers = TARGETS.filter((t) => t !== 'direct');
         const turned = poolers.map((_, i) => poolers[(i + round - 1) % poolers.length]!);
         for (const target of ['direct' as const, ...turned]) {
-          const poolerPid = target === 'pgbouncer' ? pgbouncer.pid! : target === 'pgwarden' ? proxy.pid! : target === 'pgwarden-node' ? nodeIoProxy!.pid! : null;
+          const poolerPid = target === 'direct' ? null : poolerPids[target];
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
           const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
           log(
@@ -490,7 +494,7 @@ async function main(): Promise<void> {
   } finally {
     stopping = true;
     if (proxy) await stopChild(proxy);
-    if (nodeIoProxyRef) await stopChild(nodeIoProxyRef);
+    if (nodeIoProxy) await stopChild(nodeIoProxy);
     if (pgbouncer) await stopChild(pgbouncer);
     await cleanupServers();
   }

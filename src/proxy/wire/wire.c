@@ -146,12 +146,18 @@ static void set_watch(Wire *w) {
   else uv_poll_start(&w->poll, events, on_poll);
 }
 
-static void fail_wire(Wire *w, int error) {
-  if (w->failed) return;
+/* A failed send or read: nothing more is read or written, and what was queued is dropped. */
+static void mark_failed(Wire *w) {
   w->failed = 1;
   w->read_done = 1;
   w->queue_off = w->queue_len = 0;
   set_watch(w);
+}
+
+/* A failure found by the loop (not by a call from JavaScript, which gets the errno back): reported as an event. */
+static void fail_wire(Wire *w, int error) {
+  if (w->failed) return;
+  mark_failed(w);
   push_event(EV_ERROR, w->slot, 0, -error);
 }
 
@@ -380,9 +386,7 @@ static napi_value Write(napi_env env, napi_callback_info info) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) break;
         int e = errno;
-        w->failed = 1;
-        w->read_done = 1;
-        set_watch(w);
+        mark_failed(w);
         return number(env, -e);
       }
       p += n;
