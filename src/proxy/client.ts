@@ -27,6 +27,7 @@ import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
 import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
+import * as clock from './clock.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -93,7 +94,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private sqlEffects = 0;
   /** Session-level advisory locks this client took and did not release, as counted from its SQL text. */
   private advisoryLocks = 0;
-  /** performance.now() when this client began waiting for a server connection; 0 when not waiting. */
+  /** clock.now() when this client began waiting for a server connection; 0 when not waiting. */
   private waitStartedAt = 0;
   private waiting = false;
   /** Extended-protocol messages were sent since the last Sync: the server may not be given back yet. */
@@ -412,7 +413,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           if (server === null) {
             if (!this.waiting) {
               this.waiting = true;
-              this.waitStartedAt = performance.now();
+              this.waitStartedAt = clock.now();
               if (this.console?.paused === true) this.console.hold(this, this.pool!);
               else this.pool!.wait(this);
             }
@@ -432,7 +433,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           return;
         }
         if (server.queryStartedAt === 0) {
-          const now = performance.now();
+          const now = clock.now();
           server.queryStartedAt = now;
           if (server.xactStartedAt === 0) server.xactStartedAt = now;
         }
@@ -583,7 +584,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   onServerAcquired(conn: ServerConn): void {
     this.waiting = false;
     if (this.waitStartedAt !== 0) {
-      if (this.pool !== null) this.pool.counters.waitTimeUs += Math.round((performance.now() - this.waitStartedAt) * 1000);
+      if (this.pool !== null) this.pool.counters.waitTimeUs += Math.round((clock.now() - this.waitStartedAt) * 1000);
       this.waitStartedAt = 0;
     }
     if (this.state !== 'ready') {
@@ -609,7 +610,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * connection then goes back to the pool, unless session state pins the client to it.
    */
   onServerReady(conn: ServerConn, status: number): void {
-    const now = performance.now();
+    const now = clock.now();
     const counters = this.pool!.counters;
     counters.recordQuery(conn.queryStartedAt === 0 ? 0 : Math.round((now - conn.queryStartedAt) * 1000));
     conn.queryStartedAt = conn.outstanding > 0 ? now : 0;

@@ -23,6 +23,7 @@ import { SessionTag, sessionTagOf } from '../protocol/session-state.js';
 import type { PoolCounters } from './counters.js';
 import { NativeWire, writeSpan } from '../wire/native-wire.js';
 import type { Wire } from '../wire/wire.js';
+import { wallNow } from '../clock.js';
 
 /** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
 export const HIGH_WATER_MARK = 256 * 1024;
@@ -78,8 +79,8 @@ export class ServerConn {
   readonly params = new Map<string, string>();
   backendPid = 0;
   backendSecret = 0;
-  readonly createdAt = Date.now();
-  idleSince = Date.now();
+  readonly createdAt = wallNow();
+  idleSince = wallNow();
   closed = false;
   /** Transaction status from the last ReadyForQuery ('I' 0x49, 'T', 'E'). */
   status = 0x49;
@@ -90,8 +91,13 @@ export class ServerConn {
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
-  private readonly expect: number[] = [];
+  /**
+   * What the server owes, oldest first: expect[expectHead, expectTail). Reused, never truncated: a plain array
+   * emptied with `length = 0` gave its storage back and grew it again on every statement.
+   */
+  private expect = new Int32Array(16);
   private expectHead = 0;
+  private expectTail = 0;
   /** Statement names of the InjectedParse / NamedClientParse entries in `expect`, oldest first. */
   private readonly parseNames: string[] = [];
   /** ReadyForQuery messages still owed (Sync/Query entries in `expect`). */
@@ -100,7 +106,7 @@ export class ServerConn {
   sessionTags = 0;
   /** Where the attached client's pool counts bytes; set by the client on attach. */
   counters: PoolCounters | null = null;
-  /** performance.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
+  /** clock.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
   queryStartedAt = 0;
   xactStartedAt = 0;
   private fatal: string | null = null;
@@ -329,7 +335,7 @@ export class ServerConn {
     this.peer = peer;
   }
 
-  detach(now: number = Date.now()): void {
+  detach(now: number = wallNow()): void {
     this.peer = null;
     this.idleSince = now;
   }
@@ -340,14 +346,29 @@ export class ServerConn {
    * prepared on this connection, and `prepared` forgets it so that its next use prepares it again.
    */
   pushParse(kind: Expect.InjectedParse | Expect.NamedClientParse, name: string): void {
-    this.expect.push(kind);
+    this.pushExpect(kind);
     this.parseNames.push(name);
   }
 
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
   pushExpect(kind: Expect): void {
-    this.expect.push(kind);
+    if (this.expectTail === this.expect.length) this.makeExpectRoom();
+    this.expect[this.expectTail++] = kind;
     if (kind === Expect.Sync || kind === Expect.InjectedQuery) this.outstanding++;
+  }
+
+  /** The expect list is full up to its end: move what is owed to the front, or grow (a long pipeline). */
+  private makeExpectRoom(): void {
+    const owed = this.expectTail - this.expectHead;
+    if (owed <= this.expect.length / 2) {
+      this.expect.copyWithin(0, this.expectHead, this.expectTail);
+    } else {
+      const grown = new Int32Array(this.expect.length * 2);
+      grown.set(this.expect.subarray(this.expectHead, this.expectTail));
+      this.expect = grown;
+    }
+    this.expectHead = 0;
+    this.expectTail = owed;
   }
 
   /** Sends a simple query whose answers the client never sees (settings, reset query). */
@@ -425,20 +446,17 @@ export class ServerConn {
         const t = f.type;
         let forward = true;
         let ready = false;
-        const head = this.expectHead < this.expect.length ? this.expect[this.expectHead] : -1;
+        const head = this.expectHead < this.expectTail ? this.expect[this.expectHead] : -1;
         if (t === m.BackendType.ReadyForQuery) {
           this.status = f.buffer[f.bodyStart];
           // Answers to messages after an error are never sent: drop their entries up to this Sync.
           let popped = -1;
-          while (this.expectHead < this.expect.length) {
+          while (this.expectHead < this.expectTail) {
             popped = this.expect[this.expectHead++];
             if (popped === Expect.Sync || popped === Expect.InjectedQuery) break;
             if (popped === Expect.InjectedParse || popped === Expect.NamedClientParse) this.prepared.delete(this.parseNames.shift()!);
           }
-          if (this.expectHead >= this.expect.length) {
-            this.expect.length = 0;
-            this.expectHead = 0;
-          }
+          if (this.expectHead === this.expectTail) this.expectHead = this.expectTail = 0;
           if (popped === Expect.Sync || popped === Expect.InjectedQuery) this.outstanding--;
           if (popped === Expect.InjectedQuery) forward = false;
           else ready = true;

@@ -13,6 +13,7 @@ import type { ServerTls } from '../server-tls.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import type { Endpoint, Topology } from '../topology.js';
 import { PoolCounters } from './counters.js';
+import { wallNow } from '../clock.js';
 import { type ServerCredentials, ServerConn } from './server-conn.js';
 
 export interface PoolWaiter {
@@ -238,7 +239,7 @@ export class ServerPool {
       return;
     }
     this.waiters.push(waiter);
-    this.waitingSince.push(Date.now());
+    this.waitingSince.push(wallNow());
     this.grow();
   }
 
@@ -253,7 +254,7 @@ export class ServerPool {
 
   /** Gives a clean, idle connection back. */
   release(conn: ServerConn): void {
-    const now = Date.now();
+    const now = wallNow();
     conn.detach(now);
     if (conn.closed) return;
     if (this.closed || !this.isTarget(conn.endpoint)) {
@@ -364,7 +365,7 @@ export class ServerPool {
   private limit(): number {
     const reserve = this.options.reserveSize ?? 0;
     const after = this.options.reserveTimeoutMs ?? 0;
-    if (reserve > 0 && after > 0 && this.waitingSince.length > 0 && Date.now() - this.waitingSince[0] >= after) return this.options.size + reserve;
+    if (reserve > 0 && after > 0 && this.waitingSince.length > 0 && wallNow() - this.waitingSince[0] >= after) return this.options.size + reserve;
     return this.options.size;
   }
 
@@ -461,7 +462,7 @@ export class ServerPool {
   }
 
   private housekeeping(): void {
-    const now = Date.now();
+    const now = wallNow();
     while (this.options.queryWaitTimeoutMs > 0 && this.waiters.length > 0 && now - this.waitingSince[0] > this.options.queryWaitTimeoutMs) {
       const waiter = this.waiters.shift()!;
       this.waitingSince.shift();
