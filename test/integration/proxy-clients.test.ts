@@ -414,6 +414,39 @@ describe('real clients through the proxy', { timeout: 180_000 }, () => {
     }
   }
 
+  for (const mode of MODES) {
+    it(`${mode}: postgres.js pipelines 400 statements on one connection (hundreds of answers owed at once)`, async () => {
+      // One connection: postgres.js sends every query without waiting, so the proxy's list of owed answers grows far
+      // past its first size, and is compacted and reused between bursts. In transaction mode another client with other
+      // settings uses the server connection between bursts, so each burst begins with the proxy's own SET, whose
+      // answers are owed first and must not reach this client.
+      const sql = postgres({ host: '127.0.0.1', port: portOf(mode), user, password, database: 'postgres', max: 1, prepare: true, connect_timeout: 5, connection: { application_name: 'pipeliner' } });
+      try {
+        for (let burst = 0; burst < 2; burst++) {
+          const other = new pg.Client({ host: '127.0.0.1', port: portOf(mode), user, password, database: 'postgres', application_name: `other_${burst}` });
+          await other.connect();
+          assert.equal((await other.query('SELECT current_setting($1) AS a', ['application_name'])).rows[0].a, `other_${burst}`);
+          await other.end();
+          const values = await Promise.all(
+            Array.from({ length: 200 }, async (_, i) => {
+              // Two statement texts alternate: named statements are prepared, then reused, on the server connection.
+              const [r] = i % 2 === 0 ? await sql`SELECT ${i}::int + ${burst * 1000}::int AS v` : await sql`SELECT ${i}::int * 1 + ${burst * 1000}::int AS v`;
+              return r.v as number;
+            }),
+          );
+          assert.deepEqual(
+            values,
+            Array.from({ length: 200 }, (_, i) => i + burst * 1000),
+          );
+        }
+        const [after] = await sql`SELECT 7 AS v, current_setting('application_name') AS a`;
+        assert.deepEqual({ ...after }, { v: 7, a: 'pipeliner' });
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+    });
+  }
+
   // ------------------------------------------------------------------------------------------------------------
   // psycopg2
   // ------------------------------------------------------------------------------------------------------------

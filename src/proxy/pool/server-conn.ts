@@ -24,6 +24,7 @@ import type { PoolCounters } from './counters.js';
 import { NativeWire, writeSpan } from '../wire/native-wire.js';
 import type { Wire } from '../wire/wire.js';
 import { wallNow } from '../clock.js';
+import { IntQueue } from './int-queue.js';
 
 /** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
 export const HIGH_WATER_MARK = 256 * 1024;
@@ -91,13 +92,8 @@ export class ServerConn {
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
-  /**
-   * What the server owes, oldest first: expect[expectHead, expectTail). Reused, never truncated: a plain array
-   * emptied with `length = 0` gave its storage back and grew it again on every statement.
-   */
-  private expect = new Int32Array(16);
-  private expectHead = 0;
-  private expectTail = 0;
+  /** What the server owes (Expect values), oldest first. */
+  private readonly expect = new IntQueue();
   /** Statement names of the InjectedParse / NamedClientParse entries in `expect`, oldest first. */
   private readonly parseNames: string[] = [];
   /** ReadyForQuery messages still owed (Sync/Query entries in `expect`). */
@@ -346,29 +342,14 @@ export class ServerConn {
    * prepared on this connection, and `prepared` forgets it so that its next use prepares it again.
    */
   pushParse(kind: Expect.InjectedParse | Expect.NamedClientParse, name: string): void {
-    this.pushExpect(kind);
+    this.expect.push(kind);
     this.parseNames.push(name);
   }
 
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
   pushExpect(kind: Expect): void {
-    if (this.expectTail === this.expect.length) this.makeExpectRoom();
-    this.expect[this.expectTail++] = kind;
+    this.expect.push(kind);
     if (kind === Expect.Sync || kind === Expect.InjectedQuery) this.outstanding++;
-  }
-
-  /** The expect list is full up to its end: move what is owed to the front, or grow (a long pipeline). */
-  private makeExpectRoom(): void {
-    const owed = this.expectTail - this.expectHead;
-    if (owed <= this.expect.length / 2) {
-      this.expect.copyWithin(0, this.expectHead, this.expectTail);
-    } else {
-      const grown = new Int32Array(this.expect.length * 2);
-      grown.set(this.expect.subarray(this.expectHead, this.expectTail));
-      this.expect = grown;
-    }
-    this.expectHead = 0;
-    this.expectTail = owed;
   }
 
   /** Sends a simple query whose answers the client never sees (settings, reset query). */
@@ -446,17 +427,16 @@ export class ServerConn {
         const t = f.type;
         let forward = true;
         let ready = false;
-        const head = this.expectHead < this.expectTail ? this.expect[this.expectHead] : -1;
+        const head = this.expect.peek();
         if (t === m.BackendType.ReadyForQuery) {
           this.status = f.buffer[f.bodyStart];
           // Answers to messages after an error are never sent: drop their entries up to this Sync.
           let popped = -1;
-          while (this.expectHead < this.expectTail) {
-            popped = this.expect[this.expectHead++];
+          while (this.expect.length > 0) {
+            popped = this.expect.shift();
             if (popped === Expect.Sync || popped === Expect.InjectedQuery) break;
             if (popped === Expect.InjectedParse || popped === Expect.NamedClientParse) this.prepared.delete(this.parseNames.shift()!);
           }
-          if (this.expectHead === this.expectTail) this.expectHead = this.expectTail = 0;
           if (popped === Expect.Sync || popped === Expect.InjectedQuery) this.outstanding--;
           if (popped === Expect.InjectedQuery) forward = false;
           else ready = true;
@@ -470,7 +450,7 @@ export class ServerConn {
           }
         } else if (t === m.BackendType.ParseComplete || t === m.BackendType.CloseComplete) {
           if (head >= 0 && head !== Expect.Sync) {
-            this.expectHead++;
+            this.expect.shift();
             if (head === Expect.InjectedParse || head === Expect.NamedClientParse) this.parseNames.shift();
             if (head === Expect.InjectedParse || head === Expect.InjectedClose) forward = false;
           }
