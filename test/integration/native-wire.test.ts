@@ -1,7 +1,8 @@
 /**
  * The native socket I/O (src/proxy/wire) on real loopback TCP connections: what goes in comes out byte for byte
  * under back pressure, end() delivers everything before the FIN, closes by either side reach onClose once, and
- * many connections at once keep their own bytes (slots reused, reads batched).
+ * many connections at once keep their own bytes (slots reused, reads batched). Echoes run both ways a forwarder
+ * writes: ranges of the read arena (the outbox, sent after the call) and buffers of its own (sent at once).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -23,10 +24,14 @@ async function wireServer(serve: (wire: NativeWire) => void): Promise<{ server: 
   return { server, port: (server.address() as { port: number }).port };
 }
 
+type WriteWay = 'arena ranges' | 'own buffers';
+const WRITE_WAYS: WriteWay[] = ['arena ranges', 'own buffers'];
+
 /** An echo with back pressure: stop reading while more than HIGH_WATER_MARK waits to be sent. */
-function echo(wire: NativeWire, closed?: () => void): void {
+function echo(wire: NativeWire, closed?: () => void, way: WriteWay = 'own buffers'): void {
   wire.onData = (buf, start, end) => {
-    wire.write(buf.subarray(start, end));
+    if (way === 'arena ranges') wire.writeRange(buf, start, end);
+    else wire.write(Buffer.from(buf.subarray(start, end)));
     if (wire.writableLength > HIGH_WATER_MARK) wire.pause();
   };
   wire.onDrain = () => wire.resume();
@@ -63,12 +68,12 @@ describe('NativeWire', () => {
     assert.deepEqual(nativeIoStatus(), { active: true });
   });
 
-  it('echoes 16 MiB byte for byte while the reader is slow (queue, pause, drain, resume)', async () => {
+  for (const way of WRITE_WAYS) it(`echoes 16 MiB byte for byte while the reader is slow (queue, pause, drain, resume), writing ${way}`, async () => {
     let closes = 0;
     let serverWire = null as NativeWire | null;
     const { server, port } = await wireServer((wire) => {
       serverWire = wire;
-      echo(wire, () => closes++);
+      echo(wire, () => closes++, way);
     });
     servers.push(server);
     const client = await connectTo(port);
@@ -185,11 +190,73 @@ describe('NativeWire', () => {
     assert.equal(second!.destroyed, true);
   });
 
-  it('keeps 300 connections apart, each with its own bytes, while connections come and go', async () => {
+  it('keeps the order of arena ranges and own buffers written in one call, and sends them before a destroy() in it', async () => {
+    // Each read comes back as "<" + the bytes + ">", then a read of "!" ends the connection after its answer.
+    const { server, port } = await wireServer((wire) => {
+      wire.onData = (buf, start, end) => {
+        for (let i = start; i < end; i++) {
+          wire.write(Buffer.from('<'));
+          wire.writeRange(buf, i, i + 1);
+          wire.writeRange(buf, i, i + 1); // touches the previous range: the module sends both as one
+          wire.write(Buffer.from('>'));
+        }
+        if (buf[end - 1] === 0x21) wire.destroy();
+      };
+    });
+    servers.push(server);
+    const client = await connectTo(port);
+    const chunks: Buffer[] = [];
+    client.on('data', (c: Buffer) => chunks.push(c));
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    client.write('ab');
+    await new Promise((r) => setTimeout(r, 50));
+    client.write('c!');
+    await closed;
+    assert.equal(Buffer.concat(chunks).toString(), '<aa><bb><cc><!!>');
+  });
+
+  it("a reset peer found while sending another wire's arena ranges ends that wire once, after the call", async () => {
+    // A forwarder: what the source reads goes to the sink as arena ranges, as the proxy forwards.
+    const wires: NativeWire[] = [];
+    let sinkCloses = 0;
+    let sourceCloses = 0;
+    const { server, port } = await wireServer((wire) => {
+      wires.push(wire);
+      if (wires.length === 1) {
+        wire.onData = (buf, start, end) => {
+          const sink = wires[1];
+          if (sink !== undefined && !sink.destroyed) for (let k = 0; k < 8; k++) sink.writeRange(buf, start, end);
+        };
+        wire.onClose = () => sourceCloses++;
+      } else {
+        wire.onClose = () => sinkCloses++;
+      }
+    });
+    servers.push(server);
+    const source = await connectTo(port);
+    for (let i = 0; i < 100 && wires.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    const sink = await connectTo(port);
+    for (let i = 0; i < 100 && wires.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    sink.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 200 && sinkCloses === 0; i++) {
+      source.write(randomBytes(16 * 1024));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(sinkCloses, 1, 'the failed send ended the sink');
+    assert.equal(wires[1]!.destroyed, true);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sinkCloses, 1, 'once');
+    assert.equal(sourceCloses, 0, 'the source goes on');
+    assert.equal(wires[0]!.destroyed, false);
+    source.destroy();
+  });
+
+  for (const way of WRITE_WAYS) it(`keeps 300 connections apart, each with its own bytes, while connections come and go, writing ${way}`, async () => {
     let open = 0;
     const { server, port } = await wireServer((wire) => {
       open++;
-      echo(wire, () => open--);
+      echo(wire, () => open--, way);
     });
     servers.push(server);
     const rounds = await Promise.all(

@@ -6,7 +6,12 @@
  * A NativeWire is made from a connected net.Socket once its handshake is done (adopt()): the module watches a
  * duplicate of its descriptor and the Node socket is destroyed without a word on the wire. Reads reach `onData`
  * as ranges of one shared arena, valid only during that call: whoever keeps bytes past it copies them
- * (MessageFramer.own), and a Node socket is never handed such a view to queue (copyFor()).
+ * (MessageFramer.own), and a Node socket is never handed such a view to queue (writeSpan()).
+ *
+ * A range of the arena written to a NativeWire is not sent at once: it goes into the module's outbox, sent in
+ * order when the call returns (see wire.c). So writableLength, the module's count of unsent bytes, does not yet
+ * include the bytes of the current call: back pressure acts from the next read on, at most one read (64 KiB)
+ * per source late, and a source is paused only while its peer has bytes queued, whose DRAIN then resumes it.
  */
 import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
@@ -14,10 +19,9 @@ import { fileURLToPath } from 'node:url';
 import type { Wire } from './wire.js';
 
 interface Binding {
-  init(arena: Buffer, events: Int32Array, onEvents: (count: number) => void): void;
+  init(arena: Buffer, events: Int32Array, onEvents: (count: number) => void, outbox: Int32Array, pending: Int32Array): void;
   adopt(fd: number): number;
   write(slot: number, data: Buffer, start: number, end: number): number;
-  pending(slot: number): number;
   pause(slot: number): void;
   resume(slot: number): void;
   end(slot: number): void;
@@ -30,6 +34,10 @@ const EV_ERROR = 3;
 const EV_DRAIN = 4;
 const ARENA_SIZE = 1024 * 1024;
 const MAX_EVENTS = 4096;
+/** Arena ranges written in one call before the outbox is sent early (by a write() of an empty range). */
+const OUTBOX_ENTRIES = 4096;
+/** Connections the module takes at once; more stay Node sockets (adopt() returns null). */
+const MAX_SLOTS = 256 * 1024;
 
 /** Where `npm run build` puts the module, from dist/src/proxy/wire/. */
 export const NATIVE_WIRE_PATH = fileURLToPath(new URL('../../../native/wire.node', import.meta.url));
@@ -38,6 +46,10 @@ let binding: Binding | null = null;
 let loadError: string | null = null;
 const arena = Buffer.allocUnsafe(ARENA_SIZE);
 const events = new Int32Array(MAX_EVENTS * 4);
+/** [count, then slot, offset, length per entry]: arena ranges to send when the current call returns. */
+const outbox = new Int32Array(1 + OUTBOX_ENTRIES * 3);
+/** Bytes each slot's wire holds unsent, kept by the module. */
+const pending = new Int32Array(MAX_SLOTS);
 /** The wire of each slot the module gave out. */
 const bySlot: Array<NativeWire | undefined> = [];
 
@@ -45,7 +57,7 @@ function load(): Binding | null {
   if (binding !== null || loadError !== null) return binding;
   try {
     const b = createRequire(import.meta.url)(NATIVE_WIRE_PATH) as Binding;
-    b.init(arena, events, onEvents);
+    b.init(arena, events, onEvents, outbox, pending);
     binding = b;
   } catch (e) {
     loadError = (e as Error).message.split('\n')[0]!;
@@ -91,7 +103,6 @@ export class NativeWire implements Wire {
   onClose: () => void = noop;
   bytesRead = 0;
   bytesWritten = 0;
-  writableLength = 0;
   destroyed = false;
   /** end() was called: nothing more is written, reads are dropped until the peer's EOF. */
   ending = false;
@@ -141,6 +152,11 @@ export class NativeWire implements Wire {
     return !this.destroyed && !this.ending;
   }
 
+  /** Bytes written and not yet taken by the kernel (not counting the current call's arena ranges, see above). */
+  get writableLength(): number {
+    return this.destroyed ? 0 : pending[this.slot]!;
+  }
+
   write(data: Buffer): boolean {
     return this.writeRange(data, 0, data.length);
   }
@@ -154,6 +170,20 @@ export class NativeWire implements Wire {
       this.corkedWrites.push(start === 0 && end === data.length ? data : data.subarray(start, end));
       return true;
     }
+    if (data === arena) {
+      // No call into C: an outbox entry (see the top of this file).
+      let n = outbox[0]!;
+      if (n === OUTBOX_ENTRIES) {
+        this.b.write(this.slot, arena, 0, 0); // sends the full outbox first
+        n = 0;
+      }
+      const e = 1 + n * 3;
+      outbox[e] = this.slot;
+      outbox[e + 1] = start;
+      outbox[e + 2] = end - start;
+      outbox[0] = n + 1;
+      return true;
+    }
     return this.send(data, start, end);
   }
 
@@ -163,7 +193,6 @@ export class NativeWire implements Wire {
       this.destroy();
       return false;
     }
-    this.writableLength = queued;
     return queued === 0;
   }
 
@@ -231,7 +260,6 @@ export class NativeWire implements Wire {
 
   /** The module sent everything that was queued. */
   drained(): void {
-    this.writableLength = this.b.pending(this.slot);
     if (this.writableLength > 0) return;
     if (this.peerGone) this.destroy();
     else this.onDrain();
@@ -243,6 +271,8 @@ export class NativeWire implements Wire {
    */
   peerEnded(): void {
     this.peerGone = true;
+    // Ranges written in this call are sent first, so that what the kernel does not take is seen as queued.
+    if (outbox[0] !== 0 && !this.destroyed) this.b.write(this.slot, arena, 0, 0);
     if (this.writableLength === 0) this.destroy();
     else if (!this.ending) this.end();
   }

@@ -6,15 +6,24 @@
  *
  * Here a socket is a uv_poll_t on Node's own event loop. A readable socket is read at once into one shared arena
  * and the read is recorded as an event; after libuv's poll phase (a uv_check handle) every event of that loop turn
- * reaches JavaScript in ONE call, which frames and forwards them. Writes are a send() straight from the caller;
- * what the kernel does not take is copied into the wire's own queue and flushed when the socket is writable.
- * JavaScript never holds on to the arena past its call (the framer copies what it keeps, see MessageFramer.own).
+ * reaches JavaScript in ONE call, which frames and forwards them. (A call per read, as PgBouncer forwards one
+ * socket at a time, was tried: it cost 2-5 µs more CPU per transaction and gained no throughput in bench:proxy.)
+ * What the kernel does not take of a send is copied into the wire's own queue and flushed when the socket is
+ * writable. JavaScript never holds on to the arena past its call (the framer copies what it keeps, see
+ * MessageFramer.own).
+ *
+ * Forwarded bytes are ranges of the arena: JavaScript does not call into C for them but appends (slot, offset,
+ * length) to the outbox, which is sent when the call returns, or earlier when JavaScript calls into C for that or
+ * any other wire (a write of its own bytes, end, close, adopt), so that everything goes out in the order it was
+ * written. A call across N-API per forwarded message cost as much as the rest of its forwarding.
+ * Unsent bytes per slot are kept in an Int32Array JavaScript reads as writableLength (back pressure).
  *
  * Event layout (Int32Array shared with JavaScript, 4 ints per event): kind, slot, offset, length.
  *   DATA  arena[offset, offset+length) was read from the socket
  *   EOF   the peer closed its side
  *   ERROR length is -errno of a failed read or send
  *   DRAIN the queue of unsent bytes emptied
+ * Outbox layout (Int32Array): [0] the number of entries, then 3 ints per entry: slot, offset, length.
  * Pure N-API and libuv (both from Node's own headers), so the module works with any Node >= 20 it is built for.
  */
 #include <errno.h>
@@ -28,7 +37,7 @@
 #include <uv.h>
 
 enum { EV_DATA = 1, EV_EOF = 2, EV_ERROR = 3, EV_DRAIN = 4 };
-enum { EVENT_INTS = 4 };
+enum { EVENT_INTS = 4, OUTBOX_INTS = 3 };
 /* Largest single read; also the least arena space left before the batch is handed over early. */
 enum { READ_SIZE = 64 * 1024 };
 
@@ -41,6 +50,7 @@ typedef struct Wire {
   int read_done;     /* EOF or a read error was reported: nothing more to read */
   int ending;        /* end(): shut the write side once the queue is flushed */
   int failed;        /* a send failed: writes are dropped */
+  int late_error;    /* errno of a send that failed in an outbox flush during a delivery, reported after it */
   int closed;        /* close() was called: the handle is closing */
   char *queue;       /* unsent bytes: queue[queue_off, queue_len) */
   size_t queue_off;
@@ -63,6 +73,15 @@ static struct {
   size_t event_count;
   napi_ref callback_ref;
   napi_async_context async_context;
+  int32_t *outbox;
+  size_t outbox_cap; /* in entries */
+  int32_t *pending;  /* unsent bytes per slot, read by JavaScript */
+  size_t pending_cap;
+  struct Wire **late; /* wires whose late_error is to be reported once the delivery is over */
+  size_t late_count;
+  size_t late_cap;
+  napi_ref outbox_ref;
+  napi_ref pending_ref;
   Wire **slots;
   size_t slot_cap;
   int *free_slots;
@@ -92,6 +111,7 @@ static napi_value undefined(napi_env env) {
 }
 
 static void deliver(void);
+static void flush_outbox(void);
 
 static void push_event(int kind, int slot, size_t offset, ssize_t length) {
   if (g.event_count == g.events_cap) deliver();
@@ -105,27 +125,36 @@ static void push_event(int kind, int slot, size_t offset, ssize_t length) {
   g.event_count++;
 }
 
-/* Hands every recorded event to JavaScript in one call; the arena and the event list are free again after it. */
+static void report_late_errors(void);
+
+/*
+ * Hands every recorded event to JavaScript in one call, then sends what it wrote (the outbox); the arena and the
+ * event list are free again after it. Sends that failed meanwhile are reported in a further call.
+ */
 static void deliver(void) {
-  if (g.event_count == 0 || g.delivering) return;
-  napi_env env = g.env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value callback, global, argv[1], result;
-  napi_get_reference_value(env, g.callback_ref, &callback);
-  napi_get_global(env, &global);
-  napi_create_uint32(env, (uint32_t)g.event_count, &argv[0]);
-  g.delivering = 1;
-  napi_status status = napi_make_callback(env, g.async_context, global, callback, 1, argv, &result);
-  g.delivering = 0;
-  g.event_count = 0;
-  g.arena_used = 0;
-  if (status == napi_pending_exception) {
-    napi_value error;
-    napi_get_and_clear_last_exception(env, &error);
-    napi_fatal_exception(env, error);
+  if (g.delivering) return;
+  while (g.event_count > 0) {
+    napi_env env = g.env;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value callback, global, argv[1], result;
+    napi_get_reference_value(env, g.callback_ref, &callback);
+    napi_get_global(env, &global);
+    napi_create_uint32(env, (uint32_t)g.event_count, &argv[0]);
+    g.delivering = 1;
+    napi_status status = napi_make_callback(env, g.async_context, global, callback, 1, argv, &result);
+    g.delivering = 0;
+    g.event_count = 0;
+    flush_outbox();
+    g.arena_used = 0;
+    report_late_errors();
+    if (status == napi_pending_exception) {
+      napi_value error;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_fatal_exception(env, error);
+    }
+    napi_close_handle_scope(env, scope);
   }
-  napi_close_handle_scope(env, scope);
 }
 
 static void on_check(uv_check_t *handle) {
@@ -146,11 +175,17 @@ static void set_watch(Wire *w) {
   else uv_poll_start(&w->poll, events, on_poll);
 }
 
+static void set_pending(Wire *w) {
+  size_t n = w->queue_len - w->queue_off;
+  g.pending[w->slot] = n > INT32_MAX ? INT32_MAX : (int32_t)n;
+}
+
 /* A failed send or read: nothing more is read or written, and what was queued is dropped. */
 static void mark_failed(Wire *w) {
   w->failed = 1;
   w->read_done = 1;
   w->queue_off = w->queue_len = 0;
+  set_pending(w);
   set_watch(w);
 }
 
@@ -183,6 +218,7 @@ static void flush(Wire *w) {
     push_event(EV_DRAIN, w->slot, 0, 0);
     if (w->ending) shutdown(w->fd, SHUT_WR);
   }
+  set_pending(w);
   set_watch(w);
 }
 
@@ -238,11 +274,15 @@ static Wire *wire_arg(napi_env env, napi_callback_info info) {
   return wire_at(env, argv[0]);
 }
 
-/* init(arena: Buffer, events: Int32Array, onEvents: (count) => void) */
+/* init(arena: Buffer, events: Int32Array, onEvents: (count) => void, outbox: Int32Array, pending: Int32Array) */
 static napi_value Init(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 5;
+  napi_value argv[5];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 5) {
+    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: init(arena, events, onEvents, outbox, pending)");
+    return NULL;
+  }
   if (g.ready) {
     napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() may be called once per process");
     return NULL;
@@ -266,6 +306,25 @@ static napi_value Init(napi_env env, napi_callback_info info) {
   }
   g.events = events;
   g.events_cap = count / EVENT_INTS;
+  void *outbox;
+  CHECK(napi_get_typedarray_info(env, argv[3], &type, &count, &outbox, NULL, NULL));
+  if (type != napi_int32_array || count < 1 + OUTBOX_INTS) {
+    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: outbox must be an Int32Array of at least 4 entries");
+    return NULL;
+  }
+  g.outbox = outbox;
+  g.outbox_cap = (count - 1) / OUTBOX_INTS;
+  g.outbox[0] = 0;
+  void *pending;
+  CHECK(napi_get_typedarray_info(env, argv[4], &type, &count, &pending, NULL, NULL));
+  if (type != napi_int32_array || count < 1) {
+    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: pending must be an Int32Array");
+    return NULL;
+  }
+  g.pending = pending;
+  g.pending_cap = count;
+  CHECK(napi_create_reference(env, argv[3], 1, &g.outbox_ref));
+  CHECK(napi_create_reference(env, argv[4], 1, &g.pending_ref));
   CHECK(napi_create_reference(env, argv[0], 1, &g.arena_ref));
   CHECK(napi_create_reference(env, argv[1], 1, &g.events_ref));
   CHECK(napi_create_reference(env, argv[2], 1, &g.callback_ref));
@@ -292,6 +351,8 @@ static napi_value Adopt(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() first");
     return NULL;
   }
+  flush_outbox(); /* no entry of a closed wire may reach the wire that gets its slot */
+  if (g.free_count == 0 && g.next_slot >= g.pending_cap) return number(env, -ENFILE);
   int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return number(env, -errno);
   int flags = fcntl(own, F_GETFL);
@@ -335,6 +396,7 @@ static napi_value Adopt(napi_env env, napi_callback_info info) {
   }
   w->poll.data = w;
   g.slots[slot] = w;
+  g.pending[slot] = 0;
   set_watch(w);
   return number(env, slot);
 }
@@ -356,7 +418,79 @@ static int append(Wire *w, const char *bytes, size_t length) {
   }
   memcpy(w->queue + w->queue_len, bytes, length);
   w->queue_len += length;
+  set_pending(w);
   return 0;
+}
+
+/* Sends bytes after what is queued: straight to the kernel when nothing is, the rest into the queue. 0 or -errno. */
+static int send_or_queue(Wire *w, const char *p, size_t left) {
+  if (w->queue_len == w->queue_off) {
+    while (left > 0) {
+      ssize_t n = send(w->fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        int e = errno;
+        mark_failed(w);
+        return -e;
+      }
+      p += n;
+      left -= (size_t)n;
+    }
+  }
+  if (left > 0) {
+    int rc = append(w, p, left);
+    if (rc < 0) return rc;
+    set_watch(w);
+  }
+  return 0;
+}
+
+/* A send of the outbox failed, perhaps during a delivery (when no event may be recorded): reported once it is over. */
+static void fail_late(Wire *w, int error) {
+  if (!w->failed) mark_failed(w);
+  if (w->late_error != 0) return;
+  if (g.late_count == g.late_cap) {
+    size_t cap = g.late_cap == 0 ? 64 : g.late_cap * 2;
+    Wire **late = realloc(g.late, cap * sizeof *late);
+    if (late == NULL) abort(); /* a wire that failed unseen would hang its client: better die loudly */
+    g.late = late;
+    g.late_cap = cap;
+  }
+  w->late_error = error;
+  g.late[g.late_count++] = w;
+}
+
+/* Called between deliveries only. A closed wire is not freed before the loop's closing phase: `closed` can be read. */
+static void report_late_errors(void) {
+  for (size_t i = 0; i < g.late_count; i++) {
+    Wire *w = g.late[i];
+    int error = w->late_error;
+    w->late_error = 0;
+    if (!w->closed) push_event(EV_ERROR, w->slot, 0, -error);
+  }
+  g.late_count = 0;
+}
+
+/* Sends the outbox's arena ranges in order; consecutive ranges of one wire that touch go out as one send. */
+static void flush_outbox(void) {
+  int32_t count = g.outbox[0];
+  if (count <= 0) return;
+  g.outbox[0] = 0;
+  if ((size_t)count > g.outbox_cap) count = (int32_t)g.outbox_cap;
+  const int32_t *e = g.outbox + 1;
+  for (int32_t i = 0; i < count; i++) {
+    int32_t slot = e[i * OUTBOX_INTS], offset = e[i * OUTBOX_INTS + 1], length = e[i * OUTBOX_INTS + 2];
+    while (i + 1 < count && e[(i + 1) * OUTBOX_INTS] == slot && e[(i + 1) * OUTBOX_INTS + 1] == offset + length) {
+      length += e[(i + 1) * OUTBOX_INTS + 2];
+      i++;
+    }
+    if (slot < 0 || (size_t)slot >= g.next_slot || offset < 0 || length <= 0 || (size_t)offset + (size_t)length > g.arena_cap) continue;
+    Wire *w = g.slots[slot];
+    if (w == NULL || w->failed || w->closed || w->ending) continue;
+    int rc = send_or_queue(w, g.arena + offset, (size_t)length);
+    if (rc < 0) fail_late(w, -rc);
+  }
 }
 
 /* write(slot, buffer, start, end) → bytes still queued (0: all sent), or -errno (the wire failed). */
@@ -376,35 +510,10 @@ static napi_value Write(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: write range outside the buffer");
     return NULL;
   }
+  flush_outbox(); /* what JavaScript wrote before goes first */
   if (w->failed) return number(env, -EPIPE);
-  const char *p = (const char *)data + start;
-  size_t left = (size_t)(end - start);
-  if (w->queue_len == w->queue_off) {
-    while (left > 0) {
-      ssize_t n = send(w->fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        int e = errno;
-        mark_failed(w);
-        return number(env, -e);
-      }
-      p += n;
-      left -= (size_t)n;
-    }
-  }
-  if (left > 0) {
-    int rc = append(w, p, left);
-    if (rc < 0) return number(env, rc);
-    set_watch(w);
-  }
-  return number(env, (double)(w->queue_len - w->queue_off));
-}
-
-/* pending(slot) → bytes written but not yet taken by the kernel. */
-static napi_value Pending(napi_env env, napi_callback_info info) {
-  Wire *w = wire_arg(env, info);
-  if (w == NULL) return NULL;
+  int rc = send_or_queue(w, (const char *)data + start, (size_t)(end - start));
+  if (rc < 0) return number(env, rc);
   return number(env, (double)(w->queue_len - w->queue_off));
 }
 
@@ -423,6 +532,7 @@ static napi_value Resume(napi_env env, napi_callback_info info) { return SetPaus
 static napi_value End(napi_env env, napi_callback_info info) {
   Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
+  flush_outbox();
   w->ending = 1;
   if (w->queue_len == w->queue_off && !w->failed) shutdown(w->fd, SHUT_WR);
   return undefined(env);
@@ -439,6 +549,7 @@ static void on_closed(uv_handle_t *handle) {
 static napi_value Close(napi_env env, napi_callback_info info) {
   Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
+  flush_outbox(); /* bytes written before destroy() were sent as they would have been by a direct send */
   int slot = w->slot;
   /* The events array is read by JavaScript while it is being delivered: later events of this slot become no-ops. */
   for (size_t i = 0; i < g.event_count; i++) {
@@ -446,6 +557,7 @@ static napi_value Close(napi_env env, napi_callback_info info) {
     if (e[1] == slot) e[0] = 0;
   }
   w->closed = 1;
+  g.pending[slot] = 0;
   g.slots[slot] = NULL;
   g.free_slots[g.free_count++] = slot;
   uv_poll_stop(&w->poll);
@@ -458,7 +570,6 @@ NAPI_MODULE_INIT() {
       {"init", NULL, Init, NULL, NULL, NULL, napi_default, NULL},
       {"adopt", NULL, Adopt, NULL, NULL, NULL, napi_default, NULL},
       {"write", NULL, Write, NULL, NULL, NULL, napi_default, NULL},
-      {"pending", NULL, Pending, NULL, NULL, NULL, napi_default, NULL},
       {"pause", NULL, Pause, NULL, NULL, NULL, napi_default, NULL},
       {"resume", NULL, Resume, NULL, NULL, NULL, napi_default, NULL},
       {"end", NULL, End, NULL, NULL, NULL, napi_default, NULL},
