@@ -1,5 +1,5 @@
 /**
- * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --node-io --cpu-prof <dir>]`: the pgwarden proxy
+ * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --node-io --cpu-prof <dir> --hold]`: the pgwarden proxy
  * against PgBouncer and against PostgreSQL directly, on one machine in one go. Workloads: pgbench select-only
  * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
  * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
@@ -35,6 +35,8 @@ const { values } = parseArgs({
     pgbouncer: { type: 'string', default: '/usr/sbin/pgbouncer' },
     /** Also run a second proxy with native_io: false (Node sockets throughout), as target pgwarden-node. */
     'node-io': { type: 'boolean', default: false },
+    /** Set everything up, print where it listens, and wait for Ctrl-C instead of running pgbench (for profiling by hand). */
+    hold: { type: 'boolean', default: false },
   },
 });
 const seconds = Math.max(1, Number(values.seconds));
@@ -45,10 +47,18 @@ const POOL_SIZE = 20;
 interface Workload {
   name: string;
   args: string[];
+  /** Run on PostgreSQL directly, one by one, before each run (pgbench's own preparation, which -n turns off). */
+  prepare: string[];
 }
+/**
+ * Every run starts from the same state, whichever target ran before it: a CHECKPOINT, so that none falls inside
+ * a run, and for TPC-B what pgbench itself does before a run unless given -n (vacuum of branches and tellers,
+ * truncation of history), here on PostgreSQL directly rather than through the pooler under test. Without them the
+ * dead rows and WAL of one run were left to the next target's run.
+ */
 const ALL_WORKLOADS: Workload[] = [
-  { name: 'select-only', args: ['-S', '-c', '50', '-j', '2'] },
-  { name: 'tpcb-like', args: ['-c', '20', '-j', '2'] },
+  { name: 'select-only', args: ['-S', '-c', '50', '-j', '2'], prepare: ['CHECKPOINT'] },
+  { name: 'tpcb-like', args: ['-c', '20', '-j', '2'], prepare: ['VACUUM pgbench_branches', 'VACUUM pgbench_tellers', 'TRUNCATE pgbench_history', 'CHECKPOINT'] },
 ];
 const workloads = ALL_WORKLOADS.filter((w) => values.workloads.split(',').includes(w.name));
 type TargetName = 'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-node';
@@ -425,6 +435,11 @@ async function main(): Promise<void> {
       }, 20_000);
     }
 
+    if (values.hold) {
+      log(`holding (Ctrl-C ends it); PGPASSWORD=${password}`);
+      for (const target of TARGETS) log(`  ${pad(target, 13)} port ${ports[target]}${target === 'direct' ? '' : `  pid ${poolerPids[target]}`}`);
+      await new Promise<never>(() => setInterval(() => undefined, 60_000));
+    }
     const postmaster = postgres.postmasterPid();
     if (postmaster === null) throw new Error('PostgreSQL is not running');
     const results = new Map<string, PgbenchResult[]>();
@@ -436,6 +451,7 @@ async function main(): Promise<void> {
         const turned = poolers.map((_, i) => poolers[(i + round - 1) % poolers.length]!);
         for (const target of ['direct' as const, ...turned]) {
           const poolerPid = target === 'direct' ? null : poolerPids[target];
+          for (const sql of workload.prepare) await psql(tcpConfig(postgres, 'postgres', password), sql);
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
           const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
           log(
