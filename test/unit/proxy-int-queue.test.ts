@@ -5,18 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { IntQueue } from '../../src/proxy/pool/int-queue.js';
-
-/** A small deterministic generator (mulberry32): failures repeat with their seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { Rng } from '../sim/prng.js';
 
 describe('IntQueue', () => {
   it('gives back what was pushed, in order, and -1 when empty', () => {
@@ -35,13 +24,13 @@ describe('IntQueue', () => {
 
   it('keeps order through compaction and growth while pushes and shifts interleave (400 seeds)', () => {
     for (let seed = 1; seed <= 400; seed++) {
-      const next = random(seed);
+      const rng = new Rng(seed);
       const q = new IntQueue(2 + (seed % 5));
       const model: number[] = [];
       let counter = 0;
       for (let step = 0; step < 2000; step++) {
         // Bursts of pushes (a pipeline) and of shifts (its answers), with the queue often emptied in between.
-        const pushing = next() < (step % 200 < 100 ? 0.7 : 0.35);
+        const pushing = rng.chance(step % 200 < 100 ? 0.7 : 0.35);
         if (pushing) {
           const v = counter++ % 1000;
           q.push(v);

@@ -461,15 +461,17 @@ static void fail_late(Wire *w, int error) {
   g.late[g.late_count++] = w;
 }
 
-/* Called between deliveries only. A closed wire is not freed before the loop's closing phase: `closed` can be read. */
+/*
+ * Called between deliveries only. A closed wire is not freed before the loop's closing phase: `closed` can be read.
+ * Popped one by one: push_event may deliver (and so come back here) when the event list fills up.
+ */
 static void report_late_errors(void) {
-  for (size_t i = 0; i < g.late_count; i++) {
-    Wire *w = g.late[i];
+  while (g.late_count > 0) {
+    Wire *w = g.late[--g.late_count];
     int error = w->late_error;
     w->late_error = 0;
     if (!w->closed) push_event(EV_ERROR, w->slot, 0, -error);
   }
-  g.late_count = 0;
 }
 
 /* Sends the outbox's arena ranges in order; consecutive ranges of one wire that touch go out as one send. */
