@@ -4,6 +4,7 @@
  * resort, a process-exit hook end them by their postmaster PID.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { chmod, chown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,7 @@ export const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
 const servers = new Set<PostgresServer>();
 const dirs = new Set<string>();
 
+// An exit without cleanupServers() (a failed run, Ctrl-C of a bench): stop the servers and remove their directories.
 process.once('exit', () => {
   for (const server of servers) {
     const pid = server.postmasterPid();
@@ -30,6 +32,7 @@ process.once('exit', () => {
       }
     }
   }
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
 });
 
 /** A temporary directory owned by the PostgreSQL OS user (mode 0700), removed by cleanupServers(). */
