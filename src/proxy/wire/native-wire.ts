@@ -34,7 +34,7 @@ const EV_ERROR = 3;
 const EV_DRAIN = 4;
 const ARENA_SIZE = 1024 * 1024;
 const MAX_EVENTS = 4096;
-/** Arena ranges written in one call before the outbox is sent early (by a write() of an empty range). */
+/** Arena ranges written in one call before the outbox is sent early (sendOutbox()). */
 const OUTBOX_ENTRIES = 4096;
 /** Connections the module takes at once; more stay Node sockets (adopt() returns null). */
 const MAX_SLOTS = 256 * 1024;
@@ -174,7 +174,7 @@ export class NativeWire implements Wire {
       // No call into C: an outbox entry (see the top of this file).
       let n = outbox[0]!;
       if (n === OUTBOX_ENTRIES) {
-        this.b.write(this.slot, arena, 0, 0); // sends the full outbox first
+        this.sendOutbox();
         n = 0;
       }
       const e = 1 + n * 3;
@@ -185,6 +185,11 @@ export class NativeWire implements Wire {
       return true;
     }
     return this.send(data, start, end);
+  }
+
+  /** Makes the module send the outbox now, before the call returns: a write of nothing does that first. */
+  private sendOutbox(): void {
+    this.b.write(this.slot, arena, 0, 0);
   }
 
   private send(data: Buffer, start: number, end: number): boolean {
@@ -272,7 +277,7 @@ export class NativeWire implements Wire {
   peerEnded(): void {
     this.peerGone = true;
     // Ranges written in this call are sent first, so that what the kernel does not take is seen as queued.
-    if (outbox[0] !== 0 && !this.destroyed) this.b.write(this.slot, arena, 0, 0);
+    if (outbox[0] !== 0 && !this.destroyed) this.sendOutbox();
     if (this.writableLength === 0) this.destroy();
     else if (!this.ending) this.end();
   }
