@@ -229,6 +229,8 @@ describe('NativeWire', () => {
         };
         wire.onClose = () => sourceCloses++;
       } else {
+        // Not reading (as a client paused by back pressure): only a failed send can tell it of the reset.
+        wire.pause();
         wire.onClose = () => sinkCloses++;
       }
     });
@@ -237,19 +239,24 @@ describe('NativeWire', () => {
     for (let i = 0; i < 100 && wires.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
     const sink = await connectTo(port);
     for (let i = 0; i < 100 && wires.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    sink.resetAndDestroy();
-    await new Promise((r) => setTimeout(r, 50));
-    for (let i = 0; i < 200 && sinkCloses === 0; i++) {
-      source.write(randomBytes(16 * 1024));
-      await new Promise((r) => setTimeout(r, 10));
+    try {
+      sink.resetAndDestroy();
+      await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 200 && sinkCloses === 0; i++) {
+        source.write(randomBytes(16 * 1024));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(sinkCloses, 1, 'the failed send ended the sink');
+      assert.equal(wires[1]!.destroyed, true);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(sinkCloses, 1, 'once');
+      assert.equal(sourceCloses, 0, 'the source goes on');
+      assert.equal(wires[0]!.destroyed, false);
+    } finally {
+      // A failure must not leave the server waiting for these connections.
+      for (const wire of wires) wire.destroy();
+      source.destroy();
     }
-    assert.equal(sinkCloses, 1, 'the failed send ended the sink');
-    assert.equal(wires[1]!.destroyed, true);
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(sinkCloses, 1, 'once');
-    assert.equal(sourceCloses, 0, 'the source goes on');
-    assert.equal(wires[0]!.destroyed, false);
-    source.destroy();
   });
 
   for (const way of WRITE_WAYS) it(`keeps 300 connections apart, each with its own bytes, while connections come and go, writing ${way}`, async () => {
