@@ -196,15 +196,7 @@ export class MessageFramer implements Frame {
   }
 
   push(chunk: Buffer): void {
-    if (this.failure !== null || chunk.length === 0) return;
-    if (this.pos === this.chunkEnd && this.queue.length === 0) {
-      this.chunk = chunk;
-      this.pos = 0;
-      this.chunkEnd = chunk.length;
-    } else {
-      this.queue.push(chunk);
-      this.queuedBytes += chunk.length;
-    }
+    this.pushRange(chunk, 0, chunk.length);
   }
 
   /** push(buf.subarray(start, end)) without making the view: the native wire's reads are ranges of its arena. */
@@ -215,7 +207,8 @@ export class MessageFramer implements Frame {
       this.pos = start;
       this.chunkEnd = end;
     } else {
-      this.queue.push(buf.subarray(start, end));
+      // Behind unread bytes: queued as a view (the whole chunk when it is all of it).
+      this.queue.push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
       this.queuedBytes += end - start;
     }
   }
