@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { after, describe, it } from 'node:test';
+import { Worker } from 'node:worker_threads';
 import { NativeWire, nativeIoStatus } from '../../src/proxy/wire/native-wire.js';
 
 const HIGH_WATER_MARK = 256 * 1024;
@@ -282,4 +283,57 @@ describe('NativeWire', () => {
     for (let i = 0; i < 200 && open > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(open, 0, 'every wire was closed');
   });
+
+  it('runs in worker threads, each with its own instance; a thread ending with wires open closes them and disturbs no other', async () => {
+    const workerUrl = new URL('../helpers/wire-echo-worker.js', import.meta.url);
+    const workers = [new Worker(workerUrl), new Worker(workerUrl)];
+    try {
+      const ports = await Promise.all(
+        workers.map(
+          (w) =>
+            new Promise<number>((resolve, reject) => {
+              w.on('message', (m: { port?: number }) => {
+                if (m.port !== undefined) resolve(m.port);
+              });
+              w.once('error', reject);
+            }),
+        ),
+      );
+      const { server, port: mainPort } = await wireServer((wire) => echo(wire, undefined, 'arena ranges'));
+      servers.push(server);
+      const echoed = async (port: number, bytes: number): Promise<boolean> => {
+        const client = await connectTo(port);
+        const data = randomBytes(bytes);
+        const back = collect(client, data.length);
+        client.write(data);
+        const got = await back;
+        client.destroy();
+        return got.subarray(0, data.length).equals(data) && got.length === data.length;
+      };
+      // All three at once: each thread's arena, outbox and slots are its own.
+      assert.deepEqual(await Promise.all([echoed(ports[0]!, 4 << 20), echoed(ports[1]!, 4 << 20), echoed(mainPort, 4 << 20)]), [true, true, true]);
+
+      // Worker 0 ends while one of its wires is open: the wire is closed (the client sees the close), the thread's
+      // event loop can close, and the other worker and the main thread go on echoing.
+      const held = await connectTo(ports[0]!);
+      const heldClosed = new Promise<string>((resolve) => {
+        held.on('error', () => undefined);
+        held.once('close', () => resolve('closed'));
+      });
+      assert.equal(await echoedOn(held, Buffer.from('still there?')), 'still there?');
+      const exitCode = await workers[0]!.terminate();
+      assert.equal(exitCode, 1, 'terminate() ends the thread');
+      assert.equal(await Promise.race([heldClosed, new Promise<string>((r) => setTimeout(() => r('still open after 5 s'), 5000))]), 'closed');
+      assert.deepEqual(await Promise.all([echoed(ports[1]!, 1 << 20), echoed(mainPort, 1 << 20)]), [true, true]);
+    } finally {
+      await Promise.all(workers.map((w) => w.terminate()));
+    }
+  });
 });
+
+/** Writes `data` on a connected socket and resolves with what comes back (the same length). */
+function echoedOn(socket: Socket, data: Buffer): Promise<string> {
+  const back = collect(socket, data.length);
+  socket.write(data);
+  return back.then((b) => b.toString());
+}

@@ -41,8 +41,11 @@ enum { EVENT_INTS = 4, OUTBOX_INTS = 3 };
 /* Largest single read; also the least arena space left before the batch is handed over early. */
 enum { READ_SIZE = 64 * 1024 };
 
+typedef struct Instance Instance;
+
 typedef struct Wire {
   uv_poll_t poll;
+  Instance *inst;
   int fd;
   int slot;
   int events;        /* what the poll handle watches now */
@@ -58,7 +61,11 @@ typedef struct Wire {
   size_t queue_cap;
 } Wire;
 
-static struct {
+/*
+ * One per Node environment (the main thread, and each worker thread that loads the module): its own arena, event
+ * list, outbox and slots on its own thread's event loop. Nothing here is shared between threads.
+ */
+typedef struct Instance {
   int ready;
   napi_env env;
   uv_loop_t *loop;
@@ -88,7 +95,9 @@ static struct {
   size_t free_count;
   size_t next_slot;
   int delivering;
-} g;
+  size_t handles_open;  /* uv handles (the check and every wire's poll) not closed yet */
+  napi_async_cleanup_hook_handle cleanup; /* non-NULL: the environment is going away; done once handles_open is 0 */
+} Instance;
 
 #define CHECK(call)                                                            \
   do {                                                                         \
@@ -110,44 +119,44 @@ static napi_value undefined(napi_env env) {
   return r;
 }
 
-static void deliver(void);
-static void flush_outbox(void);
+static void deliver(Instance *I);
+static void flush_outbox(Instance *I);
 
-static void push_event(int kind, int slot, size_t offset, ssize_t length) {
-  if (g.event_count == g.events_cap) deliver();
+static void push_event(Instance *I, int kind, int slot, size_t offset, ssize_t length) {
+  if (I->event_count == I->events_cap) deliver(I);
   /* Only poll callbacks record events, never JavaScript's calls during a delivery: the list is empty again here. */
-  if (g.event_count == g.events_cap) abort();
-  int32_t *e = g.events + g.event_count * EVENT_INTS;
+  if (I->event_count == I->events_cap) abort();
+  int32_t *e = I->events + I->event_count * EVENT_INTS;
   e[0] = kind;
   e[1] = slot;
   e[2] = (int32_t)offset;
   e[3] = (int32_t)length;
-  g.event_count++;
+  I->event_count++;
 }
 
-static void report_late_errors(void);
+static void report_late_errors(Instance *I);
 
 /*
  * Hands every recorded event to JavaScript in one call, then sends what it wrote (the outbox); the arena and the
  * event list are free again after it. Sends that failed meanwhile are reported in a further call.
  */
-static void deliver(void) {
-  if (g.delivering) return;
-  while (g.event_count > 0) {
-    napi_env env = g.env;
+static void deliver(Instance *I) {
+  if (I->delivering) return;
+  while (I->event_count > 0) {
+    napi_env env = I->env;
     napi_handle_scope scope;
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
     napi_value callback, global, argv[1], result;
-    napi_get_reference_value(env, g.callback_ref, &callback);
+    napi_get_reference_value(env, I->callback_ref, &callback);
     napi_get_global(env, &global);
-    napi_create_uint32(env, (uint32_t)g.event_count, &argv[0]);
-    g.delivering = 1;
-    napi_status status = napi_make_callback(env, g.async_context, global, callback, 1, argv, &result);
-    g.delivering = 0;
-    g.event_count = 0;
-    flush_outbox();
-    g.arena_used = 0;
-    report_late_errors();
+    napi_create_uint32(env, (uint32_t)I->event_count, &argv[0]);
+    I->delivering = 1;
+    napi_status status = napi_make_callback(env, I->async_context, global, callback, 1, argv, &result);
+    I->delivering = 0;
+    I->event_count = 0;
+    flush_outbox(I);
+    I->arena_used = 0;
+    report_late_errors(I);
     if (status == napi_pending_exception) {
       napi_value error;
       napi_get_and_clear_last_exception(env, &error);
@@ -157,10 +166,7 @@ static void deliver(void) {
   }
 }
 
-static void on_check(uv_check_t *handle) {
-  (void)handle;
-  deliver();
-}
+static void on_check(uv_check_t *handle) { deliver((Instance *)handle->data); }
 
 static void on_poll(uv_poll_t *handle, int status, int events);
 
@@ -177,7 +183,7 @@ static void set_watch(Wire *w) {
 
 static void set_pending(Wire *w) {
   size_t n = w->queue_len - w->queue_off;
-  g.pending[w->slot] = n > INT32_MAX ? INT32_MAX : (int32_t)n;
+  w->inst->pending[w->slot] = n > INT32_MAX ? INT32_MAX : (int32_t)n;
 }
 
 /* A failed send or read: nothing more is read or written, and what was queued is dropped. */
@@ -193,7 +199,7 @@ static void mark_failed(Wire *w) {
 static void fail_wire(Wire *w, int error) {
   if (w->failed) return;
   mark_failed(w);
-  push_event(EV_ERROR, w->slot, 0, -error);
+  push_event(w->inst, EV_ERROR, w->slot, 0, -error);
 }
 
 /* Sends as much of the queue as the kernel takes. */
@@ -215,7 +221,7 @@ static void flush(Wire *w) {
       w->queue = NULL;
       w->queue_cap = 0;
     }
-    push_event(EV_DRAIN, w->slot, 0, 0);
+    push_event(w->inst, EV_DRAIN, w->slot, 0, 0);
     if (w->ending) shutdown(w->fd, SHUT_WR);
   }
   set_pending(w);
@@ -223,21 +229,22 @@ static void flush(Wire *w) {
 }
 
 static void read_once(Wire *w) {
-  if (g.arena_cap - g.arena_used < READ_SIZE) deliver();
+  Instance *I = w->inst;
+  if (I->arena_cap - I->arena_used < READ_SIZE) deliver(I);
   if (w->read_done || w->paused || w->closed) return; /* JavaScript may have paused or closed it during that delivery */
-  size_t room = g.arena_cap - g.arena_used;
+  size_t room = I->arena_cap - I->arena_used;
   if (room > READ_SIZE) room = READ_SIZE;
   ssize_t n;
   do {
-    n = recv(w->fd, g.arena + g.arena_used, room, MSG_DONTWAIT);
+    n = recv(w->fd, I->arena + I->arena_used, room, MSG_DONTWAIT);
   } while (n < 0 && errno == EINTR);
   if (n > 0) {
-    push_event(EV_DATA, w->slot, g.arena_used, n);
-    g.arena_used += (size_t)n;
+    push_event(I, EV_DATA, w->slot, I->arena_used, n);
+    I->arena_used += (size_t)n;
   } else if (n == 0) {
     w->read_done = 1;
     set_watch(w);
-    push_event(EV_EOF, w->slot, 0, 0);
+    push_event(I, EV_EOF, w->slot, 0, 0);
   } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
     fail_wire(w, errno);
   }
@@ -254,48 +261,53 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   if ((events & UV_READABLE) && !w->failed && !w->closed) read_once(w);
 }
 
-static Wire *wire_at(napi_env env, napi_value v) {
+static Wire *wire_at(Instance *I, napi_env env, napi_value v) {
   int32_t slot;
-  if (napi_get_value_int32(env, v, &slot) != napi_ok || slot < 0 || (size_t)slot >= g.next_slot || g.slots[slot] == NULL) {
+  if (napi_get_value_int32(env, v, &slot) != napi_ok || slot < 0 || (size_t)slot >= I->next_slot || I->slots[slot] == NULL) {
     napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: no such slot");
     return NULL;
   }
-  return g.slots[slot];
+  return I->slots[slot];
 }
 
 /* The wire named by a call's only argument (its slot), or NULL with a JavaScript exception pending. */
 static Wire *wire_arg(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1) {
+  void *data;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, &data) != napi_ok || argc < 1) {
     napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: a slot is required");
     return NULL;
   }
-  return wire_at(env, argv[0]);
+  Instance *I = data;
+  flush_outbox(I); /* what JavaScript wrote before goes first, and no entry of a closed wire reaches its slot's next wire */
+  return wire_at(I, env, argv[0]);
 }
 
 /* init(arena: Buffer, events: Int32Array, onEvents: (count) => void, outbox: Int32Array, pending: Int32Array) */
 static napi_value Init(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  Instance *I = data;
   if (argc < 5) {
     napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: init(arena, events, onEvents, outbox, pending)");
     return NULL;
   }
-  if (g.ready) {
-    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() may be called once per process");
+  if (I->ready) {
+    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() may be called once per thread");
     return NULL;
   }
-  void *data;
+  void *arena;
   size_t length;
-  CHECK(napi_get_buffer_info(env, argv[0], &data, &length));
+  CHECK(napi_get_buffer_info(env, argv[0], &arena, &length));
   if (length < 2 * READ_SIZE) {
     napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: the arena must hold at least two reads");
     return NULL;
   }
-  g.arena = data;
-  g.arena_cap = length;
+  I->arena = arena;
+  I->arena_cap = length;
   napi_typedarray_type type;
   size_t count;
   void *events;
@@ -304,39 +316,41 @@ static napi_value Init(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: events must be an Int32Array of at least 4 entries");
     return NULL;
   }
-  g.events = events;
-  g.events_cap = count / EVENT_INTS;
+  I->events = events;
+  I->events_cap = count / EVENT_INTS;
   void *outbox;
   CHECK(napi_get_typedarray_info(env, argv[3], &type, &count, &outbox, NULL, NULL));
   if (type != napi_int32_array || count < 1 + OUTBOX_INTS) {
     napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: outbox must be an Int32Array of at least 4 entries");
     return NULL;
   }
-  g.outbox = outbox;
-  g.outbox_cap = (count - 1) / OUTBOX_INTS;
-  g.outbox[0] = 0;
+  I->outbox = outbox;
+  I->outbox_cap = (count - 1) / OUTBOX_INTS;
+  I->outbox[0] = 0;
   void *pending;
   CHECK(napi_get_typedarray_info(env, argv[4], &type, &count, &pending, NULL, NULL));
   if (type != napi_int32_array || count < 1) {
     napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: pending must be an Int32Array");
     return NULL;
   }
-  g.pending = pending;
-  g.pending_cap = count;
-  CHECK(napi_create_reference(env, argv[3], 1, &g.outbox_ref));
-  CHECK(napi_create_reference(env, argv[4], 1, &g.pending_ref));
-  CHECK(napi_create_reference(env, argv[0], 1, &g.arena_ref));
-  CHECK(napi_create_reference(env, argv[1], 1, &g.events_ref));
-  CHECK(napi_create_reference(env, argv[2], 1, &g.callback_ref));
+  I->pending = pending;
+  I->pending_cap = count;
+  CHECK(napi_create_reference(env, argv[3], 1, &I->outbox_ref));
+  CHECK(napi_create_reference(env, argv[4], 1, &I->pending_ref));
+  CHECK(napi_create_reference(env, argv[0], 1, &I->arena_ref));
+  CHECK(napi_create_reference(env, argv[1], 1, &I->events_ref));
+  CHECK(napi_create_reference(env, argv[2], 1, &I->callback_ref));
   napi_value name;
   CHECK(napi_create_string_utf8(env, "pgwarden.wire", NAPI_AUTO_LENGTH, &name));
-  CHECK(napi_async_init(env, NULL, name, &g.async_context));
-  CHECK(napi_get_uv_event_loop(env, &g.loop));
-  uv_check_init(g.loop, &g.check);
-  uv_check_start(&g.check, on_check);
-  uv_unref((uv_handle_t *)&g.check);
-  g.env = env;
-  g.ready = 1;
+  CHECK(napi_async_init(env, NULL, name, &I->async_context));
+  CHECK(napi_get_uv_event_loop(env, &I->loop));
+  uv_check_init(I->loop, &I->check);
+  I->check.data = I;
+  I->handles_open++;
+  uv_check_start(&I->check, on_check);
+  uv_unref((uv_handle_t *)&I->check);
+  I->env = env;
+  I->ready = 1;
   return undefined(env);
 }
 
@@ -344,15 +358,17 @@ static napi_value Init(napi_env env, napi_callback_info info) {
 static napi_value Adopt(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  Instance *I = data;
   int32_t fd;
   CHECK(napi_get_value_int32(env, argv[0], &fd));
-  if (!g.ready) {
+  if (!I->ready) {
     napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: init() first");
     return NULL;
   }
-  flush_outbox(); /* no entry of a closed wire may reach the wire that gets its slot */
-  if (g.free_count == 0 && g.next_slot >= g.pending_cap) return number(env, -ENFILE);
+  flush_outbox(I); /* no entry of a closed wire may reach the wire that gets its slot */
+  if (I->free_count == 0 && I->next_slot >= I->pending_cap) return number(env, -ENFILE);
   int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (own < 0) return number(env, -errno);
   int flags = fcntl(own, F_GETFL);
@@ -362,41 +378,43 @@ static napi_value Adopt(napi_env env, napi_callback_info info) {
     return number(env, -e);
   }
   int slot;
-  if (g.free_count > 0) {
-    slot = g.free_slots[--g.free_count];
+  if (I->free_count > 0) {
+    slot = I->free_slots[--I->free_count];
   } else {
-    if (g.next_slot == g.slot_cap) {
-      size_t cap = g.slot_cap == 0 ? 1024 : g.slot_cap * 2;
-      Wire **slots = realloc(g.slots, cap * sizeof *slots);
-      int *free_slots = realloc(g.free_slots, cap * sizeof *free_slots);
-      if (slots != NULL) g.slots = slots;
-      if (free_slots != NULL) g.free_slots = free_slots;
+    if (I->next_slot == I->slot_cap) {
+      size_t cap = I->slot_cap == 0 ? 1024 : I->slot_cap * 2;
+      Wire **slots = realloc(I->slots, cap * sizeof *slots);
+      int *free_slots = realloc(I->free_slots, cap * sizeof *free_slots);
+      if (slots != NULL) I->slots = slots;
+      if (free_slots != NULL) I->free_slots = free_slots;
       if (slots == NULL || free_slots == NULL) {
         close(own);
         return number(env, -ENOMEM);
       }
-      g.slot_cap = cap;
+      I->slot_cap = cap;
     }
-    slot = (int)g.next_slot++;
+    slot = (int)I->next_slot++;
   }
   Wire *w = calloc(1, sizeof *w);
   if (w == NULL) {
     close(own);
-    g.free_slots[g.free_count++] = slot;
+    I->free_slots[I->free_count++] = slot;
     return number(env, -ENOMEM);
   }
   w->fd = own;
   w->slot = slot;
-  int rc = uv_poll_init_socket(g.loop, &w->poll, own);
+  w->inst = I;
+  int rc = uv_poll_init_socket(I->loop, &w->poll, own);
   if (rc != 0) {
     close(own);
     free(w);
-    g.free_slots[g.free_count++] = slot;
+    I->free_slots[I->free_count++] = slot;
     return number(env, rc);
   }
   w->poll.data = w;
-  g.slots[slot] = w;
-  g.pending[slot] = 0;
+  I->handles_open++;
+  I->slots[slot] = w;
+  I->pending[slot] = 0;
   set_watch(w);
   return number(env, slot);
 }
@@ -448,49 +466,50 @@ static int send_or_queue(Wire *w, const char *p, size_t left) {
 
 /* A send of the outbox failed, perhaps during a delivery (when no event may be recorded): reported once it is over. */
 static void fail_late(Wire *w, int error) {
+  Instance *I = w->inst;
   if (!w->failed) mark_failed(w);
   if (w->late_error != 0) return;
-  if (g.late_count == g.late_cap) {
-    size_t cap = g.late_cap == 0 ? 64 : g.late_cap * 2;
-    Wire **late = realloc(g.late, cap * sizeof *late);
+  if (I->late_count == I->late_cap) {
+    size_t cap = I->late_cap == 0 ? 64 : I->late_cap * 2;
+    Wire **late = realloc(I->late, cap * sizeof *late);
     if (late == NULL) abort(); /* a wire that failed unseen would hang its client: better die loudly */
-    g.late = late;
-    g.late_cap = cap;
+    I->late = late;
+    I->late_cap = cap;
   }
   w->late_error = error;
-  g.late[g.late_count++] = w;
+  I->late[I->late_count++] = w;
 }
 
 /*
  * Called between deliveries only. A closed wire is not freed before the loop's closing phase: `closed` can be read.
  * Popped one by one: push_event may deliver (and so come back here) when the event list fills up.
  */
-static void report_late_errors(void) {
-  while (g.late_count > 0) {
-    Wire *w = g.late[--g.late_count];
+static void report_late_errors(Instance *I) {
+  while (I->late_count > 0) {
+    Wire *w = I->late[--I->late_count];
     int error = w->late_error;
     w->late_error = 0;
-    if (!w->closed) push_event(EV_ERROR, w->slot, 0, -error);
+    if (!w->closed) push_event(I, EV_ERROR, w->slot, 0, -error);
   }
 }
 
 /* Sends the outbox's arena ranges in order; consecutive ranges of one wire that touch go out as one send. */
-static void flush_outbox(void) {
-  int32_t count = g.outbox[0];
+static void flush_outbox(Instance *I) {
+  int32_t count = I->outbox[0];
   if (count <= 0) return;
-  g.outbox[0] = 0;
-  if ((size_t)count > g.outbox_cap) count = (int32_t)g.outbox_cap;
-  const int32_t *e = g.outbox + 1;
+  I->outbox[0] = 0;
+  if ((size_t)count > I->outbox_cap) count = (int32_t)I->outbox_cap;
+  const int32_t *e = I->outbox + 1;
   for (int32_t i = 0; i < count; i++) {
     int32_t slot = e[i * OUTBOX_INTS], offset = e[i * OUTBOX_INTS + 1], length = e[i * OUTBOX_INTS + 2];
     while (i + 1 < count && e[(i + 1) * OUTBOX_INTS] == slot && e[(i + 1) * OUTBOX_INTS + 1] == offset + length) {
       length += e[(i + 1) * OUTBOX_INTS + 2];
       i++;
     }
-    if (slot < 0 || (size_t)slot >= g.next_slot || offset < 0 || length <= 0 || (size_t)offset + (size_t)length > g.arena_cap) continue;
-    Wire *w = g.slots[slot];
+    if (slot < 0 || (size_t)slot >= I->next_slot || offset < 0 || length <= 0 || (size_t)offset + (size_t)length > I->arena_cap) continue;
+    Wire *w = I->slots[slot];
     if (w == NULL || w->failed || w->closed || w->ending) continue;
-    int rc = send_or_queue(w, g.arena + offset, (size_t)length);
+    int rc = send_or_queue(w, I->arena + offset, (size_t)length);
     if (rc < 0) fail_late(w, -rc);
   }
 }
@@ -499,8 +518,11 @@ static void flush_outbox(void) {
 static napi_value Write(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  Wire *w = wire_at(env, argv[0]);
+  void *inst;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, &inst));
+  Instance *I = inst;
+  flush_outbox(I); /* what JavaScript wrote before goes first */
+  Wire *w = wire_at(I, env, argv[0]);
   if (w == NULL) return NULL;
   void *data;
   size_t length;
@@ -512,7 +534,6 @@ static napi_value Write(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "PGW_NATIVE_WIRE", "native wire: write range outside the buffer");
     return NULL;
   }
-  flush_outbox(); /* what JavaScript wrote before goes first */
   if (w->failed) return number(env, -EPIPE);
   int rc = send_or_queue(w, (const char *)data + start, (size_t)(end - start));
   if (rc < 0) return number(env, rc);
@@ -534,48 +555,106 @@ static napi_value Resume(napi_env env, napi_callback_info info) { return SetPaus
 static napi_value End(napi_env env, napi_callback_info info) {
   Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
-  flush_outbox();
   w->ending = 1;
   if (w->queue_len == w->queue_off && !w->failed) shutdown(w->fd, SHUT_WR);
   return undefined(env);
 }
 
+static void finish_cleanup(Instance *I) {
+  if (I->cleanup == NULL || I->handles_open > 0) return;
+  napi_async_cleanup_hook_handle hook = I->cleanup;
+  free(I->slots);
+  free(I->free_slots);
+  free(I->late);
+  free(I);
+  napi_remove_async_cleanup_hook(hook);
+}
+
 static void on_closed(uv_handle_t *handle) {
   Wire *w = (Wire *)handle->data;
+  Instance *I = w->inst;
   close(w->fd);
   free(w->queue);
   free(w);
+  I->handles_open--;
+  finish_cleanup(I);
+}
+
+static void close_wire(Instance *I, Wire *w) {
+  int slot = w->slot;
+  w->closed = 1;
+  if (I->pending != NULL) I->pending[slot] = 0;
+  I->slots[slot] = NULL;
+  I->free_slots[I->free_count++] = slot;
+  uv_poll_stop(&w->poll);
+  uv_close((uv_handle_t *)&w->poll, on_closed);
 }
 
 /* close(slot): stops watching, drops unsent bytes and events not yet handed over, closes the socket. */
 static napi_value Close(napi_env env, napi_callback_info info) {
+  void *data;
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, &data));
+  Instance *I = data;
+  /* First: bytes written before destroy() are sent as they would have been by a direct send. */
   Wire *w = wire_arg(env, info);
   if (w == NULL) return NULL;
-  flush_outbox(); /* bytes written before destroy() were sent as they would have been by a direct send */
-  int slot = w->slot;
   /* The events array is read by JavaScript while it is being delivered: later events of this slot become no-ops. */
-  for (size_t i = 0; i < g.event_count; i++) {
-    int32_t *e = g.events + i * EVENT_INTS;
-    if (e[1] == slot) e[0] = 0;
+  for (size_t i = 0; i < I->event_count; i++) {
+    int32_t *e = I->events + i * EVENT_INTS;
+    if (e[1] == w->slot) e[0] = 0;
   }
-  w->closed = 1;
-  g.pending[slot] = 0;
-  g.slots[slot] = NULL;
-  g.free_slots[g.free_count++] = slot;
-  uv_poll_stop(&w->poll);
-  uv_close((uv_handle_t *)&w->poll, on_closed);
+  close_wire(I, w);
   return undefined(env);
 }
 
+static void on_check_closed(uv_handle_t *handle) {
+  Instance *I = handle->data;
+  I->handles_open--;
+  finish_cleanup(I);
+}
+
+/*
+ * The environment (a worker thread, or the process at exit) is going away: its loop may only be closed once every
+ * handle of this instance is, so the sockets still open are closed here and the hook completes in the last close
+ * callback. JavaScript is not called any more.
+ */
+static void cleanup(napi_async_cleanup_hook_handle hook, void *data) {
+  Instance *I = data;
+  I->cleanup = hook;
+  /* The typed arrays may be gone with the environment: not touched from here on. */
+  I->event_count = 0;
+  I->pending = NULL;
+  for (size_t slot = 0; slot < I->next_slot; slot++) {
+    if (I->slots[slot] != NULL) close_wire(I, I->slots[slot]);
+  }
+  if (I->ready) {
+    uv_check_stop(&I->check);
+    uv_close((uv_handle_t *)&I->check, on_check_closed);
+  }
+  finish_cleanup(I);
+}
+
 NAPI_MODULE_INIT() {
+  Instance *I = calloc(1, sizeof *I);
+  if (I == NULL) {
+    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: out of memory");
+    return NULL;
+  }
+  if (napi_add_async_cleanup_hook(env, cleanup, I, NULL) != napi_ok) {
+    free(I);
+    napi_throw_error(env, "PGW_NATIVE_WIRE", "native wire: napi_add_async_cleanup_hook failed");
+    return NULL;
+  }
   napi_property_descriptor props[] = {
-      {"init", NULL, Init, NULL, NULL, NULL, napi_default, NULL},
-      {"adopt", NULL, Adopt, NULL, NULL, NULL, napi_default, NULL},
-      {"write", NULL, Write, NULL, NULL, NULL, napi_default, NULL},
-      {"pause", NULL, Pause, NULL, NULL, NULL, napi_default, NULL},
-      {"resume", NULL, Resume, NULL, NULL, NULL, napi_default, NULL},
-      {"end", NULL, End, NULL, NULL, NULL, napi_default, NULL},
-      {"close", NULL, Close, NULL, NULL, NULL, napi_default, NULL},
+      {"init", NULL, Init, NULL, NULL, NULL, napi_default, I},
+      {"adopt", NULL, Adopt, NULL, NULL, NULL, napi_default, I},
+      {"write", NULL, Write, NULL, NULL, NULL, napi_default, I},
+      {"pause", NULL, Pause, NULL, NULL, NULL, napi_default, I},
+      {"resume", NULL, Resume, NULL, NULL, NULL, napi_default, I},
+      {"end", NULL, End, NULL, NULL, NULL, napi_default, I},
+      {"close", NULL, Close, NULL, NULL, NULL, napi_default, I},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
