@@ -87,6 +87,11 @@ export const proxyConfigSchema = z.strictObject({
    * built by `npm run build`); false keeps Node sockets. Without the module the proxy uses Node sockets and warns.
    */
   native_io: z.boolean(expecting('true or false')).default(true),
+  /**
+   * Threads that serve clients, each with its own event loop and share of the connections, so that the proxy uses
+   * more than one core (PgBouncer uses one). Pool limits hold for the whole proxy. Needs native_io.
+   */
+  workers: z.number(expecting('a whole number of threads')).int().min(1).max(64).default(1),
   max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
   primary: hostPort.optional(),
@@ -247,6 +252,7 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
       `${options.source} is invalid: auth_file is required when auth_type is ${parsed.auth_type}: set it to a userlist file ("user" "password" lines)`,
     );
   }
+  if (parsed.workers > 1) checkWorkers(parsed, options.source);
   return {
     ...parsed,
     authFilePath,
@@ -255,6 +261,18 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
     authQuery: authQuerySettings(parsed, users, options),
     serverTls: serverTlsFiles(parsed, options),
   };
+}
+
+/** What does not work with more than one worker thread yet: named, with the way out. */
+function checkWorkers(parsed: z.output<typeof proxyConfigSchema>, source: string): void {
+  const unsupported: string[] = [];
+  if (parsed.etcd !== undefined) unsupported.push('etcd (the proxy follows a cluster with one worker only, for now)');
+  if (parsed.metrics_listen !== undefined) unsupported.push('metrics_listen');
+  if (parsed.max_db_connections > 0 || Object.values(parsed.databases ?? {}).some((d) => (d?.max_db_connections ?? 0) > 0)) unsupported.push('max_db_connections');
+  if (!parsed.native_io) unsupported.push('native_io: false');
+  if (unsupported.length > 0) {
+    throw new PgwardenError('CONFIG_INVALID', `${source} is invalid: workers: ${parsed.workers} cannot be combined with ${unsupported.join(', ')} yet: set workers: 1 or leave those out`);
+  }
 }
 
 function authQuerySettings(parsed: z.output<typeof proxyConfigSchema>, users: Map<string, string>, options: ParseProxyConfigOptions): AuthQuerySettings | null {

@@ -21,6 +21,7 @@ import { MemberReachability } from './reachability.js';
 import { ProxyRegistrar } from './registration.js';
 import { ProxyServer } from './server.js';
 import { type Endpoint, StaticTopology, type Topology } from './topology.js';
+import { WorkerGroup } from './workers/group.js';
 
 export interface RunProxyOptions {
   config: string;
@@ -75,6 +76,7 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   }
   const replicas = (options.replica ?? []).map((r) => endpoint(r, '--replica'));
   const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
+  if (config.workers > 1) return runWorkers(config, options, primary, replicas.length > 0 ? replicas : config.replicas, log);
   const topology = new StaticTopology(primary, replicas.length > 0 ? replicas : config.replicas);
   const proxy = new ProxyServer({ config, topology, logger: log });
   await proxy.start();
@@ -82,6 +84,21 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   exitOnSignals(log, async () => {
     await Promise.all([proxy.stop(5000), stopOperations()]);
   });
+}
+
+/** Static mode with worker threads (workers/group.ts): this thread accepts and relays; the workers serve. */
+async function runWorkers(config: ProxyConfig, options: RunProxyOptions, primary: Endpoint, replicas: Endpoint[], log: Logger): Promise<void> {
+  const group = new WorkerGroup({ config, configPath: options.config, primary, replicas, logger: log, logLevel: options.logLevel ?? 'info' });
+  await group.start();
+  process.on('SIGHUP', () => {
+    log.info({ config: options.config }, 'SIGHUP: re-reading the config file');
+    try {
+      group.reload();
+    } catch (e) {
+      log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
+    }
+  });
+  exitOnSignals(log, () => group.stop(5000));
 }
 
 /** SIGTERM/SIGINT run `stop` once (accepting ends, running transactions get a moment), then the process exits. */

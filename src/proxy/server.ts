@@ -19,6 +19,9 @@ import { AuthQuery } from './auth/auth-query.js';
 import { type ServerTls, loadServerTls } from './server-tls.js';
 import type { Wire } from './wire/wire.js';
 import { nativeIoStatus } from './wire/native-wire.js';
+import type { ConnectionBudget } from './pool/server-pool.js';
+import type { SharedCounters } from './workers/shared-counters.js';
+import { CONSOLE_DATABASES } from './admin/console.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -26,6 +29,20 @@ export interface ProxyServerOptions {
   logger?: Logger;
   /** Time allowed to log in to PostgreSQL; default 10 s. */
   connectTimeoutMs?: number;
+  /** Set when this server is one of the proxy's worker threads (workers/worker.ts): it has no listener of its own. */
+  worker?: WorkerLink;
+}
+
+/** A worker thread's ties to the rest of the proxy (workers/group.ts runs the main thread's side). */
+export interface WorkerLink {
+  readonly counters: SharedCounters;
+  /** Where the proxy listens (the main thread does). */
+  readonly address: { host: string; port: number };
+  readonly roAddress: { host: string; port: number } | null;
+  /** The count of pool `name`'s server connections over every worker. */
+  budget(name: string): ConnectionBudget;
+  /** A cancel request for a client that is not in this worker. */
+  cancelElsewhere(pid: number, secretKey: number): void;
 }
 
 export class ProxyServer implements ClientHost {
@@ -35,7 +52,8 @@ export class ProxyServer implements ClientHost {
   maxMessageLength: number;
   serverResetQuery: string;
   clientTls: ClientTls | null;
-  private readonly listener: Server;
+  /** Null in a worker thread (the main thread listens). */
+  private readonly listener: Server | null;
   /** The read-only listener (listen_ro), or null. */
   private readonly roListener: Server | null;
   private readonly roHost: ClientHost;
@@ -79,12 +97,17 @@ export class ProxyServer implements ClientHost {
             serverTls: this.serverTls,
             ...(options.logger === undefined ? {} : { logger: options.logger }),
           });
-    this.listener = createServer((socket) => this.accept(socket, this));
+    const inWorker = options.worker !== undefined;
+    this.listener = inWorker ? null : createServer((socket) => this.accept(socket, this));
     this.roHost = readOnlyHost(this);
-    this.roListener = this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
+    this.roListener = inWorker || this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
   }
 
   async start(): Promise<void> {
+    if (this.listener === null) {
+      this.startIdleSweep();
+      return;
+    }
     await listen(this.listener, this.config.listen);
     this.listener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy listener error'));
     if (this.roListener !== null && this.config.listen_ro !== undefined) {
@@ -96,21 +119,27 @@ export class ProxyServer implements ClientHost {
       }
       this.roListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy ro listener error'));
     }
-    this.idleSweep = setInterval(() => this.sweepIdleClients(), IDLE_SWEEP_MS);
-    this.idleSweep.unref();
+    this.startIdleSweep();
     this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode, client_tls: this.clientTls?.sslmode ?? 'disable' }, 'proxy listening');
     if (this.authType === 'trust') {
       this.options.logger?.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
     }
   }
 
+  private startIdleSweep(): void {
+    this.idleSweep = setInterval(() => this.sweepIdleClients(), IDLE_SWEEP_MS);
+    this.idleSweep.unref();
+  }
+
   get address(): { host: string; port: number } {
+    if (this.listener === null) return this.options.worker!.address;
     const a = this.listener.address() as AddressInfo;
     return { host: a.address, port: a.port };
   }
 
   /** The read-only listener's address, or null without listen_ro. */
   get roAddress(): { host: string; port: number } | null {
+    if (this.options.worker !== undefined) return this.options.worker.roAddress;
     const a = this.roListener?.address() as AddressInfo | null | undefined;
     return a === null || a === undefined ? null : { host: a.address, port: a.port };
   }
@@ -199,7 +228,7 @@ export class ProxyServer implements ClientHost {
   async stop(graceMs = 2000): Promise<void> {
     if (this.idleSweep !== null) clearInterval(this.idleSweep);
     this.idleSweep = null;
-    this.listener.close();
+    this.listener?.close();
     this.roListener?.close();
     const deadline = Date.now() + graceMs;
     for (;;) {
@@ -229,8 +258,13 @@ export class ProxyServer implements ClientHost {
   poolFor(database: string, user: string, role: 'rw' | 'ro' = 'rw'): ServerPool {
     // PgBouncer's check and words: every open client socket counts (this one too), FATAL 08P01. The admin console
     // never gets here, so it stays reachable when the proxy is full.
-    if (this.sockets.size > this.config.max_client_conn) {
+    if (this.clientConnections > this.config.max_client_conn) {
       throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'no more connections allowed (max_client_conn)');
+    }
+    if (this.options.worker !== undefined && CONSOLE_DATABASES.has(database)) {
+      throw new PgProtocolError('0A000', `the admin console (database "${database}") is not available with workers > 1 yet`, {
+        hint: 'Run the proxy with workers: 1 to use the admin console.',
+      });
     }
     let dbname = database;
     const databases = this.config.databases;
@@ -275,6 +309,7 @@ export class ProxyServer implements ClientHost {
         secret: this.secretFor(user),
         serverTls: this.serverTls,
         nativeIo: this.nativeIo,
+        ...(this.options.worker === undefined ? {} : { budget: this.options.worker.budget(key) }),
       });
       this.pools.set(key, pool);
     }
@@ -298,7 +333,29 @@ export class ProxyServer implements ClientHost {
   }
 
   wireClosed(wire: Wire): void {
-    this.sockets.delete(wire);
+    this.forgetConnection(wire);
+  }
+
+  /** Client connections open: this server's, or with workers the whole proxy's. */
+  private get clientConnections(): number {
+    return this.options.worker?.counters.clients ?? this.sockets.size;
+  }
+
+  private forgetConnection(wire: Wire): void {
+    if (this.sockets.delete(wire)) this.options.worker?.counters.clientClosed();
+  }
+
+  /** The main thread of a proxy with workers hands this worker a client connection (workers/worker.ts). */
+  acceptSocket(socket: Socket, role: 'rw' | 'ro'): void {
+    this.accept(socket, role === 'rw' ? this : this.roHost);
+  }
+
+  /** Whether this server has the client `pid` and cancelled what it runs (a cancel forwarded between workers). */
+  cancelHere(pid: number, secretKey: number): boolean {
+    const client = this.clients.get(pid);
+    if (client === undefined || client.secretKey !== secretKey) return false;
+    client.cancelRunning();
+    return true;
   }
 
   register(client: ProxyClient): void {
@@ -310,8 +367,7 @@ export class ProxyServer implements ClientHost {
   }
 
   cancel(pid: number, secretKey: number): void {
-    const client = this.clients.get(pid);
-    if (client !== undefined && client.secretKey === secretKey) client.cancelRunning();
+    if (!this.cancelHere(pid, secretKey)) this.options.worker?.cancelElsewhere(pid, secretKey);
   }
 
   onPin(client: ProxyClient, reasons: string): void {
@@ -320,10 +376,11 @@ export class ProxyServer implements ClientHost {
 
   private accept(socket: Socket, host: ClientHost): void {
     this.sockets.add(socket);
-    socket.on('close', () => this.sockets.delete(socket));
+    this.options.worker?.counters.clientOpened();
+    socket.on('close', () => this.forgetConnection(socket));
     // A flood guard before the startup packet; the exact max_client_conn check is in poolFor (the admin console and
     // cancel requests, which never get there, keep a little room).
-    if (this.sockets.size > this.config.max_client_conn + 16) {
+    if (this.clientConnections > this.config.max_client_conn + 16) {
       socket.on('error', () => undefined);
       socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
       return;
@@ -365,7 +422,7 @@ function readOnlyHost(server: ProxyServer): ClientHost {
   };
 }
 
-async function listen(server: Server, address: { host: string; port: number }): Promise<void> {
+export async function listen(server: Server, address: { host: string; port: number }): Promise<void> {
   server.listen(address.port, address.host);
   await Promise.race([
     once(server, 'listening'),

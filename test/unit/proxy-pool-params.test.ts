@@ -64,4 +64,22 @@ describe('proxy config', () => {
     assert.throws(bad({}), /auth_file is required/);
     assert.equal(parseProxyConfig({ auth_type: 'trust' }, { source: 't', baseDir: '/' }).users.size, 0);
   });
+
+  it('takes workers from 1 (the default) to 64 and names what more than one cannot be combined with yet', () => {
+    const parse = (raw: Record<string, unknown>) => parseProxyConfig({ auth_type: 'trust', ...raw }, { source: 'proxy.yml', baseDir: '/' });
+    assert.equal(parse({}).workers, 1);
+    assert.equal(parse({ workers: 4 }).workers, 4);
+    assert.throws(() => parse({ workers: 0 }), /workers/);
+    assert.throws(() => parse({ workers: 65 }), /workers/);
+    assert.throws(() => parse({ workers: 1.5 }), /workers/);
+    const refused = (raw: Record<string, unknown>, named: RegExp) =>
+      assert.throws(() => parse({ workers: 2, ...raw }), (e: unknown) => e instanceof PgwardenError && /workers: 2 cannot be combined with/.test(e.message) && named.test(e.message) && /set workers: 1/.test(e.message));
+    refused({ etcd: { endpoints: ['http://127.0.0.1:2379'], cluster: 'c' } }, /etcd/);
+    refused({ metrics_listen: '127.0.0.1:0' }, /metrics_listen/);
+    refused({ max_db_connections: 5 }, /max_db_connections/);
+    refused({ databases: { app: { max_db_connections: 5 } } }, /max_db_connections/);
+    refused({ native_io: false }, /native_io/);
+    // With one worker, all of them are fine.
+    assert.equal(parse({ workers: 1, metrics_listen: '127.0.0.1:0', max_db_connections: 5 }).workers, 1);
+  });
 });

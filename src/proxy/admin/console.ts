@@ -465,7 +465,7 @@ export class AdminConsole {
   }
 }
 
-function restartNotice(settings: readonly string[]): string {
+export function restartNotice(settings: readonly string[]): string {
   return `${settings.join(', ')} changed in the config file but can only change at a restart: the running value${settings.length === 1 ? ' is' : 's are'} kept until the proxy is restarted`;
 }
 

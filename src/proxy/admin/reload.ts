@@ -7,13 +7,14 @@ import type { ProxyConfig } from '../../config/proxy.js';
 /**
  * Settings a running proxy cannot take over: the sockets it listens on, where it learns the topology, its name
  * in etcd, pool_mode (a client in the middle of a session must not switch to transaction pooling), and what is
- * built once at start: TLS to PostgreSQL, the auth_query connection, the per-database connection limits, and
- * native I/O.
+ * built once at start: TLS to PostgreSQL, the auth_query connection, the per-database connection limits, native
+ * I/O and the worker threads.
  */
 export const RESTART_ONLY_SETTINGS = [
   'listen', 'listen_ro', 'metrics_listen', 'etcd', 'id', 'primary', 'replicas', 'max_replica_lag', 'pool_mode',
   'server_tls_sslmode', 'server_tls_ca_file', 'server_tls_cert_file', 'server_tls_key_file',
   'auth_user', 'auth_query', 'auth_dbname', 'auth_query_cache_ttl', 'max_db_connections', 'user_settings', 'native_io',
+  'workers',
 ] as const;
 
 /** Values derived from restart-only settings (kept with them, never named to the operator). */

@@ -53,6 +53,49 @@ export interface ServerPoolOptions {
   reserveTimeoutMs?: number;
   /** max_db_connections, shared with the other pools of the same database; absent: no limit. */
   databaseLimit?: DatabaseLimit;
+  /**
+   * With worker threads: the count of this pool's server connections over all of them, so that the pool's limits
+   * hold for the whole proxy. Absent: this pool's own connections are all there is.
+   */
+  budget?: ConnectionBudget;
+}
+
+/**
+ * Server connections of one pool counted across the proxy's worker threads (see workers/shared-counters.ts).
+ * Every connection in a pool's set holds one unit, taken before it opens and given back when it leaves the set.
+ */
+export interface ConnectionBudget {
+  /** Counts one more connection if fewer than `limit` are counted now. */
+  tryTake(limit: number): boolean;
+  give(): void;
+  /** Connections counted over all workers. */
+  readonly count: number;
+  /** Worker threads sharing the pool's limit: a worker's fair share of `limit` is limit / workers. */
+  readonly workers: number;
+  /**
+   * This worker's pool has clients waiting and no room, holding less than its fair share (`belowShare`) or not:
+   * the other workers are asked to close an idle connection of the pool.
+   */
+  lacking(belowShare: boolean): void;
+  /** Its clients no longer wait. */
+  satisfied(): void;
+  /** The pool lacks room in another worker: an idle connection here is better closed after a moment. */
+  readonly othersLacking: boolean;
+  /** The pool lacks room in another worker that holds less than its share: connections here beyond it go back. */
+  readonly othersStarving: boolean;
+}
+
+/** The pool's connections; with a budget, each one leaving the set gives its unit back. */
+class ConnectionSet extends Set<ServerConn> {
+  constructor(private readonly budget: ConnectionBudget | undefined) {
+    super();
+  }
+
+  override delete(conn: ServerConn): boolean {
+    if (!super.delete(conn)) return false;
+    this.budget?.give();
+    return true;
+  }
 }
 
 export interface PoolStats {
@@ -112,7 +155,10 @@ export class ServerPool {
   /** Totals for SHOW STATS and /metrics; the client and server connections of this pool add to them. */
   readonly counters = new PoolCounters();
   private readonly idle: ServerConn[] = [];
-  private readonly all = new Set<ServerConn>();
+  private readonly all: ConnectionSet;
+  private readonly budget: ConnectionBudget | undefined;
+  /** With a budget: clients wait here while the other workers hold all the room (ConnectionBudget.lacking). */
+  private lacking = false;
   private opening = 0;
   private readonly waiters: PoolWaiter[] = [];
   private readonly waitingSince: number[] = [];
@@ -127,6 +173,8 @@ export class ServerPool {
 
   constructor(private readonly options: ServerPoolOptions) {
     this.role = options.role ?? 'rw';
+    this.budget = options.budget;
+    this.all = new ConnectionSet(this.budget);
     this.timer = setInterval(() => this.housekeeping(), 250);
     this.timer.unref();
     options.topology.on('change', this.onTopologyChange);
@@ -192,7 +240,7 @@ export class ServerPool {
       if (fallback < 0) fallback = i;
     }
     // Full pool: a connection to a busier replica beats waiting.
-    if (fallback >= 0 && (this.all.size >= this.limit() || !this.roomInDatabase())) return this.idle.splice(fallback, 1)[0];
+    if (fallback >= 0 && (!this.hasRoom(this.limit()) || !this.roomInDatabase())) return this.idle.splice(fallback, 1)[0];
     return null;
   }
 
@@ -250,6 +298,7 @@ export class ServerPool {
       this.waiters.splice(i, 1);
       this.waitingSince.splice(i, 1);
     }
+    if (this.waiters.length === 0) this.noLongerLacking();
   }
 
   /** Gives a clean, idle connection back. */
@@ -266,10 +315,17 @@ export class ServerPool {
       this.discard(conn);
       return;
     }
+    if (this.budget?.othersStarving === true && (this.waiters.length === 0 || this.all.size > this.fairCap())) {
+      // Another worker's clients wait below their share of the pool: the connection goes back to the budget.
+      this.all.delete(conn);
+      conn.close();
+      return;
+    }
     // Draining for a switchover: the transaction that just ended may not be followed by another one here.
     const waiter = this.drainHolds() ? undefined : this.waiters.shift();
     if (waiter !== undefined) {
       this.waitingSince.shift();
+      if (this.waiters.length === 0) this.noLongerLacking();
       waiter.onServerAcquired(conn);
       return;
     }
@@ -298,6 +354,16 @@ export class ServerPool {
     return true;
   }
 
+  /**
+   * With workers: another worker's clients wait for room in this pool. Closes the least recently used idle
+   * connection if it has been idle a while (SHED_IDLE_MS); true if it did.
+   */
+  shedIdle(): boolean {
+    const conn = this.idle[0];
+    if (conn === undefined || wallNow() - conn.idleSince < SHED_IDLE_MS) return false;
+    return this.closeOneIdle();
+  }
+
   /** Opens connections for waiters if there is room now (another pool of the database closed one). */
   wake(): void {
     if (this.waiters.length > 0) this.grow();
@@ -309,6 +375,7 @@ export class ServerPool {
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.options.topology.off('change', this.onTopologyChange);
     this.options.databaseLimit?.leave(this);
+    this.noLongerLacking();
     for (const waiter of this.waiters.splice(0)) waiter.onAcquireFailed(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
     this.waitingSince.length = 0;
     this.closeIdle();
@@ -369,6 +436,47 @@ export class ServerPool {
     return this.options.size;
   }
 
+  /** Fewer than `limit` connections: this pool's own, or with a budget those of every worker. */
+  private hasRoom(limit: number): boolean {
+    return this.budget === undefined ? this.all.size < limit : this.budget.count < limit;
+  }
+
+  /** Takes room for one more connection under `limit` (a budget unit); open() then adds it to `all`. */
+  private takeRoom(limit: number): boolean {
+    if (this.budget === undefined) return this.all.size < limit;
+    // Room another worker starves for is left to it once this one has its share.
+    if (this.budget.othersStarving && this.all.size >= this.fairCap()) return false;
+    return this.budget.tryTake(limit);
+  }
+
+  /** With workers: the most connections this worker keeps while another one starves (its share, rounded up). */
+  private fairCap(): number {
+    return this.budget === undefined ? Infinity : Math.ceil(this.limit() / this.budget.workers);
+  }
+
+  /** With workers: below this many connections, a worker whose clients wait and finds no room starves. */
+  private fairShare(): number {
+    return this.budget === undefined ? 0 : Math.max(1, Math.floor(this.limit() / this.budget.workers));
+  }
+
+  /** Room taken for a connection that was not opened after all. */
+  private returnRoom(): void {
+    this.budget?.give();
+  }
+
+  /** Clients wait and the budget has no room: the other workers learn it (and close idle connections). */
+  private lackRoom(): void {
+    if (this.budget === undefined) return;
+    this.lacking = true;
+    this.budget.lacking(this.all.size < this.fairShare());
+  }
+
+  private noLongerLacking(): void {
+    if (!this.lacking) return;
+    this.lacking = false;
+    this.budget!.satisfied();
+  }
+
   private roomInDatabase(): boolean {
     const limit = this.options.databaseLimit;
     return limit === undefined || limit.max === 0 || limit.total < limit.max;
@@ -379,8 +487,10 @@ export class ServerPool {
   }
 
 
+  /** Opens a connection for room the caller took (takeRoom). */
   private async open(): Promise<ServerConn> {
     const endpoint = this.leastBusyTarget();
+    if (endpoint === null) this.returnRoom();
     if (endpoint === null) throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, this.role === 'rw' ? 'no primary server is known' : 'no replica is available');
     const conn = new ServerConn(endpoint);
     this.all.add(conn);
@@ -421,6 +531,12 @@ export class ServerPool {
         if (this.options.databaseLimit?.makeRoom(this) === false) {
           throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `max_db_connections (${this.options.databaseLimit.max}) reached for database "${this.options.database}"`);
         }
+        // Alone, a pool needs no room for its first connection; with workers the others may hold all of it (retried).
+        if (this.budget !== undefined && !this.takeRoom(this.limit())) {
+          this.lackRoom();
+          throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `pool "${this.options.database}/${this.options.user}" is full in the other workers`);
+        }
+        if (this.waiters.length === 0) this.noLongerLacking();
         return await this.open();
       } catch (e) {
         if (!isRetryable(e) || Date.now() + RETRY_MS >= deadline || this.closed) throw e;
@@ -441,7 +557,16 @@ export class ServerPool {
   private grow(): void {
     // No target: waiters wait for the topology's next 'change' (or their query_wait_timeout).
     if (this.targets().length === 0 || this.drainHolds()) return;
-    while (!this.closed && this.waiters.length > this.opening && this.all.size < this.limit() && (this.options.databaseLimit?.makeRoom(this) ?? true)) {
+    while (!this.closed && this.waiters.length > this.opening) {
+      if (!this.takeRoom(this.limit())) {
+        // With workers: the others hold the room; they close idle connections for us and wake() this pool.
+        this.lackRoom();
+        return;
+      }
+      if (!(this.options.databaseLimit?.makeRoom(this) ?? true)) {
+        this.returnRoom();
+        break;
+      }
       this.open().then(
         (conn) => this.release(conn),
         (e: unknown) => {
@@ -471,13 +596,16 @@ export class ServerPool {
         detail: `No server connection became free within ${Math.round(this.options.queryWaitTimeoutMs / 1000)} s (pool size ${this.options.size}).`,
       }));
     }
+    if (this.waiters.length === 0) this.noLongerLacking();
     const minSize = Math.min(this.options.minSize ?? 0, this.options.size);
     const idleTimeout = this.options.serverIdleTimeoutMs;
     let closed = false;
+    // With workers: connections idle here a while go back to the budget for a worker whose clients wait.
+    const shedIdle = this.budget?.othersLacking === true;
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const conn = this.idle[i];
       // server_idle_timeout keeps min_pool_size connections (as PgBouncer); server_lifetime renews them all.
-      const idleTooLong = idleTimeout > 0 && now - conn.idleSince > idleTimeout && this.all.size > minSize;
+      const idleTooLong = (idleTimeout > 0 && now - conn.idleSince > idleTimeout && this.all.size > minSize) || (shedIdle && now - conn.idleSince >= SHED_IDLE_MS);
       if (idleTooLong || now - conn.createdAt >= this.options.serverLifetimeMs) {
         this.idle.splice(i, 1);
         this.all.delete(conn);
@@ -494,7 +622,7 @@ export class ServerPool {
   /** min_pool_size: opens spare connections (within the database's limit) while there is a target. */
   private fillToMinimum(minSize: number): void {
     if (minSize === 0 || this.closed || this.retryTimer !== null || this.targets().length === 0) return;
-    while (this.all.size < minSize && this.roomInDatabase()) {
+    while (this.roomInDatabase() && this.takeRoom(minSize)) {
       const before = this.all.size;
       this.open().then(
         (conn) => this.release(conn),
@@ -562,6 +690,12 @@ export class ServerPool {
 }
 
 const RETRY_MS = 100;
+/**
+ * With workers: how long a connection stays idle in one worker while the pool lacks room in another before it is
+ * closed for it. Not at once: a worker whose clients all happen to be between transactions would hand its
+ * connections back and forth with a busy one, a new PostgreSQL backend each time.
+ */
+const SHED_IDLE_MS = 100;
 
 /** Failures a change of primary explains (refused, reset, in recovery, shutting down, starting up). */
 function isRetryable(e: unknown): boolean {

@@ -26,6 +26,8 @@ interface Binding {
   resume(slot: number): void;
   end(slot: number): void;
   close(slot: number): void;
+  duplicate(fd: number): number;
+  release(fd: number): void;
 }
 
 const EV_DATA = 1;
@@ -69,6 +71,23 @@ function load(): Binding | null {
 export function nativeIoStatus(): { active: true } | { active: false; why: string } {
   if (load() === null) return { active: false, why: `the native module ${NATIVE_WIRE_PATH} did not load: ${loadError}` };
   return { active: true };
+}
+
+/**
+ * A new descriptor for a connected socket's connection, for another thread to open as its own socket (the
+ * caller then destroys `socket`); null without the module or for a socket that already has bytes in flight.
+ */
+export function duplicateSocket(socket: Socket): number | null {
+  const b = load();
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  if (b === null || typeof fd !== 'number' || fd < 0 || socket.readableLength > 0 || socket.writableLength > 0) return null;
+  const own = b.duplicate(fd);
+  return own < 0 ? null : own;
+}
+
+/** Closes a descriptor from duplicateSocket() that no thread took over. */
+export function releaseDescriptor(fd: number): void {
+  load()?.release(fd);
 }
 
 /** Every read of one loop turn, in one call from the module. */

@@ -1,0 +1,208 @@
+/**
+ * The main thread of a proxy with `workers: N` (N > 1). One event loop is one core: a single-threaded pooler
+ * (PgBouncer, or this proxy with one worker) is where every statement of every client waits its turn, and on a
+ * loaded machine it is preempted with all of them queued behind it. Here N threads serve clients, each with its
+ * own event loop, native I/O, server connections and pools (worker.ts), and this thread only accepts: each
+ * connection goes, as a duplicated descriptor, to the worker with the fewest clients. It also relays what the
+ * workers tell each other (cancel requests, room in pools), hands out the slots of the shared counts that keep
+ * pool limits and max_client_conn for the whole proxy, and fans out RELOAD (SIGHUP) and stop.
+ */
+import { type AddressInfo, type Server, type Socket, createServer } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { type ProxyConfig, loadProxyConfig } from '../../config/proxy.js';
+import { PgwardenError } from '../../errors.js';
+import { restartNotice } from '../admin/console.js';
+import { planReload } from '../admin/reload.js';
+import { SQLSTATE } from '../protocol/errors.js';
+import * as m from '../protocol/messages.js';
+import { listen } from '../server.js';
+import { loadClientTls } from '../tls.js';
+import type { Endpoint } from '../topology.js';
+import { duplicateSocket, nativeIoStatus } from '../wire/native-wire.js';
+import type { ToMain, ToWorker } from './messages.js';
+import { PoolSlots, sharedCounterBuffer } from './shared-counters.js';
+import type { WorkerData } from './worker.js';
+
+export interface WorkerGroupOptions {
+  config: ProxyConfig;
+  /** The file RELOAD re-reads. */
+  configPath: string;
+  primary: Endpoint;
+  replicas: Endpoint[];
+  logger: Logger;
+  logLevel: string;
+}
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+export class WorkerGroup {
+  private config: ProxyConfig;
+  private readonly workers: Worker[] = [];
+  private readonly listener: Server;
+  private readonly roListener: Server | null;
+  private readonly buffer = sharedCounterBuffer();
+  private readonly slots = new PoolSlots(this.buffer);
+  /** Connections accepted before every worker was ready. */
+  private readonly early: Array<[Socket, 'rw' | 'ro']> = [];
+  private ready = false;
+  private stopping = false;
+  private readonly log: Logger;
+
+  constructor(private readonly options: WorkerGroupOptions) {
+    this.config = options.config;
+    this.log = options.logger;
+    const native = nativeIoStatus();
+    if (!native.active) {
+      throw new PgwardenError('CONFIG_INVALID', `workers: ${this.config.workers} needs the native I/O module to hand connections to worker threads: ${native.why}; set workers: 1`);
+    }
+    // pauseOnConnect: not a byte is read here, so the worker gets the connection as the client opened it.
+    this.listener = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'rw'));
+    this.roListener = this.config.listen_ro === undefined ? null : createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'ro'));
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.listener.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  get roAddress(): { host: string; port: number } | null {
+    const a = this.roListener?.address() as AddressInfo | null | undefined;
+    return a === null || a === undefined ? null : { host: a.address, port: a.port };
+  }
+
+  /** Listens, starts the workers, and serves once every one of them is ready. */
+  async start(): Promise<void> {
+    await listen(this.listener, this.config.listen);
+    if (this.roListener !== null && this.config.listen_ro !== undefined) await listen(this.roListener, this.config.listen_ro);
+    for (const server of [this.listener, this.roListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
+    try {
+      await Promise.all(Array.from({ length: this.config.workers }, (_, index) => this.startWorker(index)));
+    } catch (e) {
+      await this.stop(0);
+      throw e;
+    }
+    this.ready = true;
+    for (const [socket, role] of this.early.splice(0)) this.accept(socket, role);
+    this.log.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.config.pool_mode, workers: this.config.workers }, 'proxy listening');
+    if (this.config.auth_type === 'trust') {
+      this.log.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
+    }
+  }
+
+  private startWorker(index: number): Promise<void> {
+    const workerData: WorkerData = {
+      index,
+      config: this.config,
+      primary: this.options.primary,
+      replicas: this.options.replicas,
+      counters: this.buffer,
+      address: this.address,
+      roAddress: this.roAddress,
+      logLevel: this.options.logLevel,
+    };
+    const worker = new Worker(WORKER_URL, { workerData });
+    this.workers[index] = worker;
+    worker.on('message', (message: ToMain) => this.onMessage(index, message));
+    worker.on('exit', (code) => {
+      if (this.stopping) return;
+      // Its clients are gone with it; a proxy running short of a worker would stay unbalanced: fail loudly, as a
+      // single-threaded proxy does on an uncaught error.
+      this.log.fatal({ worker: index, code }, 'a proxy worker thread ended unexpectedly; the proxy exits');
+      process.exit(1);
+    });
+    return new Promise((resolve, reject) => {
+      const onMessage = (message: ToMain): void => {
+        if (message.type !== 'ready') return;
+        worker.off('message', onMessage);
+        worker.off('error', reject);
+        resolve();
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+  }
+
+  private onMessage(from: number, message: ToMain): void {
+    switch (message.type) {
+      case 'intern':
+        this.slots.answer(from, message.name);
+        break;
+      case 'cancel':
+      case 'shed':
+      case 'wake':
+        this.others(from, message);
+        break;
+      case 'ready':
+      case 'stopped':
+        break;
+    }
+  }
+
+  private others(from: number, message: ToWorker): void {
+    for (let i = 0; i < this.workers.length; i++) if (i !== from) this.workers[i]!.postMessage(message);
+  }
+
+  private accept(socket: Socket, role: 'rw' | 'ro'): void {
+    if (!this.ready) {
+      this.early.push([socket, role]);
+      return;
+    }
+    // The flood guard of ProxyServer.accept, before any worker pays for the connection.
+    if (this.slots.clients > this.config.max_client_conn + 16) {
+      socket.on('error', () => undefined);
+      socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
+      return;
+    }
+    const fd = duplicateSocket(socket);
+    socket.destroy();
+    if (fd === null) {
+      this.log.warn({ client: socket.remoteAddress }, 'could not hand a client connection to a worker (descriptor not duplicated); closed it');
+      return;
+    }
+    const worker = this.slots.assignClient(this.workers.length);
+    this.workers[worker]!.postMessage({ type: 'accept', fd, role } satisfies ToWorker);
+  }
+
+  /** RELOAD for every worker (SIGHUP): throws, changing nothing, when the file is missing or invalid. */
+  reload(): void {
+    const path = this.options.configPath;
+    const plan = planReload(this.config, loadProxyConfig(path));
+    loadClientTls(plan.config.clientTls); // the workers would each fail on unreadable TLS files: fail here first
+    this.config = plan.config;
+    for (const worker of this.workers) worker.postMessage({ type: 'config', config: plan.config } satisfies ToWorker);
+    if (plan.needRestart.length > 0) this.log.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
+    this.log.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
+  }
+
+  /** Stops accepting; every worker lets its clients finish for `graceMs`, then closes them. */
+  async stop(graceMs = 2000): Promise<void> {
+    this.stopping = true;
+    this.listener.close();
+    this.roListener?.close();
+    for (const [socket] of this.early.splice(0)) socket.destroy();
+    await Promise.all(
+      this.workers.map(async (worker) => {
+        const stopped = new Promise<void>((resolve) => {
+          worker.on('message', (message: ToMain) => {
+            if (message.type === 'stopped') resolve();
+          });
+          worker.once('exit', () => resolve());
+        });
+        worker.postMessage({ type: 'stop', graceMs } satisfies ToWorker);
+        await Promise.race([stopped, new Promise((resolve) => setTimeout(resolve, graceMs + 2000))]);
+        await worker.terminate();
+      }),
+    );
+  }
+
+  /** For tests: server connections of pool `name` ("database/user") over every worker. */
+  serverConnections(name: string): number {
+    return this.slots.connections(name);
+  }
+
+  /** For tests and the log: client connections per worker. */
+  clientsPerWorker(): number[] {
+    return this.workers.map((_, i) => this.slots.clientsOf(i));
+  }
+}
