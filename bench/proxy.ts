@@ -1,6 +1,7 @@
 /**
- * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --node-io --cpu-prof <dir> --hold]`: the pgwarden proxy
- * against PgBouncer and against PostgreSQL directly, on one machine in one go. Workloads: pgbench select-only
+ * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --workers 2 --node-io --cpu-prof <dir> --hold]`: the
+ * pgwarden proxy against PgBouncer and against PostgreSQL directly, on one machine in one go. The proxy runs as
+ * configured by default (one worker thread) and, as a further target, with `workers: N` (0: not run). Workloads: pgbench select-only
  * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
  * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
  * reach PostgreSQL). Targets are interleaved within each round so that machine noise hits all of them alike.
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     pgbouncer: { type: 'string', default: '/usr/sbin/pgbouncer' },
     /** Also run a second proxy with native_io: false (Node sockets throughout), as target pgwarden-node. */
     'node-io': { type: 'boolean', default: false },
+    /** Also run a proxy with this many worker threads, as target pgwarden-<N>w (0: none). */
+    workers: { type: 'string', default: '2' },
     /** Set everything up, print where it listens, and wait for Ctrl-C instead of running pgbench (for profiling by hand). */
     hold: { type: 'boolean', default: false },
   },
@@ -61,8 +64,13 @@ const ALL_WORKLOADS: Workload[] = [
   { name: 'tpcb-like', args: ['-c', '20', '-j', '2'], prepare: ['VACUUM pgbench_branches', 'VACUUM pgbench_tellers', 'TRUNCATE pgbench_history', 'CHECKPOINT'] },
 ];
 const workloads = ALL_WORKLOADS.filter((w) => values.workloads.split(',').includes(w.name));
-type TargetName = 'direct' | 'pgbouncer' | 'pgwarden' | 'pgwarden-node';
-const TARGETS: TargetName[] = values['node-io'] ? ['direct', 'pgbouncer', 'pgwarden', 'pgwarden-node'] : ['direct', 'pgbouncer', 'pgwarden'];
+const workerThreads = Math.max(0, Math.floor(Number(values.workers)));
+/** The proxy with worker threads, when it runs. */
+const WORKERS_TARGET = `pgwarden-${workerThreads}w`;
+type TargetName = string;
+/** The pgwarden proxies, each compared with PgBouncer. */
+const OURS: TargetName[] = ['pgwarden', ...(values['node-io'] ? ['pgwarden-node'] : []), ...(workerThreads > 1 ? [WORKERS_TARGET] : [])];
+const TARGETS: TargetName[] = ['direct', 'pgbouncer', ...OURS];
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -354,6 +362,7 @@ async function main(): Promise<void> {
   let pgbouncer: ChildProcess | null = null;
   let proxy: ChildProcess | null = null;
   let nodeIoProxy: ChildProcess | null = null;
+  let workersProxy: ChildProcess | null = null;
   try {
     log(`PostgreSQL 15 in ${base}…`);
     const postgres = await makeTestServer('bench', base, credentials, {
@@ -394,7 +403,9 @@ async function main(): Promise<void> {
     const nodeIoPort = await freePort();
     const proxyYml = path.join(poolerDir, 'proxy.yml');
     const nodeIoYml = path.join(poolerDir, 'proxy-node-io.yml');
-    const proxyConfig = (port: number, nativeIo: boolean): string =>
+    const workersPort = await freePort();
+    const workersYml = path.join(poolerDir, 'proxy-workers.yml');
+    const proxyConfig = (port: number, nativeIo: boolean, workers = 1): string =>
       [
         `listen: "127.0.0.1:${port}"`,
         'pool_mode: transaction',
@@ -403,11 +414,13 @@ async function main(): Promise<void> {
         'auth_type: scram-sha-256',
         'auth_file: userlist.txt',
         `native_io: ${nativeIo}`,
+        `workers: ${workers}`,
         '',
       ].join('\n');
     await writeFile(proxyYml, proxyConfig(proxyPort, true));
     await writeFile(nodeIoYml, proxyConfig(nodeIoPort, false));
-    if (owner) for (const f of [userlist, bouncerIni, proxyYml, nodeIoYml]) await chown(f, owner.uid, owner.gid);
+    await writeFile(workersYml, proxyConfig(workersPort, true, Math.max(1, workerThreads)));
+    if (owner) for (const f of [userlist, bouncerIni, proxyYml, nodeIoYml, workersYml]) await chown(f, owner.uid, owner.gid);
 
     log(`PgBouncer on ${bouncerPort}, pgwarden proxy on ${proxyPort}…`);
     pgbouncer = startChild('pgbouncer', values.pgbouncer, [bouncerIni], { uid: owner?.uid, gid: owner?.gid, logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-pgbouncer.log`) });
@@ -422,11 +435,18 @@ async function main(): Promise<void> {
           logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy-node-io.log`),
         })
       : null;
-    const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort, 'pgwarden-node': nodeIoPort };
-    const poolerPids: Record<Exclude<TargetName, 'direct'>, number | null> = {
+    workersProxy =
+      workerThreads > 1
+        ? startChild(`pgwarden proxy (workers: ${workerThreads})`, process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', workersYml, '--primary', `127.0.0.1:${postgres.port}`], {
+            logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy-workers.log`),
+          })
+        : null;
+    const ports: Record<TargetName, number> = { direct: postgres.port, pgbouncer: bouncerPort, pgwarden: proxyPort, 'pgwarden-node': nodeIoPort, [WORKERS_TARGET]: workersPort };
+    const poolerPids: Record<TargetName, number | null> = {
       pgbouncer: pgbouncer.pid ?? null,
       pgwarden: proxy.pid ?? null,
       'pgwarden-node': nodeIoProxy?.pid ?? null,
+      [WORKERS_TARGET]: workersProxy?.pid ?? null,
     };
     for (const target of TARGETS.filter((t) => t !== 'direct')) {
       await waitFor(`${target} to accept logins`, async () => {
@@ -450,7 +470,7 @@ async function main(): Promise<void> {
         const poolers = TARGETS.filter((t) => t !== 'direct');
         const turned = poolers.map((_, i) => poolers[(i + round - 1) % poolers.length]!);
         for (const target of ['direct' as const, ...turned]) {
-          const poolerPid = target === 'direct' ? null : poolerPids[target];
+          const poolerPid = target === 'direct' ? null : (poolerPids[target] ?? null);
           for (const sql of workload.prepare) await psql(tcpConfig(postgres, 'postgres', password), sql);
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
           const cpu = r.poolerCpuUsPerTx === null ? '' : `  pooler ${r.poolerCpuUsPerTx.toFixed(1)} (user ${r.poolerUserUsPerTx!.toFixed(1)})`;
@@ -486,7 +506,7 @@ async function main(): Promise<void> {
           )} ${pad(med((r) => r.postgresCpuUsPerTx), 9)} ${pad(pooler, 14)} ${med((r) => r.idleUsPerTx)}`,
         );
       }
-      for (const target of values['node-io'] ? (['pgwarden', 'pgwarden-node'] as const) : (['pgwarden'] as const)) {
+      for (const target of OURS) {
         const ours = (results.get(`${workload.name}/${target}`) ?? []).map((r) => r.tps);
         const theirs = (results.get(`${workload.name}/pgbouncer`) ?? []).map((r) => r.tps);
         // Runs of one round are minutes apart at most; across rounds this machine's speed moves by a third, so the
@@ -511,6 +531,7 @@ async function main(): Promise<void> {
     stopping = true;
     if (proxy) await stopChild(proxy);
     if (nodeIoProxy) await stopChild(nodeIoProxy);
+    if (workersProxy) await stopChild(workersProxy);
     if (pgbouncer) await stopChild(pgbouncer);
     await cleanupServers();
   }
