@@ -5,7 +5,8 @@
  * RELOAD (SIGHUP) reaches every worker.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,8 +15,12 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
+import { ensureLocalCa } from '../../src/proxy/tls.js';
 import { WorkerGroup } from '../../src/proxy/workers/group.js';
-import { cleanupServers, makePgTempDir, makeTestServer, testCredentials } from '../helpers/pg.js';
+import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+import { freePort } from '../helpers/ports.js';
+
+const REPO = path.resolve(import.meta.dirname, '../../..');
 
 const credentials = testCredentials();
 const user = credentials.superuser.username;
@@ -202,6 +207,67 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await Promise.all(clients.map((c) => c.query('COMMIT')));
     await Promise.all(clients.map((c) => c.end()));
     await stopGroup(group);
+  });
+
+  it('serves TLS clients (sslmode verify-full) in the workers', async () => {
+    const ca = await ensureLocalCa(path.join(base, 'tls'));
+    const group = await startGroup({ client_tls_cert_file: ca.serverCert, client_tls_key_file: ca.serverKey, client_tls_sslmode: 'require' });
+    const caPem = await readFile(ca.caCert, 'utf8');
+    const clients = Array.from({ length: 4 }, () => {
+      const c = new pg.Client({ host: 'localhost', port: group.address.port, user, password, database: 'postgres', ssl: { ca: caPem, rejectUnauthorized: true } });
+      c.on('error', () => undefined);
+      return c;
+    });
+    for (const c of clients) await c.connect();
+    assert.deepEqual(group.clientsPerWorker(), [2, 2]);
+    const rows = await Promise.all(clients.map(async (c, i) => (await c.query('SELECT $1::int AS i', [i])).rows[0].i as number));
+    assert.deepEqual(rows, [0, 1, 2, 3]);
+    await Promise.all(clients.map((c) => c.end()));
+    await stopGroup(group);
+  });
+
+  it('a real `pgwarden proxy` process with workers: SIGHUP reloads every worker, SIGTERM ends it with exit code 0', async () => {
+    await direct.query('CREATE DATABASE w_process');
+    const port = await freePort();
+    const file = path.join(base, 'process.yml');
+    const settings = { listen: `127.0.0.1:${port}`, auth_file: 'userlist.txt', workers: 2, default_pool_size: 1 };
+    await writeFile(file, JSON.stringify(settings));
+    const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'proxy', '--config', file, '--primary', `127.0.0.1:${server.port}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      await waitFor('the proxy process to listen', async () => {
+        if (child.exitCode !== null) throw new Error(`the proxy exited ${child.exitCode}: ${log}`);
+        return /"workers":2[^\n]*proxy listening/.test(log) || undefined;
+      }, 20_000);
+      const clients = Array.from({ length: 2 }, () => {
+        const c = new pg.Client({ host: '127.0.0.1', port, user, password, database: 'w_process' });
+        c.on('error', () => undefined);
+        return c;
+      });
+      for (const c of clients) await c.connect();
+      await writeFile(file, JSON.stringify({ ...settings, default_pool_size: 2 }));
+      child.kill('SIGHUP');
+      await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(log) || undefined, 10_000);
+      await sleep(100);
+      // One client in each worker, both in a transaction at once: a pool of 2 over both workers.
+      const begun = await Promise.race([Promise.all(clients.map((c) => c.query('BEGIN'))).then(() => 'both'), sleep(5000).then(() => 'not both within 5 s')]);
+      assert.equal(begun, 'both');
+      assert.equal(await backends('w_process'), 2);
+      await Promise.all(clients.map((c) => c.query('COMMIT')));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      assert.equal(await Promise.race([exited, sleep(15_000).then(() => 'still running after 15 s')]), 0);
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await new Promise((resolve) => child.once('exit', resolve));
+      }
+    }
   });
 
   it('refuses the admin console with a clear error (not available with workers yet)', async () => {

@@ -22,8 +22,11 @@ const SLOT_BASE = WORKER_CLIENTS + MAX_WORKERS;
 const SLOT_INTS = 3;
 const LACKING = 1;
 const STARVING = 2;
-/** A worker whose clients keep waiting asks the others for room at most this often per pool. */
-const ASK_EVERY_MS = 5;
+/**
+ * A worker whose clients keep waiting asks the others for room at most this often per pool: under load, clients
+ * start and stop waiting many times a millisecond, and only connections idle for 100 ms are closed for it anyway.
+ */
+const ASK_EVERY_MS = 50;
 const ANSWERS = SLOT_BASE + MAX_POOL_SLOTS * SLOT_INTS;
 const NO_ANSWER = -1;
 const NO_ROOM = -2;
@@ -187,7 +190,6 @@ export class SlotBudget implements ConnectionBudget {
     if (this.lackingHere) Atomics.sub(this.ints, this.at + LACKING, 1);
     if (this.starvingHere) Atomics.sub(this.ints, this.at + STARVING, 1);
     this.lackingHere = this.starvingHere = false;
-    this.askedAt = -Infinity;
   }
 
   get othersLacking(): boolean {
