@@ -3,7 +3,7 @@
  * Debian prometheus-pgbouncer-exporter and a real `pgwarden proxy` process (SIGHUP) as clients.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,10 +19,10 @@ import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 import { freePort } from '../helpers/ports.js';
+import { startProxyProcess } from '../helpers/proxy-process.js';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const REPO = path.resolve(import.meta.dirname, '../../..');
 
 describe('proxy admin console', { timeout: 240_000 }, () => {
   const credentials = testCredentials();
@@ -445,17 +445,9 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
     const file = path.join(base, 'proxy-process.yml');
     const settings = { ...baseSettings(), listen: `127.0.0.1:${port}`, metrics_listen: undefined, admin_users: [user], stats_users: [] };
     await writeFile(file, stringify(settings));
-    const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'proxy', '--config', file, '--primary', `127.0.0.1:${postgres.port}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let log = '';
-    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const proxy = await startProxyProcess(file, postgres.port);
+    const child = proxy.child;
     try {
-      await waitFor('the proxy process to listen', async () => {
-        if (child.exitCode !== null) throw new Error(`the proxy exited ${child.exitCode}: ${log}`);
-        return /proxy listening/.test(log) || undefined;
-      }, 20_000);
       const app = client('postgres', user, password, port);
       await app.connect();
       await app.query('begin');
@@ -464,8 +456,8 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
 
       await writeFile(file, stringify({ ...settings, default_pool_size: 4, stats_users: ['watcher'], listen: `127.0.0.1:${newPort}` }));
       child.kill('SIGHUP');
-      await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(log) || undefined, 10_000);
-      assert.match(log, /"level":40[^\n]*listen changed[^\n]*restart/, 'a warning names the setting that needs a restart');
+      await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(proxy.log()) || undefined, 10_000);
+      assert.match(proxy.log(), /"level":40[^\n]*listen changed[^\n]*restart/, 'a warning names the setting that needs a restart');
       assert.equal(child.exitCode, null, 'SIGHUP does not end the process');
 
       assert.equal((await app.query('select pg_backend_pid() as pid')).rows[0].pid, pid, 'the client keeps its transaction');
@@ -479,10 +471,7 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
       await assert.rejects(client('postgres', user, password, newPort).connect(), 'the new listen address is not used before a restart');
       await app.end();
     } finally {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await new Promise((resolve) => child.once('exit', resolve));
-      }
+      await proxy.kill();
     }
   });
 });

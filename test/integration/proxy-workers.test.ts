@@ -5,7 +5,6 @@
  * RELOAD (SIGHUP) reaches every worker.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -19,8 +18,7 @@ import { ensureLocalCa } from '../../src/proxy/tls.js';
 import { WorkerGroup } from '../../src/proxy/workers/group.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 import { freePort } from '../helpers/ports.js';
-
-const REPO = path.resolve(import.meta.dirname, '../../..');
+import { startProxyProcess } from '../helpers/proxy-process.js';
 
 const credentials = testCredentials();
 const user = credentials.superuser.username;
@@ -232,17 +230,9 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     const file = path.join(base, 'process.yml');
     const settings = { listen: `127.0.0.1:${port}`, auth_file: 'userlist.txt', workers: 2, default_pool_size: 1 };
     await writeFile(file, JSON.stringify(settings));
-    const child: ChildProcess = spawn(process.execPath, [path.join(REPO, 'dist/src/cli/main.js'), 'proxy', '--config', file, '--primary', `127.0.0.1:${server.port}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let log = '';
-    child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    const proxy = await startProxyProcess(file, server.port, /"workers":2[^\n]*proxy listening/);
+    const child = proxy.child;
     try {
-      await waitFor('the proxy process to listen', async () => {
-        if (child.exitCode !== null) throw new Error(`the proxy exited ${child.exitCode}: ${log}`);
-        return /"workers":2[^\n]*proxy listening/.test(log) || undefined;
-      }, 20_000);
       const clients = Array.from({ length: 2 }, () => {
         const c = new pg.Client({ host: '127.0.0.1', port, user, password, database: 'w_process' });
         c.on('error', () => undefined);
@@ -251,7 +241,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
       for (const c of clients) await c.connect();
       await writeFile(file, JSON.stringify({ ...settings, default_pool_size: 2 }));
       child.kill('SIGHUP');
-      await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(log) || undefined, 10_000);
+      await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(proxy.log()) || undefined, 10_000);
       await sleep(100);
       // One client in each worker, both in a transaction at once: a pool of 2 over both workers.
       const begun = await Promise.race([Promise.all(clients.map((c) => c.query('BEGIN'))).then(() => 'both'), sleep(5000).then(() => 'not both within 5 s')]);
@@ -263,10 +253,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
       assert.equal(await Promise.race([exited, sleep(15_000).then(() => 'still running after 15 s')]), 0);
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     } finally {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await new Promise((resolve) => child.once('exit', resolve));
-      }
+      await proxy.kill();
     }
   });
 

@@ -27,7 +27,6 @@ interface Binding {
   end(slot: number): void;
   close(slot: number): void;
   duplicate(fd: number): number;
-  release(fd: number): void;
 }
 
 const EV_DATA = 1;
@@ -83,11 +82,6 @@ export function duplicateSocket(socket: Socket): number | null {
   if (b === null || typeof fd !== 'number' || fd < 0 || socket.readableLength > 0 || socket.writableLength > 0) return null;
   const own = b.duplicate(fd);
   return own < 0 ? null : own;
-}
-
-/** Closes a descriptor from duplicateSocket() that no thread took over. */
-export function releaseDescriptor(fd: number): void {
-  load()?.release(fd);
 }
 
 /** Every read of one loop turn, in one call from the module. */

@@ -577,20 +577,6 @@ static napi_value Duplicate(napi_env env, napi_callback_info info) {
   return number(env, own < 0 ? -errno : own);
 }
 
-/* release(fd): closes a descriptor from duplicate() that no thread took over. */
-static napi_value Release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
-    napi_throw_type_error(env, "PGW_NATIVE_WIRE", "native wire: release(fd) needs a descriptor");
-    return NULL;
-  }
-  close(fd);
-  return undefined(env);
-}
-
 static void finish_cleanup(Instance *I) {
   if (I->cleanup == NULL || I->handles_open > 0) return;
   napi_async_cleanup_hook_handle hook = I->cleanup;
@@ -687,7 +673,6 @@ NAPI_MODULE_INIT() {
       {"end", NULL, End, NULL, NULL, NULL, napi_default, I},
       {"close", NULL, Close, NULL, NULL, NULL, napi_default, I},
       {"duplicate", NULL, Duplicate, NULL, NULL, NULL, napi_default, I},
-      {"release", NULL, Release, NULL, NULL, NULL, napi_default, I},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
