@@ -5,12 +5,13 @@
  * (rw/ro, which server), clients pinned by session state, the current primary and how many primary changes the
  * proxy followed.
  * Values are read from the pools' counters and the admin console at scrape time: nothing is counted on the hot
- * path beyond PoolCounters' additions.
+ * path beyond PoolCounters' additions. With worker threads each worker has such a registry and the main thread
+ * serves their sum (prom-client's AggregatorRegistry, each metric naming how its values combine).
  */
 import { once } from 'node:events';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, prometheusContentType } from 'prom-client';
 import type { AdminConsole } from './admin/console.js';
 import type { StatsTotals } from './admin/stats.js';
 import { LATENCY_BUCKETS_US } from './pool/counters.js';
@@ -72,11 +73,12 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   const registry = new Registry();
   const { console: adminConsole, topology, proxy } = options;
   const labelNames = ['database', 'user'] as const;
-  const poolGauge = (name: string, help: string, pick: (r: ReturnType<AdminConsole['poolRows']>[number]) => number): void => {
+  const poolGauge = (name: string, help: string, pick: (r: ReturnType<AdminConsole['poolRows']>[number]) => number, aggregator: 'sum' | 'max' = 'sum'): void => {
     new Gauge({
       name,
       help,
       labelNames,
+      aggregator,
       registers: [registry],
       collect() {
         this.reset();
@@ -91,7 +93,7 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   poolGauge('pgbouncer_pools_server_used_connections', 'Server connections idle more than server_check_delay (always 0 here)', () => 0);
   poolGauge('pgbouncer_pools_server_testing_connections', 'Server connections being tested (always 0 here)', () => 0);
   poolGauge('pgbouncer_pools_server_login_connections', 'Server connections logging in', (r) => r.svLogin);
-  poolGauge('pgbouncer_pools_client_maxwait_seconds', 'Age of the oldest waiting client', (r) => r.maxwaitUs / 1e6);
+  poolGauge('pgbouncer_pools_client_maxwait_seconds', 'Age of the oldest waiting client', (r) => r.maxwaitUs / 1e6, 'max');
 
   // SHOW STATS totals per database, under the prometheus-community exporter's names and units.
   const statsCounter = (name: string, help: string, pick: (t: StatsTotals) => number): void => {
@@ -140,9 +142,11 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
     [...proxy.poolCounters()].map(([key, c]) => ({ labels: poolLabels(key), value: c.pinnedClients })),
   );
 
+  // The rest is the same in every worker: combined, the largest value is the proxy's.
   new Gauge({
     name: 'pgbouncer_up',
     help: 'The proxy is serving (1)',
+    aggregator: 'max',
     registers: [registry],
     collect() {
       this.set(1);
@@ -151,6 +155,7 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   new Gauge({
     name: 'pgwarden_proxy_paused',
     help: '1 while PAUSE or KILL holds new transactions of some database',
+    aggregator: 'max',
     registers: [registry],
     collect() {
       this.set(adminConsole.paused ? 1 : 0);
@@ -160,6 +165,7 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
     name: 'pgwarden_proxy_primary',
     help: 'The primary new rw transactions go to (value 1), labelled by address; none while no primary is known',
     labelNames: ['host', 'port'] as const,
+    aggregator: 'max',
     registers: [registry],
     collect() {
       this.reset();
@@ -170,6 +176,7 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   const primaryChanges = new Counter({
     name: 'pgwarden_proxy_primary_changes_total',
     help: 'Times the proxy followed a new primary (failover or switchover seen in the topology) since it started',
+    aggregator: 'max',
     registers: [registry],
   });
   // Counted on the topology's events, not at scrape time: a change between two scrapes must not be missed.
@@ -183,11 +190,25 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   return registry;
 }
 
+/** What /metrics serves: a Registry, or the workers' registries combined (workerMetrics). */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** The sum of the workers' registries (each as getMetricsAsJSON()), fetched anew at every scrape by `collect`. */
+export function workerMetrics(collect: () => Promise<object[][]>): MetricsSource {
+  return {
+    contentType: prometheusContentType,
+    metrics: async () => AggregatorRegistry.aggregate(await collect()).metrics(),
+  };
+}
+
 /** Serves GET /metrics on `listen` with node:http. */
 export class ProxyMetricsServer {
   private readonly server: Server;
 
-  constructor(private readonly registry: Registry) {
+  constructor(private readonly registry: MetricsSource) {
     this.server = createHttpServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the proxy serves only GET /metrics\n');

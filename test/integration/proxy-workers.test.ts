@@ -207,6 +207,30 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await stopGroup(group);
   });
 
+  it('/metrics (metrics_listen) is the sum over the workers', async () => {
+    await direct.query('CREATE DATABASE w_metrics');
+    const group = await startGroup({ default_pool_size: 4, metrics_listen: '127.0.0.1:0' });
+    const clients = Array.from({ length: 6 }, () => client(group, 'w_metrics'));
+    for (const c of clients) await c.connect();
+    assert.deepEqual(group.clientsPerWorker(), [3, 3]);
+    await Promise.all(clients.map(async (c) => {
+      for (let k = 0; k < 5; k++) await c.query('SELECT 1');
+    }));
+    const text = await (await fetch(`http://127.0.0.1:${group.metricsAddress!.port}/metrics`)).text();
+    const value = (line: RegExp): number => {
+      const found = text.split('\n').find((l) => line.test(l));
+      assert.ok(found !== undefined, `no line matching ${line} in /metrics`);
+      return Number(found.split(' ').pop());
+    };
+    const pool = `database="w_metrics",user="${user}"`;
+    assert.equal(value(new RegExp(`^pgbouncer_pools_client_active_connections\\{${pool}\\}`)), 6, 'clients of both workers');
+    assert.equal(value(new RegExp(`^pgwarden_proxy_routed_transactions_total\\{${pool},port="rw"\\}`)), 30, 'transactions of both workers');
+    assert.equal(value(new RegExp(`^pgwarden_proxy_transaction_duration_seconds_count\\{${pool},port="rw"\\}`)), 30);
+    assert.equal(value(/^pgbouncer_up /), 1, 'one proxy up, not one per worker');
+    await Promise.all(clients.map((c) => c.end()));
+    await stopGroup(group);
+  });
+
   it('serves TLS clients (sslmode verify-full) in the workers', async () => {
     const ca = await ensureLocalCa(path.join(base, 'tls'));
     const group = await startGroup({ client_tls_cert_file: ca.serverCert, client_tls_key_file: ca.serverKey, client_tls_sslmode: 'require' });

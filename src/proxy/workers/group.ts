@@ -16,6 +16,7 @@ import { restartNotice } from '../admin/console.js';
 import { planReload } from '../admin/reload.js';
 import { SQLSTATE } from '../protocol/errors.js';
 import * as m from '../protocol/messages.js';
+import { ProxyMetricsServer, workerMetrics } from '../metrics.js';
 import { listen } from '../server.js';
 import { loadClientTls } from '../tls.js';
 import type { Endpoint } from '../topology.js';
@@ -47,6 +48,11 @@ export class WorkerGroup {
   private readonly early: Array<[Socket, 'rw' | 'ro']> = [];
   private ready = false;
   private stopping = false;
+  /** metrics_listen: /metrics as the sum of the workers' registries. */
+  private metricsServer: ProxyMetricsServer | null = null;
+  private nextScrape = 0;
+  /** Scrapes waiting for workers' answers: id → the answers so far and what to call when all are in. */
+  private readonly scrapes = new Map<number, { answers: object[][]; done: (all: object[][]) => void }>();
   private readonly log: Logger;
 
   constructor(private readonly options: WorkerGroupOptions) {
@@ -84,6 +90,11 @@ export class WorkerGroup {
     }
     this.ready = true;
     for (const [socket, role] of this.early.splice(0)) this.accept(socket, role);
+    if (this.config.metrics_listen !== undefined) {
+      this.metricsServer = new ProxyMetricsServer(workerMetrics(() => this.scrapeWorkers()));
+      await this.metricsServer.start(this.config.metrics_listen);
+      this.log.info({ metrics: `http://${this.config.metrics_listen.host}:${this.metricsServer.address.port}/metrics` }, 'metrics endpoint started');
+    }
     this.log.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.config.pool_mode, workers: this.config.workers }, 'proxy listening');
     if (this.config.auth_type === 'trust') {
       this.log.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
@@ -133,6 +144,16 @@ export class WorkerGroup {
       case 'wake':
         this.others(from, message);
         break;
+      case 'metrics': {
+        const scrape = this.scrapes.get(message.id);
+        if (scrape === undefined) break;
+        scrape.answers.push(message.metrics);
+        if (scrape.answers.length === this.workers.length) {
+          this.scrapes.delete(message.id);
+          scrape.done(scrape.answers);
+        }
+        break;
+      }
       case 'ready':
       case 'stopped':
         break;
@@ -164,6 +185,30 @@ export class WorkerGroup {
     this.workers[worker]!.postMessage({ type: 'accept', fd, role } satisfies ToWorker);
   }
 
+  /** Every worker's metrics (getMetricsAsJSON()), for one scrape; fails after 5 s without all answers. */
+  private scrapeWorkers(): Promise<object[][]> {
+    const id = this.nextScrape++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.scrapes.delete(id);
+        reject(new Error('a proxy worker did not answer within 5 s'));
+      }, 5000);
+      this.scrapes.set(id, {
+        answers: [],
+        done: (all) => {
+          clearTimeout(timer);
+          resolve(all);
+        },
+      });
+      for (const worker of this.workers) worker.postMessage({ type: 'metrics', id } satisfies ToWorker);
+    });
+  }
+
+  /** Where /metrics is served (metrics_listen), or null. */
+  get metricsAddress(): { host: string; port: number } | null {
+    return this.metricsServer?.address ?? null;
+  }
+
   /** RELOAD for every worker (SIGHUP): throws, changing nothing, when the file is missing or invalid. */
   reload(): void {
     const path = this.options.configPath;
@@ -178,6 +223,7 @@ export class WorkerGroup {
   /** Stops accepting; every worker lets its clients finish for `graceMs`, then closes them. */
   async stop(graceMs = 2000): Promise<void> {
     this.stopping = true;
+    await this.metricsServer?.stop();
     this.listener.close();
     this.roListener?.close();
     for (const [socket] of this.early.splice(0)) socket.destroy();

@@ -13,6 +13,8 @@ export type ToWorker =
   | { type: 'wake'; name: string }
   /** RELOAD/SIGHUP: the config to run with (restart-only settings already kept at their running values). */
   | { type: 'config'; config: ProxyConfig }
+  /** A scrape of /metrics: the worker's registry as getMetricsAsJSON(), answered under the same id. */
+  | { type: 'metrics'; id: number }
   | { type: 'stop'; graceMs: number };
 
 export type ToMain =
@@ -21,4 +23,5 @@ export type ToMain =
   | { type: 'cancel'; pid: number; secretKey: number }
   | { type: 'shed'; name: string }
   | { type: 'wake'; name: string }
+  | { type: 'metrics'; id: number; metrics: object[] }
   | { type: 'stopped' };

@@ -9,6 +9,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { ProxyConfig } from '../../config/proxy.js';
 import { describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
+import { AdminConsole } from '../admin/console.js';
+import { createProxyMetricsRegistry } from '../metrics.js';
 import { ProxyServer } from '../server.js';
 import { StaticTopology, type Endpoint } from '../topology.js';
 import { type InternRequest, SharedCounters, type SlotBudget } from './shared-counters.js';
@@ -32,9 +34,10 @@ const log = createLogger(data.logLevel, { component: 'proxy', worker: data.index
 const counters = new SharedCounters(data.counters, data.index, data.config.workers, (request: InternRequest) => send(request));
 const budgets = new Map<string, SlotBudget>();
 
+const topology = new StaticTopology(data.primary, data.replicas);
 const proxy = new ProxyServer({
   config: data.config,
-  topology: new StaticTopology(data.primary, data.replicas),
+  topology,
   logger: log,
   worker: {
     counters,
@@ -52,6 +55,13 @@ const proxy = new ProxyServer({
     cancelElsewhere: (pid, secretKey) => send({ type: 'cancel', pid, secretKey }),
   },
 });
+
+/*
+ * With metrics_listen, this worker's share of /metrics (the main thread serves the sum). The console it reads from
+ * is not attached to the proxy server: no client can log in to it (see the refusal in ProxyServer.poolFor).
+ */
+const metrics =
+  data.config.metrics_listen === undefined ? null : createProxyMetricsRegistry({ console: new AdminConsole(proxy, { config: data.config, topology, logger: log }), topology, proxy });
 
 port.on('message', (message: ToWorker) => {
   switch (message.type) {
@@ -76,6 +86,15 @@ port.on('message', (message: ToWorker) => {
       break;
     case 'wake':
       proxy.serverPools().get(message.name)?.wake();
+      break;
+    case 'metrics':
+      (metrics === null ? Promise.resolve([]) : metrics.getMetricsAsJSON()).then(
+        (json) => send({ type: 'metrics', id: message.id, metrics: json }),
+        (e: unknown) => {
+          log.warn({ err: describeError(e) }, 'metrics of this worker failed');
+          send({ type: 'metrics', id: message.id, metrics: [] });
+        },
+      );
       break;
     case 'config':
       try {
