@@ -88,7 +88,15 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
 
 /** Static mode with worker threads (workers/group.ts): this thread accepts and relays; the workers serve. */
 async function runWorkers(config: ProxyConfig, options: RunProxyOptions, primary: Endpoint, replicas: Endpoint[], log: Logger): Promise<void> {
-  const group = new WorkerGroup({ config, configPath: options.config, primary, replicas, logger: log, logLevel: options.logLevel ?? 'info' });
+  const group: WorkerGroup = new WorkerGroup({
+    config,
+    configPath: options.config,
+    primary,
+    replicas,
+    logger: log,
+    logLevel: options.logLevel ?? 'info',
+    onShutdown: () => process.kill(process.pid, 'SIGTERM'),
+  });
   await group.start();
   process.on('SIGHUP', () => {
     log.info({ config: options.config }, 'SIGHUP: re-reading the config file');

@@ -21,7 +21,6 @@ import type { Wire } from './wire/wire.js';
 import { nativeIoStatus } from './wire/native-wire.js';
 import type { ConnectionBudget } from './pool/server-pool.js';
 import type { SharedCounters } from './workers/shared-counters.js';
-import { CONSOLE_DATABASES } from './admin/console.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -260,11 +259,6 @@ export class ProxyServer implements ClientHost {
     // never gets here, so it stays reachable when the proxy is full.
     if (this.clientConnections > this.config.max_client_conn) {
       throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'no more connections allowed (max_client_conn)');
-    }
-    if (this.options.worker !== undefined && CONSOLE_DATABASES.has(database)) {
-      throw new PgProtocolError('0A000', `the admin console (database "${database}") is not available with workers > 1 yet`, {
-        hint: 'Run the proxy with workers: 1 to use the admin console.',
-      });
     }
     let dbname = database;
     const databases = this.config.databases;

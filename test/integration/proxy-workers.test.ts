@@ -281,10 +281,34 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     }
   });
 
-  it('refuses the admin console with a clear error (not available with workers yet)', async () => {
-    const group = await startGroup({ admin_users: [user] });
-    const c = client(group, 'pgbouncer');
-    await assert.rejects(c.connect(), (e: { code?: string; message?: string }) => e.code === '0A000' && /workers/.test(e.message ?? ''));
+  it('the admin console sees and commands every worker: SHOW adds up both, PAUSE and RESUME hold and free clients in both', async () => {
+    await direct.query('CREATE DATABASE w_admin');
+    const group = await startGroup({ default_pool_size: 4, admin_users: [user] });
+    const clients = Array.from({ length: 4 }, () => client(group, 'w_admin'));
+    for (const c of clients) await c.connect();
+    for (const c of clients) await c.query('SELECT 1');
+    // The console session is a fifth connection: worker 0 (a tie goes to the first).
+    const adminClient = client(group, 'pgbouncer');
+    await adminClient.connect();
+    assert.deepEqual(group.clientsPerWorker(), [3, 2]);
+    const show = async (what: string): Promise<Array<Record<string, unknown>>> => (await adminClient.query(`SHOW ${what}`)).rows;
+    const pool = (await show('POOLS')).find((r) => r.database === 'w_admin')!;
+    assert.equal(Number(pool.cl_active), 4, 'clients of both workers');
+    assert.ok(Number(pool.sv_active) + Number(pool.sv_idle) >= 2 && Number(pool.sv_active) + Number(pool.sv_idle) <= 4, 'server connections of both workers, within the pool size');
+    assert.equal((await show('CLIENTS')).filter((r) => r.database === 'w_admin').length, 4);
+    assert.equal(Number((await show('STATS_TOTALS')).find((r) => r.database === 'w_admin')!.xact_count), 4);
+    assert.equal(Number((await show('LISTS')).find((r) => r.list === 'used_clients')!.items), 5, 'four clients and the console session');
+
+    await adminClient.query('PAUSE w_admin');
+    const answered: number[] = [];
+    const queries = clients.map((c, i) => c.query('SELECT 1').then(() => answered.push(i)));
+    await sleep(300);
+    assert.deepEqual(answered, [], 'PAUSE holds the clients of both workers');
+    await adminClient.query('RESUME w_admin');
+    await Promise.all(queries);
+    assert.deepEqual(answered.sort(), [0, 1, 2, 3]);
+    await adminClient.end();
+    await Promise.all(clients.map((c) => c.end()));
     await stopGroup(group);
   });
 });

@@ -18,6 +18,7 @@ import type { PoolWaiter, ServerPool } from '../pool/server-pool.js';
 import type { ProxyServer } from '../server.js';
 import type { Topology } from '../topology.js';
 import { type AdminCommand, COLUMNS, NUMERIC_COLUMNS, PGBOUNCER_VERSION, PORT_COLUMNS, type ShowSubject, parseAdminCommand, validCommandsHint } from './commands.js';
+import { LOCAL_SUBJECTS, type ShowRow, mergeShowRows } from './merge.js';
 import { planReload } from './reload.js';
 import { StatsPeriods, type StatsTotals, addTotals, zeroTotals } from './stats.js';
 
@@ -34,6 +35,16 @@ export interface AdminConsoleOptions {
   onShutdown?: () => void;
   /** Where RELOAD's warnings (settings that need a restart) and PAUSE/KILL/RECONNECT go. */
   logger?: Logger;
+  /** With worker threads: the consoles of the other workers, so that a session sees and commands the whole proxy. */
+  peers?: ConsolePeers;
+}
+
+/** The other workers' consoles (workers/worker.ts), asked through the main thread. */
+export interface ConsolePeers {
+  /** Every other worker's rows of SHOW `subject`. */
+  show(subject: ShowSubject): Promise<ShowRow[][]>;
+  /** Runs a control command (not SHUTDOWN) in every other worker; rejects with the first error one answered. */
+  control(verb: string, database: string | null): Promise<void>;
 }
 
 /** One pool's numbers as SHOW POOLS and /metrics report them. */
@@ -118,6 +129,10 @@ export class AdminConsole {
   close(): void {
     if (this.statsTimer !== null) clearInterval(this.statsTimer);
     this.statsTimer = null;
+  }
+
+  get peers(): ConsolePeers | null {
+    return this.options.peers ?? null;
   }
 
   /** The running config (after RELOADs). */
@@ -566,27 +581,48 @@ class AdminSession {
     } else if (command.kind === 'control' && this.role !== 'admin') {
       m.writeErrorResponse(w, { severity: 'ERROR', code: '42501', message: 'admin access needed', hint: `"${this.user}" is in stats_users, which may only SHOW; add it to admin_users to run ${command.verb}.` });
     } else if (command.kind === 'show') {
-      const columns = COLUMNS[command.subject];
-      m.writeRowDescription(w, columns.map((name) => ({ name, typeOid: NUMERIC_COLUMNS.has(name) ? m.TypeOid.int8 : PORT_COLUMNS.has(name) ? m.TypeOid.int4 : m.TypeOid.text })));
-      const rows = this.console.show(command.subject);
-      for (const row of rows) m.writeDataRow(w, row);
-      m.writeCommandComplete(w, 'SHOW');
+      const subject = command.subject;
+      const local = this.console.show(subject);
+      const peers = this.console.peers;
+      if (peers === null || LOCAL_SUBJECTS.has(subject)) {
+        this.writeShow(subject, local);
+      } else {
+        this.busy = true;
+        peers.show(subject).then(
+          (others) => this.done(() => this.writeShow(subject, mergeShowRows(subject, [local, ...others]))),
+          (e: unknown) => this.done(() => this.writeError(e)),
+        );
+        return;
+      }
     } else {
       this.busy = true;
-      this.console.control(command.verb, command.database, () => !this.socket.destroyed).then(
+      const peers = this.console.peers;
+      const everywhere = peers === null || command.verb === 'SHUTDOWN' ? null : peers.control(command.verb, command.database);
+      // Every worker runs it (PAUSE answers once all have let their transactions end); the local error comes first.
+      Promise.all([this.console.control(command.verb, command.database, () => !this.socket.destroyed), everywhere]).then(([result]) => result).then(
         ({ tag, notices }) => this.done(() => {
           for (const message of notices) m.writeNoticeResponse(this.writer, { severity: 'WARNING', code: '01000', message });
           m.writeCommandComplete(this.writer, tag);
         }),
-        (e: unknown) => this.done(() => {
-          const error = e instanceof PgProtocolError ? e : new PgProtocolError('XX000', (e as Error).message);
-          m.writeErrorResponse(this.writer, { ...error.toFields(), severity: 'ERROR' });
-        }),
+        (e: unknown) => this.done(() => this.writeError(e)),
       );
       return;
     }
     m.writeReadyForQuery(w, 'I');
     this.send();
+  }
+
+  private writeShow(subject: ShowSubject, rows: readonly ShowRow[]): void {
+    const w = this.writer;
+    const columns = COLUMNS[subject];
+    m.writeRowDescription(w, columns.map((name) => ({ name, typeOid: NUMERIC_COLUMNS.has(name) ? m.TypeOid.int8 : PORT_COLUMNS.has(name) ? m.TypeOid.int4 : m.TypeOid.text })));
+    for (const row of rows) m.writeDataRow(w, row);
+    m.writeCommandComplete(w, 'SHOW');
+  }
+
+  private writeError(e: unknown): void {
+    const error = e instanceof PgProtocolError ? e : new PgProtocolError('XX000', (e as Error).message);
+    m.writeErrorResponse(this.writer, { ...error.toFields(), severity: 'ERROR' });
   }
 
   private done(write: () => void): void {

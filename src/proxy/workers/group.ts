@@ -21,7 +21,7 @@ import { listen } from '../server.js';
 import { loadClientTls } from '../tls.js';
 import type { Endpoint } from '../topology.js';
 import { duplicateSocket, nativeIoStatus } from '../wire/native-wire.js';
-import type { ToMain, ToWorker } from './messages.js';
+import type { AdminAnswer, ToMain, ToWorker } from './messages.js';
 import { PoolSlots, sharedCounterBuffer } from './shared-counters.js';
 import type { WorkerData } from './worker.js';
 
@@ -33,6 +33,8 @@ export interface WorkerGroupOptions {
   replicas: Endpoint[];
   logger: Logger;
   logLevel: string;
+  /** SHUTDOWN on an admin console: what stops the proxy (default: stop()). */
+  onShutdown?: () => void;
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -53,6 +55,9 @@ export class WorkerGroup {
   private nextScrape = 0;
   /** Scrapes waiting for workers' answers: id → the answers so far and what to call when all are in. */
   private readonly scrapes = new Map<number, { answers: object[][]; done: (all: object[][]) => void }>();
+  /** Admin requests relayed to the other workers: relay id → who asked, under which id, and the answers so far. */
+  private readonly relays = new Map<number, { from: number; id: number; answers: AdminAnswer[] }>();
+  private nextRelay = 0;
   private readonly log: Logger;
 
   constructor(private readonly options: WorkerGroupOptions) {
@@ -105,6 +110,7 @@ export class WorkerGroup {
     const workerData: WorkerData = {
       index,
       config: this.config,
+      configPath: this.options.configPath,
       primary: this.options.primary,
       replicas: this.options.replicas,
       counters: this.buffer,
@@ -154,6 +160,30 @@ export class WorkerGroup {
         }
         break;
       }
+      case 'admin': {
+        if (this.workers.length === 1) {
+          this.workers[from]!.postMessage({ type: 'admin-answers', id: message.id, answers: [] } satisfies ToWorker);
+          break;
+        }
+        const relay = this.nextRelay++;
+        this.relays.set(relay, { from, id: message.id, answers: [] });
+        this.others(from, { type: 'admin', id: relay, request: message.request });
+        break;
+      }
+      case 'admin-answer': {
+        const relay = this.relays.get(message.id);
+        if (relay === undefined) break;
+        relay.answers.push(message.answer);
+        if (relay.answers.length === this.workers.length - 1) {
+          this.relays.delete(message.id);
+          this.workers[relay.from]!.postMessage({ type: 'admin-answers', id: relay.id, answers: relay.answers } satisfies ToWorker);
+        }
+        break;
+      }
+      case 'shutdown':
+        this.log.info('SHUTDOWN on the admin console: the proxy stops');
+        (this.options.onShutdown ?? (() => void this.stop()))();
+        break;
       case 'ready':
       case 'stopped':
         break;

@@ -1,6 +1,17 @@
 /** What the main thread and the worker threads of a proxy with workers tell each other (group.ts, worker.ts). */
 import type { ProxyConfig } from '../../config/proxy.js';
+import type { ShowSubject } from '../admin/commands.js';
+import type { ShowRow } from '../admin/merge.js';
 import type { InternRequest } from './shared-counters.js';
+
+/** What an admin console session asks of the other workers' consoles. */
+export type AdminRequest = { kind: 'show'; subject: ShowSubject } | { kind: 'control'; verb: string; database: string | null };
+
+/** One worker's answer: SHOW's rows, or the error its console answered. */
+export interface AdminAnswer {
+  rows?: ShowRow[];
+  error?: { code: string; message: string; hint?: string };
+}
 
 export type ToWorker =
   /** A client connection accepted on the rw or ro listener: the worker opens `fd` as its own socket. */
@@ -13,6 +24,10 @@ export type ToWorker =
   | { type: 'wake'; name: string }
   /** RELOAD/SIGHUP: the config to run with (restart-only settings already kept at their running values). */
   | { type: 'config'; config: ProxyConfig }
+  /** Another worker's console session asks this worker's console (answered under the same id). */
+  | { type: 'admin'; id: number; request: AdminRequest }
+  /** The answers of every other worker to this worker's admin request `id`. */
+  | { type: 'admin-answers'; id: number; answers: AdminAnswer[] }
   /** A scrape of /metrics: the worker's registry as getMetricsAsJSON(), answered under the same id. */
   | { type: 'metrics'; id: number }
   | { type: 'stop'; graceMs: number };
@@ -24,4 +39,10 @@ export type ToMain =
   | { type: 'shed'; name: string }
   | { type: 'wake'; name: string }
   | { type: 'metrics'; id: number; metrics: object[] }
+  /** This worker's console session asks every other worker's console; `id` is the asking worker's own. */
+  | { type: 'admin'; id: number; request: AdminRequest }
+  /** This worker's answer to an 'admin' request relayed to it under `id`. */
+  | { type: 'admin-answer'; id: number; answer: AdminAnswer }
+  /** SHUTDOWN on a console: the whole proxy stops. */
+  | { type: 'shutdown' }
   | { type: 'stopped' };

@@ -9,16 +9,20 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { ProxyConfig } from '../../config/proxy.js';
 import { describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { AdminConsole } from '../admin/console.js';
+import { type ConsolePeers, attachAdminConsole } from '../admin/console.js';
+import type { ShowRow } from '../admin/merge.js';
+import { PgProtocolError } from '../protocol/errors.js';
 import { createProxyMetricsRegistry } from '../metrics.js';
 import { ProxyServer } from '../server.js';
 import { StaticTopology, type Endpoint } from '../topology.js';
 import { type InternRequest, SharedCounters, type SlotBudget } from './shared-counters.js';
-import type { ToMain, ToWorker } from './messages.js';
+import type { AdminAnswer, AdminRequest, ToMain, ToWorker } from './messages.js';
 
 export interface WorkerData {
   index: number;
   config: ProxyConfig;
+  /** The file RELOAD on the console re-reads. */
+  configPath: string;
   primary: Endpoint;
   replicas: Endpoint[];
   counters: SharedArrayBuffer;
@@ -56,12 +60,52 @@ const proxy = new ProxyServer({
   },
 });
 
-/*
- * With metrics_listen, this worker's share of /metrics (the main thread serves the sum). The console it reads from
- * is not attached to the proxy server: no client can log in to it (see the refusal in ProxyServer.poolFor).
- */
-const metrics =
-  data.config.metrics_listen === undefined ? null : createProxyMetricsRegistry({ console: new AdminConsole(proxy, { config: data.config, topology, logger: log }), topology, proxy });
+/** Admin requests of this worker's console sessions waiting for the other workers' answers. */
+const asked = new Map<number, (answers: AdminAnswer[]) => void>();
+let nextAsk = 0;
+
+function askOthers(request: AdminRequest): Promise<AdminAnswer[]> {
+  const id = nextAsk++;
+  return new Promise((resolve) => {
+    asked.set(id, resolve);
+    send({ type: 'admin', id, request });
+  });
+}
+
+function firstError(answers: AdminAnswer[]): PgProtocolError | null {
+  const failed = answers.find((a) => a.error !== undefined)?.error;
+  return failed === undefined ? null : new PgProtocolError(failed.code, failed.message, { severity: 'ERROR', ...(failed.hint === undefined ? {} : { hint: failed.hint }) });
+}
+
+const peers: ConsolePeers = {
+  async show(subject) {
+    const answers = await askOthers({ kind: 'show', subject });
+    const error = firstError(answers);
+    if (error !== null) throw error;
+    return answers.map((a) => a.rows ?? []);
+  },
+  async control(verb, database) {
+    const error = firstError(await askOthers({ kind: 'control', verb, database }));
+    if (error !== null) throw error;
+  },
+};
+
+// The console of this worker: a session on it sees and commands every worker (peers); SHUTDOWN stops the proxy.
+const adminConsole = attachAdminConsole(proxy, { config: data.config, topology, configPath: data.configPath, logger: log, peers, onShutdown: () => send({ type: 'shutdown' }) });
+/** With metrics_listen, this worker's share of /metrics (the main thread serves the sum). */
+const metrics = data.config.metrics_listen === undefined ? null : createProxyMetricsRegistry({ console: adminConsole, topology, proxy });
+
+/** Another worker's console session asks this one: the answer covers this worker only. */
+async function answerAdmin(request: AdminRequest): Promise<AdminAnswer> {
+  try {
+    if (request.kind === 'show') return { rows: adminConsole.show(request.subject) as ShowRow[] };
+    await adminConsole.control(request.verb, request.database);
+    return {};
+  } catch (e) {
+    const error = e instanceof PgProtocolError ? e : new PgProtocolError('XX000', describeError(e));
+    return { error: { code: error.sqlstate, message: error.message, ...(error.hint === undefined ? {} : { hint: error.hint }) } };
+  }
+}
 
 port.on('message', (message: ToWorker) => {
   switch (message.type) {
@@ -87,6 +131,13 @@ port.on('message', (message: ToWorker) => {
     case 'wake':
       proxy.serverPools().get(message.name)?.wake();
       break;
+    case 'admin':
+      void answerAdmin(message.request).then((answer) => send({ type: 'admin-answer', id: message.id, answer }));
+      break;
+    case 'admin-answers':
+      asked.get(message.id)?.(message.answers);
+      asked.delete(message.id);
+      break;
     case 'metrics':
       (metrics === null ? Promise.resolve([]) : metrics.getMetricsAsJSON()).then(
         (json) => send({ type: 'metrics', id: message.id, metrics: json }),
@@ -104,6 +155,7 @@ port.on('message', (message: ToWorker) => {
       }
       break;
     case 'stop':
+      adminConsole.close();
       proxy.stop(message.graceMs).then(
         () => send({ type: 'stopped' }),
         (e: unknown) => {
