@@ -266,7 +266,6 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
 /** What does not work with more than one worker thread yet: named, with the way out. */
 function checkWorkers(parsed: z.output<typeof proxyConfigSchema>, source: string): void {
   const unsupported: string[] = [];
-  if (parsed.etcd !== undefined) unsupported.push('etcd (the proxy follows a cluster with one worker only, for now)');
   if (parsed.max_db_connections > 0 || Object.values(parsed.databases ?? {}).some((d) => (d?.max_db_connections ?? 0) > 0)) unsupported.push('max_db_connections');
   if (!parsed.native_io) unsupported.push('native_io: false');
   if (unsupported.length > 0) {

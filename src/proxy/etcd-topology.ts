@@ -65,17 +65,76 @@ export interface EtcdTopologyOptions {
   onError?: (error: unknown) => void;
 }
 
-export class EtcdTopology extends EventEmitter implements Topology {
-  private routes: Routes = { leader: null, primary: null, replicas: [] };
+/**
+ * Everything the topology's answers are computed from, as plain data: what a worker thread of the proxy gets
+ * (TopologyMirror) so that it answers exactly as the main thread's EtcdTopology, staleness and drain expiry
+ * included (both are judged against the clock at each call; Date.now() is the same in every thread).
+ */
+export interface TopologySnapshot {
+  routes: Routes;
   /** Every member of the last view loaded, whatever its state (the proxy probes them all). */
-  private memberEndpoints: Array<{ name: string; host: string; port: number }> = [];
-  private drain: DrainRequest | null = null;
+  members: Array<{ name: string; host: string; port: number }>;
+  drain: DrainRequest | null;
   /** Local time the current drain was first seen (its hold is bounded from here, not by the agent's clock). */
-  private drainSeenAt = 0;
+  drainSeenAt: number;
+  lastLoadAt: number;
+  stale: boolean;
+  staleLimitMs: number;
+}
+
+/** The answers of a topology from a TopologySnapshot: EtcdTopology loads the snapshot, TopologyMirror is given it. */
+export class ViewTopology extends EventEmitter implements Topology {
+  protected view: TopologySnapshot = { routes: { leader: null, primary: null, replicas: [] }, members: [], drain: null, drainSeenAt: 0, lastLoadAt: 0, stale: true, staleLimitMs: 5000 };
+
+  // Staleness is judged on every call, not only by the timer, so no write slips through between two ticks; the
+  // 'change' event for it comes from the timer (emitting here would re-enter the pool that is asking).
+  primary(): Endpoint | null {
+    return this.isStale ? null : this.view.routes.primary;
+  }
+
+  replicas(): readonly Endpoint[] {
+    return this.isStale ? [] : this.view.routes.replicas;
+  }
+
+  holdsWrites(): boolean {
+    return drainHolds(this.view.drain, this.view.routes.leader, this.view.drainSeenAt, Date.now());
+  }
+
+  /** Every member of the last cluster view loaded (kept while the view is stale), sorted by name. */
+  members(): Array<{ name: string; host: string; port: number }> {
+    return this.view.members.map((m) => ({ ...m }));
+  }
+
+  /** The id of the drain this proxy must complete and acknowledge, or null. */
+  pendingDrain(): string | null {
+    return this.holdsWrites() ? this.view.drain!.id : null;
+  }
+
+  /** True while the last successful load is older than the stale limit. */
+  get isStale(): boolean {
+    return this.view.stale || Date.now() - this.view.lastLoadAt > this.view.staleLimitMs;
+  }
+
+  snapshot(): TopologySnapshot {
+    return this.view;
+  }
+}
+
+/** A worker thread's copy of the main thread's EtcdTopology, given every snapshot it emits 'change' with. */
+export class TopologyMirror extends ViewTopology {
+  constructor(snapshot: TopologySnapshot) {
+    super();
+    this.view = snapshot;
+  }
+
+  apply(snapshot: TopologySnapshot): void {
+    this.view = snapshot;
+    this.emit('change');
+  }
+}
+
+export class EtcdTopology extends ViewTopology {
   private drainHolding = false;
-  private lastLoadAt = 0;
-  private ttlMs = 5000;
-  private stale = true;
   private timer: NodeJS.Timeout | null = null;
   private watchHandle: { close(): Promise<void> } | null = null;
   private loading: Promise<void> | null = null;
@@ -111,39 +170,6 @@ export class EtcdTopology extends EventEmitter implements Topology {
     if (handle !== null) await handle.close();
   }
 
-  // Staleness is judged on every call, not only by the timer, so no write slips through between two ticks; the
-  // 'change' event for it comes from the timer (emitting here would re-enter the pool that is asking).
-  primary(): Endpoint | null {
-    return this.isStale ? null : this.routes.primary;
-  }
-
-  replicas(): readonly Endpoint[] {
-    return this.isStale ? [] : this.routes.replicas;
-  }
-
-  holdsWrites(): boolean {
-    return drainHolds(this.drain, this.routes.leader, this.drainSeenAt, Date.now());
-  }
-
-  /** Every member of the last cluster view loaded (kept while the view is stale), sorted by name. */
-  members(): Array<{ name: string; host: string; port: number }> {
-    return this.memberEndpoints.map((m) => ({ ...m }));
-  }
-
-  /** The id of the drain this proxy must complete and acknowledge, or null. */
-  pendingDrain(): string | null {
-    return this.holdsWrites() ? this.drain!.id : null;
-  }
-
-  /** True while the last successful load is older than the stale limit. */
-  get isStale(): boolean {
-    return this.stale || Date.now() - this.lastLoadAt > this.staleLimitMs();
-  }
-
-  private staleLimitMs(): number {
-    return this.options.staleAfterMs ?? this.ttlMs;
-  }
-
   /** Reloads now; coalesces bursts of watch events into at most one load in flight plus one after it. */
   reload(): void {
     if (this.stopped) return;
@@ -162,29 +188,35 @@ export class EtcdTopology extends EventEmitter implements Topology {
       });
   }
 
+  /**
+   * Loads the cluster view. Each load makes a new snapshot object (never changed afterwards), so a snapshot
+   * handed to worker threads stays what it was when it was sent.
+   */
   private async loadOnce(): Promise<void> {
     const view = await this.options.dcs.load();
     if (this.stopped) return;
-    this.lastLoadAt = Date.now();
-    this.ttlMs = view.config.ttl * 1000;
+    const now = Date.now();
+    const before = this.view;
     const next = routesFromView(view, this.options.maxReplicaLagBytes);
-    this.memberEndpoints = Object.keys(view.members)
-      .sort()
-      .map((name) => ({ name, host: view.members[name].host, port: view.members[name].port }));
-    const wasStale = this.stale;
-    this.stale = false;
-    const drainChanged = (view.drain?.id ?? null) !== (this.drain?.id ?? null);
-    if (drainChanged) {
-      this.drain = view.drain;
-      this.drainSeenAt = Date.now();
-    }
-    const holding = drainHolds(this.drain, next.leader, this.drainSeenAt, Date.now());
+    const drainChanged = (view.drain?.id ?? null) !== (before.drain?.id ?? null);
+    const drain = drainChanged ? view.drain : before.drain;
+    const drainSeenAt = drainChanged ? now : before.drainSeenAt;
+    const routesChanged = !sameRoutes(before.routes, next);
+    this.view = {
+      routes: routesChanged ? next : before.routes,
+      members: Object.keys(view.members)
+        .sort()
+        .map((name) => ({ name, host: view.members[name].host, port: view.members[name].port })),
+      drain,
+      drainSeenAt,
+      lastLoadAt: now,
+      stale: false,
+      staleLimitMs: this.options.staleAfterMs ?? view.config.ttl * 1000,
+    };
+    const holding = drainHolds(drain, next.leader, drainSeenAt, now);
     const holdChanged = holding !== this.drainHolding;
     this.drainHolding = holding;
-    if (wasStale || holdChanged || !sameRoutes(this.routes, next)) {
-      this.routes = next;
-      this.emit('change');
-    }
+    if (before.stale || holdChanged || routesChanged) this.emit('change');
   }
 
   /** A drain whose hold ran out releases the waiting transactions without waiting for etcd. */
@@ -196,9 +228,9 @@ export class EtcdTopology extends EventEmitter implements Topology {
   }
 
   private checkStale(): void {
-    if (this.stale) return;
-    if (Date.now() - this.lastLoadAt > this.staleLimitMs()) {
-      this.stale = true;
+    if (this.view.stale) return;
+    if (Date.now() - this.view.lastLoadAt > this.view.staleLimitMs) {
+      this.view = { ...this.view, stale: true };
       this.emit('change');
     }
   }

@@ -18,7 +18,7 @@ import { createLogger } from '../log.js';
 import { attachAdminConsole } from './admin/console.js';
 import { createProxyMetricsRegistry, ProxyMetricsServer } from './metrics.js';
 import { MemberReachability } from './reachability.js';
-import { ProxyRegistrar } from './registration.js';
+import { ProxyRegistrar, type RegisteredProxy } from './registration.js';
 import { ProxyServer } from './server.js';
 import { type Endpoint, StaticTopology, type Topology } from './topology.js';
 import { WorkerGroup } from './workers/group.js';
@@ -98,15 +98,20 @@ async function runWorkers(config: ProxyConfig, options: RunProxyOptions, primary
     onShutdown: () => process.kill(process.pid, 'SIGTERM'),
   });
   await group.start();
+  reloadOnSighup(group, options.config, log);
+  exitOnSignals(log, () => group.stop(5000));
+}
+
+/** SIGHUP does what RELOAD does, in every worker; a bad file is logged and changes nothing. */
+function reloadOnSighup(group: WorkerGroup, configPath: string, log: Logger): void {
   process.on('SIGHUP', () => {
-    log.info({ config: options.config }, 'SIGHUP: re-reading the config file');
+    log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
     try {
       group.reload();
     } catch (e) {
       log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
     }
   });
-  exitOnSignals(log, () => group.stop(5000));
 }
 
 /** SIGTERM/SIGINT run `stop` once (accepting ends, running transactions get a moment), then the process exits. */
@@ -139,9 +144,18 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   });
   topology.on('change', () => log.info({ primary: topology.primary(), replicas: topology.replicas(), stale: topology.isStale }, 'topology changed'));
   await topology.start();
-  const proxy = new ProxyServer({ config, topology, logger: log });
-  await proxy.start();
-  const stopOperations = await startOperations(proxy, config, topology, options.config, log);
+  let served: { registered: RegisteredProxy; stop: () => Promise<void> };
+  if (config.workers > 1) {
+    const group: WorkerGroup = new WorkerGroup({ config, configPath: options.config, topology, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
+    await group.start();
+    reloadOnSighup(group, options.config, log);
+    served = { registered: group, stop: () => group.stop(5000) };
+  } else {
+    const proxy = new ProxyServer({ config, topology, logger: log });
+    await proxy.start();
+    const stopOperations = await startOperations(proxy, config, topology, options.config, log);
+    served = { registered: proxy, stop: async () => void (await Promise.all([proxy.stop(5000), stopOperations()])) };
+  }
   const id = config.id ?? `${hostname()}-${process.pid}`;
   const reachability = new MemberReachability(() => topology.members());
   reachability.on('change', () => {
@@ -150,12 +164,12 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
     else log.info({ unreachable }, "this proxy cannot connect to the PostgreSQL of some members (reported in etcd under proxies/<id>)");
   });
   reachability.start();
-  const registrar = new ProxyRegistrar(dcs, id, proxy, topology, log, reachability);
+  const registrar = new ProxyRegistrar(dcs, id, served.registered, topology, log, reachability);
   await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
   exitOnSignals(log, async () => {
     registrar.stop();
     reachability.stop();
-    await Promise.all([proxy.stop(5000), topology.stop(), stopOperations()]);
+    await Promise.all([served.stop(), topology.stop()]);
     await dcs.close({ revoke: true });
   });
 }

@@ -52,6 +52,8 @@ export interface LocalClusterOptions {
   parameters?: Record<string, string | number | boolean>;
   /** Refuse to create a cluster: throw CLUSTER_NOT_FOUND when `dir` holds none (`pgwarden down`, the CLI). */
   mustExist?: boolean;
+  /** The proxy's `workers` setting (its default when absent). */
+  proxyWorkers?: number;
 }
 
 export const DEFAULT_NODES = 3;
@@ -125,7 +127,13 @@ export class LocalCluster {
   private client: EtcdDcs | null = null;
   private pidWrites: Promise<void> = Promise.resolve();
 
-  private constructor(dir: string, state: ClusterState, secrets: Secrets, log: (line: string) => void) {
+  private constructor(
+    dir: string,
+    state: ClusterState,
+    secrets: Secrets,
+    log: (line: string) => void,
+    private readonly proxyWorkers: number | undefined,
+  ) {
     this.dir = dir;
     this.state = state;
     this.name = state.cluster;
@@ -174,7 +182,7 @@ export class LocalCluster {
       state = created.state;
       secrets = created.secrets;
     }
-    return new LocalCluster(dir, state, secrets, log);
+    return new LocalCluster(dir, state, secrets, log, options.proxyWorkers);
   }
 
   private static async create(dir: string, options: LocalClusterOptions): Promise<{ state: ClusterState; secrets: Secrets }> {
@@ -527,6 +535,7 @@ export class LocalCluster {
       // The superuser may use the PgBouncer-compatible console: psql -d pgbouncer through the rw port.
       admin_users: [username],
       etcd: { endpoints: [this.etcdEndpoint()], cluster: this.state.cluster },
+      ...(this.proxyWorkers === undefined ? {} : { workers: this.proxyWorkers }),
       // Both plaintext and TLS: the printed plain URLs keep working, verify-full works with <dir>/tls/ca.crt.
       ...(tls === null ? {} : { client_tls_cert_file: tls.serverCert, client_tls_key_file: tls.serverKey, client_tls_sslmode: 'allow' }),
     };

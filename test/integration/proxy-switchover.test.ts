@@ -122,57 +122,69 @@ after(async () => {
 
 describe('switchover under pgbench through the proxy', { timeout: 180_000 }, () => {
   for (const protocol of ['prepared', 'simple'] as const) {
-    it(`-M ${protocol}: zero failed transactions, the new primary serves the rest of the run`, async () => {
-      const old = await leaderOf();
-      const candidate = lc.members().find((m) => m !== old)!;
-      const rw = lc.proxyConnectionString('rw');
-      const direct = new pg.Client({ connectionString: lc.connectionString(old) });
-      await direct.connect();
-      const historyBefore = Number((await direct.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n);
-      await direct.end();
-
-      const bench = pgbench(rw, ['-n', '-c', '4', '-j', '2', '-T', '10', '-M', protocol]);
-      const writer = new GapWriter(rw);
-      const writing = writer.run();
-      await new Promise((resolve) => setTimeout(resolve, 3000));
-      const started = Date.now();
-      const so = await run(process.execPath, [MAIN, 'switchover', '--candidate', candidate, '--force', '--dir', dir], {
-        env: agentChildEnv(),
-        timeout: 60_000,
-      });
-      const switchoverMs = Date.now() - started;
-      assert.match(so.stderr, new RegExp(`${candidate} is the new primary`));
-      const result = await bench;
-      writer.stop();
-      await writing;
-      console.log(
-        `# -M ${protocol}: switchover took ${switchoverMs} ms; pgbench: ${processed(result.stdout)} transactions, ${failed(result.stdout)} failed; ` +
-          `a client writing in a loop saw a pause of at most ${writer.maxGapMs} ms, ${writer.errors.length} errors`,
-      );
-      assert.deepEqual(writer.errors, [], 'the writing client saw no error');
-      assert.ok(writer.writes > 0);
-      assert.equal(result.code, 0, `pgbench failed:\n${result.stdout}\n${result.stderr}`);
-      assert.equal(failed(result.stdout), 0, result.stdout);
-      assert.doesNotMatch(result.stderr, /error|aborted/i, result.stderr);
-      const n = processed(result.stdout);
-      assert.ok(n > 0, result.stdout);
-
-      // Every transaction pgbench counted is on the new primary (pgbench_history gets one row per transaction).
-      assert.equal(await leaderOf(), candidate);
-      const onNew = new pg.Client({ connectionString: lc.connectionString(candidate) });
-      await onNew.connect();
-      try {
-        const after = Number((await onNew.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n);
-        assert.equal(after - historyBefore, n, 'one pgbench_history row per acknowledged transaction');
-      } finally {
-        await onNew.end();
-      }
-
-      // The proxy drained and said so; the old primary waited for it.
-      const proxyLog = await readFile(lc.proxyLogFile(), 'utf8');
-      assert.match(proxyLog, /drained for the switchover/);
-      const agentLog = await readFile(lc.agentLogFile(old), 'utf8');
-      assert.match(agentLog, /1 proxy drained; shut down cleanly and released the leader key/);
-    });
+    it(`-M ${protocol}: zero failed transactions, the new primary serves the rest of the run`, () => switchoverUnderPgbench(protocol));
   }
+
+  it('with the proxy on 2 worker threads, -M prepared: zero failed transactions (every worker drains before the acknowledgement)', async () => {
+    await lc.stopProxy();
+    await lc.close();
+    lc = await LocalCluster.open({ dir, proxyWorkers: 2 });
+    await lc.startProxy();
+    assert.match(await readFile(lc.proxyConfigFile(), 'utf8'), /^workers: 2$/m);
+    await switchoverUnderPgbench('prepared');
+    assert.match(await readFile(lc.proxyLogFile(), 'utf8'), /"workers":2[^\n]*proxy listening/);
+  });
 });
+
+async function switchoverUnderPgbench(protocol: 'prepared' | 'simple'): Promise<void> {
+  const old = await leaderOf();
+  const candidate = lc.members().find((m) => m !== old)!;
+  const rw = lc.proxyConnectionString('rw');
+  const direct = new pg.Client({ connectionString: lc.connectionString(old) });
+  await direct.connect();
+  const historyBefore = Number((await direct.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n);
+  await direct.end();
+
+  const bench = pgbench(rw, ['-n', '-c', '4', '-j', '2', '-T', '10', '-M', protocol]);
+  const writer = new GapWriter(rw);
+  const writing = writer.run();
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const started = Date.now();
+  const so = await run(process.execPath, [MAIN, 'switchover', '--candidate', candidate, '--force', '--dir', dir], {
+    env: agentChildEnv(),
+    timeout: 60_000,
+  });
+  const switchoverMs = Date.now() - started;
+  assert.match(so.stderr, new RegExp(`${candidate} is the new primary`));
+  const result = await bench;
+  writer.stop();
+  await writing;
+  console.log(
+    `# -M ${protocol}: switchover took ${switchoverMs} ms; pgbench: ${processed(result.stdout)} transactions, ${failed(result.stdout)} failed; ` +
+      `a client writing in a loop saw a pause of at most ${writer.maxGapMs} ms, ${writer.errors.length} errors`,
+  );
+  assert.deepEqual(writer.errors, [], 'the writing client saw no error');
+  assert.ok(writer.writes > 0);
+  assert.equal(result.code, 0, `pgbench failed:\n${result.stdout}\n${result.stderr}`);
+  assert.equal(failed(result.stdout), 0, result.stdout);
+  assert.doesNotMatch(result.stderr, /error|aborted/i, result.stderr);
+  const n = processed(result.stdout);
+  assert.ok(n > 0, result.stdout);
+
+  // Every transaction pgbench counted is on the new primary (pgbench_history gets one row per transaction).
+  assert.equal(await leaderOf(), candidate);
+  const onNew = new pg.Client({ connectionString: lc.connectionString(candidate) });
+  await onNew.connect();
+  try {
+    const after = Number((await onNew.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n);
+    assert.equal(after - historyBefore, n, 'one pgbench_history row per acknowledged transaction');
+  } finally {
+    await onNew.end();
+  }
+
+  // The proxy drained and said so; the old primary waited for it.
+  const proxyLog = await readFile(lc.proxyLogFile(), 'utf8');
+  assert.match(proxyLog, /drained for the switchover/);
+  const agentLog = await readFile(lc.agentLogFile(old), 'utf8');
+  assert.match(agentLog, /1 proxy drained; shut down cleanly and released the leader key/);
+}

@@ -13,6 +13,11 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { pino } from 'pino';
 import { parseProxyConfig } from '../../src/config/proxy.js';
+import { EtcdDcs } from '../../src/dcs/etcd.js';
+import { DEFAULT_TAGS } from '../../src/ha/types.js';
+import { EtcdTopology } from '../../src/proxy/etcd-topology.js';
+import { ProxyRegistrar } from '../../src/proxy/registration.js';
+import { startEtcd } from '../helpers/etcd.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { ensureLocalCa } from '../../src/proxy/tls.js';
 import { WorkerGroup } from '../../src/proxy/workers/group.js';
@@ -28,12 +33,13 @@ let server: PostgresServer;
 let direct: pg.Client;
 const groups = new Set<WorkerGroup>();
 
-async function startGroup(settings: Record<string, unknown>, configFile = 'proxy.yml'): Promise<WorkerGroup> {
+async function startGroup(settings: Record<string, unknown>, configFile = 'proxy.yml', topology?: EtcdTopology): Promise<WorkerGroup> {
   const raw = { listen: '127.0.0.1:0', auth_file: 'userlist.txt', workers: 2, ...settings };
   const configPath = path.join(base, configFile);
   await writeFile(configPath, JSON.stringify(raw)); // JSON is YAML
   const config = parseProxyConfig(raw, { source: configPath, baseDir: base });
-  const group = new WorkerGroup({ config, configPath, primary: { host: '127.0.0.1', port: server.port }, replicas: [], logger: pino({ level: 'silent' }), logLevel: 'silent' });
+  const routes = topology === undefined ? { primary: { host: '127.0.0.1', port: server.port }, replicas: [] } : { topology };
+  const group = new WorkerGroup({ config, configPath, ...routes, logger: pino({ level: 'silent' }), logLevel: 'silent' });
   await group.start();
   groups.add(group);
   return group;
@@ -278,6 +284,68 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
     } finally {
       await proxy.kill();
+    }
+  });
+
+  it('etcd mode: a switchover drain holds new transactions in every worker and is acknowledged only once the last one running ends', async () => {
+    await direct.query('CREATE DATABASE w_drain');
+    const etcd = await startEtcd();
+    const cluster = `drain-${process.pid}`;
+    const agent = new EtcdDcs({ endpoints: [etcd.endpoint], cluster });
+    const proxyDcs = new EtcdDcs({ endpoints: [etcd.endpoint], cluster });
+    const topology = new EtcdTopology({ dcs: proxyDcs, maxReplicaLagBytes: 1 << 30 });
+    let group: WorkerGroup | null = null;
+    let registrar: ProxyRegistrar | null = null;
+    const clients: pg.Client[] = [];
+    try {
+      // A cluster of one member, "a", primary at the test's PostgreSQL.
+      await agent.ensureLease(30);
+      await agent.publishMember({
+        name: 'a', role: 'primary', state: 'running', apiUrl: 'http://127.0.0.1:1', host: '127.0.0.1', port: server.port, timeline: 1, walPosition: null, receiveLsn: null,
+        replayLsn: null, lagBytes: null, following: null, tags: DEFAULT_TAGS, paused: false, pendingRestart: false, reason: '', updatedAt: Date.now(), version: 'test', systemId: null,
+      });
+      assert.equal(await agent.acquireLeader('a'), true);
+      await topology.start();
+      group = await startGroup({ default_pool_size: 4 }, 'drain.yml', topology);
+      registrar = new ProxyRegistrar(proxyDcs, 'p1', group, topology, pino({ level: 'silent' }));
+      await registrar.start(30);
+      const drained = async (): Promise<string | null> => (await agent.loadProxies()).find((p) => p.id === 'p1')?.drained ?? null;
+
+      for (let i = 0; i < 2; i++) clients.push(client(group, 'w_drain'));
+      for (const c of clients) await c.connect();
+      assert.deepEqual(group.clientsPerWorker(), [1, 1]);
+      const [c0, c1] = clients as [pg.Client, pg.Client];
+      await c1.query('BEGIN');
+      await c1.query('SELECT 1');
+
+      await agent.setDrain({ id: 'switchover:1:b', from: 'a', to: 'b', requestedAt: Date.now(), timeoutMs: 20_000 });
+      // Once both workers hold for the drain they report: worker 1's transaction is the one still running.
+      await waitFor('both workers to hold for the drain', async () => (group!.rwTransactionsInFlight() === 1 ? true : undefined), 5000);
+      let answered = 0;
+      const held = c0.query('SELECT 2 AS v').then((r) => {
+        answered = Date.now();
+        return r.rows[0].v as number;
+      });
+      await sleep(600);
+      assert.equal(await drained(), null, "not acknowledged while worker 1's transaction runs");
+      assert.equal(answered, 0, 'worker 0 holds the new transaction');
+
+      await c1.query('COMMIT');
+      const ackedAfter = Date.now();
+      await waitFor('the drain to be acknowledged', async () => ((await drained()) === 'switchover:1:b' ? true : undefined), 5000);
+      assert.ok(Date.now() - ackedAfter < 3000);
+      assert.equal(answered, 0, 'still held after the acknowledgement, until the drain ends');
+
+      await agent.clearDrain();
+      assert.equal(await held, 2, 'the held transaction runs once the drain is over');
+    } finally {
+      registrar?.stop();
+      for (const c of clients) await c.end().catch(() => undefined);
+      if (group !== null) await stopGroup(group);
+      await topology.stop();
+      await proxyDcs.close({ revoke: true });
+      await agent.close({ revoke: true });
+      await etcd.stop();
     }
   });
 

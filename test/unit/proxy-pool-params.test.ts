@@ -74,12 +74,11 @@ describe('proxy config', () => {
     assert.throws(() => parse({ workers: 1.5 }), /workers/);
     const refused = (raw: Record<string, unknown>, named: RegExp) =>
       assert.throws(() => parse({ workers: 2, ...raw }), (e: unknown) => e instanceof PgwardenError && /workers: 2 cannot be combined with/.test(e.message) && named.test(e.message) && /set workers: 1/.test(e.message));
-    refused({ etcd: { endpoints: ['http://127.0.0.1:2379'], cluster: 'c' } }, /etcd/);
     refused({ max_db_connections: 5 }, /max_db_connections/);
     refused({ databases: { app: { max_db_connections: 5 } } }, /max_db_connections/);
     refused({ native_io: false }, /native_io/);
     // With one worker, all of them are fine; metrics_listen is fine with any number.
     assert.equal(parse({ workers: 1, native_io: false, max_db_connections: 5 }).workers, 1);
-    assert.equal(parse({ workers: 2, metrics_listen: '127.0.0.1:0' }).workers, 2);
+    assert.equal(parse({ workers: 2, metrics_listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:2379'], cluster: 'c' } }).workers, 2);
   });
 });

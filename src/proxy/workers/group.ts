@@ -19,6 +19,7 @@ import * as m from '../protocol/messages.js';
 import { ProxyMetricsServer, workerMetrics } from '../metrics.js';
 import { listen } from '../server.js';
 import { loadClientTls } from '../tls.js';
+import type { ViewTopology } from '../etcd-topology.js';
 import type { Endpoint } from '../topology.js';
 import { duplicateSocket, nativeIoStatus } from '../wire/native-wire.js';
 import type { AdminAnswer, ToMain, ToWorker } from './messages.js';
@@ -29,8 +30,11 @@ export interface WorkerGroupOptions {
   config: ProxyConfig;
   /** The file RELOAD re-reads. */
   configPath: string;
-  primary: Endpoint;
-  replicas: Endpoint[];
+  /** Static mode: the fixed primary and replicas. */
+  primary?: Endpoint;
+  replicas?: Endpoint[];
+  /** etcd mode: the topology the main thread follows; every change goes to the workers at once. */
+  topology?: ViewTopology;
   logger: Logger;
   logLevel: string;
   /** SHUTDOWN on an admin console: what stops the proxy (default: stop()). */
@@ -58,6 +62,13 @@ export class WorkerGroup {
   /** Admin requests relayed to the other workers: relay id → who asked, under which id, and the answers so far. */
   private readonly relays = new Map<number, { from: number; id: number; answers: AdminAnswer[] }>();
   private nextRelay = 0;
+  /** etcd mode: the number of the switchover drain pending now (0: none), and the id it was given for. */
+  private drainNumber = 0;
+  private drainId: string | null = null;
+  private readonly onTopology = (): void => {
+    const message = this.topologyMessage();
+    for (const worker of this.workers) worker.postMessage(message);
+  };
   private readonly log: Logger;
 
   constructor(private readonly options: WorkerGroupOptions) {
@@ -84,6 +95,7 @@ export class WorkerGroup {
 
   /** Listens, starts the workers, and serves once every one of them is ready. */
   async start(): Promise<void> {
+    this.options.topology?.on('change', this.onTopology);
     await listen(this.listener, this.config.listen);
     if (this.roListener !== null && this.config.listen_ro !== undefined) await listen(this.roListener, this.config.listen_ro);
     for (const server of [this.listener, this.roListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
@@ -111,8 +123,9 @@ export class WorkerGroup {
       index,
       config: this.config,
       configPath: this.options.configPath,
-      primary: this.options.primary,
-      replicas: this.options.replicas,
+      primary: this.options.primary ?? null,
+      replicas: this.options.replicas ?? [],
+      topology: this.options.topology === undefined ? null : { snapshot: this.topologyMessage().snapshot, drain: this.drainNumber },
       counters: this.buffer,
       address: this.address,
       roAddress: this.roAddress,
@@ -215,6 +228,28 @@ export class WorkerGroup {
     this.workers[worker]!.postMessage({ type: 'accept', fd, role } satisfies ToWorker);
   }
 
+  /** The topology now, with the number of its pending drain (a new drain id gets the next number). */
+  private topologyMessage(): Extract<ToWorker, { type: 'topology' }> {
+    const topology = this.options.topology!;
+    const id = topology.pendingDrain();
+    if (id !== null && id !== this.drainId) this.drainNumber++;
+    this.drainId = id;
+    return { type: 'topology', snapshot: topology.snapshot(), drain: id === null ? 0 : this.drainNumber };
+  }
+
+  /**
+   * rw transactions running over every worker, for the switchover drain (ProxyRegistrar polls it): unknown
+   * (Infinity) until every worker has said it holds new ones for the drain pending now.
+   */
+  rwTransactionsInFlight(): number {
+    if (this.options.topology === undefined) return 0;
+    const before = this.drainNumber;
+    const message = this.topologyMessage();
+    // A drain the registrar saw before the topology's 'change' reached this group: the workers learn it now.
+    if (this.drainNumber !== before) for (const worker of this.workers) worker.postMessage(message);
+    return this.drainId === null ? 0 : this.slots.drainInFlight(this.workers.length, this.drainNumber);
+  }
+
   /** Every worker's metrics (getMetricsAsJSON()), for one scrape; fails after 5 s without all answers. */
   private scrapeWorkers(): Promise<object[][]> {
     const id = this.nextScrape++;
@@ -253,6 +288,7 @@ export class WorkerGroup {
   /** Stops accepting; every worker lets its clients finish for `graceMs`, then closes them. */
   async stop(graceMs = 2000): Promise<void> {
     this.stopping = true;
+    this.options.topology?.off('change', this.onTopology);
     await this.metricsServer?.stop();
     this.listener.close();
     this.roListener?.close();

@@ -2,6 +2,7 @@
 import type { ProxyConfig } from '../../config/proxy.js';
 import type { ShowSubject } from '../admin/commands.js';
 import type { ShowRow } from '../admin/merge.js';
+import type { TopologySnapshot } from '../etcd-topology.js';
 import type { InternRequest } from './shared-counters.js';
 
 /** What an admin console session asks of the other workers' consoles. */
@@ -22,6 +23,11 @@ export type ToWorker =
   | { type: 'shed'; name: string }
   /** Room in pool `name` was given back by another worker: waiting clients may get a connection now. */
   | { type: 'wake'; name: string }
+  /**
+   * etcd mode: the main thread's topology changed. `drain` numbers the switchover drain pending in it (0: none);
+   * a worker holding for it reports its rw transactions in flight under that number (SharedCounters.reportDrain).
+   */
+  | { type: 'topology'; snapshot: TopologySnapshot; drain: number }
   /** RELOAD/SIGHUP: the config to run with (restart-only settings already kept at their running values). */
   | { type: 'config'; config: ProxyConfig }
   /** Another worker's console session asks this worker's console (answered under the same id). */

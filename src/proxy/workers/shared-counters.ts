@@ -17,8 +17,10 @@ export const MAX_WORKERS = 64;
 const CLIENTS = 0;
 /** Per worker: the client connections it was given and has not closed (the main thread balances on it). */
 const WORKER_CLIENTS = 16;
+/** Per worker: [the switchover drain it holds for (a generation number), its rw transactions in flight then]. */
+const WORKER_DRAIN = WORKER_CLIENTS + MAX_WORKERS;
 /** Per slot: [connections, workers lacking room, workers lacking room below their share]. */
-const SLOT_BASE = WORKER_CLIENTS + MAX_WORKERS;
+const SLOT_BASE = WORKER_DRAIN + MAX_WORKERS * 2;
 const SLOT_INTS = 3;
 const LACKING = 1;
 const STARVING = 2;
@@ -85,6 +87,22 @@ export class PoolSlots {
   clientsOf(worker: number): number {
     return Atomics.load(this.ints, WORKER_CLIENTS + worker);
   }
+
+  /**
+   * rw transactions in flight over the first `workers`, for the drain numbered `generation`: unknown (Infinity)
+   * until every worker has reported that it holds new transactions for this drain.
+   */
+  drainInFlight(workers: number, generation: number): number {
+    let n = 0;
+    for (let w = 0; w < workers; w++) {
+      const at = WORKER_DRAIN + w * 2;
+      // The generation first: a worker writes its count for a drain before the drain's number, so once the number
+      // is seen the count read after it is that drain's or a later one, never the count of an earlier drain.
+      if (Atomics.load(this.ints, at) !== generation) return Infinity;
+      n += Atomics.load(this.ints, at + 1);
+    }
+    return n;
+  }
 }
 
 /** A worker's side. */
@@ -109,6 +127,13 @@ export class SharedCounters {
   clientClosed(): void {
     Atomics.sub(this.ints, CLIENTS, 1);
     Atomics.sub(this.ints, WORKER_CLIENTS + this.worker, 1);
+  }
+
+  /** This worker holds new rw transactions for drain `generation` and has `inFlight` still running. */
+  reportDrain(generation: number, inFlight: number): void {
+    const at = WORKER_DRAIN + this.worker * 2;
+    Atomics.store(this.ints, at + 1, inFlight);
+    Atomics.store(this.ints, at, generation);
   }
 
   /** Client connections open over every worker. */

@@ -14,6 +14,7 @@ import type { ShowRow } from '../admin/merge.js';
 import { PgProtocolError } from '../protocol/errors.js';
 import { createProxyMetricsRegistry } from '../metrics.js';
 import { ProxyServer } from '../server.js';
+import { type TopologySnapshot, TopologyMirror } from '../etcd-topology.js';
 import { StaticTopology, type Endpoint } from '../topology.js';
 import { type InternRequest, SharedCounters, type SlotBudget } from './shared-counters.js';
 import type { AdminAnswer, AdminRequest, ToMain, ToWorker } from './messages.js';
@@ -23,8 +24,11 @@ export interface WorkerData {
   config: ProxyConfig;
   /** The file RELOAD on the console re-reads. */
   configPath: string;
-  primary: Endpoint;
+  /** Static mode: the fixed primary and replicas. */
+  primary: Endpoint | null;
   replicas: Endpoint[];
+  /** etcd mode: the main thread's topology when the worker started (then 'topology' messages). */
+  topology: { snapshot: TopologySnapshot; drain: number } | null;
   counters: SharedArrayBuffer;
   address: { host: string; port: number };
   roAddress: { host: string; port: number } | null;
@@ -38,7 +42,8 @@ const log = createLogger(data.logLevel, { component: 'proxy', worker: data.index
 const counters = new SharedCounters(data.counters, data.index, data.config.workers, (request: InternRequest) => send(request));
 const budgets = new Map<string, SlotBudget>();
 
-const topology = new StaticTopology(data.primary, data.replicas);
+const mirror = data.topology === null ? null : new TopologyMirror(data.topology.snapshot);
+const topology = mirror ?? new StaticTopology(data.primary, data.replicas);
 const proxy = new ProxyServer({
   config: data.config,
   topology,
@@ -59,6 +64,25 @@ const proxy = new ProxyServer({
     cancelElsewhere: (pid, secretKey) => send({ type: 'cancel', pid, secretKey }),
   },
 });
+
+/**
+ * A switchover drain (etcd mode): while the topology holds new rw transactions, this worker reports every 5 ms how
+ * many of its own are still running; the main thread acknowledges the drain once every worker reports 0 for it.
+ */
+const DRAIN_REPORT_MS = 5;
+let drainNumber = 0;
+let drainTimer: NodeJS.Timeout | null = null;
+function followDrain(): void {
+  if (mirror === null) return;
+  if (drainNumber !== 0 && mirror.holdsWrites()) {
+    // Reported after the pools took the snapshot (apply() emits 'change' synchronously): new transactions are held.
+    counters.reportDrain(drainNumber, proxy.rwTransactionsInFlight());
+    drainTimer ??= setInterval(followDrain, DRAIN_REPORT_MS);
+  } else if (drainTimer !== null) {
+    clearInterval(drainTimer);
+    drainTimer = null;
+  }
+}
 
 /** Admin requests of this worker's console sessions waiting for the other workers' answers. */
 const asked = new Map<number, (answers: AdminAnswer[]) => void>();
@@ -131,6 +155,11 @@ port.on('message', (message: ToWorker) => {
     case 'wake':
       proxy.serverPools().get(message.name)?.wake();
       break;
+    case 'topology':
+      mirror?.apply(message.snapshot);
+      drainNumber = message.drain;
+      followDrain();
+      break;
     case 'admin':
       void answerAdmin(message.request).then((answer) => send({ type: 'admin-answer', id: message.id, answer }));
       break;
@@ -155,6 +184,7 @@ port.on('message', (message: ToWorker) => {
       }
       break;
     case 'stop':
+      if (drainTimer !== null) clearInterval(drainTimer);
       adminConsole.close();
       proxy.stop(message.graceMs).then(
         () => send({ type: 'stopped' }),
@@ -168,7 +198,11 @@ port.on('message', (message: ToWorker) => {
 });
 
 proxy.start().then(
-  () => send({ type: 'ready' }),
+  () => {
+    drainNumber = data.topology?.drain ?? 0;
+    followDrain();
+    send({ type: 'ready' });
+  },
   (e: unknown) => {
     throw e;
   },
