@@ -1,7 +1,8 @@
 /**
- * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --workers 2 --node-io --cpu-prof <dir> --hold]`: the
- * pgwarden proxy against PgBouncer and against PostgreSQL directly, on one machine in one go. The proxy runs as
- * configured by default (one worker thread) and, as a further target, with `workers: N` (0: not run). Workloads: pgbench select-only
+ * `npm run bench:proxy [-- --seconds 15 --rounds 3 --idle-clients 10000 --workers 1 --node-io --cpu-prof <dir> --hold]`: the
+ * pgwarden proxy against PgBouncer and against PostgreSQL directly, on one machine in one go. The proxy runs with
+ * its default config (`workers: auto`, one worker thread per CPU) and, as a further target, with `workers: N`
+ * (0: not run). Workloads: pgbench select-only
  * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
  * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
  * reach PostgreSQL). Targets are interleaved within each round so that machine noise hits all of them alike.
@@ -37,7 +38,7 @@ const { values } = parseArgs({
     /** Also run a second proxy with native_io: false (Node sockets throughout), as target pgwarden-node. */
     'node-io': { type: 'boolean', default: false },
     /** Also run a proxy with this many worker threads, as target pgwarden-<N>w (0: none). */
-    workers: { type: 'string', default: '2' },
+    workers: { type: 'string', default: '1' },
     /** Set everything up, print where it listens, and wait for Ctrl-C instead of running pgbench (for profiling by hand). */
     hold: { type: 'boolean', default: false },
   },
@@ -69,7 +70,7 @@ const workerThreads = Math.max(0, Math.floor(Number(values.workers)));
 const WORKERS_TARGET = `pgwarden-${workerThreads}w`;
 type TargetName = string;
 /** The pgwarden proxies, each compared with PgBouncer. */
-const OURS: TargetName[] = ['pgwarden', ...(values['node-io'] ? ['pgwarden-node'] : []), ...(workerThreads > 1 ? [WORKERS_TARGET] : [])];
+const OURS: TargetName[] = ['pgwarden', ...(values['node-io'] ? ['pgwarden-node'] : []), ...(workerThreads > 0 ? [WORKERS_TARGET] : [])];
 const TARGETS: TargetName[] = ['direct', 'pgbouncer', ...OURS];
 
 function log(line: string): void {
@@ -405,7 +406,7 @@ async function main(): Promise<void> {
     const nodeIoYml = path.join(poolerDir, 'proxy-node-io.yml');
     const workersPort = await freePort();
     const workersYml = path.join(poolerDir, 'proxy-workers.yml');
-    const proxyConfig = (port: number, nativeIo: boolean, workers = 1): string =>
+    const proxyConfig = (port: number, nativeIo: boolean, workers?: number): string =>
       [
         `listen: "127.0.0.1:${port}"`,
         'pool_mode: transaction',
@@ -414,7 +415,7 @@ async function main(): Promise<void> {
         'auth_type: scram-sha-256',
         'auth_file: userlist.txt',
         `native_io: ${nativeIo}`,
-        `workers: ${workers}`,
+        ...(workers === undefined ? [] : [`workers: ${workers}`]),
         '',
       ].join('\n');
     await writeFile(proxyYml, proxyConfig(proxyPort, true));
@@ -436,7 +437,7 @@ async function main(): Promise<void> {
         })
       : null;
     workersProxy =
-      workerThreads > 1
+      workerThreads > 0
         ? startChild(`pgwarden proxy (workers: ${workerThreads})`, process.execPath, [...nodeArgs, mainJs, 'proxy', '--config', workersYml, '--primary', `127.0.0.1:${postgres.port}`], {
             logFile: path.join(tmpdir(), `pgwarden-bench-proxy-${process.pid}-proxy-workers.log`),
           })

@@ -3,6 +3,7 @@
  * that a pgbouncer.ini translates line for line. Also the userlist (auth_file) reader.
  */
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { PgwardenError } from '../errors.js';
@@ -89,9 +90,12 @@ export const proxyConfigSchema = z.strictObject({
   native_io: z.boolean(expecting('true or false')).default(true),
   /**
    * Threads that serve clients, each with its own event loop and share of the connections, so that the proxy uses
-   * more than one core (PgBouncer uses one). Pool limits hold for the whole proxy. Needs native_io.
+   * more than one core (PgBouncer uses one). Pool limits hold for the whole proxy. Needs native_io. "auto": one per
+   * CPU (at most 8), or 1 where more cannot be used (max_db_connections, native_io: false).
    */
-  workers: z.number(expecting('a whole number of threads')).int().min(1).max(64).default(1),
+  workers: z
+    .union([z.literal('auto'), z.number().int().min(1).max(64)], expecting('a whole number of threads from 1 to 64, or "auto"'))
+    .default('auto'),
   max_message_length: z.number(expecting('a number of bytes')).int().min(1024).max(0x3fffffff).default(0x3fffffff),
   /** Static mode: the primary as "host:port" (the --primary option overrides it). */
   primary: hostPort.optional(),
@@ -146,6 +150,8 @@ export interface ClientTlsFiles {
 }
 
 export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
+  /** `workers` resolved: the number of threads that serve clients (1: the main thread alone). */
+  workerThreads: number;
   /** auth_file resolved against the config file's directory. */
   authFilePath: string | null;
   /** user → password, SCRAM secret or md5 secret, from auth_file. */
@@ -252,9 +258,10 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
       `${options.source} is invalid: auth_file is required when auth_type is ${parsed.auth_type}: set it to a userlist file ("user" "password" lines)`,
     );
   }
-  if (parsed.workers > 1) checkWorkers(parsed, options.source);
+  if (parsed.workers !== 'auto' && parsed.workers > 1) checkWorkers(parsed, options.source);
   return {
     ...parsed,
+    workerThreads: workerThreads(parsed),
     authFilePath,
     users,
     clientTls: clientTlsFiles(parsed, options),
@@ -263,11 +270,25 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
   };
 }
 
-/** What does not work with more than one worker thread yet: named, with the way out. */
-function checkWorkers(parsed: z.output<typeof proxyConfigSchema>, source: string): void {
+/** Above this many CPUs, "auto" still starts this many workers: a pooler's share of a big machine. */
+export const AUTO_WORKERS_MAX = 8;
+
+function workerThreads(parsed: z.output<typeof proxyConfigSchema>): number {
+  if (parsed.workers !== 'auto') return parsed.workers;
+  if (unsupportedWithWorkers(parsed).length > 0) return 1;
+  return Math.max(1, Math.min(AUTO_WORKERS_MAX, availableParallelism()));
+}
+
+function unsupportedWithWorkers(parsed: z.output<typeof proxyConfigSchema>): string[] {
   const unsupported: string[] = [];
   if (parsed.max_db_connections > 0 || Object.values(parsed.databases ?? {}).some((d) => (d?.max_db_connections ?? 0) > 0)) unsupported.push('max_db_connections');
   if (!parsed.native_io) unsupported.push('native_io: false');
+  return unsupported;
+}
+
+/** What does not work with more than one worker thread yet: named, with the way out. */
+function checkWorkers(parsed: z.output<typeof proxyConfigSchema>, source: string): void {
+  const unsupported = unsupportedWithWorkers(parsed);
   if (unsupported.length > 0) {
     throw new PgwardenError('CONFIG_INVALID', `${source} is invalid: workers: ${parsed.workers} cannot be combined with ${unsupported.join(', ')} yet: set workers: 1 or leave those out`);
   }

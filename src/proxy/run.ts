@@ -21,6 +21,7 @@ import { MemberReachability } from './reachability.js';
 import { ProxyRegistrar, type RegisteredProxy } from './registration.js';
 import { ProxyServer } from './server.js';
 import { type Endpoint, StaticTopology, type Topology } from './topology.js';
+import { nativeIoStatus } from './wire/native-wire.js';
 import { WorkerGroup } from './workers/group.js';
 
 export interface RunProxyOptions {
@@ -61,6 +62,15 @@ async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology
   };
 }
 
+/** Worker threads need the native module (connections move between threads as descriptors): without it, one. */
+function withUsableWorkers(config: ProxyConfig, logLevel: string | undefined): ProxyConfig {
+  if (config.workerThreads === 1) return config;
+  const native = nativeIoStatus();
+  if (native.active) return config;
+  createLogger(logLevel ?? 'info', { component: 'proxy' }).warn({ why: native.why, workers: config.workers }, 'worker threads need the native I/O module: the proxy runs on one thread');
+  return { ...config, workerThreads: 1 };
+}
+
 function endpoint(value: string, flag: string): Endpoint {
   const parsed = parseHostPort(value);
   if (parsed === null) throw new PgwardenError('CONFIG_INVALID', `${flag} ${JSON.stringify(value)} is invalid: expected host:port, e.g. 127.0.0.1:5432`);
@@ -68,7 +78,7 @@ function endpoint(value: string, flag: string): Endpoint {
 }
 
 export async function runProxy(options: RunProxyOptions): Promise<void> {
-  const config = loadProxyConfig(options.config);
+  const config = withUsableWorkers(loadProxyConfig(options.config), options.logLevel);
   if (config.etcd !== undefined && options.primary === undefined) return runEtcdProxy(config, options);
   const primary = options.primary !== undefined ? endpoint(options.primary, '--primary') : (config.primary ?? null);
   if (primary === null) {
@@ -76,7 +86,7 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   }
   const replicas = (options.replica ?? []).map((r) => endpoint(r, '--replica'));
   const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
-  if (config.workers > 1) return runWorkers(config, options, primary, replicas.length > 0 ? replicas : config.replicas, log);
+  if (config.workerThreads > 1) return runWorkers(config, options, primary, replicas.length > 0 ? replicas : config.replicas, log);
   const topology = new StaticTopology(primary, replicas.length > 0 ? replicas : config.replicas);
   const proxy = new ProxyServer({ config, topology, logger: log });
   await proxy.start();
@@ -145,7 +155,7 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   topology.on('change', () => log.info({ primary: topology.primary(), replicas: topology.replicas(), stale: topology.isStale }, 'topology changed'));
   await topology.start();
   let served: { registered: RegisteredProxy; stop: () => Promise<void> };
-  if (config.workers > 1) {
+  if (config.workerThreads > 1) {
     const group: WorkerGroup = new WorkerGroup({ config, configPath: options.config, topology, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
     await group.start();
     reloadOnSighup(group, options.config, log);

@@ -1,7 +1,8 @@
 /** Pure pieces of the pooler: startup settings → SQL, the userlist format, the proxy config's defaults and errors. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseProxyConfig, parseUserlist } from '../../src/config/proxy.js';
+import { availableParallelism } from 'node:os';
+import { AUTO_WORKERS_MAX, parseProxyConfig, parseUserlist } from '../../src/config/proxy.js';
 import { PgwardenError } from '../../src/errors.js';
 import { applySettingsSql, clientSettings, settingsFromOptions, settingsKey, splitOptions } from '../../src/proxy/pool/session-params.js';
 
@@ -65,10 +66,14 @@ describe('proxy config', () => {
     assert.equal(parseProxyConfig({ auth_type: 'trust' }, { source: 't', baseDir: '/' }).users.size, 0);
   });
 
-  it('takes workers from 1 (the default) to 64 and names what more than one cannot be combined with yet', () => {
+  it('takes workers from 1 to 64 or "auto" (the default) and names what more than one cannot be combined with yet', () => {
     const parse = (raw: Record<string, unknown>) => parseProxyConfig({ auth_type: 'trust', ...raw }, { source: 'proxy.yml', baseDir: '/' });
-    assert.equal(parse({}).workers, 1);
-    assert.equal(parse({ workers: 4 }).workers, 4);
+    assert.equal(parse({}).workers, 'auto');
+    assert.equal(parse({}).workerThreads, Math.min(AUTO_WORKERS_MAX, availableParallelism()), 'auto: one per CPU');
+    assert.equal(parse({ max_db_connections: 5 }).workerThreads, 1, 'auto: one where more cannot be used');
+    assert.equal(parse({ native_io: false }).workerThreads, 1);
+    assert.equal(parse({ workers: 4 }).workerThreads, 4);
+    assert.throws(() => parse({ workers: 'many' }), /workers[^\n]*"auto"/);
     assert.throws(() => parse({ workers: 0 }), /workers/);
     assert.throws(() => parse({ workers: 65 }), /workers/);
     assert.throws(() => parse({ workers: 1.5 }), /workers/);

@@ -464,15 +464,20 @@ export class AdminConsole {
     } catch (e) {
       throw consoleError('F0000', `RELOAD failed, the running config is unchanged: ${(e as Error).message}`, 'Fix the config file and run RELOAD (or send SIGHUP) again.');
     }
-    const periodChanged = plan.config.stats_period !== this.config.stats_period;
-    this.config = plan.config;
-    if (periodChanged) this.startStatsTimer();
+    this.configApplied(plan.config);
     this.options.onReload?.(plan.config);
     if (plan.needRestart.length > 0) {
       this.options.logger?.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
     }
     this.options.logger?.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
     return { applied: plan.applied, needRestart: plan.needRestart };
+  }
+
+  /** The proxy runs with `config` now (RELOAD here, or in a worker thread the main thread's reload). */
+  configApplied(config: ProxyConfig): void {
+    const periodChanged = config.stats_period !== this.config.stats_period;
+    this.config = config;
+    if (periodChanged) this.startStatsTimer();
   }
 
   get uptimeMs(): number {

@@ -76,7 +76,7 @@ export class WorkerGroup {
     this.log = options.logger;
     const native = nativeIoStatus();
     if (!native.active) {
-      throw new PgwardenError('CONFIG_INVALID', `workers: ${this.config.workers} needs the native I/O module to hand connections to worker threads: ${native.why}; set workers: 1`);
+      throw new PgwardenError('CONFIG_INVALID', `workers: ${this.config.workerThreads} needs the native I/O module to hand connections to worker threads: ${native.why}; set workers: 1`);
     }
     // pauseOnConnect: not a byte is read here, so the worker gets the connection as the client opened it.
     this.listener = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'rw'));
@@ -100,7 +100,7 @@ export class WorkerGroup {
     if (this.roListener !== null && this.config.listen_ro !== undefined) await listen(this.roListener, this.config.listen_ro);
     for (const server of [this.listener, this.roListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
     try {
-      await Promise.all(Array.from({ length: this.config.workers }, (_, index) => this.startWorker(index)));
+      await Promise.all(Array.from({ length: this.config.workerThreads }, (_, index) => this.startWorker(index)));
     } catch (e) {
       await this.stop(0);
       throw e;
@@ -112,7 +112,7 @@ export class WorkerGroup {
       await this.metricsServer.start(this.config.metrics_listen);
       this.log.info({ metrics: `http://${this.config.metrics_listen.host}:${this.metricsServer.address.port}/metrics` }, 'metrics endpoint started');
     }
-    this.log.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.config.pool_mode, workers: this.config.workers }, 'proxy listening');
+    this.log.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.config.pool_mode, workers: this.config.workerThreads }, 'proxy listening');
     if (this.config.auth_type === 'trust') {
       this.log.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
     }

@@ -39,7 +39,7 @@ const data = workerData as WorkerData;
 const port = parentPort!;
 const send = (message: ToMain): void => port.postMessage(message);
 const log = createLogger(data.logLevel, { component: 'proxy', worker: data.index });
-const counters = new SharedCounters(data.counters, data.index, data.config.workers, (request: InternRequest) => send(request));
+const counters = new SharedCounters(data.counters, data.index, data.config.workerThreads, (request: InternRequest) => send(request));
 const budgets = new Map<string, SlotBudget>();
 
 const mirror = data.topology === null ? null : new TopologyMirror(data.topology.snapshot);
@@ -179,6 +179,7 @@ port.on('message', (message: ToWorker) => {
     case 'config':
       try {
         proxy.applyConfig(message.config);
+        adminConsole.configApplied(message.config);
       } catch (e) {
         log.error({ err: describeError(e) }, 'reload failed in this worker; it keeps its previous config');
       }
