@@ -127,9 +127,10 @@ export class TopologyMirror extends ViewTopology {
     this.view = snapshot;
   }
 
-  apply(snapshot: TopologySnapshot): void {
+  /** The main thread's view now; `changed` as its 'change' event (else only fresher: no event). */
+  apply(snapshot: TopologySnapshot, changed: boolean): void {
     this.view = snapshot;
-    this.emit('change');
+    if (changed) this.emit('change');
   }
 }
 
@@ -217,6 +218,8 @@ export class EtcdTopology extends ViewTopology {
     const holdChanged = holding !== this.drainHolding;
     this.drainHolding = holding;
     if (before.stale || holdChanged || routesChanged) this.emit('change');
+    // After every load, changed or not: a copy of the view (TopologyMirror) must learn that it is still fresh.
+    this.emit('loaded');
   }
 
   /** A drain whose hold ran out releases the waiting transactions without waiting for etcd. */

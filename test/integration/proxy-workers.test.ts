@@ -293,7 +293,8 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     const cluster = `drain-${process.pid}`;
     const agent = new EtcdDcs({ endpoints: [etcd.endpoint], cluster });
     const proxyDcs = new EtcdDcs({ endpoints: [etcd.endpoint], cluster });
-    const topology = new EtcdTopology({ dcs: proxyDcs, maxReplicaLagBytes: 1 << 30 });
+    // Stale after 1.5 s without a load (loads come every second): the workers must hear of every load, not only of changes.
+    const topology = new EtcdTopology({ dcs: proxyDcs, maxReplicaLagBytes: 1 << 30, staleAfterMs: 1500 });
     let group: WorkerGroup | null = null;
     let registrar: ProxyRegistrar | null = null;
     const clients: pg.Client[] = [];
@@ -306,7 +307,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
       });
       assert.equal(await agent.acquireLeader('a'), true);
       await topology.start();
-      group = await startGroup({ default_pool_size: 4 }, 'drain.yml', topology);
+      group = await startGroup({ default_pool_size: 4, query_wait_timeout: 2 }, 'drain.yml', topology);
       registrar = new ProxyRegistrar(proxyDcs, 'p1', group, topology, pino({ level: 'silent' }));
       await registrar.start(30);
       const drained = async (): Promise<string | null> => (await agent.loadProxies()).find((p) => p.id === 'p1')?.drained ?? null;
@@ -338,6 +339,11 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
 
       await agent.clearDrain();
       assert.equal(await held, 2, 'the held transaction runs once the drain is over');
+
+      // Seconds with nothing changing in etcd: both workers still route to the primary (their view is kept fresh).
+      await sleep(3000);
+      const later = await Promise.all(clients.map((c, i) => c.query('SELECT $1::int AS v', [i]).then((r) => r.rows[0].v as number, (e: Error) => e.message)));
+      assert.deepEqual(later, [0, 1]);
     } finally {
       registrar?.stop();
       for (const c of clients) await c.end().catch(() => undefined);

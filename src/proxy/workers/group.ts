@@ -65,10 +65,8 @@ export class WorkerGroup {
   /** etcd mode: the number of the switchover drain pending now (0: none), and the id it was given for. */
   private drainNumber = 0;
   private drainId: string | null = null;
-  private readonly onTopology = (): void => {
-    const message = this.topologyMessage();
-    for (const worker of this.workers) worker.postMessage(message);
-  };
+  private readonly onTopology = (): void => this.postTopology(true);
+  private readonly onTopologyLoaded = (): void => this.postTopology(false);
   private readonly log: Logger;
 
   constructor(private readonly options: WorkerGroupOptions) {
@@ -96,6 +94,7 @@ export class WorkerGroup {
   /** Listens, starts the workers, and serves once every one of them is ready. */
   async start(): Promise<void> {
     this.options.topology?.on('change', this.onTopology);
+    this.options.topology?.on('loaded', this.onTopologyLoaded);
     await listen(this.listener, this.config.listen);
     if (this.roListener !== null && this.config.listen_ro !== undefined) await listen(this.roListener, this.config.listen_ro);
     for (const server of [this.listener, this.roListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
@@ -125,7 +124,7 @@ export class WorkerGroup {
       configPath: this.options.configPath,
       primary: this.options.primary ?? null,
       replicas: this.options.replicas ?? [],
-      topology: this.options.topology === undefined ? null : { snapshot: this.topologyMessage().snapshot, drain: this.drainNumber },
+      topology: this.options.topology === undefined ? null : { snapshot: this.topologyMessage(false).snapshot, drain: this.drainNumber },
       counters: this.buffer,
       address: this.address,
       roAddress: this.roAddress,
@@ -228,13 +227,18 @@ export class WorkerGroup {
     this.workers[worker]!.postMessage({ type: 'accept', fd, role } satisfies ToWorker);
   }
 
+  private postTopology(changed: boolean): void {
+    const message = this.topologyMessage(changed);
+    for (const worker of this.workers) worker.postMessage(message);
+  }
+
   /** The topology now, with the number of its pending drain (a new drain id gets the next number). */
-  private topologyMessage(): Extract<ToWorker, { type: 'topology' }> {
+  private topologyMessage(changed: boolean): Extract<ToWorker, { type: 'topology' }> {
     const topology = this.options.topology!;
     const id = topology.pendingDrain();
     if (id !== null && id !== this.drainId) this.drainNumber++;
     this.drainId = id;
-    return { type: 'topology', snapshot: topology.snapshot(), drain: id === null ? 0 : this.drainNumber };
+    return { type: 'topology', snapshot: topology.snapshot(), drain: id === null ? 0 : this.drainNumber, changed };
   }
 
   /**
@@ -244,7 +248,7 @@ export class WorkerGroup {
   rwTransactionsInFlight(): number {
     if (this.options.topology === undefined) return 0;
     const before = this.drainNumber;
-    const message = this.topologyMessage();
+    const message = this.topologyMessage(true);
     // A drain the registrar saw before the topology's 'change' reached this group: the workers learn it now.
     if (this.drainNumber !== before) for (const worker of this.workers) worker.postMessage(message);
     return this.drainId === null ? 0 : this.slots.drainInFlight(this.workers.length, this.drainNumber);
@@ -289,6 +293,7 @@ export class WorkerGroup {
   async stop(graceMs = 2000): Promise<void> {
     this.stopping = true;
     this.options.topology?.off('change', this.onTopology);
+    this.options.topology?.off('loaded', this.onTopologyLoaded);
     await this.metricsServer?.stop();
     this.listener.close();
     this.roListener?.close();

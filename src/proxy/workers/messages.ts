@@ -24,10 +24,11 @@ export type ToWorker =
   /** Room in pool `name` was given back by another worker: waiting clients may get a connection now. */
   | { type: 'wake'; name: string }
   /**
-   * etcd mode: the main thread's topology changed. `drain` numbers the switchover drain pending in it (0: none);
+   * etcd mode: the main thread's topology changed (`changed`), or was only loaded again: a worker's copy must know
+   * the view is fresh, or it would count it stale after the lease TTL and stop routing. `drain` numbers the switchover drain pending in it (0: none);
    * a worker holding for it reports its rw transactions in flight under that number (SharedCounters.reportDrain).
    */
-  | { type: 'topology'; snapshot: TopologySnapshot; drain: number }
+  | { type: 'topology'; snapshot: TopologySnapshot; drain: number; changed: boolean }
   /** RELOAD/SIGHUP: the config to run with (restart-only settings already kept at their running values). */
   | { type: 'config'; config: ProxyConfig }
   /** Another worker's console session asks this worker's console (answered under the same id). */

@@ -156,7 +156,7 @@ port.on('message', (message: ToWorker) => {
       proxy.serverPools().get(message.name)?.wake();
       break;
     case 'topology':
-      mirror?.apply(message.snapshot);
+      mirror?.apply(message.snapshot, message.changed);
       drainNumber = message.drain;
       followDrain();
       break;
