@@ -16,7 +16,7 @@ import { createProxyMetricsRegistry } from '../metrics.js';
 import { ProxyServer } from '../server.js';
 import { type TopologySnapshot, TopologyMirror } from '../etcd-topology.js';
 import { StaticTopology, type Endpoint } from '../topology.js';
-import { type InternRequest, SharedCounters, type SlotBudget } from './shared-counters.js';
+import { type InternRequest, SharedCounters } from './shared-counters.js';
 import type { AdminAnswer, AdminRequest, ToMain, ToWorker } from './messages.js';
 
 export interface WorkerData {
@@ -40,7 +40,6 @@ const port = parentPort!;
 const send = (message: ToMain): void => port.postMessage(message);
 const log = createLogger(data.logLevel, { component: 'proxy', worker: data.index });
 const counters = new SharedCounters(data.counters, data.index, data.config.workerThreads, (request: InternRequest) => send(request));
-const budgets = new Map<string, SlotBudget>();
 
 const mirror = data.topology === null ? null : new TopologyMirror(data.topology.snapshot);
 const topology = mirror ?? new StaticTopology(data.primary, data.replicas);
@@ -58,7 +57,6 @@ const proxy = new ProxyServer({
         if (budget.othersLacking) send({ type: 'wake', name });
       };
       budget.onAsk = () => send({ type: 'shed', name });
-      budgets.set(name, budget);
       return budget;
     },
     cancelElsewhere: (pid, secretKey) => send({ type: 'cancel', pid, secretKey }),
