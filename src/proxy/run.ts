@@ -98,22 +98,23 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
 
 /** Static mode with worker threads (workers/group.ts): this thread accepts and relays; the workers serve. */
 async function runWorkers(config: ProxyConfig, options: RunProxyOptions, primary: Endpoint, replicas: Endpoint[], log: Logger): Promise<void> {
-  const group: WorkerGroup = new WorkerGroup({
-    config,
-    configPath: options.config,
-    primary,
-    replicas,
-    logger: log,
-    logLevel: options.logLevel ?? 'info',
-    onShutdown: () => process.kill(process.pid, 'SIGTERM'),
-  });
-  await group.start();
-  reloadOnSighup(group, options.config, log);
+  const group = await startWorkerGroup(config, options, log, { primary, replicas });
   exitOnSignals(log, () => group.stop(5000));
 }
 
-/** SIGHUP does what RELOAD does, in every worker; a bad file is logged and changes nothing. */
-function reloadOnSighup(group: WorkerGroup, configPath: string, log: Logger): void {
+/**
+ * The worker threads, started: SIGHUP does what RELOAD does, in every worker (a bad file is logged and changes
+ * nothing), and SHUTDOWN on a console ends the process as SIGTERM does.
+ */
+async function startWorkerGroup(
+  config: ProxyConfig,
+  options: RunProxyOptions,
+  log: Logger,
+  routes: { primary: Endpoint; replicas: Endpoint[] } | { topology: EtcdTopology },
+): Promise<WorkerGroup> {
+  const configPath = options.config;
+  const group = new WorkerGroup({ config, configPath, ...routes, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
+  await group.start();
   process.on('SIGHUP', () => {
     log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
     try {
@@ -122,6 +123,7 @@ function reloadOnSighup(group: WorkerGroup, configPath: string, log: Logger): vo
       log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
     }
   });
+  return group;
 }
 
 /** SIGTERM/SIGINT run `stop` once (accepting ends, running transactions get a moment), then the process exits. */
@@ -156,9 +158,7 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   await topology.start();
   let served: { registered: RegisteredProxy; stop: () => Promise<void> };
   if (config.workerThreads > 1) {
-    const group: WorkerGroup = new WorkerGroup({ config, configPath: options.config, topology, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
-    await group.start();
-    reloadOnSighup(group, options.config, log);
+    const group = await startWorkerGroup(config, options, log, { topology });
     served = { registered: group, stop: () => group.stop(5000) };
   } else {
     const proxy = new ProxyServer({ config, topology, logger: log });

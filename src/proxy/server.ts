@@ -131,8 +131,8 @@ export class ProxyServer implements ClientHost {
   }
 
   get address(): { host: string; port: number } {
-    if (this.listener === null) return this.options.worker!.address;
-    const a = this.listener.address() as AddressInfo;
+    if (this.options.worker !== undefined) return this.options.worker.address;
+    const a = this.listener!.address() as AddressInfo;
     return { host: a.address, port: a.port };
   }
 

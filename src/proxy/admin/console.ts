@@ -19,7 +19,7 @@ import type { ProxyServer } from '../server.js';
 import type { Topology } from '../topology.js';
 import { type AdminCommand, COLUMNS, NUMERIC_COLUMNS, PGBOUNCER_VERSION, PORT_COLUMNS, type ShowSubject, parseAdminCommand, validCommandsHint } from './commands.js';
 import { LOCAL_SUBJECTS, type ShowRow, mergeShowRows } from './merge.js';
-import { planReload } from './reload.js';
+import { type ReloadPlan, planReload } from './reload.js';
 import { StatsPeriods, type StatsTotals, addTotals, zeroTotals } from './stats.js';
 
 export const CONSOLE_DATABASES: ReadonlySet<string> = new Set(['pgwarden', 'pgbouncer']);
@@ -466,10 +466,7 @@ export class AdminConsole {
     }
     this.configApplied(plan.config);
     this.options.onReload?.(plan.config);
-    if (plan.needRestart.length > 0) {
-      this.options.logger?.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
-    }
-    this.options.logger?.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
+    if (this.options.logger !== undefined) logReload(this.options.logger, plan, path);
     return { applied: plan.applied, needRestart: plan.needRestart };
   }
 
@@ -485,7 +482,13 @@ export class AdminConsole {
   }
 }
 
-export function restartNotice(settings: readonly string[]): string {
+/** The log lines of a RELOAD (SIGHUP): what applied, and a warning naming what waits for a restart. */
+export function logReload(logger: Logger, plan: ReloadPlan, path: string): void {
+  if (plan.needRestart.length > 0) logger.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
+  logger.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
+}
+
+function restartNotice(settings: readonly string[]): string {
   return `${settings.join(', ')} changed in the config file but can only change at a restart: the running value${settings.length === 1 ? ' is' : 's are'} kept until the proxy is restarted`;
 }
 

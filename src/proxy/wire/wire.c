@@ -270,8 +270,11 @@ static Wire *wire_at(Instance *I, napi_env env, napi_value v) {
   return I->slots[slot];
 }
 
-/* The wire named by a call's only argument (its slot), or NULL with a JavaScript exception pending. */
-static Wire *wire_arg(napi_env env, napi_callback_info info) {
+/*
+ * The wire named by a call's only argument (its slot), or NULL with a JavaScript exception pending; `inst`, when
+ * not NULL, gets the module instance.
+ */
+static Wire *wire_arg(napi_env env, napi_callback_info info, Instance **inst) {
   size_t argc = 1;
   napi_value argv[1];
   void *data;
@@ -280,6 +283,7 @@ static Wire *wire_arg(napi_env env, napi_callback_info info) {
     return NULL;
   }
   Instance *I = data;
+  if (inst != NULL) *inst = I;
   flush_outbox(I); /* what JavaScript wrote before goes first, and no entry of a closed wire reaches its slot's next wire */
   return wire_at(I, env, argv[0]);
 }
@@ -541,7 +545,7 @@ static napi_value Write(napi_env env, napi_callback_info info) {
 }
 
 static napi_value SetPaused(napi_env env, napi_callback_info info, int paused) {
-  Wire *w = wire_arg(env, info);
+  Wire *w = wire_arg(env, info, NULL);
   if (w == NULL) return NULL;
   w->paused = paused;
   set_watch(w);
@@ -553,7 +557,7 @@ static napi_value Resume(napi_env env, napi_callback_info info) { return SetPaus
 
 /* end(slot): no more writes; the write side is shut once the queue is flushed. Reading goes on to the peer's EOF. */
 static napi_value End(napi_env env, napi_callback_info info) {
-  Wire *w = wire_arg(env, info);
+  Wire *w = wire_arg(env, info, NULL);
   if (w == NULL) return NULL;
   w->ending = 1;
   if (w->queue_len == w->queue_off && !w->failed) shutdown(w->fd, SHUT_WR);
@@ -609,13 +613,9 @@ static void close_wire(Instance *I, Wire *w) {
 
 /* close(slot): stops watching, drops unsent bytes and events not yet handed over, closes the socket. */
 static napi_value Close(napi_env env, napi_callback_info info) {
-  void *data;
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, &data));
-  Instance *I = data;
-  /* First: bytes written before destroy() are sent as they would have been by a direct send. */
-  Wire *w = wire_arg(env, info);
+  Instance *I;
+  /* First (wire_arg flushes the outbox): bytes written before destroy() are sent as by a direct send. */
+  Wire *w = wire_arg(env, info, &I);
   if (w == NULL) return NULL;
   /* The events array is read by JavaScript while it is being delivered: later events of this slot become no-ops. */
   for (size_t i = 0; i < I->event_count; i++) {

@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { type ProxyConfig, loadProxyConfig } from '../../config/proxy.js';
 import { PgwardenError } from '../../errors.js';
-import { restartNotice } from '../admin/console.js';
+import { logReload } from '../admin/console.js';
 import { planReload } from '../admin/reload.js';
 import { SQLSTATE } from '../protocol/errors.js';
 import * as m from '../protocol/messages.js';
@@ -56,12 +56,9 @@ export class WorkerGroup {
   private stopping = false;
   /** metrics_listen: /metrics as the sum of the workers' registries. */
   private metricsServer: ProxyMetricsServer | null = null;
-  private nextScrape = 0;
-  /** Scrapes waiting for workers' answers: id → the answers so far and what to call when all are in. */
-  private readonly scrapes = new Map<number, { answers: object[][]; done: (all: object[][]) => void }>();
-  /** Admin requests relayed to the other workers: relay id → who asked, under which id, and the answers so far. */
-  private readonly relays = new Map<number, { from: number; id: number; answers: AdminAnswer[] }>();
-  private nextRelay = 0;
+  /** Questions put to workers (a scrape, a console's request): id → the answers so far and who waits for them all. */
+  private readonly questions = new Map<number, { answers: unknown[]; expected: number; done: (answers: unknown[]) => void }>();
+  private nextQuestion = 0;
   /** etcd mode: the number of the switchover drain pending now (0: none), and the id it was given for. */
   private drainNumber = 0;
   private drainId: string | null = null;
@@ -162,36 +159,19 @@ export class WorkerGroup {
       case 'wake':
         this.others(from, message);
         break;
-      case 'metrics': {
-        const scrape = this.scrapes.get(message.id);
-        if (scrape === undefined) break;
-        scrape.answers.push(message.metrics);
-        if (scrape.answers.length === this.workers.length) {
-          this.scrapes.delete(message.id);
-          scrape.done(scrape.answers);
-        }
+      case 'metrics':
+        this.answered(message.id, message.metrics);
         break;
-      }
       case 'admin': {
-        if (this.workers.length === 1) {
-          this.workers[from]!.postMessage({ type: 'admin-answers', id: message.id, answers: [] } satisfies ToWorker);
-          break;
-        }
-        const relay = this.nextRelay++;
-        this.relays.set(relay, { from, id: message.id, answers: [] });
-        this.others(from, { type: 'admin', id: relay, request: message.request });
+        const others = this.workers.map((_, i) => i).filter((i) => i !== from);
+        void this.ask(others, (id) => ({ type: 'admin', id, request: message.request })).then((answers) =>
+          this.workers[from]!.postMessage({ type: 'admin-answers', id: message.id, answers: answers as AdminAnswer[] } satisfies ToWorker),
+        );
         break;
       }
-      case 'admin-answer': {
-        const relay = this.relays.get(message.id);
-        if (relay === undefined) break;
-        relay.answers.push(message.answer);
-        if (relay.answers.length === this.workers.length - 1) {
-          this.relays.delete(message.id);
-          this.workers[relay.from]!.postMessage({ type: 'admin-answers', id: relay.id, answers: relay.answers } satisfies ToWorker);
-        }
+      case 'admin-answer':
+        this.answered(message.id, message.answer);
         break;
-      }
       case 'shutdown':
         this.log.info('SHUTDOWN on the admin console: the proxy stops');
         (this.options.onShutdown ?? (() => void this.stop()))();
@@ -256,21 +236,47 @@ export class WorkerGroup {
 
   /** Every worker's metrics (getMetricsAsJSON()), for one scrape; fails after 5 s without all answers. */
   private scrapeWorkers(): Promise<object[][]> {
-    const id = this.nextScrape++;
+    return this.ask(
+      this.workers.map((_, i) => i),
+      (id) => ({ type: 'metrics', id }),
+      5000,
+    ) as Promise<object[][]>;
+  }
+
+  /**
+   * Puts the question `message(id)` to the workers `targets` and resolves with their answers, in the order they
+   * came; with `timeoutMs`, rejects when not all came in that long.
+   */
+  private ask(targets: number[], message: (id: number) => ToWorker, timeoutMs?: number): Promise<unknown[]> {
+    if (targets.length === 0) return Promise.resolve([]);
+    const id = this.nextQuestion++;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.scrapes.delete(id);
-        reject(new Error('a proxy worker did not answer within 5 s'));
-      }, 5000);
-      this.scrapes.set(id, {
+      const timer =
+        timeoutMs === undefined
+          ? null
+          : setTimeout(() => {
+              this.questions.delete(id);
+              reject(new Error(`a proxy worker did not answer within ${timeoutMs / 1000} s`));
+            }, timeoutMs);
+      this.questions.set(id, {
         answers: [],
-        done: (all) => {
-          clearTimeout(timer);
-          resolve(all);
+        expected: targets.length,
+        done: (answers) => {
+          if (timer !== null) clearTimeout(timer);
+          resolve(answers);
         },
       });
-      for (const worker of this.workers) worker.postMessage({ type: 'metrics', id } satisfies ToWorker);
+      for (const target of targets) this.workers[target]!.postMessage(message(id));
     });
+  }
+
+  private answered(id: number, answer: unknown): void {
+    const question = this.questions.get(id);
+    if (question === undefined) return;
+    question.answers.push(answer);
+    if (question.answers.length < question.expected) return;
+    this.questions.delete(id);
+    question.done(question.answers);
   }
 
   /** Where /metrics is served (metrics_listen), or null. */
@@ -285,8 +291,7 @@ export class WorkerGroup {
     loadClientTls(plan.config.clientTls); // the workers would each fail on unreadable TLS files: fail here first
     this.config = plan.config;
     for (const worker of this.workers) worker.postMessage({ type: 'config', config: plan.config } satisfies ToWorker);
-    if (plan.needRestart.length > 0) this.log.warn({ settings: plan.needRestart, config: path }, `RELOAD: ${restartNotice(plan.needRestart)}`);
-    this.log.info({ applied: plan.applied, config: path }, 'RELOAD: config file re-read');
+    logReload(this.log, plan, path);
   }
 
   /** Stops accepting; every worker lets its clients finish for `graceMs`, then closes them. */
