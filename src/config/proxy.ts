@@ -91,7 +91,7 @@ export const proxyConfigSchema = z.strictObject({
   /**
    * Threads that serve clients, each with its own event loop and share of the connections, so that the proxy uses
    * more than one core (PgBouncer uses one). Pool limits hold for the whole proxy. Needs native_io. "auto": one per
-   * CPU (at most 8), or 1 where more cannot be used (max_db_connections, native_io: false).
+   * CPU (at most 8), or 1 where more cannot be used (native_io: false).
    */
   workers: z
     .union([z.literal('auto'), z.number().int().min(1).max(64)], expecting('a whole number of threads from 1 to 64, or "auto"'))
@@ -281,16 +281,15 @@ function workerThreads(parsed: z.output<typeof proxyConfigSchema>): number {
 
 function unsupportedWithWorkers(parsed: z.output<typeof proxyConfigSchema>): string[] {
   const unsupported: string[] = [];
-  if (parsed.max_db_connections > 0 || Object.values(parsed.databases ?? {}).some((d) => (d?.max_db_connections ?? 0) > 0)) unsupported.push('max_db_connections');
   if (!parsed.native_io) unsupported.push('native_io: false');
   return unsupported;
 }
 
-/** What does not work with more than one worker thread yet: named, with the way out. */
+/** What does not work with more than one worker thread: named, with the way out. */
 function checkWorkers(parsed: z.output<typeof proxyConfigSchema>, source: string): void {
   const unsupported = unsupportedWithWorkers(parsed);
   if (unsupported.length > 0) {
-    throw new PgwardenError('CONFIG_INVALID', `${source} is invalid: workers: ${parsed.workers} cannot be combined with ${unsupported.join(', ')} yet: set workers: 1 or leave those out`);
+    throw new PgwardenError('CONFIG_INVALID', `${source} is invalid: workers: ${parsed.workers} cannot be combined with ${unsupported.join(', ')} (workers hand connections between threads through the native module): set workers: 1 or leave those out`);
   }
 }
 

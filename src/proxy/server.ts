@@ -38,10 +38,25 @@ export interface WorkerLink {
   /** Where the proxy listens (the main thread does). */
   readonly address: { host: string; port: number };
   readonly roAddress: { host: string; port: number } | null;
-  /** The count of pool `name`'s server connections over every worker. */
+  /**
+   * The count of pool `name`'s server connections over every worker, or with databaseBudgetName() those of a
+   * database under max_db_connections.
+   */
   budget(name: string): ConnectionBudget;
   /** A cancel request for a client that is not in this worker. */
   cancelElsewhere(pid: number, secretKey: number): void;
+}
+
+/**
+ * The budget name of a database's max_db_connections count: NUL cannot be in a database or user name, so it never
+ * equals a pool's ("dbname/user", "dbname/user/ro").
+ */
+function databaseBudgetName(limitKey: string): string {
+  return `\0db/${limitKey}`;
+}
+
+function databaseKeyOf(name: string): string | null {
+  return name.startsWith('\0db/') ? name.slice(4) : null;
 }
 
 export class ProxyServer implements ClientHost {
@@ -172,6 +187,18 @@ export class ProxyServer implements ClientHost {
     return this.pools;
   }
 
+  /** With workers: another worker lacks room in the pool or database `name` (a budget's name); true if one closed. */
+  shedIdle(name: string): boolean {
+    return this.pools.get(name)?.shedIdle() ?? this.databaseLimits.get(databaseKeyOf(name) ?? '')?.shedIdle() ?? false;
+  }
+
+  /** With workers: room in the pool or database `name` was given back: its waiting clients may get a connection. */
+  wake(name: string): void {
+    const pool = this.pools.get(name);
+    if (pool !== undefined) pool.wake();
+    else this.databaseLimits.get(databaseKeyOf(name) ?? '')?.connectionClosed();
+  }
+
   /**
    * Runs with `config` from now on (RELOAD): new clients see the new auth, TLS and limits; existing pools take the
    * new size, timeouts and secrets. Connected clients are left alone. Settings that need a restart must already
@@ -279,7 +306,7 @@ export class ProxyServer implements ClientHost {
         const limitKey = `${dbname}/${role}`;
         databaseLimit = this.databaseLimits.get(limitKey);
         if (databaseLimit === undefined) {
-          databaseLimit = new DatabaseLimit(maxDbConnections);
+          databaseLimit = new DatabaseLimit(maxDbConnections, this.options.worker?.budget(databaseBudgetName(limitKey)));
           this.databaseLimits.set(limitKey, databaseLimit);
         }
       }

@@ -196,6 +196,53 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await stopGroup(group);
   });
 
+  it('max_db_connections holds for the whole proxy, and room in the database moves to the worker whose clients wait', async () => {
+    await direct.query('CREATE DATABASE w_dblimit');
+    await direct.query("CREATE ROLE w_other LOGIN PASSWORD 'w_other_pw'");
+    await writeFile(path.join(base, 'userlist-dblimit.txt'), `"${user}" "${password}"\n"w_other" "w_other_pw"\n`);
+    const group = await startGroup({ auth_file: 'userlist-dblimit.txt', default_pool_size: 4, max_db_connections: 2 });
+    const as = (name: string, pw: string): pg.Client => {
+      const c = new pg.Client({ host: '127.0.0.1', port: group.address.port, user: name, password: pw, database: 'w_dblimit' });
+      c.on('error', () => undefined);
+      return c;
+    };
+    // In this order: worker 0 gets the superuser's clients, worker 1 w_other's. Each worker's first login opens a
+    // server connection (the server's parameters): the database's two are taken, one per worker and pool.
+    const cs = [as(user, password), as('w_other', 'w_other_pw'), as(user, password), as('w_other', 'w_other_pw')];
+    for (const c of cs) await c.connect();
+    const [a1, b1, a2, b2] = cs as [pg.Client, pg.Client, pg.Client, pg.Client];
+    assert.deepEqual(group.clientsPerWorker(), [2, 2]);
+    assert.equal(await backends('w_dblimit'), 2);
+    await sleep(300); // worker 0's connection has been idle a while
+
+    // Two transactions of worker 1 at once: worker 0's idle connection (another pool) is closed to make room.
+    await b1.query('BEGIN');
+    const t0 = Date.now();
+    await b2.query('BEGIN');
+    assert.ok(Date.now() - t0 < 3000, `worker 1 got the database's second connection in ${Date.now() - t0} ms`);
+    assert.equal(await backends('w_dblimit'), 2, 'still at most max_db_connections');
+    await Promise.all([b1.query('COMMIT'), b2.query('COMMIT')]);
+
+    // Both workers, both pools, all at once: every client served, never more than max_db_connections backends.
+    const { max, result } = await watchBackends(
+      'w_dblimit',
+      Promise.all(
+        cs.map(async (c, i) => {
+          let right = 0;
+          for (let k = 0; k < 15; k++) {
+            const r = await c.query('SELECT $1::int * 1000 + $2::int AS v, pg_sleep(0.002)', [i, k]);
+            if (r.rows[0].v === i * 1000 + k) right++;
+          }
+          return right;
+        }),
+      ),
+    );
+    assert.deepEqual(result, [15, 15, 15, 15], 'every client got its own answers');
+    assert.ok(max <= 2, `at most max_db_connections server connections over both workers and pools, saw ${max}`);
+    await Promise.all([a1, b1, a2, b2].map((c) => c.end()));
+    await stopGroup(group);
+  });
+
   it('RELOAD (SIGHUP) gives every worker the new pool size', async () => {
     await direct.query('CREATE DATABASE w_reload');
     const group = await startGroup({ default_pool_size: 1 }, 'reload.yml');

@@ -70,8 +70,8 @@ describe('proxy config', () => {
     const parse = (raw: Record<string, unknown>) => parseProxyConfig({ auth_type: 'trust', ...raw }, { source: 'proxy.yml', baseDir: '/' });
     assert.equal(parse({}).workers, 'auto');
     assert.equal(parse({}).workerThreads, Math.min(AUTO_WORKERS_MAX, availableParallelism()), 'auto: one per CPU');
-    assert.equal(parse({ max_db_connections: 5 }).workerThreads, 1, 'auto: one where more cannot be used');
-    assert.equal(parse({ native_io: false }).workerThreads, 1);
+    assert.equal(parse({ native_io: false }).workerThreads, 1, 'auto: one where more cannot be used');
+    assert.equal(parse({ max_db_connections: 5 }).workerThreads, Math.min(AUTO_WORKERS_MAX, availableParallelism()), 'max_db_connections is counted across workers');
     assert.equal(parse({ workers: 4 }).workerThreads, 4);
     assert.throws(() => parse({ workers: 'many' }), /workers[^\n]*"auto"/);
     assert.throws(() => parse({ workers: 0 }), /workers/);
@@ -79,11 +79,10 @@ describe('proxy config', () => {
     assert.throws(() => parse({ workers: 1.5 }), /workers/);
     const refused = (raw: Record<string, unknown>, named: RegExp) =>
       assert.throws(() => parse({ workers: 2, ...raw }), (e: unknown) => e instanceof PgwardenError && /workers: 2 cannot be combined with/.test(e.message) && named.test(e.message) && /set workers: 1/.test(e.message));
-    refused({ max_db_connections: 5 }, /max_db_connections/);
-    refused({ databases: { app: { max_db_connections: 5 } } }, /max_db_connections/);
     refused({ native_io: false }, /native_io/);
-    // With one worker, all of them are fine; metrics_listen is fine with any number.
+    // With one worker, all of them are fine; max_db_connections and metrics_listen are fine with any number.
     assert.equal(parse({ workers: 1, native_io: false, max_db_connections: 5 }).workers, 1);
+    assert.equal(parse({ workers: 2, databases: { app: { max_db_connections: 5 } } }).workerThreads, 2);
     assert.equal(parse({ workers: 2, metrics_listen: '127.0.0.1:0', etcd: { endpoints: ['http://127.0.0.1:2379'], cluster: 'c' } }).workers, 2);
   });
 });

@@ -85,15 +85,19 @@ export interface ConnectionBudget {
   readonly othersStarving: boolean;
 }
 
-/** The pool's connections; with a budget, each one leaving the set gives its unit back. */
+/** The pool's connections; with budgets (workers), each one leaving the set gives its units back. */
 class ConnectionSet extends Set<ServerConn> {
-  constructor(private readonly budget: ConnectionBudget | undefined) {
+  constructor(
+    private readonly budget: ConnectionBudget | undefined,
+    private readonly databaseLimit: DatabaseLimit | undefined,
+  ) {
     super();
   }
 
   override delete(conn: ServerConn): boolean {
     if (!super.delete(conn)) return false;
     this.budget?.give();
+    this.databaseLimit?.giveBack();
     return true;
   }
 }
@@ -111,12 +115,21 @@ export interface PoolStats {
  * at the limit with clients waiting closes an idle connection of another pool of the database to make room
  * (PgBouncer waits for server_idle_timeout instead; a waiting client should not pay for someone else's idle
  * connection), and every connection that closes lets the waiting pools try again.
+ *
+ * With worker threads the count is a ConnectionBudget over all of them: every connection of the database's pools
+ * holds one unit, taken before it opens and given back when it leaves its pool (ConnectionSet). A pool finding no
+ * room once it closed what it could here asks the other workers, which close idle connections of the database.
  */
 export class DatabaseLimit {
   private readonly pools = new Set<ServerPool>();
+  /** Pools of this worker with clients waiting for room in the database (with a budget). */
+  private readonly lackingPools = new Set<ServerPool>();
   private wakeQueued = false;
 
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    private readonly budget?: ConnectionBudget,
+  ) {}
 
   join(pool: ServerPool): void {
     this.pools.add(pool);
@@ -124,19 +137,55 @@ export class DatabaseLimit {
 
   leave(pool: ServerPool): void {
     this.pools.delete(pool);
+    this.satisfied(pool);
   }
 
-  /** Server connections of the database, opening ones included. */
+  /** Server connections of the database, opening ones included (with workers: in every worker). */
   get total(): number {
+    if (this.budget !== undefined) return this.budget.count;
     let n = 0;
     for (const pool of this.pools) n += pool.stats.total;
     return n;
   }
 
-  /** True when `pool` may open one more connection, after closing another pool's idle one if need be. */
+  /** Takes room for one connection without closing any: a unit of the budget with workers; false at the limit. */
+  take(): boolean {
+    if (this.max === 0) return true;
+    return this.budget === undefined ? this.total < this.max : this.budget.tryTake(this.max);
+  }
+
+  /** Room taken by take() or makeRoom() for a connection that did not join its pool, or one that left it. */
+  giveBack(): void {
+    if (this.max !== 0) this.budget?.give();
+  }
+
+  /**
+   * Takes room for one more connection of `pool`, after closing another pool's idle one if need be. With workers,
+   * failing that, `pool` is counted as lacking room and the other workers are asked to close idle connections.
+   */
   makeRoom(pool: ServerPool): boolean {
-    if (this.max === 0 || this.total < this.max) return true;
-    for (const other of this.pools) if (other !== pool && other.closeOneIdle()) return true;
+    if (this.take()) return true;
+    for (const other of this.pools) if (other !== pool && other.closeOneIdle() && this.take()) return true;
+    if (this.budget !== undefined) {
+      this.lackingPools.add(pool);
+      this.budget.lacking(false);
+    }
+    return false;
+  }
+
+  /** `pool` has no more clients waiting: the other workers stop closing connections for this one once none has. */
+  satisfied(pool: ServerPool): void {
+    if (this.lackingPools.delete(pool) && this.lackingPools.size === 0) this.budget?.satisfied();
+  }
+
+  /** The database lacks room in another worker: idle connections of its pools here are better closed after a moment. */
+  get othersLacking(): boolean {
+    return this.budget?.othersLacking === true;
+  }
+
+  /** Another worker asks for room: closes one connection idle a while (ServerPool.shedIdle) in one of the pools. */
+  shedIdle(): boolean {
+    for (const pool of this.pools) if (pool.shedIdle()) return true;
     return false;
   }
 
@@ -174,7 +223,7 @@ export class ServerPool {
   constructor(private readonly options: ServerPoolOptions) {
     this.role = options.role ?? 'rw';
     this.budget = options.budget;
-    this.all = new ConnectionSet(this.budget);
+    this.all = new ConnectionSet(this.budget, options.databaseLimit);
     this.timer = setInterval(() => this.housekeeping(), 250);
     this.timer.unref();
     options.topology.on('change', this.onTopologyChange);
@@ -329,9 +378,17 @@ export class ServerPool {
       waiter.onServerAcquired(conn);
       return;
     }
+    const limit = this.options.databaseLimit;
+    if (limit?.othersLacking === true) {
+      // Another worker's clients wait for room in the database: given back now, as an idle one is closed for a pool
+      // of this worker (DatabaseLimit.makeRoom).
+      this.all.delete(conn);
+      conn.close();
+      return;
+    }
     this.idle.push(conn);
     // Another pool of the database may be waiting for room this idle connection can make.
-    this.options.databaseLimit?.connectionClosed();
+    limit?.connectionClosed();
   }
 
   /** Closes a connection that cannot be reused (mid-transaction, broken). */
@@ -459,9 +516,10 @@ export class ServerPool {
     return this.budget === undefined ? 0 : Math.max(1, Math.floor(this.limit() / this.budget.workers));
   }
 
-  /** Room taken for a connection that was not opened after all. */
+  /** Room taken (takeRoom, and the database's) for a connection that was not opened after all. */
   private returnRoom(): void {
     this.budget?.give();
+    this.options.databaseLimit?.giveBack();
   }
 
   /** Clients wait and the budget has no room: the other workers learn it (and close idle connections). */
@@ -472,6 +530,7 @@ export class ServerPool {
   }
 
   private noLongerLacking(): void {
+    this.options.databaseLimit?.satisfied(this);
     if (!this.lacking) return;
     this.lacking = false;
     this.budget!.satisfied();
@@ -527,14 +586,15 @@ export class ServerPool {
     const deadline = this.options.queryWaitTimeoutMs > 0 ? Date.now() + this.options.queryWaitTimeoutMs : Infinity;
     for (;;) {
       try {
-        // max_db_connections holds for this first connection too: the client's login waits, as in PgBouncer.
-        if (this.options.databaseLimit?.makeRoom(this) === false) {
-          throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `max_db_connections (${this.options.databaseLimit.max}) reached for database "${this.options.database}"`);
-        }
         // Alone, a pool needs no room for its first connection; with workers the others may hold all of it (retried).
         if (this.budget !== undefined && !this.takeRoom(this.limit())) {
           this.lackRoom();
           throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `pool "${this.options.database}/${this.options.user}" is full in the other workers`);
+        }
+        // max_db_connections holds for this first connection too: the client's login waits, as in PgBouncer.
+        if (this.options.databaseLimit?.makeRoom(this) === false) {
+          this.budget?.give();
+          throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `max_db_connections (${this.options.databaseLimit.max}) reached for database "${this.options.database}"`);
         }
         if (this.waiters.length === 0) this.noLongerLacking();
         return await this.open();
@@ -564,7 +624,7 @@ export class ServerPool {
         return;
       }
       if (!(this.options.databaseLimit?.makeRoom(this) ?? true)) {
-        this.returnRoom();
+        this.budget?.give();
         break;
       }
       this.open().then(
@@ -601,7 +661,7 @@ export class ServerPool {
     const idleTimeout = this.options.serverIdleTimeoutMs;
     let closed = false;
     // With workers: connections idle here a while go back to the budget for a worker whose clients wait.
-    const shedIdle = this.budget?.othersLacking === true;
+    const shedIdle = this.budget?.othersLacking === true || this.options.databaseLimit?.othersLacking === true;
     for (let i = this.idle.length - 1; i >= 0; i--) {
       const conn = this.idle[i];
       // server_idle_timeout keeps min_pool_size connections (as PgBouncer); server_lifetime renews them all.
@@ -622,7 +682,11 @@ export class ServerPool {
   /** min_pool_size: opens spare connections (within the database's limit) while there is a target. */
   private fillToMinimum(minSize: number): void {
     if (minSize === 0 || this.closed || this.retryTimer !== null || this.targets().length === 0) return;
-    while (this.roomInDatabase() && this.takeRoom(minSize)) {
+    while (this.takeRoom(minSize)) {
+      if (!(this.options.databaseLimit?.take() ?? true)) {
+        this.budget?.give();
+        break;
+      }
       const before = this.all.size;
       this.open().then(
         (conn) => this.release(conn),

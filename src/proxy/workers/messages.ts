@@ -19,9 +19,9 @@ export type ToWorker =
   | { type: 'accept'; fd: number; role: 'rw' | 'ro' }
   /** A cancel request another worker received for a client it does not have. */
   | { type: 'cancel'; pid: number; secretKey: number }
-  /** Pool `name` starves in another worker: close one idle connection of it, if any. */
+  /** Pool `name` (or a database under max_db_connections) starves in another worker: close one idle connection of it, if any. */
   | { type: 'shed'; name: string }
-  /** Room in pool `name` was given back by another worker: waiting clients may get a connection now. */
+  /** Room in pool (or database) `name` was given back by another worker: waiting clients may get a connection now. */
   | { type: 'wake'; name: string }
   /**
    * etcd mode: the main thread's topology changed (`changed`), or was only loaded again: a worker's copy must know

@@ -148,10 +148,10 @@ port.on('message', (message: ToWorker) => {
       proxy.cancelHere(message.pid, message.secretKey);
       break;
     case 'shed':
-      proxy.serverPools().get(message.name)?.shedIdle();
+      proxy.shedIdle(message.name);
       break;
     case 'wake':
-      proxy.serverPools().get(message.name)?.wake();
+      proxy.wake(message.name);
       break;
     case 'topology':
       mirror?.apply(message.snapshot, message.changed);
