@@ -23,8 +23,21 @@ const { values } = parseArgs({
     /** `proxy`: the client writes through the proxy's rw port instead of asking the agents for /primary. */
     via: { type: 'string', default: 'api' },
     keep: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(`npm run bench:failover -- [options]
+  The write unavailability window after PostgreSQL is killed, after a host crash, and during a switchover, on a
+  local 3-node cluster; median and max per fault, and acknowledged writes lost.
+  --rounds N     rounds of each fault (default 5)
+  --async        asynchronous replication (default synchronous)
+  --via W        api (default): the client asks the agents' GET /primary; proxy: it writes through the proxy
+  --keep         leave the cluster's directory in place
+`);
+  process.exit(0);
+}
 const rounds = Math.max(1, Number(values.rounds));
 const synchronous = !values.async;
 if (values.via !== 'api' && values.via !== 'proxy') throw new Error(`--via must be "api" or "proxy", got "${values.via}"`);

@@ -41,8 +41,27 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     /** Set everything up, print where it listens, and wait for Ctrl-C instead of running pgbench (for profiling by hand). */
     hold: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
   },
 });
+
+if (values.help) {
+  process.stdout.write(`npm run bench:proxy -- [options]
+  pgbench select-only (-S -c 50 -j 2) and TPC-B-like (-c 20 -j 2) against PostgreSQL directly, PgBouncer and the
+  pgwarden proxy (transaction mode, pool 20), targets interleaved in each round; then idle-client memory.
+  --seconds N        length of each pgbench run (default 15)
+  --rounds N         rounds; the figures are medians over them (default 3)
+  --workloads LIST   select-only,tpcb-like (default both)
+  --idle-clients N   idle clients opened to each pooler for the memory figure (default 10000; 0: skip)
+  --workers N        also run the proxy with N worker threads, as target pgwarden-<N>w (default 1; 0: not)
+  --node-io          also run the proxy with native_io: false, as target pgwarden-node
+  --pgbouncer PATH   the PgBouncer binary (default /usr/sbin/pgbouncer)
+  --cpu-prof DIR     write a V8 CPU profile of the proxy to DIR when it exits
+  --perf-map         let \`perf record -p <pid>\` name the proxy's JavaScript frames
+  --hold             set everything up, print ports and pids, and wait for Ctrl-C (profiling by hand)
+`);
+  process.exit(0);
+}
 const seconds = Math.max(1, Number(values.seconds));
 const rounds = Math.max(1, Number(values.rounds));
 const idleClients = Math.max(0, Number(values['idle-clients']));
