@@ -8,7 +8,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs } from './args.js';
 import { LocalCluster } from '../src/up/local-cluster.js';
 import { PrimaryWriter, sleep } from '../test/helpers/writer.js';
 
@@ -16,7 +16,7 @@ type Fault = 'postgres crash' | 'host crash' | 'switchover';
 const FAULTS: Fault[] = ['postgres crash', 'host crash', 'switchover'];
 const TARGET_MS: Record<Fault, number> = { 'postgres crash': 3000, 'host crash': 6000, switchover: 2000 };
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs('bench:failover', {
   options: {
     rounds: { type: 'string', default: '5' },
     async: { type: 'boolean', default: false },

@@ -15,7 +15,8 @@ import { tmpdir } from 'node:os';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { parseArgs, promisify } from 'node:util';
+import { promisify } from 'node:util';
+import { parseBenchArgs } from './args.js';
 import { type ScramKeys, ScramClientSession } from '../src/proxy/auth/scram.js';
 import { runAsIdentity } from '../src/postgres/run.js';
 import { cleanupServers, makePgTempDir, makeTestServer, PG_BIN_DIR, psql, tcpConfig, testCredentials, waitFor } from '../test/helpers/pg.js';
@@ -23,7 +24,7 @@ import { freePort } from '../test/helpers/ports.js';
 
 const run = promisify(execFile);
 
-const { values } = parseArgs({
+const { values } = parseBenchArgs('bench:proxy', {
   options: {
     seconds: { type: 'string', default: '15' },
     rounds: { type: 'string', default: '3' },
