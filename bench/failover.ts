@@ -23,6 +23,8 @@ const { values } = parseBenchArgs('bench:failover', {
     /** `proxy`: the client writes through the proxy's rw port instead of asking the agents for /primary. */
     via: { type: 'string', default: 'api' },
     keep: { type: 'boolean', default: false },
+    /** The local cluster's proxy: its `workers` setting (default: the proxy's own default, auto). */
+    'proxy-workers': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -31,10 +33,11 @@ if (values.help) {
   process.stdout.write(`npm run bench:failover -- [options]
   The write unavailability window after PostgreSQL is killed, after a host crash, and during a switchover, on a
   local 3-node cluster; median and max per fault, and acknowledged writes lost.
-  --rounds N     rounds of each fault (default 5)
-  --async        asynchronous replication (default synchronous)
-  --via W        api (default): the client asks the agents' GET /primary; proxy: it writes through the proxy
-  --keep         leave the cluster's directory in place
+  --rounds N          rounds of each fault (default 5)
+  --async             asynchronous replication (default synchronous)
+  --via W             api (default): the client asks the agents' GET /primary; proxy: it writes through the proxy
+  --keep              leave the cluster's directory in place
+  --proxy-workers N   the proxy's worker threads (default: its own default, one per CPU)
 `);
   process.exit(0);
 }
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
     cluster: 'bench',
     log: (l) => log(`  ${l}`),
     dynamic: { synchronous_mode: synchronous },
+    ...(values['proxy-workers'] === undefined ? {} : { proxyWorkers: Number(values['proxy-workers']) }),
   });
   const results: Record<Fault, { windows: number[]; lost: number }> = {
     'postgres crash': { windows: [], lost: 0 },
