@@ -50,8 +50,8 @@ async function stopGroup(group: WorkerGroup): Promise<void> {
   await group.stop(100);
 }
 
-function client(group: WorkerGroup, database: string): pg.Client {
-  const c = new pg.Client({ host: '127.0.0.1', port: group.address.port, user, password, database });
+function client(group: WorkerGroup, database: string, extra: pg.ClientConfig = {}): pg.Client {
+  const c = new pg.Client({ host: '127.0.0.1', port: group.address.port, user, password, database, ...extra });
   c.on('error', () => undefined);
   return c;
 }
@@ -201,14 +201,10 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await direct.query("CREATE ROLE w_other LOGIN PASSWORD 'w_other_pw'");
     await writeFile(path.join(base, 'userlist-dblimit.txt'), `"${user}" "${password}"\n"w_other" "w_other_pw"\n`);
     const group = await startGroup({ auth_file: 'userlist-dblimit.txt', default_pool_size: 4, max_db_connections: 2 });
-    const as = (name: string, pw: string): pg.Client => {
-      const c = new pg.Client({ host: '127.0.0.1', port: group.address.port, user: name, password: pw, database: 'w_dblimit' });
-      c.on('error', () => undefined);
-      return c;
-    };
+    const other = { user: 'w_other', password: 'w_other_pw' };
     // In this order: worker 0 gets the superuser's clients, worker 1 w_other's. Each worker's first login opens a
     // server connection (the server's parameters): the database's two are taken, one per worker and pool.
-    const cs = [as(user, password), as('w_other', 'w_other_pw'), as(user, password), as('w_other', 'w_other_pw')];
+    const cs = [client(group, 'w_dblimit'), client(group, 'w_dblimit', other), client(group, 'w_dblimit'), client(group, 'w_dblimit', other)];
     for (const c of cs) await c.connect();
     const [a1, b1, a2, b2] = cs as [pg.Client, pg.Client, pg.Client, pg.Client];
     assert.deepEqual(group.clientsPerWorker(), [2, 2]);
