@@ -236,6 +236,11 @@ export class Agent implements ApiBackend {
       clock,
     );
     this.logDecision(decision);
+    // The REST API answers from lastStatus, and peers probe it the moment this cycle's actions free the leader key:
+    // it must already say what was just observed. (A primary whose PostgreSQL had crashed still answered "running
+    // primary" until the end of the cycle that released its key, and a replica probing it in that gap stood back for
+    // a whole loop_wait: bench:failover's postgres-crash window was 0.45 s or 1.45 s depending on that race.)
+    this.lastStatus = this.buildStatus(pgObs, decision, view, config);
 
     // While the actions run (a restart in place may take longer than ttl) the keeper holds the lease for us.
     this.loopAliveUntil = Number.POSITIVE_INFINITY;

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import YAML from 'yaml';
 import { LocalCluster } from '../../src/up/local-cluster.js';
-import type { ClusterView } from '../../src/ha/types.js';
+import { parsePeerStatus } from '../../src/ha/peers.js';
+import type { ClusterView, PeerProbe } from '../../src/ha/types.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../helpers/ports.js';
 import { TcpRelay } from '../helpers/relay.js';
@@ -116,9 +117,21 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     w.start();
     await sleep(500);
     const old = await leaderName();
+    // What the old primary's API says the moment its leader key goes: the replicas probe it then, before an election.
+    // (The key is refreshed through its lease, not rewritten: its first event after the kill is the release.)
+    const seen: { killed: boolean; answer: Promise<PeerProbe> | null } = { killed: false, answer: null };
+    const watch = await lc.dcs().watch((key) => {
+      if (!seen.killed || seen.answer !== null || !(key === 'leader' || key.endsWith('/leader'))) return;
+      seen.answer = fetch(`${lc.apiUrl(old)}/patroni`).then(async (r) => parsePeerStatus((await r.json()) as Record<string, unknown>));
+    });
     const t = w.now();
+    seen.killed = true;
     lc.killPostgres(old, 'SIGKILL');
     const view = await waitPrimaryIs((n) => n !== old, 20_000);
+    await watch.close();
+    assert.ok(seen.answer !== null, 'the leader key changed');
+    const said = await seen.answer;
+    assert.notDeepEqual({ role: said.role, healthy: said.healthy }, { role: 'primary', healthy: true }, "once its key is released, the crashed primary's API no longer says it runs as primary");
     const fresh = view.leader!.name;
     assert.ok(await w.waitForAckAfter(t, 10_000), 'writes resume on the new primary');
     await w.stop();
