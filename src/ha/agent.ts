@@ -240,7 +240,8 @@ export class Agent implements ApiBackend {
     // it must already say what was just observed. (A primary whose PostgreSQL had crashed still answered "running
     // primary" until the end of the cycle that released its key, and a replica probing it in that gap stood back for
     // a whole loop_wait: bench:failover's postgres-crash window was 0.45 s or 1.45 s depending on that race.)
-    this.lastStatus = this.buildStatus(pgObs, decision, view, config);
+    const observed = this.buildStatus(pgObs, decision, view, config);
+    this.lastStatus = observed;
 
     // While the actions run (a restart in place may take longer than ttl) the keeper holds the lease for us.
     this.loopAliveUntil = Number.POSITIVE_INFINITY;
@@ -248,7 +249,7 @@ export class Agent implements ApiBackend {
     if (reachable && decision.actions.some((a) => LONG_ACTIONS.has(a.type))) {
       // Say what is about to happen before a step that can take minutes (`pgwarden list` shows "cloning"), and
       // let the primary see this member so it creates its replication slot.
-      await this.dcs.publishMember(this.buildStatus(pgObs, decision, view, config)).catch(() => undefined);
+      await this.dcs.publishMember(observed).catch(() => undefined);
     }
     for (const action of decision.actions) {
       this.metricsRegistry.actions.inc({ action: action.type });
