@@ -5,7 +5,8 @@
  * (0: not run). Workloads: pgbench select-only
  * (-S -c 50 -j 2) and the default TPC-B-like (-c 20 -j 2). Both poolers run in transaction mode with a pool of
  * 20 and SCRAM client auth from the same userlist (the role's SCRAM verifier, so both use pass-through keys to
- * reach PostgreSQL). Targets are interleaved within each round so that machine noise hits all of them alike.
+ * reach PostgreSQL). Targets are interleaved within each round so that machine noise hits all of them alike: each
+ * pooler runs twice per round in mirrored order, and its figure for the round is the mean of the two (rounds.ts).
  * Then opens N idle authenticated clients to each pooler and prints the resident memory each one costs.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -17,6 +18,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { parseBenchArgs } from './args.js';
+import { meanOfRuns, median, roundOrder } from './rounds.js';
 import { type ScramKeys, ScramClientSession } from '../src/proxy/auth/scram.js';
 import { runAsIdentity } from '../src/postgres/run.js';
 import { cleanupServers, makePgTempDir, makeTestServer, PG_BIN_DIR, psql, tcpConfig, testCredentials, waitFor } from '../test/helpers/pg.js';
@@ -49,7 +51,8 @@ const { values } = parseBenchArgs('bench:proxy', {
 if (values.help) {
   process.stdout.write(`npm run bench:proxy -- [options]
   pgbench select-only (-S -c 50 -j 2) and TPC-B-like (-c 20 -j 2) against PostgreSQL directly, PgBouncer and the
-  pgwarden proxy (transaction mode, pool 20), targets interleaved in each round; then idle-client memory.
+  pgwarden proxy (transaction mode, pool 20); then idle-client memory. In each round PostgreSQL directly runs once
+  and every pooler twice, in mirrored order (A B C C B A); a pooler's figure for the round is the mean of its two.
   --seconds N        length of each pgbench run (default 15)
   --rounds N         rounds; the figures are medians over them (default 3)
   --workloads LIST   select-only,tpcb-like (default both)
@@ -95,12 +98,6 @@ const TARGETS: TargetName[] = ['direct', 'pgbouncer', ...OURS];
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** Processes this bench started, ended by PID at exit whatever happens. */
@@ -486,11 +483,10 @@ async function main(): Promise<void> {
     const results = new Map<string, PgbenchResult[]>();
     for (let round = 1; round <= rounds; round++) {
       for (const workload of workloads) {
-        // The poolers' order turns with each round, so that a drift of the machine's speed within a round does not
-        // favour the one that always runs first.
+        // Each pooler twice, mirrored (see rounds.ts): one figure per target and round, the mean of its runs.
+        const runs = new Map<TargetName, PgbenchResult[]>();
         const poolers = TARGETS.filter((t) => t !== 'direct');
-        const turned = poolers.map((_, i) => poolers[(i + round - 1) % poolers.length]!);
-        for (const target of ['direct' as const, ...turned]) {
+        for (const target of roundOrder(['direct'], poolers, round)) {
           const poolerPid = target === 'direct' ? null : (poolerPids[target] ?? null);
           for (const sql of workload.prepare) await psql(tcpConfig(postgres, 'postgres', password), sql);
           const r = await pgbench(ports[target], password, workload.args, poolerPid, postmaster);
@@ -498,8 +494,11 @@ async function main(): Promise<void> {
           log(
             `  round ${round}/${rounds} ${pad(workload.name, 11)} ${pad(target, 13)} tps ${r.tps.toFixed(0)}  latency ${r.latencyMs.toFixed(3)} ms  µs/tx: pgbench ${r.pgbenchCpuUsPerTx.toFixed(1)}  postgres ${r.postgresCpuUsPerTx.toFixed(1)}${cpu}  idle ${r.idleUsPerTx.toFixed(1)}`,
           );
+          runs.set(target, [...(runs.get(target) ?? []), r]);
+        }
+        for (const [target, rs] of runs) {
           const key = `${workload.name}/${target}`;
-          results.set(key, [...(results.get(key) ?? []), r]);
+          results.set(key, [...(results.get(key) ?? []), meanOfRuns(rs)]);
         }
       }
     }
@@ -512,7 +511,9 @@ async function main(): Promise<void> {
     }
 
     const lines: string[] = [];
-    lines.push(`pgbench, ${seconds} s per run, ${rounds} round(s), median; pools: ${POOL_SIZE} server connections, transaction mode`);
+    lines.push(
+      `pgbench, ${seconds} s per run, ${rounds} round(s), median; each pooler twice per round (mirrored order), its round the mean of both; pools: ${POOL_SIZE} server connections, transaction mode`,
+    );
     lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
     lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
     for (const workload of workloads) {
