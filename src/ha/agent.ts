@@ -275,7 +275,8 @@ export class Agent implements ApiBackend {
 
     const after = decision.actions.length > 0 ? await this.pg.observe() : pgObs;
     this.lastPg = after;
-    const status = this.buildStatus(after, decision, view, config);
+    // A cycle without actions changed nothing since `observed` was built from the same inputs.
+    const status = after === pgObs ? observed : this.buildStatus(after, decision, view, config);
     this.lastStatus = status;
     this.updateGauges(status, config);
     if (reachable) {
