@@ -4,10 +4,10 @@ import { describe, it } from 'node:test';
 import { ERROR_CODES, PgwardenError, describeError } from '../../src/errors.js';
 
 describe('error catalogue', () => {
-  const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+  const readme = readFileSync(new URL('../../../docs/errors.md', import.meta.url), 'utf8');
   const table = readme.slice(readme.indexOf('## Error codes'));
 
-  it('every code is documented in the README error table, and the table names no unknown code', () => {
+  it('every code is documented in the error table of docs/errors.md, and the table names no unknown code', () => {
     const documented = [...table.matchAll(/^\| `([A-Z_]+)` \|/gm)].map((m) => m[1]);
     assert.deepEqual([...documented].sort(), Object.keys(ERROR_CODES).sort());
   });
