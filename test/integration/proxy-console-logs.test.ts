@@ -25,6 +25,7 @@ import { ProxyMetricsServer, createProxyMetricsRegistry } from '../../src/proxy/
 import { ProxyServer } from '../../src/proxy/server.js';
 import { type LocalCaFiles, ensureLocalCa } from '../../src/proxy/tls.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
+import { WorkerGroup } from '../../src/proxy/workers/group.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 
 const TIME = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/;
@@ -45,6 +46,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
   let adminConsole: AdminConsole;
   let metrics: ProxyMetricsServer;
   let ca: LocalCaFiles;
+  let base: string;
   const logLines: Record<string, unknown>[] = [];
   let logText = '';
 
@@ -92,7 +94,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
   const logged = (msg: string): Record<string, unknown>[] => logLines.filter((l) => l.msg === msg);
 
   before(async () => {
-    const base = await makePgTempDir('pgwarden-proxy-console-logs-');
+    base = await makePgTempDir('pgwarden-proxy-console-logs-');
     primary = await makeTestServer('primary', base, credentials);
     replica = await makeTestServer('replica', base, credentials);
     await Promise.all([primary.bootstrap(), replica.bootstrap()]);
@@ -283,5 +285,58 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
     assert.match(String(summaries()[0].msg), /^suppressed \d+ similar messages \(failed logins\)$/);
     assert.equal(metricValue(await scrape(), 'pgwarden_proxy_failed_logins_total{reason="wrong_password"}'), counted + N, 'every one counted');
     assert.ok(!logText.includes(WRONG_PASSWORD) && !logText.includes(password), 'no password in the log');
+  });
+
+  it('with worker threads, /metrics sums the failed logins of every worker and SHOW CLIENTS lists the times of all', async () => {
+    const config = parseProxyConfig(
+      { listen: '127.0.0.1:0', auth_file: 'userlist.txt', workers: 2, admin_users: [user], metrics_listen: '127.0.0.1:0' },
+      { source: 'test', baseDir: base },
+    );
+    const group = new WorkerGroup({ config, primary: { host: '127.0.0.1', port: primary.port }, replicas: [], logger: pino({ level: 'silent' }), logLevel: 'silent' });
+    await group.start();
+    const open: pg.Client[] = [];
+    try {
+      const login = async (pw: string): Promise<void> => {
+        const c = new pg.Client({ host: '127.0.0.1', port: group.address.port, user, password: pw, database: 'postgres' });
+        c.on('error', () => undefined);
+        if (pw === password) {
+          await c.connect();
+          open.push(c);
+        } else {
+          await assert.rejects(c.connect());
+        }
+      };
+      const settled = (want: number[]): Promise<true> =>
+        waitFor(`clients per worker ${want.join(',')}`, async () => JSON.stringify(group.clientsPerWorker()) === JSON.stringify(want) || undefined, 5000);
+      // New connections go to the worker with the fewest clients: a held client steers the failures to each in turn.
+      await login(password);
+      await settled([1, 0]);
+      await login(WRONG_PASSWORD); // worker 1
+      await settled([1, 0]);
+      await login(password);
+      await settled([1, 1]);
+      await login(WRONG_PASSWORD); // worker 0 (a tie goes to the first)
+      await settled([1, 1]);
+      const res = await fetch(`http://127.0.0.1:${group.metricsAddress!.port}/metrics`);
+      const text = await res.text();
+      assert.equal(metricValue(text, 'pgwarden_proxy_failed_logins_total{reason="wrong_password"}'), 2, 'one failure in each worker, summed');
+      assert.equal(metricValue(text, 'pgwarden_proxy_protocol_errors_total'), 0);
+      const adminClient = new pg.Client({ host: '127.0.0.1', port: group.address.port, user, password, database: 'pgbouncer' });
+      await adminClient.connect();
+      try {
+        const rows = (await adminClient.query('SHOW CLIENTS')).rows as Record<string, unknown>[];
+        const apps = rows.filter((r) => r.database === 'postgres');
+        assert.equal(apps.length, 2, JSON.stringify(rows));
+        for (const r of apps) {
+          assert.match(String(r.connect_time), TIME);
+          assert.match(String(r.request_time), TIME);
+        }
+      } finally {
+        await adminClient.end();
+      }
+    } finally {
+      for (const c of open) await c.end();
+      await group.stop(100);
+    }
   });
 });
