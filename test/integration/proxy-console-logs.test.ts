@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { chown, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -18,6 +18,7 @@ import type { TLSSocket } from 'node:tls';
 import pg from 'pg';
 import pino from 'pino';
 import { parseProxyConfig } from '../../src/config/proxy.js';
+import { runAsIdentity } from '../../src/postgres/run.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { type AdminConsole, attachAdminConsole } from '../../src/proxy/admin/console.js';
 import { LOG_LINES_PER_SECOND } from '../../src/proxy/client-failures.js';
@@ -95,11 +96,14 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
 
   before(async () => {
     base = await makePgTempDir('pgwarden-proxy-console-logs-');
-    primary = await makeTestServer('primary', base, credentials);
+    ca = await ensureLocalCa(path.join(base, 'tls'));
+    const owner = runAsIdentity('postgres');
+    if (owner) for (const file of [ca.dir, ca.serverCert, ca.serverKey]) await chown(file, owner.uid, owner.gid);
+    // The primary speaks TLS (server_tls_sslmode prefer uses it), the replica stand-in does not.
+    primary = await makeTestServer('primary', base, credentials, { parameters: { ssl: 'on', ssl_cert_file: ca.serverCert, ssl_key_file: ca.serverKey } });
     replica = await makeTestServer('replica', base, credentials);
     await Promise.all([primary.bootstrap(), replica.bootstrap()]);
     await writeFile(path.join(base, 'userlist.txt'), `"${user}" "${password}"\n`);
-    ca = await ensureLocalCa(path.join(base, 'tls'));
     const config = parseProxyConfig(
       {
         listen: '127.0.0.1:0',
@@ -111,6 +115,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
         metrics_listen: '127.0.0.1:0',
         client_tls_cert_file: ca.serverCert,
         client_tls_key_file: ca.serverKey,
+        server_tls_sslmode: 'prefer',
       },
       { source: 'test', baseDir: base },
     );
@@ -181,21 +186,39 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
     }
   });
 
-  it('SHOW SERVERS gives connect_time, request_time and an empty tls for plaintext server connections', async () => {
+  it('SHOW SERVERS gives connect_time, request_time, and tls as PostgreSQL sees it (empty for plaintext)', async () => {
     const c = client('postgres');
     await c.connect();
     const startedFrom = Math.floor(Date.now() / 1000) * 1000;
     await c.query('select 1');
     await c.end();
-    const rows = (await show('SERVERS')).filter((r) => Number(r.port) === primary.port);
-    assert.ok(rows.length > 0, 'a server connection to the primary');
+    const ro = new pg.Client({ host: '127.0.0.1', port: proxy.roAddress!.port, user, password, database: 'postgres' });
+    await ro.connect();
+    await ro.query('select 1');
+    await ro.end();
+    const rows = await show('SERVERS');
+    const toPrimary = rows.filter((r) => Number(r.port) === primary.port);
+    const toReplica = rows.filter((r) => Number(r.port) === replica.port);
+    assert.ok(toPrimary.length > 0 && toReplica.length > 0, JSON.stringify(rows));
     for (const row of rows) {
       assert.match(String(row.connect_time), TIME);
       assert.match(String(row.request_time), TIME);
       assert.ok(parseTime(String(row.request_time)) >= parseTime(String(row.connect_time)));
-      assert.equal(row.tls, '');
     }
-    assert.ok(rows.some((r) => parseTime(String(r.request_time)) >= startedFrom), 'the connection that ran the query has it as request_time');
+    assert.ok(toPrimary.some((r) => parseTime(String(r.request_time)) >= startedFrom), 'the connection that ran the query has it as request_time');
+    // The primary's own view of each of those backends: pg_stat_ssl's version and cipher.
+    const direct = new pg.Client({ host: '127.0.0.1', port: primary.port, user, password, database: 'postgres' });
+    await direct.connect();
+    try {
+      for (const row of toPrimary) {
+        const ssl = (await direct.query('select version, cipher from pg_stat_ssl where pid = $1', [Number(row.remote_pid)])).rows[0] as { version: string; cipher: string } | undefined;
+        assert.ok(ssl?.version, `backend ${row.remote_pid} uses TLS`);
+        assert.match(String(row.tls), new RegExp(`^${ssl.version.replace('.', '\\.')}/${ssl.cipher}(/ECDH=[A-Za-z0-9_-]+)?$`));
+      }
+    } finally {
+      await direct.end();
+    }
+    for (const row of toReplica) assert.equal(row.tls, '', 'plaintext: empty tls');
   });
 
   it('SHOW DATABASES shows for <db>@ro the server the read-only pool really connects to', async () => {
