@@ -232,10 +232,32 @@ with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 et
   program
     .command('proxy')
     .description('run the connection pooler in the foreground (follows the cluster when the config has etcd:, else a fixed primary like PgBouncer)')
-    .requiredOption('-c, --config <file>', "the proxy's YAML file (listen, pool_mode, auth_file, ...)")
-    .option('--primary <host:port>', 'the PostgreSQL server rw connections go to (overrides primary in the file)')
-    .option('--replica <host:port>', 'a replica (repeatable; read-only routing comes later)', collect, [])
-    .action(async (opts: { config: string; primary?: string; replica: string[] }) => (await import('../proxy/run.js')).runProxy(opts));
+    .option('-c, --config <file>', "the proxy's YAML file (listen, pool_mode, auth_file, etcd, ...); every setting, RELOAD and SIGHUP")
+    .option('--primary <host:port>', 'the PostgreSQL server read-write connections go to (overrides primary in the file)')
+    .option('--replica <host:port>', 'a replica for the read-only listener (repeatable; overrides replicas in the file)', collect, [])
+    .option('--auth-file <file>', 'without --config: the userlist clients log in with, PgBouncer\'s format ("user" "password-or-SCRAM-secret" lines)')
+    .option('--listen <host:port>', 'without --config: where clients connect (default 127.0.0.1:6432)')
+    .option('--listen-ro <host:port>', 'without --config: the read-only listener, balanced over the replicas (default with --replica: the --listen port + 1)')
+    .addOption(new Option('--pool-mode <mode>', 'without --config: transaction (default) or session').choices(['transaction', 'session']))
+    .option('--admin-user <user>', 'without --config: a user allowed on the admin console (database pgwarden or pgbouncer; repeatable)', collect, [])
+    .addHelpText(
+      'after',
+      `
+Two ways to run it:
+  pgwarden proxy --config proxy.yml
+      every setting from the file (see the README); with etcd: in it the proxy follows the cluster's primary
+      and replicas. RELOAD on the admin console and SIGHUP re-read the file.
+  pgwarden proxy --primary 10.0.0.1:5432 [--replica 10.0.0.2:5432 …] --auth-file userlist.txt
+      no file needed: clients connect to --listen (127.0.0.1:6432) and reach the primary, any database name
+      passing through (PgBouncer's "* = host=… port=…"); with --replica a read-only listener (--listen-ro,
+      default the next port, 6433) balances over the replicas. Clients authenticate with SCRAM-SHA-256 against the users in --auth-file (trust is never a
+      default). Everything else has the config file's defaults (pool size 20, max_client_conn 1000, ...);
+      RELOAD and SIGHUP need --config.`,
+    )
+    .action(
+      async (opts: { config?: string; primary?: string; replica: string[]; authFile?: string; listen?: string; listenRo?: string; poolMode?: 'transaction' | 'session'; adminUser: string[] }) =>
+        (await import('../proxy/run.js')).runProxy(opts),
+    );
 
   // Started by the agent itself (see src/ha/deadman.ts); not for people, so not listed in --help.
   program

@@ -56,6 +56,11 @@ export interface ClientHost {
   /** Transaction mode: `client` was just pinned to its server connection because of `reasons` (for the log). */
   onPin?(client: ProxyClient, reasons: string): void;
   cancel(pid: number, secretKey: number): void;
+  /**
+   * `client` is being closed for `error` (failed logins and protocol violations are logged and counted there);
+   * `fromInput`: the error came from handling what the client sent.
+   */
+  clientFailed?(client: ProxyClient, error: PgProtocolError, fromInput: boolean): void;
 }
 
 type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
@@ -73,6 +78,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   state: State = 'startup';
   /** The client talks TLS: `socket` is then the TLSSocket over the accepted TCP socket. */
   encrypted = false;
+  /** When the connection was accepted (ms since the epoch), for SHOW CLIENTS' connect_time. */
+  readonly connectedAt = clock.wallNow();
+  /** clock.now() when its last request (first message after a ReadyForQuery) started; 0: none yet. */
+  requestStartedAt = 0;
 
   private readonly framer: MessageFramer;
   private readonly writer = new MessageWriter(1024);
@@ -214,7 +223,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         if (this.lost === null && this.state === 'ready') this.forward();
       } else this.handshake();
     } catch (e) {
-      this.fail(e);
+      this.fail(e, true);
     }
   }
 
@@ -435,6 +444,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         if (server.queryStartedAt === 0) {
           const now = clock.now();
           server.queryStartedAt = now;
+          server.requestStartedAt = now;
+          this.requestStartedAt = now;
           if (server.xactStartedAt === 0) server.xactStartedAt = now;
         }
         let inject = false;
@@ -785,10 +796,19 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.server?.cancel();
   }
 
-  /** Sends the error (FATAL for protocol errors) and closes this client only. */
-  fail(e: unknown): void {
+  /** A secret was found for the user this client names (false before the lookup, or for an unknown user). */
+  get userKnown(): boolean {
+    return this.secret !== null;
+  }
+
+  /**
+   * Sends the error (FATAL for protocol errors) and closes this client only. `fromInput`: raised while handling
+   * what the client sent (pump), which tells protocol violations from timeouts and limits.
+   */
+  fail(e: unknown, fromInput = false): void {
     if (this.state === 'closed') return;
     const error = isPgProtocolError(e) ? e : new PgProtocolError('XX000', `internal proxy error: ${(e as Error).message}`);
+    this.host.clientFailed?.(this, error, fromInput);
     if (this.socket.writable) this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
     this.close();
   }

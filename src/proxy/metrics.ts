@@ -22,7 +22,7 @@ export interface ProxyMetricsOptions {
   console: AdminConsole;
   topology: Topology;
   /** The pools' counters and connections. */
-  proxy: Pick<ProxyServer, 'poolCounters' | 'serverPools'>;
+  proxy: Pick<ProxyServer, 'poolCounters' | 'serverPools' | 'clientFailures'>;
 }
 
 type Labels = Record<string, string>;
@@ -141,6 +141,14 @@ export function createProxyMetricsRegistry(options: ProxyMetricsOptions): Regist
   registerCollected(registry, 'pgwarden_proxy_pinned_clients', 'Clients pinned to their server connection now by session state (transaction mode: advisory locks, LISTEN, session SET, SQL PREPARE, WITH HOLD cursors, temporary tables)', 'gauge', () =>
     [...proxy.poolCounters()].map(([key, c]) => ({ labels: poolLabels(key), value: c.pinnedClients })),
   );
+
+  // Counted per thread where the client was served; with workers the sums are the proxy's.
+  registerCollected(registry, 'pgwarden_proxy_failed_logins_total', 'Client logins refused, by reason (wrong_password, unknown_user, unknown_database, not_allowed, unsupported, too_many_clients, server_unavailable, other)', 'counter', () =>
+    [...proxy.clientFailures.failedLogins].map(([reason, value]) => ({ labels: { reason }, value })),
+  );
+  registerCollected(registry, 'pgwarden_proxy_protocol_errors_total', 'Client connections closed for a protocol violation (malformed, oversized or out-of-order messages)', 'counter', () => [
+    { labels: {}, value: proxy.clientFailures.protocolErrors },
+  ]);
 
   // The rest is the same in every worker: combined, the largest value is the proxy's.
   new Gauge({

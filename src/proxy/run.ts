@@ -1,6 +1,7 @@
 /**
- * `pgwarden proxy --config proxy.yml [--primary host:port] [--replica host:port …]`: the pooler in the
- * foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
+ * `pgwarden proxy --config proxy.yml [--primary host:port] [--replica host:port …]`, or without a file
+ * `pgwarden proxy --primary host:port [--replica host:port …] --auth-file userlist.txt [--listen …]`: the pooler
+ * in the foreground until SIGTERM/SIGINT, which stop accepting, let running transactions finish briefly, and exit.
  * SIGHUP re-reads the config file (as RELOAD on the admin console does).
  * With `etcd:` in the config it follows the cluster (EtcdTopology) and registers itself under `proxies/<id>`;
  * otherwise it is the static-mode pooler. Following etcd, it also probes every member's PostgreSQL
@@ -8,11 +9,11 @@
  */
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import type { ProxyConfig } from '../config/proxy.js';
+import { type ProxyConfig, parseProxyConfig } from '../config/proxy.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { EtcdTopology } from './etcd-topology.js';
 import { loadProxyConfig } from '../config/proxy.js';
-import { parseHostPort } from '../config/schema.js';
+import { formatHostPort, parseHostPort } from '../config/schema.js';
 import { PgwardenError, describeError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { attachAdminConsole } from './admin/console.js';
@@ -25,20 +26,85 @@ import { nativeIoStatus } from './wire/native-wire.js';
 import { WorkerGroup } from './workers/group.js';
 
 export interface RunProxyOptions {
-  config: string;
+  /** The config file; absent: the settings below, each with the file's default. */
+  config?: string;
   primary?: string;
   replica?: string[];
+  /** Without a config file only: the userlist, listen addresses, pool mode and admin console users. */
+  authFile?: string;
+  listen?: string;
+  listenRo?: string;
+  poolMode?: 'transaction' | 'session';
+  adminUser?: string[];
   logLevel?: string;
+}
+
+/** The options that stand for config file settings: given with --config, they would be ignored, so they are refused. */
+const FILE_SETTINGS: readonly [keyof RunProxyOptions, string, string][] = [
+  ['authFile', '--auth-file', 'auth_file'],
+  ['listen', '--listen', 'listen'],
+  ['listenRo', '--listen-ro', 'listen_ro'],
+  ['poolMode', '--pool-mode', 'pool_mode'],
+  ['adminUser', '--admin-user', 'admin_users'],
+];
+
+/**
+ * The running config: the file's, or without one the command line's settings (relative --auth-file against the
+ * current directory). Never trust: without a userlist there is no way in, so --auth-file is required.
+ */
+export function proxyConfigFromOptions(options: RunProxyOptions, cwd = process.cwd()): ProxyConfig {
+  const given = FILE_SETTINGS.filter(([key]) => {
+    const value = options[key];
+    return value !== undefined && !(Array.isArray(value) && value.length === 0);
+  });
+  if (options.config !== undefined) {
+    if (given.length > 0) {
+      const [, flag, setting] = given[0];
+      throw new PgwardenError('CONFIG_INVALID', `${flag} cannot be combined with --config: set ${setting} in ${options.config} instead (or drop --config)`);
+    }
+    return loadProxyConfig(options.config);
+  }
+  if (options.primary === undefined) {
+    throw new PgwardenError('CONFIG_INVALID', 'pgwarden proxy needs --primary host:port (and --auth-file FILE), or --config proxy.yml: see pgwarden proxy --help');
+  }
+  if (options.authFile === undefined) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      'pgwarden proxy without --config needs --auth-file FILE: the users clients log in as, one "user" "password" line each (PgBouncer\'s userlist; a SCRAM secret from pg_authid works too)',
+    );
+  }
+  const listen = options.listen === undefined ? { host: '127.0.0.1', port: 6432 } : endpoint(options.listen, '--listen', true);
+  const replicas = options.replica ?? [];
+  let listenRo: string | undefined;
+  if (options.listenRo !== undefined) {
+    const ro = endpoint(options.listenRo, '--listen-ro', true);
+    listenRo = formatHostPort(ro.host, ro.port);
+  }
+  else if (replicas.length > 0) listenRo = formatHostPort(listen.host, listen.port === 0 ? 0 : listen.port + 1);
+  return parseProxyConfig(
+    {
+      listen: formatHostPort(listen.host, listen.port),
+      ...(listenRo === undefined ? {} : { listen_ro: listenRo }),
+      auth_file: options.authFile,
+      ...(options.poolMode === undefined ? {} : { pool_mode: options.poolMode }),
+      ...(options.adminUser === undefined || options.adminUser.length === 0 ? {} : { admin_users: options.adminUser }),
+    },
+    { source: 'the command line', baseDir: cwd },
+  );
 }
 
 /**
  * The operations side of a running proxy: the admin console (database `pgwarden`/`pgbouncer`) and, when
  * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
  */
-async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string, log: Logger): Promise<() => Promise<void>> {
+async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string | undefined, log: Logger): Promise<() => Promise<void>> {
   const console = attachAdminConsole(proxy, { config, topology, configPath, logger: log });
   // SIGHUP does what RELOAD on the console does, as for PgBouncer; a bad file is logged and changes nothing.
   const onSighup = (): void => {
+    if (configPath === undefined) {
+      log.warn('SIGHUP: nothing to re-read, the proxy was started without --config; its settings are unchanged');
+      return;
+    }
     log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
     try {
       console.reload();
@@ -71,14 +137,14 @@ function withUsableWorkers(config: ProxyConfig, logLevel: string | undefined): P
   return { ...config, workerThreads: 1 };
 }
 
-function endpoint(value: string, flag: string): Endpoint {
-  const parsed = parseHostPort(value);
+function endpoint(value: string, flag: string, allowPortZero = false): Endpoint {
+  const parsed = parseHostPort(value, { allowPortZero });
   if (parsed === null) throw new PgwardenError('CONFIG_INVALID', `${flag} ${JSON.stringify(value)} is invalid: expected host:port, e.g. 127.0.0.1:5432`);
   return parsed;
 }
 
 export async function runProxy(options: RunProxyOptions): Promise<void> {
-  const config = withUsableWorkers(loadProxyConfig(options.config), options.logLevel);
+  const config = withUsableWorkers(proxyConfigFromOptions(options), options.logLevel);
   if (config.etcd !== undefined && options.primary === undefined) return runEtcdProxy(config, options);
   const primary = options.primary !== undefined ? endpoint(options.primary, '--primary') : (config.primary ?? null);
   if (primary === null) {
@@ -116,6 +182,10 @@ async function startWorkerGroup(
   const group = new WorkerGroup({ config, configPath, ...routes, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
   await group.start();
   process.on('SIGHUP', () => {
+    if (configPath === undefined) {
+      log.warn('SIGHUP: nothing to re-read, the proxy was started without --config; its settings are unchanged');
+      return;
+    }
     log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
     try {
       group.reload();

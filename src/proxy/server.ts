@@ -21,6 +21,7 @@ import type { Wire } from './wire/wire.js';
 import { nativeIoStatus } from './wire/native-wire.js';
 import type { ConnectionBudget } from './pool/server-pool.js';
 import type { SharedCounters } from './workers/shared-counters.js';
+import { ClientFailures } from './client-failures.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -86,9 +87,12 @@ export class ProxyServer implements ClientHost {
   readonly nativeIo: boolean;
   /** auth_query for users missing from auth_file, or null. */
   private readonly authQuery: AuthQuery | null;
+  /** Failed logins and protocol violations: logged (rate-limited) and counted for /metrics. */
+  readonly clientFailures: ClientFailures;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.config = options.config;
+    this.clientFailures = new ClientFailures(options.logger);
     this.poolMode = this.config.pool_mode;
     this.authType = this.config.auth_type;
     this.maxMessageLength = this.config.max_message_length;
@@ -266,6 +270,7 @@ export class ProxyServer implements ClientHost {
     for (const pool of this.pools.values()) pool.close();
     this.authQuery?.close();
     for (const socket of this.sockets) socket.destroy();
+    this.clientFailures.close();
   }
 
   // ClientHost ---------------------------------------------------------------------------------------------------
@@ -391,6 +396,14 @@ export class ProxyServer implements ClientHost {
     if (!this.cancelHere(pid, secretKey)) this.options.worker?.cancelElsewhere(pid, secretKey);
   }
 
+  clientFailed(client: ProxyClient, error: PgProtocolError, fromInput: boolean): void {
+    this.clientFailures.record(
+      { user: client.user, database: client.database, loggedIn: client.state === 'ready', userKnown: client.userKnown, remoteAddress: client.socket.remoteAddress, remotePort: client.socket.remotePort },
+      error,
+      fromInput,
+    );
+  }
+
   onPin(client: ProxyClient, reasons: string): void {
     this.options.logger?.info({ client: client.pid, user: client.user, database: client.database, reasons }, 'client pinned to its server connection by session state');
   }
@@ -440,6 +453,7 @@ function readOnlyHost(server: ProxyServer): ClientHost {
     wireClosed: (wire) => server.wireClosed(wire),
     cancel: (pid, secretKey) => server.cancel(pid, secretKey),
     onPin: (client, reasons) => server.onPin(client, reasons),
+    clientFailed: (client, error, fromInput) => server.clientFailed(client, error, fromInput),
   };
 }
 

@@ -7,6 +7,7 @@
  * consoleFor(): the proxy server itself needs no field for it, and a proxy without a console behaves as before.
  */
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { type ProxyConfig, loadProxyConfig, poolModeFor } from '../../config/proxy.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
@@ -16,7 +17,9 @@ import { MessageWriter } from '../protocol/writer.js';
 import type { ProxyClient } from '../client.js';
 import type { PoolWaiter, ServerPool } from '../pool/server-pool.js';
 import type { ProxyServer } from '../server.js';
-import type { Topology } from '../topology.js';
+import type { Endpoint, Topology } from '../topology.js';
+import * as clock from '../clock.js';
+import type { Wire } from '../wire/wire.js';
 import { type AdminCommand, COLUMNS, NUMERIC_COLUMNS, PGBOUNCER_VERSION, PORT_COLUMNS, type ShowSubject, parseAdminCommand, validCommandsHint } from './commands.js';
 import { LOCAL_SUBJECTS, type ShowRow, mergeShowRows } from './merge.js';
 import { type ReloadPlan, planReload } from './reload.js';
@@ -83,6 +86,16 @@ export function attachAdminConsole(proxy: ConsoleProxy, options: AdminConsoleOpt
   return console;
 }
 
+/** A console connection as SHOW CLIENTS lists it. */
+interface ConsoleSessionEntry {
+  user: string;
+  socket: Socket;
+  pid: number;
+  /** ms since the epoch: when it logged in, and when its last command arrived. */
+  connectedAt: number;
+  requestAt: number;
+}
+
 interface Held {
   client: PoolWaiter & { readonly state: string };
   pool: ServerPool;
@@ -105,7 +118,7 @@ export class AdminConsole {
   private readonly pausedDatabases = new Set<string>();
   private held: Held[] = [];
   /** Console connections open now (SHOW CLIENTS and LISTS count them, as PgBouncer does). */
-  readonly sessions = new Set<{ user: string; socket: Socket; pid: number }>();
+  readonly sessions = new Set<ConsoleSessionEntry>();
   private readonly startedAt = Date.now();
   private readonly statsPeriods = new StatsPeriods();
   private statsTimer: NodeJS.Timeout | null = null;
@@ -256,19 +269,28 @@ export class AdminConsole {
         return this.serverRows();
       case 'CLIENTS': {
         const heldPids = new Set(this.held.map((h) => (h.client as unknown as ProxyClient).pid));
+        // connect_time: accepted; request_time: the start of its last request (PgBouncer's: connect_time until one).
         const rows = this.proxy.clientList().map((c) => [
           'C', c.user, c.database, heldPids.has(c.pid) ? 'waiting' : 'active', c.socket.remoteAddress ?? null, c.socket.remotePort ?? null,
-          c.socket.localAddress ?? null, c.socket.localPort ?? null, null, null, 0, 0, 0, ptr(c.pid), c.server === null ? null : ptr(c.server.id), 0, null, '',
+          c.socket.localAddress ?? null, c.socket.localPort ?? null, pgTime(c.connectedAt), pgTime(c.requestStartedAt === 0 ? c.connectedAt : wallTime(c.requestStartedAt)),
+          0, 0, 0, ptr(c.pid), c.server === null ? null : ptr(c.server.id), 0, tlsInfo(c.socket), '',
         ]);
         for (const s of this.sessions) {
-          rows.push(['C', s.user, 'pgbouncer', 'active', s.socket.remoteAddress ?? null, s.socket.remotePort ?? null, s.socket.localAddress ?? null, s.socket.localPort ?? null, null, null, 0, 0, 0, ptr(s.pid), null, 0, null, '']);
+          rows.push(['C', s.user, 'pgbouncer', 'active', s.socket.remoteAddress ?? null, s.socket.remotePort ?? null, s.socket.localAddress ?? null, s.socket.localPort ?? null, pgTime(s.connectedAt), pgTime(s.requestAt), 0, 0, 0, ptr(s.pid), null, 0, tlsInfo(s.socket), '']);
         }
         return rows;
       }
       case 'DATABASES': {
         const current = new Map<string, number>();
         for (const r of this.poolRows()) current.set(r.database, (current.get(r.database) ?? 0) + r.svActive + r.svIdle + r.svLogin);
-        const rows = this.databaseNames().map((db) => [db, primary?.host ?? null, primary?.port ?? null, this.dbnameOf(db), null, cfg.default_pool_size, 0, 0, poolModeFor(cfg, db, null), 0, current.get(db) ?? 0, this.isPaused(db) ? 1 : 0, 0]);
+        const rows = this.databaseNames().map((db) => {
+          // "<db>@ro": the read-only listener's pools, which connect to the replicas (or the primary as fallback).
+          const ro = db.endsWith('@ro') ? this.roServers(db.slice(0, -3)) : null;
+          const name = ro === null ? db : db.slice(0, -3);
+          const host = ro === null ? primary?.host ?? null : ro.host;
+          const port = ro === null ? primary?.port ?? null : ro.port;
+          return [db, host, port, this.dbnameOf(name), null, cfg.default_pool_size, 0, 0, poolModeFor(cfg, name, null), 0, current.get(db) ?? 0, this.isPaused(name) ? 1 : 0, 0];
+        });
         rows.push(['pgbouncer', null, this.proxy.address.port, 'pgbouncer', 'pgbouncer', 2, 0, 0, 'statement', 0, 0, 0, 0]);
         return rows;
       }
@@ -304,7 +326,6 @@ export class AdminConsole {
   private serverRows(): (string | number | null)[][] {
     const linkOf = new Map<number, number>();
     for (const c of this.proxy.clientList()) if (c.server !== null) linkOf.set(c.server.id, c.pid);
-    const now = Date.now();
     const rows: (string | number | null)[][] = [];
     for (const [key, pool] of this.proxy.serverPools()) {
       const { user } = poolDatabaseLabel(key);
@@ -317,7 +338,7 @@ export class AdminConsole {
         const link = linkOf.get(s.id);
         rows.push([
           'S', user, dbname, state, s.endpoint.host, s.endpoint.port, s.socket.localAddress ?? null, s.socket.localPort ?? null,
-          iso(s.createdAt), iso(state === 'idle' ? s.idleSince : now), 0, 0, pool.isCloseNeeded(s) ? 1 : 0, ptr(s.id), link === undefined ? null : ptr(link), s.backendPid, null, '',
+          pgTime(s.createdAt), pgTime(s.requestStartedAt === 0 ? s.createdAt : wallTime(s.requestStartedAt)), 0, 0, pool.isCloseNeeded(s) ? 1 : 0, ptr(s.id), link === undefined ? null : ptr(link), s.backendPid, tlsInfo(s.socket), '',
         ]);
       }
     }
@@ -350,6 +371,24 @@ export class AdminConsole {
       ['conffile', this.options.configPath ?? '', '', 'yes'],
     ];
     return rows.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+
+  /**
+   * Where the read-only pools of `dbname` send transactions now: one server as is; several as a comma-separated
+   * host list (PgBouncer's multi-host form) with their common port, or "host:port,…" and no port when ports differ.
+   */
+  private roServers(dbname: string): { host: string | null; port: number | null } {
+    let targets: readonly Endpoint[] = [];
+    for (const [key, pool] of this.proxy.serverPools()) {
+      const [db, , role] = key.split('/');
+      if (db === dbname && role === 'ro') {
+        targets = pool.targets();
+        break;
+      }
+    }
+    if (targets.length === 0) return { host: null, port: null };
+    if (targets.every((t) => t.port === targets[0].port)) return { host: [...new Set(targets.map((t) => t.host))].join(','), port: targets[0].port };
+    return { host: targets.map((t) => `${t.host}:${t.port}`).join(','), port: null };
   }
 
   private databaseNames(): string[] {
@@ -504,8 +543,31 @@ function nowUs(): number {
   return Number(process.hrtime.bigint() / 1000n);
 }
 
-function iso(ms: number): string {
+/** PgBouncer's timestamp text ("%Y-%m-%d %H:%M:%S %Z"), in UTC as the proxy's console reports TimeZone UTC. */
+export function pgTime(ms: number): string {
   return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+}
+
+/** A clock.now() reading of this thread as ms since the epoch. */
+function wallTime(monotonic: number): number {
+  return clock.wallNow() - (clock.now() - monotonic);
+}
+
+/**
+ * SHOW CLIENTS/SERVERS' tls: PgBouncer's "protocol/cipher" (libusual's tls_get_connection_info), with "/ECDH=curve"
+ * or "/DH=bits" where OpenSSL names the key exchange (EC curves and DH groups; not X25519/X448, nor on the server
+ * side of TLS 1.3); '' for plaintext.
+ */
+export function tlsInfo(socket: Wire | Socket): string {
+  if (!(socket instanceof TLSSocket)) return '';
+  const protocol = socket.getProtocol();
+  const cipher = socket.getCipher() as { name?: string } | undefined;
+  if (protocol === null || cipher?.name === undefined) return '';
+  const key = socket.getEphemeralKeyInfo() as { type?: string; name?: string; size?: number } | null;
+  let kx = '';
+  if (key?.type === 'DH' && key.size !== undefined) kx = `/DH=${key.size}`;
+  else if (key?.type === 'ECDH' && key.name !== undefined && !/^X(25519|448)$/.test(key.name)) kx = `/ECDH=${key.name}`;
+  return `${protocol}/${cipher.name}${kx}`;
 }
 
 function ptr(n: number): string {
@@ -520,6 +582,8 @@ class AdminSession {
   private readonly role: 'admin' | 'stats';
   /** When the statement being answered arrived (its time counts in the console's own stats). */
   private startedAt = 0n;
+  /** This session in the console's list (SHOW CLIENTS), or null when refused. */
+  private entry: ConsoleSessionEntry | null = null;
 
   constructor(
     private readonly console: AdminConsole,
@@ -538,7 +602,8 @@ class AdminSession {
       return;
     }
     this.role = role;
-    const entry = { user, socket, pid };
+    const entry: ConsoleSessionEntry = { user, socket, pid, connectedAt: Date.now(), requestAt: Date.now() };
+    this.entry = entry;
     console.sessions.add(entry);
     socket.once('close', () => console.sessions.delete(entry));
     const w = this.writer;
@@ -572,6 +637,7 @@ class AdminSession {
         own.xactCount++;
         own.bytesReceived += f.end - f.bodyStart + 5;
         this.startedAt = process.hrtime.bigint();
+        if (this.entry !== null) this.entry.requestAt = Date.now();
         this.run(parseAdminCommand(m.decodeQuery(f.buffer, f.bodyStart, f.end)));
       }
     } catch (e) {

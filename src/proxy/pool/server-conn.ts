@@ -105,6 +105,8 @@ export class ServerConn {
   /** clock.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
   queryStartedAt = 0;
   xactStartedAt = 0;
+  /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
+  requestStartedAt = 0;
   private fatal: string | null = null;
   private loginDone = false;
   private readonly onData = (chunk: Buffer): void => this.handleData(chunk, 0, chunk.length);

@@ -28,8 +28,8 @@ import type { WorkerData } from './worker.js';
 
 export interface WorkerGroupOptions {
   config: ProxyConfig;
-  /** The file RELOAD re-reads. */
-  configPath: string;
+  /** The file RELOAD re-reads; absent when started without one (RELOAD then answers an error). */
+  configPath?: string;
   /** Static mode: the fixed primary and replicas. */
   primary?: Endpoint;
   replicas?: Endpoint[];
@@ -287,6 +287,7 @@ export class WorkerGroup {
   /** RELOAD for every worker (SIGHUP): throws, changing nothing, when the file is missing or invalid. */
   reload(): void {
     const path = this.options.configPath;
+    if (path === undefined) throw new PgwardenError('CONFIG_INVALID', 'RELOAD is not available: this proxy was started without a config file');
     const plan = planReload(this.config, loadProxyConfig(path));
     loadClientTls(plan.config.clientTls); // the workers would each fail on unreadable TLS files: fail here first
     this.config = plan.config;

@@ -22,8 +22,8 @@ import type { AdminAnswer, AdminRequest, ToMain, ToWorker } from './messages.js'
 export interface WorkerData {
   index: number;
   config: ProxyConfig;
-  /** The file RELOAD on the console re-reads. */
-  configPath: string;
+  /** The file RELOAD on the console re-reads; absent when started without one. */
+  configPath?: string;
   /** Static mode: the fixed primary and replicas. */
   primary: Endpoint | null;
   replicas: Endpoint[];
