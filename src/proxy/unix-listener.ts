@@ -7,7 +7,7 @@
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import { chmod, chown, lstat, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, stat, unlink } from 'node:fs/promises';
 import { type Server, connect } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -27,6 +27,7 @@ export function unixSocketPath(dir: string, port: number): string {
 export async function listenUnix(server: Server, settings: UnixSocketSettings, port: number, logger?: Logger): Promise<string> {
   const path = unixSocketPath(settings.dir, port);
   const gid = settings.group === null ? null : groupId(settings.group);
+  await checkDirectory(settings.dir);
   await removeStaleSocket(path, logger);
   // The file is made by bind() inside listen(), synchronously: the umask gives it the mode from its first moment,
   // so no client connects through wider permissions before the chmod below.
@@ -45,12 +46,8 @@ export async function listenUnix(server: Server, settings: UnixSocketSettings, p
     ]);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    const fix =
-      code === 'ENOENT'
-        ? 'create the directory or set unix_socket_dir to an existing one'
-        : code === 'EACCES'
-          ? 'give the proxy\'s user write permission on the directory'
-          : 'check unix_socket_dir';
+    // libuv reports a missing directory as EACCES too; checkDirectory() has ruled that out.
+    const fix = code === 'EACCES' ? "give the proxy's user write permission on the directory" : 'check unix_socket_dir';
     throw new PgwardenError('CONFIG_INVALID', `unix_socket_dir: cannot listen on ${path} (${code}): ${fix}`, { cause: e });
   }
   try {
@@ -77,6 +74,22 @@ export async function closeUnix(server: Server, path: string): Promise<void> {
   }
 }
 
+/** unix_socket_dir must exist and be a directory (neither PostgreSQL nor PgBouncer creates it). */
+async function checkDirectory(dir: string): Promise<void> {
+  let isDirectory: boolean;
+  try {
+    isDirectory = (await stat(dir)).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `unix_socket_dir ${dir} cannot be used (${code}): ${code === 'ENOENT' ? 'create the directory or set unix_socket_dir to an existing one' : "check the path and the proxy's permissions"}`,
+      { cause: e },
+    );
+  }
+  if (!isDirectory) throw new PgwardenError('CONFIG_INVALID', `unix_socket_dir ${dir} is not a directory: set unix_socket_dir to a directory`);
+}
+
 /**
  * A socket file at `path` from an earlier run is removed when a connection to it is refused (nobody listens);
  * a live one, or a file that is not a socket, stops the start.
@@ -93,10 +106,11 @@ async function removeStaleSocket(path: string, logger?: Logger): Promise<void> {
     throw new PgwardenError('CONFIG_INVALID', `unix_socket_dir: ${path} exists and is not a socket: remove it or choose another unix_socket_dir`);
   }
   const probe = connect({ path });
-  const answer = await Promise.race([
-    once(probe, 'connect').then(() => 'live' as const),
-    once(probe, 'error').then(([e]) => (e as NodeJS.ErrnoException).code ?? 'error'),
-  ]);
+  // Not events.once: it also rejects on 'error', which here is an answer.
+  const answer = await new Promise<string>((resolve) => {
+    probe.once('connect', () => resolve('live'));
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
   probe.destroy();
   if (answer === 'live') {
     throw new PgwardenError(
