@@ -104,7 +104,7 @@ async function refused(attempt: Promise<unknown>, code: string, message: RegExp 
 /** psql's exit code, stdout and stderr; never throws. */
 async function psql(args: string[], password?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run('/usr/bin/psql', ['-X', '-At', ...args], {
+    const { stdout, stderr } = await run('/usr/bin/psql', ['-X', '-At', '-w', ...args], {
       env: { PATH: process.env.PATH, PGCONNECT_TIMEOUT: '10', ...(password === undefined ? {} : { PGPASSWORD: password }) },
     });
     return { code: 0, stdout, stderr };
@@ -246,7 +246,7 @@ describe('proxy Unix-domain socket (unix_socket_dir)', { timeout: 120_000 }, () 
     const port = group.address.port;
     assert.equal(group.unixSocketPath, path.join(dir, `.s.PGSQL.${port}`));
     // Trust for local: no password; held open together so that both workers get some.
-    const clients = Array.from({ length: 6 }, (_, i) => new pg.Client({ host: dir, port, user: i % 2 === 0 ? 'alice' : 'bob', database: 'postgres' }));
+    const clients = Array.from({ length: 6 }, (_, i) => new pg.Client({ host: dir, port, user: i % 2 === 0 ? 'alice' : 'bob', database: 'postgres', connectionTimeoutMillis: 5000 }));
     await Promise.all(clients.map((c) => c.connect()));
     try {
       const rows = await Promise.all(clients.map((c, i) => c.query('SELECT current_user AS who, $1::int * 2 AS twice', [i])));
@@ -325,7 +325,7 @@ describe('proxy auth_hba_file', { timeout: 120_000 }, () => {
     const trusted = await psql(['-h', dir, '-p', String(port), '-U', 'alice', '-d', 'template1', '-c', 'SELECT current_user']);
     assert.equal(trusted.code, 0, trusted.stderr);
     assert.equal(trusted.stdout.trim(), 'alice');
-    const noPassword = await psql(['-w', '-h', dir, '-p', String(port), '-U', 'mallory', '-d', 'postgres', '-c', 'SELECT 1']);
+    const noPassword = await psql(['-h', dir, '-p', String(port), '-U', 'mallory', '-d', 'postgres', '-c', 'SELECT 1']);
     assert.notEqual(noPassword.code, 0);
     assert.match(noPassword.stderr, /password/);
     const withPassword = await psql(['-h', dir, '-p', String(port), '-U', 'mallory', '-d', 'postgres', '-c', 'SELECT current_user'], ROLES.mallory);
