@@ -273,6 +273,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         { hint: 'This proxy accepts only TLS connections (client_tls_sslmode require): connect with sslmode=require or stronger.' },
       );
     }
+    // auth_hba_file is asked first, as by PostgreSQL: a refused client learns nothing about databases or limits.
+    this.method = authMethodFor(this.host.authType, this.host.hba, {
+      local: this.local,
+      ssl: this.encrypted,
+      address: this.socket.remoteAddress,
+      database: this.database,
+      user: this.user,
+    });
+    if (this.method === 'cert') this.checkCertificateUser();
     try {
       this.settings = clientSettings(frame.params);
     } catch (e) {
@@ -286,14 +295,6 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (this.pool !== null) this.mode = this.pool.poolMode;
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
-    this.method = authMethodFor(this.host.authType, this.host.hba, {
-      local: this.local,
-      ssl: this.encrypted,
-      address: this.socket.remoteAddress,
-      database: this.database,
-      user: this.user,
-    });
-    if (this.method === 'cert') this.checkCertificateUser();
     if (this.method === 'trust' || this.method === 'cert') {
       this.finishAuth(null);
       return;
