@@ -300,6 +300,12 @@ describe('proxy auth_hba_file', { timeout: 120_000 }, () => {
     await refused(login(main.proxy.address.port, 'mallory', ROLES.mallory), '28000', 'pg_hba.conf rejects connection for host "127.0.0.1", user "mallory", database "postgres", no encryption');
   });
 
+  it('the rules are asked before the database: a rejected client learns nothing about which databases exist', async () => {
+    const { proxy } = await startProxy('order', 'host all mallory all reject\nhost all all all scram-sha-256\n', { databases: { postgres: null } });
+    await refused(login(proxy.address.port, 'mallory', ROLES.mallory, { database: 'nope' }), '28000', 'pg_hba.conf rejects connection for host "127.0.0.1", user "mallory", database "nope", no encryption');
+    await refused(login(proxy.address.port, 'bob', ROLES.bob, { database: 'nope' }), '3D000', 'database "nope" does not exist');
+  });
+
   it('no matching line refuses: "no pg_hba.conf entry for host …, no encryption"', async () => {
     // alice has lines only for databases postgres and pgbouncer over TCP.
     await refused(login(main.proxy.address.port, 'alice', ROLES.alice, { database: 'template1' }), '28000', 'no pg_hba.conf entry for host "127.0.0.1", user "alice", database "template1", no encryption');
