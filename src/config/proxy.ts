@@ -10,9 +10,10 @@ import { PgwardenError } from '../errors.js';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { type HostPort, parseHostPort } from './schema.js';
 import { readYamlFile } from './yaml-file.js';
+import { HbaParseError, type HbaRules, parseHba } from '../proxy/auth/hba.js';
 
 export type PoolMode = 'session' | 'transaction';
-export type ProxyAuthType = 'scram-sha-256' | 'md5' | 'trust';
+export type ProxyAuthType = 'scram-sha-256' | 'md5' | 'trust' | 'hba';
 
 const hostPort = z.string(expecting('"host:port", e.g. "127.0.0.1:6432"')).transform((value, ctx): HostPort => {
   const parsed = parseHostPort(value, { allowPortZero: true });
@@ -47,7 +48,25 @@ export const proxyConfigSchema = z.strictObject({
   /** A client idle (nothing sent or owed) longer than this is disconnected; 0: never. */
   client_idle_timeout: seconds(0),
   server_reset_query: z.string(expecting('an SQL statement, e.g. "DISCARD ALL"')).default('DISCARD ALL'),
-  auth_type: z.enum(['scram-sha-256', 'md5', 'trust'], expecting('"scram-sha-256", "md5" or "trust"')).default('scram-sha-256'),
+  /** hba: the method comes from auth_hba_file, line by line (setting auth_hba_file alone implies it). */
+  auth_type: z.enum(['scram-sha-256', 'md5', 'trust', 'hba'], expecting('"scram-sha-256", "md5", "trust" or "hba"')).default('scram-sha-256'),
+  /**
+   * PgBouncer's auth_hba_file: rules in pg_hba.conf's format deciding per connection type, database, user and
+   * address how a client logs in (trust, reject, md5, scram-sha-256, cert); relative to the config file's directory.
+   */
+  auth_hba_file: z.string(expecting('the path of a pg_hba.conf-style file')).min(1).optional(),
+  /**
+   * PgBouncer's unix_socket_dir: also listen on the Unix-domain socket <dir>/.s.PGSQL.<port of listen>, named as
+   * PostgreSQL names it, so that `psql -h <dir>` connects; absent or empty: no Unix socket.
+   */
+  unix_socket_dir: z.string(expecting('a directory, e.g. "/var/run/pgwarden"')).optional(),
+  /** Permissions of the socket file, octal in quotes (PgBouncer's default "0777"): who may connect. */
+  unix_socket_mode: z
+    .string(expecting('an octal mode in quotes, e.g. "0777" or "0770" (unquoted, YAML reads 0777 as the decimal number 777)'))
+    .regex(/^0?[0-7]{3}$/, 'expected an octal mode of three digits with an optional leading 0, e.g. "0777" or "0770"')
+    .default('0777'),
+  /** Group owning the socket file (a name from /etc/group or a numeric gid); absent: the proxy's own group. */
+  unix_socket_group: z.string(expecting('a group name or numeric gid')).min(1).optional(),
   /** Path of the userlist; relative to the config file's directory. Required unless auth_type is trust. */
   auth_file: z.string(expecting('the path of a userlist file')).optional(),
   /** PgBouncer's auth_user: the role the proxy logs in as to run auth_query; its password must be in auth_file. */
@@ -162,7 +181,21 @@ export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
   authQuery: AuthQuerySettings | null;
   /** server_tls_* resolved, or null when the proxy talks plaintext to PostgreSQL. */
   serverTls: ServerTlsFiles | null;
+  /** auth_hba_file's rules (auth_type is then hba), or null. */
+  hba: HbaRules | null;
+  /** unix_socket_* resolved, or null without a Unix-domain socket. */
+  unixSocket: UnixSocketSettings | null;
 };
+
+/** unix_socket_* resolved. */
+export interface UnixSocketSettings {
+  /** Absolute directory of the socket file. */
+  dir: string;
+  /** Permission bits of the socket file. */
+  mode: number;
+  /** unix_socket_group as written (resolved to a gid when the socket is made), or null. */
+  group: string | null;
+}
 
 /** PgBouncer's default auth_query plus pg_shadow's valuntil, so that VALID UNTIL is honoured. */
 export const DEFAULT_AUTH_QUERY = 'SELECT usename, passwd, valuntil FROM pg_catalog.pg_shadow WHERE usename=$1';
@@ -237,6 +270,8 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
   }
   const parsed = parseOrThrow(proxyConfigSchema, contents, options.source);
   const read = options.readFile ?? ((p: string) => readFileSync(p, 'utf8'));
+  const hba = hbaRules(parsed, contents as Record<string, unknown>, options, read);
+  if (hba !== null) parsed.auth_type = 'hba';
   let users = new Map<string, string>();
   let authFilePath: string | null = null;
   if (parsed.auth_file !== undefined) {
@@ -252,6 +287,14 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
       );
     }
     users = parseUserlist(text, `auth_file ${authFilePath}`);
+  } else if (hba !== null) {
+    const asking = hba.rules.find((r) => r.method === 'md5' || r.method === 'scram-sha-256');
+    if (asking !== undefined) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${options.source} is invalid: auth_file is required: auth_hba_file ${asking.where} asks for ${asking.method} passwords; set auth_file to a userlist file ("user" "password" lines)`,
+      );
+    }
   } else if (parsed.auth_type !== 'trust') {
     throw new PgwardenError(
       'CONFIG_INVALID',
@@ -259,15 +302,93 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
     );
   }
   if (parsed.workers !== 'auto' && parsed.workers > 1) checkWorkers(parsed, options.source);
+  const clientTls = clientTlsFiles(parsed, options);
+  if (hba !== null) checkHbaAgainstTls(hba, clientTls, options.source);
   return {
     ...parsed,
     workerThreads: workerThreads(parsed),
     authFilePath,
     users,
-    clientTls: clientTlsFiles(parsed, options),
+    clientTls,
     authQuery: authQuerySettings(parsed, users, options),
     serverTls: serverTlsFiles(parsed, options),
+    hba,
+    unixSocket: unixSocketSettings(parsed, options),
   };
+}
+
+/** auth_hba_file read and parsed (auth_type must then be absent or hba), or null; a bad line names file:line. */
+function hbaRules(parsed: z.output<typeof proxyConfigSchema>, raw: Record<string, unknown>, options: ParseProxyConfigOptions, read: (path: string) => string): HbaRules | null {
+  if (parsed.auth_hba_file === undefined) {
+    if (parsed.auth_type === 'hba') {
+      throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: auth_type hba needs auth_hba_file: set it to a pg_hba.conf-style rules file`);
+    }
+    return null;
+  }
+  if (raw.auth_type !== undefined && raw.auth_type !== 'hba') {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: auth_type ${String(raw.auth_type)} and auth_hba_file cannot be combined (with auth_hba_file each line names its method): remove auth_type or set it to hba`,
+    );
+  }
+  const path = resolve(options.baseDir, parsed.auth_hba_file);
+  let text: string;
+  try {
+    text = read(path);
+  } catch (e) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: auth_hba_file ${path} could not be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): create it with pg_hba.conf lines, e.g. "host all all 127.0.0.1/32 scram-sha-256"`,
+      { cause: e },
+    );
+  }
+  try {
+    return parseHba(text, path, { readFile: read });
+  } catch (e) {
+    if (e instanceof HbaParseError) throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: auth_hba_file ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+/** hostssl lines need TLS for clients; cert lines also client certificates verified against client_tls_ca_file. */
+function checkHbaAgainstTls(hba: HbaRules, clientTls: ClientTlsFiles | null, source: string): void {
+  for (const rule of hba.rules) {
+    if (rule.type === 'hostssl' && clientTls === null) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${source} is invalid: auth_hba_file ${rule.where}: a hostssl line can never match because clients get no TLS: set client_tls_cert_file and client_tls_key_file, or write host`,
+      );
+    }
+    if (rule.method === 'cert' && (clientTls === null || clientTls.caFile === null)) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${source} is invalid: auth_hba_file ${rule.where}: cert needs client certificates verified by a CA: set client_tls_ca_file to the CA that signs them`,
+      );
+    }
+  }
+}
+
+/** The longest socket path Linux accepts (sun_path holds 108 bytes with the final NUL). */
+const MAX_SOCKET_PATH = 107;
+
+function unixSocketSettings(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): UnixSocketSettings | null {
+  const given = parsed.unix_socket_dir;
+  if (given === undefined || given === '') {
+    if (parsed.unix_socket_group !== undefined) {
+      throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: unix_socket_group is set but unix_socket_dir is not: set unix_socket_dir or remove unix_socket_group`);
+    }
+    return null;
+  }
+  const dir = resolve(options.baseDir, given);
+  // The longest name, .s.PGSQL.65535, must fit.
+  const longest = Buffer.byteLength(`${dir}/.s.PGSQL.65535`);
+  if (longest > MAX_SOCKET_PATH) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${options.source} is invalid: unix_socket_dir ${dir} is too long for a socket path (${longest} bytes with /.s.PGSQL.<port>, the system allows ${MAX_SOCKET_PATH}): choose a shorter directory`,
+    );
+  }
+  return { dir, mode: parseInt(parsed.unix_socket_mode, 8), group: parsed.unix_socket_group ?? null };
 }
 
 /** Above this many CPUs, "auto" still starts this many workers: a pooler's share of a big machine. */

@@ -28,11 +28,14 @@ import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
+import { type AuthMethod, type HbaRules, authMethodFor } from './auth/hba.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
   readonly poolMode: 'session' | 'transaction';
-  readonly authType: 'scram-sha-256' | 'md5' | 'trust';
+  /** hba: each login's method comes from `hba` (authMethodFor). */
+  readonly authType: 'scram-sha-256' | 'md5' | 'trust' | 'hba';
+  readonly hba?: HbaRules | null;
   readonly maxMessageLength: number;
   readonly serverResetQuery: string;
   /** Logged-in plain TCP clients move to a NativeWire (native_io and the module is there). */
@@ -89,6 +92,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /** Its pool's mode (pool_mode, or the database's or user's own). */
   private mode: 'session' | 'transaction';
   private scram: ScramServerSession | null = null;
+  /** How this client logs in (auth_type, or its auth_hba_file line). */
+  private method: AuthMethod = 'scram-sha-256';
   private salt: Buffer | null = null;
   /** The secret this client is checked against (auth_file or auth_query). */
   private secret: string | null = null;
@@ -150,6 +155,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   constructor(
     socket: Socket,
     private readonly host: ClientHost,
+    /** Accepted on the Unix-domain socket: a `local` connection (no TLS, no address). */
+    readonly local = false,
   ) {
     this.socket = socket;
     this.framer = new MessageFramer({ startup: true });
@@ -240,7 +247,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const frame = m.decodeStartupFrame(f.buffer, f.bodyStart, f.end);
     if (frame.kind === 'ssl') {
       const tls = this.host.clientTls ?? null;
-      if (tls === null) this.socket.write(m.SSL_REFUSED);
+      // As PostgreSQL: no TLS over the Unix-domain socket.
+      if (tls === null || this.local) this.socket.write(m.SSL_REFUSED);
       else this.startTls(tls);
       return;
     }
@@ -265,7 +273,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       const problem = clientCertificateProblem(this.socket as TLSSocket, tls);
       if (problem !== null) throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, `${problem}: connection refused`);
     }
-    if (!this.encrypted && tls?.sslmode === 'require') {
+    // A Unix-domain socket never leaves the machine: sslmode require is about the network (as PgBouncer).
+    if (!this.encrypted && !this.local && tls?.sslmode === 'require') {
       // PostgreSQL's wording for a hostssl-only pg_hba, which clients and people recognise.
       throw new PgProtocolError(
         SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
@@ -273,6 +282,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         { hint: 'This proxy accepts only TLS connections (client_tls_sslmode require): connect with sslmode=require or stronger.' },
       );
     }
+    // auth_hba_file is asked first, as by PostgreSQL: a refused client learns nothing about databases or limits.
+    this.method = authMethodFor(this.host.authType, this.host.hba, {
+      local: this.local,
+      ssl: this.encrypted,
+      address: this.socket.remoteAddress,
+      database: this.database,
+      user: this.user,
+    });
+    if (this.method === 'cert') this.checkCertificateUser();
     try {
       this.settings = clientSettings(frame.params);
     } catch (e) {
@@ -286,7 +304,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (this.pool !== null) this.mode = this.pool.poolMode;
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
-    if (this.host.authType === 'trust') {
+    if (this.method === 'trust' || this.method === 'cert') {
       this.finishAuth(null);
       return;
     }
@@ -315,10 +333,27 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     );
   }
 
+  /**
+   * auth_hba_file's cert: a client certificate (already verified against client_tls_ca_file in handleStartup)
+   * whose CN is the user, as PostgreSQL's cert method without a user map.
+   */
+  private checkCertificateUser(): void {
+    const peer = this.encrypted ? (this.socket as TLSSocket).getPeerCertificate() : null;
+    if (peer === null || peer.subject === undefined) {
+      throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, 'connection requires a valid client certificate');
+    }
+    const cn = peer.subject.CN;
+    if (cn !== this.user) {
+      throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, `certificate authentication failed for user "${this.user}"`, {
+        detail: `The certificate's common name is ${cn === undefined ? 'missing' : `"${String(cn)}"`}; it must be the user name.`,
+      });
+    }
+  }
+
   /** Asks the client for its password the way its secret allows (md5 clients of SCRAM secrets get SCRAM). */
   private challenge(secret: string | null): void {
     this.secret = secret;
-    if (this.host.authType === 'md5' && (secret === null || !secret.startsWith('SCRAM-SHA-256$'))) {
+    if (this.method === 'md5' && (secret === null || !secret.startsWith('SCRAM-SHA-256$'))) {
       this.salt = md5Salt();
       this.state = 'md5';
       this.socket.write(m.writeAuthenticationMD5Password(this.writer, this.salt).flush());

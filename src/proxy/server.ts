@@ -22,6 +22,8 @@ import { nativeIoStatus } from './wire/native-wire.js';
 import type { ConnectionBudget } from './pool/server-pool.js';
 import type { SharedCounters } from './workers/shared-counters.js';
 import { ClientFailures } from './client-failures.js';
+import type { HbaRules } from './auth/hba.js';
+import { closeUnix, listenUnix } from './unix-listener.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -63,7 +65,9 @@ function databaseKeyOf(name: string): string | null {
 export class ProxyServer implements ClientHost {
   readonly poolMode: 'session' | 'transaction';
   // Not readonly: RELOAD replaces them; clients read them at each use.
-  authType: 'scram-sha-256' | 'md5' | 'trust';
+  authType: 'scram-sha-256' | 'md5' | 'trust' | 'hba';
+  /** auth_hba_file's rules (authType hba), or null. */
+  hba: HbaRules | null;
   maxMessageLength: number;
   serverResetQuery: string;
   clientTls: ClientTls | null;
@@ -72,6 +76,9 @@ export class ProxyServer implements ClientHost {
   /** The read-only listener (listen_ro), or null. */
   private readonly roListener: Server | null;
   private readonly roHost: ClientHost;
+  /** unix_socket_dir's listener (its clients are local connections), or null; and its socket file once listening. */
+  private readonly unixListener: Server | null;
+  private unixPath: string | null = null;
   private readonly pools = new Map<string, ReconnectablePool>();
   /** max_db_connections per "dbname/rw" or "dbname/ro", shared by the pools of that database's users. */
   private readonly databaseLimits = new Map<string, DatabaseLimit>();
@@ -95,6 +102,7 @@ export class ProxyServer implements ClientHost {
     this.clientFailures = new ClientFailures(options.logger);
     this.poolMode = this.config.pool_mode;
     this.authType = this.config.auth_type;
+    this.hba = this.config.hba;
     this.maxMessageLength = this.config.max_message_length;
     this.serverResetQuery = this.config.server_reset_query;
     this.clientTls = loadClientTls(this.config.clientTls);
@@ -119,6 +127,7 @@ export class ProxyServer implements ClientHost {
     this.listener = inWorker ? null : createServer((socket) => this.accept(socket, this));
     this.roHost = readOnlyHost(this);
     this.roListener = inWorker || this.config.listen_ro === undefined ? null : createServer((socket) => this.accept(socket, this.roHost));
+    this.unixListener = inWorker || this.config.unixSocket === null ? null : createServer((socket) => this.accept(socket, this, true));
   }
 
   async start(): Promise<void> {
@@ -137,8 +146,18 @@ export class ProxyServer implements ClientHost {
       }
       this.roListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy ro listener error'));
     }
+    if (this.unixListener !== null) {
+      try {
+        this.unixPath = await listenUnix(this.unixListener, this.config.unixSocket!, this.address.port, this.options.logger);
+      } catch (e) {
+        this.listener.close();
+        this.roListener?.close();
+        throw e;
+      }
+      this.unixListener.on('error', (e) => this.options.logger?.error({ err: e.message }, 'proxy unix socket listener error'));
+    }
     this.startIdleSweep();
-    this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.poolMode, client_tls: this.clientTls?.sslmode ?? 'disable' }, 'proxy listening');
+    this.options.logger?.info({ listen: this.address, listen_ro: this.roAddress, unix_socket: this.unixPath ?? undefined, pool_mode: this.poolMode, client_tls: this.clientTls?.sslmode ?? 'disable' }, 'proxy listening');
     if (this.authType === 'trust') {
       this.options.logger?.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
     }
@@ -153,6 +172,11 @@ export class ProxyServer implements ClientHost {
     if (this.options.worker !== undefined) return this.options.worker.address;
     const a = this.listener!.address() as AddressInfo;
     return { host: a.address, port: a.port };
+  }
+
+  /** The Unix-domain socket file listened on (unix_socket_dir), or null. */
+  get unixSocketPath(): string | null {
+    return this.unixPath;
   }
 
   /** The read-only listener's address, or null without listen_ro. */
@@ -212,6 +236,7 @@ export class ProxyServer implements ClientHost {
     const clientTls = loadClientTls(config.clientTls);
     this.config = config;
     this.authType = config.auth_type;
+    this.hba = config.hba;
     this.maxMessageLength = config.max_message_length;
     this.serverResetQuery = config.server_reset_query;
     this.clientTls = clientTls;
@@ -260,6 +285,7 @@ export class ProxyServer implements ClientHost {
     this.idleSweep = null;
     this.listener?.close();
     this.roListener?.close();
+    if (this.unixListener !== null && this.unixPath !== null) await closeUnix(this.unixListener, this.unixPath);
     const deadline = Date.now() + graceMs;
     for (;;) {
       for (const client of this.clients.values()) if (client.server === null) client.fail(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
@@ -372,8 +398,8 @@ export class ProxyServer implements ClientHost {
   }
 
   /** The main thread of a proxy with workers hands this worker a client connection (workers/worker.ts). */
-  acceptSocket(socket: Socket, role: 'rw' | 'ro'): void {
-    this.accept(socket, role === 'rw' ? this : this.roHost);
+  acceptSocket(socket: Socket, role: 'rw' | 'ro', local = false): void {
+    this.accept(socket, role === 'rw' ? this : this.roHost, local);
   }
 
   /** Whether this server has the client `pid` and cancelled what it runs (a cancel forwarded between workers). */
@@ -408,7 +434,8 @@ export class ProxyServer implements ClientHost {
     this.options.logger?.info({ client: client.pid, user: client.user, database: client.database, reasons }, 'client pinned to its server connection by session state');
   }
 
-  private accept(socket: Socket, host: ClientHost): void {
+  /** `local`: accepted on the Unix-domain socket (auth_hba_file's local lines). */
+  private accept(socket: Socket, host: ClientHost, local = false): void {
     this.sockets.add(socket);
     this.options.worker?.counters.clientOpened();
     socket.on('close', () => this.forgetConnection(socket));
@@ -419,7 +446,7 @@ export class ProxyServer implements ClientHost {
       socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
       return;
     }
-    new ProxyClient(socket, host);
+    new ProxyClient(socket, host, local);
   }
 }
 
@@ -433,6 +460,9 @@ function readOnlyHost(server: ProxyServer): ClientHost {
     // Getters: RELOAD changes these on the server after this host was made.
     get authType() {
       return server.authType;
+    },
+    get hba() {
+      return server.hba;
     },
     get maxMessageLength() {
       return server.maxMessageLength;

@@ -14,13 +14,13 @@ export const RESTART_ONLY_SETTINGS = [
   'listen', 'listen_ro', 'metrics_listen', 'etcd', 'id', 'primary', 'replicas', 'max_replica_lag', 'pool_mode',
   'server_tls_sslmode', 'server_tls_ca_file', 'server_tls_cert_file', 'server_tls_key_file',
   'auth_user', 'auth_query', 'auth_dbname', 'auth_query_cache_ttl', 'max_db_connections', 'user_settings', 'native_io',
-  'workers',
+  'workers', 'unix_socket_dir', 'unix_socket_mode', 'unix_socket_group',
 ] as const;
 
 /** Values derived from restart-only settings (kept with them, never named to the operator). */
-const DERIVED_RESTART_ONLY = ['serverTls', 'authQuery', 'workerThreads'] as const;
+const DERIVED_RESTART_ONLY = ['serverTls', 'authQuery', 'workerThreads', 'unixSocket'] as const;
 /** Values derived from settings that apply live, reported under the setting's own name. */
-const DERIVED_LIVE = new Set(['users', 'authFilePath', 'clientTls']);
+const DERIVED_LIVE = new Set(['users', 'authFilePath', 'clientTls', 'hba']);
 
 export interface ReloadPlan {
   /** The config to run with: the new file, restart-only settings kept at their running values. */
@@ -50,6 +50,8 @@ export function planReload(running: ProxyConfig, next: ProxyConfig): ReloadPlan 
     if (!same(before[key], after[key])) applied.push(key);
   }
   if (!applied.includes('auth_file') && !same(running.users, next.users)) applied.push('auth_file');
+  // The rules file's contents changed under the same name.
+  if (!applied.includes('auth_hba_file') && !same(running.hba, next.hba)) applied.push('auth_hba_file');
   return { config, applied, needRestart };
 }
 

@@ -22,6 +22,7 @@ import { loadClientTls } from '../tls.js';
 import type { ViewTopology } from '../etcd-topology.js';
 import type { Endpoint } from '../topology.js';
 import { duplicateSocket, nativeIoStatus } from '../wire/native-wire.js';
+import { closeUnix, listenUnix } from '../unix-listener.js';
 import type { AdminAnswer, ToMain, ToWorker } from './messages.js';
 import { PoolSlots, sharedCounterBuffer } from './shared-counters.js';
 import type { WorkerData } from './worker.js';
@@ -50,8 +51,14 @@ export class WorkerGroup {
   private readonly roListener: Server | null;
   private readonly buffer = sharedCounterBuffer();
   private readonly slots = new PoolSlots(this.buffer);
-  /** Connections accepted before every worker was ready. */
-  private readonly early: Array<[Socket, 'rw' | 'ro']> = [];
+  /**
+   * unix_socket_dir's listener and its socket file once listening: its connections are handed to workers like
+   * TCP ones (a Unix socket's descriptor duplicates and is adopted by native I/O the same way), marked local.
+   */
+  private readonly unixListener: Server | null;
+  private unixPath: string | null = null;
+  /** Connections accepted before every worker was ready (and whether on the Unix socket). */
+  private readonly early: Array<[Socket, 'rw' | 'ro', boolean]> = [];
   private ready = false;
   private stopping = false;
   /** metrics_listen: /metrics as the sum of the workers' registries. */
@@ -76,6 +83,12 @@ export class WorkerGroup {
     // pauseOnConnect: not a byte is read here, so the worker gets the connection as the client opened it.
     this.listener = createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'rw'));
     this.roListener = this.config.listen_ro === undefined ? null : createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'ro'));
+    this.unixListener = this.config.unixSocket === null ? null : createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, 'rw', true));
+  }
+
+  /** The Unix-domain socket file listened on (unix_socket_dir), or null. */
+  get unixSocketPath(): string | null {
+    return this.unixPath;
   }
 
   get address(): { host: string; port: number } {
@@ -94,7 +107,16 @@ export class WorkerGroup {
     this.options.topology?.on('loaded', this.onTopologyLoaded);
     await listen(this.listener, this.config.listen);
     if (this.roListener !== null && this.config.listen_ro !== undefined) await listen(this.roListener, this.config.listen_ro);
-    for (const server of [this.listener, this.roListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
+    if (this.unixListener !== null) {
+      try {
+        this.unixPath = await listenUnix(this.unixListener, this.config.unixSocket!, this.address.port, this.log);
+      } catch (e) {
+        this.listener.close();
+        this.roListener?.close();
+        throw e;
+      }
+    }
+    for (const server of [this.listener, this.roListener, this.unixListener]) server?.on('error', (e) => this.log.error({ err: e.message }, 'proxy listener error'));
     try {
       await Promise.all(Array.from({ length: this.config.workerThreads }, (_, index) => this.startWorker(index)));
     } catch (e) {
@@ -102,13 +124,13 @@ export class WorkerGroup {
       throw e;
     }
     this.ready = true;
-    for (const [socket, role] of this.early.splice(0)) this.accept(socket, role);
+    for (const [socket, role, local] of this.early.splice(0)) this.accept(socket, role, local);
     if (this.config.metrics_listen !== undefined) {
       this.metricsServer = new ProxyMetricsServer(workerMetrics(() => this.scrapeWorkers()));
       await this.metricsServer.start(this.config.metrics_listen);
       this.log.info({ metrics: `http://${this.config.metrics_listen.host}:${this.metricsServer.address.port}/metrics` }, 'metrics endpoint started');
     }
-    this.log.info({ listen: this.address, listen_ro: this.roAddress, pool_mode: this.config.pool_mode, workers: this.config.workerThreads }, 'proxy listening');
+    this.log.info({ listen: this.address, listen_ro: this.roAddress, unix_socket: this.unixPath ?? undefined, pool_mode: this.config.pool_mode, workers: this.config.workerThreads }, 'proxy listening');
     if (this.config.auth_type === 'trust') {
       this.log.warn('auth_type is trust: every client is let in as the user it names, without a password; use it only on a trusted network');
     }
@@ -186,9 +208,9 @@ export class WorkerGroup {
     for (let i = 0; i < this.workers.length; i++) if (i !== from) this.workers[i]!.postMessage(message);
   }
 
-  private accept(socket: Socket, role: 'rw' | 'ro'): void {
+  private accept(socket: Socket, role: 'rw' | 'ro', local = false): void {
     if (!this.ready) {
-      this.early.push([socket, role]);
+      this.early.push([socket, role, local]);
       return;
     }
     // The flood guard of ProxyServer.accept, before any worker pays for the connection.
@@ -204,7 +226,7 @@ export class WorkerGroup {
       return;
     }
     const worker = this.slots.assignClient(this.workers.length);
-    this.workers[worker]!.postMessage({ type: 'accept', fd, role } satisfies ToWorker);
+    this.workers[worker]!.postMessage({ type: 'accept', fd, role, ...(local ? { local } : {}) } satisfies ToWorker);
   }
 
   private postTopology(changed: boolean): void {
@@ -303,6 +325,7 @@ export class WorkerGroup {
     await this.metricsServer?.stop();
     this.listener.close();
     this.roListener?.close();
+    if (this.unixListener !== null && this.unixPath !== null) await closeUnix(this.unixListener, this.unixPath);
     for (const [socket] of this.early.splice(0)) socket.destroy();
     await Promise.all(
       this.workers.map(async (worker) => {

@@ -15,8 +15,11 @@ export interface AdminAnswer {
 }
 
 export type ToWorker =
-  /** A client connection accepted on the rw or ro listener: the worker opens `fd` as its own socket. */
-  | { type: 'accept'; fd: number; role: 'rw' | 'ro' }
+  /**
+   * A client connection accepted on the rw or ro listener: the worker opens `fd` as its own socket. `local`: it
+   * came in on the Unix-domain socket (unix_socket_dir).
+   */
+  | { type: 'accept'; fd: number; role: 'rw' | 'ro'; local?: boolean }
   /** A cancel request another worker received for a client it does not have. */
   | { type: 'cancel'; pid: number; secretKey: number }
   /** Pool `name` (or a database under max_db_connections) starves in another worker: close one idle connection of it, if any. */

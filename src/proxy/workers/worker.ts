@@ -141,7 +141,7 @@ port.on('message', (message: ToWorker) => {
         counters.clientClosed();
         return;
       }
-      proxy.acceptSocket(socket, message.role);
+      proxy.acceptSocket(socket, message.role, message.local === true);
       break;
     }
     case 'cancel':
