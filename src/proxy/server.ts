@@ -424,7 +424,7 @@ export class ProxyServer implements ClientHost {
 
   clientFailed(client: ProxyClient, error: PgProtocolError, fromInput: boolean): void {
     this.clientFailures.record(
-      { user: client.user, database: client.database, loggedIn: client.state === 'ready', userKnown: client.userKnown, remoteAddress: client.socket.remoteAddress, remotePort: client.socket.remotePort },
+      { user: client.user, database: client.database, loggedIn: client.state === 'ready', userKnown: client.userKnown, remoteAddress: client.local ? '[local]' : client.socket.remoteAddress, remotePort: client.local ? undefined : client.socket.remotePort },
       error,
       fromInput,
     );

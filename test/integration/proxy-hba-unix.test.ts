@@ -186,6 +186,15 @@ describe('proxy Unix-domain socket (unix_socket_dir)', { timeout: 120_000 }, () 
       assert.equal(mine[0]!.local, true);
       if (proxy.nativeIo) assert.ok(mine[0]!.socket instanceof NativeWire, 'NativeWire adopted the Unix socket');
       assert.deepEqual((await client.query('SELECT repeat($1, 100000) AS big', ['x'])).rows[0].big.length, 100000);
+      // SHOW CLIENTS lists it as PgBouncer does a Unix-socket client: addr "unix", port the one it listens on.
+      const admin = new pg.Client({ host: '127.0.0.1', port: proxy.address.port, user: 'alice', password: ROLES.alice, database: 'pgbouncer' });
+      await admin.connect();
+      try {
+        const rows = (await admin.query('SHOW CLIENTS')).rows.filter((r) => r.user === 'bob');
+        assert.deepEqual(rows.map((r) => [r.addr, Number(r.port)]), [['unix', proxy.address.port]]);
+      } finally {
+        await admin.end();
+      }
     } finally {
       await client.end();
     }

@@ -271,7 +271,7 @@ export class AdminConsole {
         const heldPids = new Set(this.held.map((h) => (h.client as unknown as ProxyClient).pid));
         // connect_time: accepted; request_time: the start of its last request (PgBouncer's: connect_time until one).
         const rows = this.proxy.clientList().map((c) => [
-          'C', c.user, c.database, heldPids.has(c.pid) ? 'waiting' : 'active', c.socket.remoteAddress ?? null, c.socket.remotePort ?? null,
+          'C', c.user, c.database, heldPids.has(c.pid) ? 'waiting' : 'active', ...clientAddress(c, this.proxy.address.port),
           c.socket.localAddress ?? null, c.socket.localPort ?? null, pgTime(c.connectedAt), pgTime(c.requestStartedAt === 0 ? c.connectedAt : wallTime(c.requestStartedAt)),
           0, 0, 0, ptr(c.pid), c.server === null ? null : ptr(c.server.id), 0, tlsInfo(c.socket), '',
         ]);
@@ -716,4 +716,10 @@ class AdminSession {
     own.xactTimeUs += us;
     if (this.socket.writable) this.socket.write(out);
   }
+}
+
+/** SHOW CLIENTS' addr and port: PgBouncer shows a Unix-socket client as `unix` with the port it listens on. */
+function clientAddress(c: ProxyClient, listenPort: number): [string | null, number | null] {
+  if (c.local) return ['unix', listenPort];
+  return [c.socket.remoteAddress ?? null, c.socket.remotePort ?? null];
 }
