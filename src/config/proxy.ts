@@ -46,6 +46,11 @@ export const proxyConfigSchema = z.strictObject({
   idle_transaction_timeout: seconds(0),
   /** A client idle (nothing sent or owed) longer than this is disconnected; 0: never. */
   client_idle_timeout: seconds(0),
+  /**
+   * PgBouncer's client_login_timeout: a client that has not finished its startup and authentication this many
+   * seconds after it connected is disconnected (PostgreSQL's authentication_timeout, also 60 s); 0: never.
+   */
+  client_login_timeout: seconds(60),
   server_reset_query: z.string(expecting('an SQL statement, e.g. "DISCARD ALL"')).default('DISCARD ALL'),
   auth_type: z.enum(['scram-sha-256', 'md5', 'trust'], expecting('"scram-sha-256", "md5" or "trust"')).default('scram-sha-256'),
   /** Path of the userlist; relative to the config file's directory. Required unless auth_type is trust. */

@@ -28,6 +28,7 @@ import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
+import { closeConnection } from './closing.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -821,7 +822,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         this.pool!.discard(server);
       }
     }
-    if (!this.socket.destroyed) this.socket.end();
+    closeConnection(this.socket);
   }
 
   private handleClose(): void {
