@@ -426,11 +426,13 @@ async function main(): Promise<void> {
     }
 
     const lines: string[] = [];
-    lines.push(
-      `pgbench, ${seconds} s per run, ${rounds} round(s), median; each pooler twice per round (mirrored order), its round the mean of both; pools: ${POOL_SIZE} server connections, transaction mode`,
-    );
-    lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
-    lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
+    if (workloads.length > 0) {
+      lines.push(
+        `pgbench, ${seconds} s per run, ${rounds} round(s), median; each pooler twice per round (mirrored order), its round the mean of both; pools: ${POOL_SIZE} server connections, transaction mode`,
+      );
+      lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
+      lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
+    }
     for (const workload of workloads) {
       for (const target of TARGETS) {
         const rs = results.get(`${workload.name}/${target}`) ?? [];
