@@ -361,8 +361,9 @@ export class ProxyServer implements ClientHost {
    * client_login_timeout (read at each sweep, so RELOAD applies): closes clients that have not finished startup and
    * authentication that long after they connected. One that has not sent its startup packet is closed without a
    * word, as PostgreSQL does (there is no protocol conversation yet: it may be a port scanner or a TLS handshake
-   * that stalled); one that has gets PgBouncer's FATAL 08P01 "client_login_timeout", which tells a driver stuck
-   * in authentication why it was dropped. The resolution is the sweep's period.
+   * that stalled); one that has gets PgBouncer's words, "client_login_timeout" (or "client_login_timeout (server
+   * down)" while its first server connection is still being opened) as FATAL 08P01, which tells a driver stuck in
+   * authentication why it was dropped. The resolution is the sweep's period.
    */
   private sweepLogins(): void {
     const timeoutMs = this.config.client_login_timeout * 1000;
@@ -376,7 +377,7 @@ export class ProxyServer implements ClientHost {
       if (client.state === 'closed') continue;
       this.options.logger?.debug({ client: client.socket.remoteAddress, state: client.state, user: client.user || undefined }, 'client_login_timeout: closing a client that did not log in in time');
       if (client.state === 'startup') client.close();
-      else client.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'client_login_timeout'));
+      else client.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, client.state === 'connecting' ? 'client_login_timeout (server down)' : 'client_login_timeout'));
     }
   }
 

@@ -359,6 +359,10 @@ describe('proxy limits and descriptors', { timeout: 240_000 }, () => {
     try {
       const admin = pgClient(proxy, 'pgbouncer');
       await admin.connect();
+      // A bad file: RELOAD answers the error, and nothing changes in any thread.
+      await writeFile(proxy.configPath, JSON.stringify({ ...proxy.settings, max_client_conn: 'many' }));
+      await assert.rejects(admin.query('RELOAD'), (e: pg.DatabaseError) => e.code === 'F0000' && /RELOAD failed, the running config is unchanged: .*max_client_conn/.test(e.message));
+      assert.equal((await admin.query('SHOW CONFIG')).rows.find((r) => r.key === 'max_client_conn')?.value, '40');
       await writeFile(proxy.configPath, JSON.stringify({ ...proxy.settings, max_client_conn: 400 }));
       await admin.query('RELOAD');
       const config = (await admin.query('SHOW CONFIG')).rows.find((r) => r.key === 'max_client_conn');
