@@ -13,16 +13,16 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { chown, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { parseBenchArgs } from './args.js';
 import { meanOfRuns, median, roundOrder } from './rounds.js';
-import { type ScramKeys, ScramClientSession } from '../src/proxy/auth/scram.js';
 import { runAsIdentity } from '../src/postgres/run.js';
 import { cleanupServers, makePgTempDir, makeTestServer, PG_BIN_DIR, psql, tcpConfig, testCredentials, waitFor } from '../test/helpers/pg.js';
 import { freePort } from '../test/helpers/ports.js';
+import { ensureFileLimit, openIdleClients } from '../test/helpers/idle-clients.js';
 
 const run = promisify(execFile);
 
@@ -55,7 +55,7 @@ if (values.help) {
   and every pooler twice, in mirrored order (A B C C B A); a pooler's figure for the round is the mean of its two.
   --seconds N        length of each pgbench run (default 15)
   --rounds N         rounds; the figures are medians over them (default 3)
-  --workloads LIST   select-only,tpcb-like (default both)
+  --workloads LIST   select-only,tpcb-like (default both); none: only the idle-client figure
   --idle-clients N   idle clients opened to each pooler for the memory figure (default 10000; 0: skip)
   --workers N        also run the proxy with N worker threads, as target pgwarden-<N>w (default 1; 0: not)
   --node-io          also run the proxy with native_io: false, as target pgwarden-node
@@ -154,13 +154,10 @@ async function rssKiB(pid: number): Promise<number> {
 }
 
 /** Raises this process's open-file limit (inherited by the poolers started later) when N idle clients need it. */
-async function ensureFileLimit(needed: number): Promise<void> {
-  const limits = await readFile('/proc/self/limits', 'utf8');
-  const match = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limits);
-  const soft = match && match[1] !== 'unlimited' ? Number(match[1]) : Infinity;
-  if (soft >= needed) return;
-  log(`open-file limit ${soft} < ${needed}: raising it with prlimit`);
-  await run('prlimit', ['--pid', String(process.pid), `--nofile=${needed}:${needed}`]);
+async function raiseFileLimit(needed: number): Promise<void> {
+  const limit = await ensureFileLimit(needed);
+  if (limit.raised) log(`open-file limit raised to ${limit.soft} with prlimit`);
+  if (limit.soft < needed) throw new Error(`open-file limit ${limit.soft} < ${needed} needed for ${idleClients} idle clients${limit.error ? ` (prlimit: ${limit.error})` : ''}: raise it (ulimit -n) or pass a smaller --idle-clients`);
 }
 
 interface PgbenchResult {
@@ -250,81 +247,6 @@ async function pgbench(port: number, password: string, args: string[], poolerPid
   };
 }
 
-// ---- idle clients: raw TCP, StartupMessage, SCRAM with keys derived once (the userlist holds one verifier) ----
-
-function startupMessage(user: string, database: string): Buffer {
-  const body = Buffer.from(`user\0${user}\0database\0${database}\0\0`, 'utf8');
-  const out = Buffer.alloc(8 + body.length);
-  out.writeInt32BE(out.length, 0);
-  out.writeInt32BE(196608, 4);
-  body.copy(out, 8);
-  return out;
-}
-
-function frontendMessage(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-
-function saslInitialResponse(data: Buffer): Buffer {
-  const mechanism = Buffer.from('SCRAM-SHA-256\0', 'latin1');
-  const length = Buffer.alloc(4);
-  length.writeInt32BE(data.length, 0);
-  return frontendMessage('p', Buffer.concat([mechanism, length, data]));
-}
-
-let cachedKeys: ScramKeys | undefined;
-
-/** One authenticated idle client: resolves with its socket once ReadyForQuery arrives. */
-function idleClient(port: number, user: string, password: string): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    const scram = new ScramClientSession(cachedKeys ? { keys: cachedKeys, password } : { password });
-    let pending: Buffer = Buffer.alloc(0);
-    const fail = (e: Error): void => {
-      socket.destroy();
-      reject(e);
-    };
-    socket.setNoDelay(true);
-    socket.once('error', fail);
-    socket.once('connect', () => socket.write(startupMessage(user, 'postgres')));
-    socket.on('data', (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      try {
-        while (pending.length >= 5) {
-          const length = pending.readInt32BE(1);
-          if (pending.length < 1 + length) break;
-          const type = String.fromCharCode(pending[0]!);
-          const body = pending.subarray(5, 1 + length);
-          pending = pending.subarray(1 + length);
-          if (type === 'R') {
-            const code = body.readInt32BE(0);
-            if (code === 10) socket.write(saslInitialResponse(scram.initialResponse()));
-            else if (code === 11) {
-              socket.write(frontendMessage('p', scram.handleContinue(body.subarray(4))));
-              cachedKeys = scram.keys ?? undefined;
-            } else if (code === 12) scram.handleFinal(body.subarray(4));
-            else if (code !== 0) throw new Error(`unsupported authentication request ${code}`);
-          } else if (type === 'E') {
-            throw new Error(`server error: ${body.toString('utf8').replace(/\0/g, ' ')}`);
-          } else if (type === 'Z') {
-            socket.removeAllListeners('data');
-            socket.removeListener('error', fail);
-            socket.on('error', () => undefined);
-            resolve(socket);
-            return;
-          }
-        }
-      } catch (e) {
-        fail(e as Error);
-      }
-    });
-  });
-}
-
 interface MemoryResult {
   clients: number;
   beforeKiB: number;
@@ -334,23 +256,13 @@ interface MemoryResult {
 }
 
 async function measureIdleMemory(name: string, pid: number, port: number, password: string): Promise<MemoryResult> {
-  const sockets: Socket[] = [];
+  let sockets: Socket[] = [];
   await sleep(1000);
   const beforeKiB = await rssKiB(pid);
   const started = Date.now();
-  let next = 0;
-  const concurrency = 200;
-  const worker = async (): Promise<void> => {
-    while (next < idleClients) {
-      next++;
-      sockets.push(await idleClient(port, 'postgres', password));
-    }
-  };
   try {
-    // The first one alone derives the SCRAM keys; the rest reuse them.
-    sockets.push(await idleClient(port, 'postgres', password));
-    next = 1;
-    await Promise.all(Array.from({ length: concurrency }, worker));
+    // Raw TCP and SCRAM with keys derived once (test/helpers/idle-clients.ts): the userlist holds one verifier.
+    sockets = await openIdleClients({ port, user: 'postgres', password }, idleClients);
     const openSeconds = (Date.now() - started) / 1000;
     await sleep(2000);
     const afterKiB = await rssKiB(pid);
@@ -369,7 +281,7 @@ function pad(s: string, n: number): string {
 }
 
 async function main(): Promise<void> {
-  if (idleClients > 0) await ensureFileLimit(idleClients + 2000);
+  if (idleClients > 0) await raiseFileLimit(idleClients + 2000);
   const credentials = testCredentials();
   const password = credentials.superuser.password;
   const base = await makePgTempDir('pgwarden-bench-proxy-');
@@ -387,11 +299,14 @@ async function main(): Promise<void> {
       parameters: { max_connections: 200, fsync: false, synchronous_commit: false, full_page_writes: false, shared_buffers: '128MB' },
     });
     await postgres.bootstrap();
-    log('pgbench -i -s 10…');
-    await run(path.join(PG_BIN_DIR, 'pgbench'), ['-i', '-s', '10', '-q', '-h', '127.0.0.1', '-p', String(postgres.port), '-U', 'postgres', 'postgres'], {
-      env: { ...process.env, PGPASSWORD: password },
-      timeout: 300_000,
-    });
+    // --workloads none: only the idle-client figure, which needs no pgbench tables.
+    if (workloads.length > 0) {
+      log('pgbench -i -s 10…');
+      await run(path.join(PG_BIN_DIR, 'pgbench'), ['-i', '-s', '10', '-q', '-h', '127.0.0.1', '-p', String(postgres.port), '-U', 'postgres', 'postgres'], {
+        env: { ...process.env, PGPASSWORD: password },
+        timeout: 300_000,
+      });
+    }
     const [{ verifier }] = await psql<{ verifier: string }>(tcpConfig(postgres, 'postgres', password), "SELECT rolpassword AS verifier FROM pg_authid WHERE rolname = 'postgres'");
     const userlist = path.join(poolerDir, 'userlist.txt');
     await writeFile(userlist, `"postgres" "${verifier}"\n`, { mode: 0o600 });
@@ -511,11 +426,13 @@ async function main(): Promise<void> {
     }
 
     const lines: string[] = [];
-    lines.push(
-      `pgbench, ${seconds} s per run, ${rounds} round(s), median; each pooler twice per round (mirrored order), its round the mean of both; pools: ${POOL_SIZE} server connections, transaction mode`,
-    );
-    lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
-    lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
+    if (workloads.length > 0) {
+      lines.push(
+        `pgbench, ${seconds} s per run, ${rounds} round(s), median; each pooler twice per round (mirrored order), its round the mean of both; pools: ${POOL_SIZE} server connections, transaction mode`,
+      );
+      lines.push(`machine time per transaction in µs (over all CPUs): pgbench, PostgreSQL (all its processes), the pooler (user part), idle`);
+      lines.push(`${pad('workload', 12)} ${pad('target', 14)} ${pad('TPS', 10)} ${pad('latency ms', 11)} ${pad('pgbench', 8)} ${pad('postgres', 9)} ${pad('pooler', 14)} idle`);
+    }
     for (const workload of workloads) {
       for (const target of TARGETS) {
         const rs = results.get(`${workload.name}/${target}`) ?? [];

@@ -47,6 +47,11 @@ export const proxyConfigSchema = z.strictObject({
   idle_transaction_timeout: seconds(0),
   /** A client idle (nothing sent or owed) longer than this is disconnected; 0: never. */
   client_idle_timeout: seconds(0),
+  /**
+   * PgBouncer's client_login_timeout: a client that has not finished its startup and authentication this many
+   * seconds after it connected is disconnected (PostgreSQL's authentication_timeout, also 60 s); 0: never.
+   */
+  client_login_timeout: seconds(60),
   server_reset_query: z.string(expecting('an SQL statement, e.g. "DISCARD ALL"')).default('DISCARD ALL'),
   /** hba: the method comes from auth_hba_file, line by line (setting auth_hba_file alone implies it). */
   auth_type: z.enum(['scram-sha-256', 'md5', 'trust', 'hba'], expecting('"scram-sha-256", "md5", "trust" or "hba"')).default('scram-sha-256'),

@@ -29,6 +29,7 @@ import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
 import { type AuthMethod, type HbaRules, authMethodFor } from './auth/hba.js';
+import { closeConnection } from './closing.js';
 
 /** What a client needs from the proxy server that accepted it. */
 export interface ClientHost {
@@ -876,7 +877,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         this.pool!.discard(server);
       }
     }
-    if (!this.socket.destroyed) this.socket.end();
+    closeConnection(this.socket);
   }
 
   private handleClose(): void {

@@ -24,6 +24,7 @@ import type { SharedCounters } from './workers/shared-counters.js';
 import { ClientFailures } from './client-failures.js';
 import type { HbaRules } from './auth/hba.js';
 import { closeUnix, listenUnix } from './unix-listener.js';
+import { closeConnection } from './closing.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -85,6 +86,12 @@ export class ProxyServer implements ClientHost {
   /** idle_transaction_timeout and client_idle_timeout: a sweep over the clients, started by start(). */
   private idleSweep: NodeJS.Timeout | null = null;
   private readonly clients = new Map<number, ProxyClient>();
+  /**
+   * Clients accepted and not logged in yet, in accept order, with performance.now() at accept: the
+   * client_login_timeout sweep closes those that take too long. A client leaves at login (register) or when its
+   * connection closes.
+   */
+  private readonly loggingIn = new Map<ProxyClient, number>();
   /** Every client connection: Node sockets, and the NativeWires that took over some of them (see adopted()). */
   private readonly sockets = new Set<Wire>();
   private config: ProxyConfig;
@@ -373,11 +380,36 @@ export class ProxyServer implements ClientHost {
    * client_idle_timeout (read from the config at each sweep, so RELOAD applies). The resolution is the sweep's period.
    */
   private sweepIdleClients(): void {
+    this.sweepLogins();
     const idleInTransactionMs = this.config.idle_transaction_timeout * 1000;
     const clientIdleMs = this.config.client_idle_timeout * 1000;
     if (idleInTransactionMs === 0 && clientIdleMs === 0) return;
     const now = Date.now();
     for (const client of [...this.clients.values()]) client.checkIdle(now, idleInTransactionMs, clientIdleMs);
+  }
+
+  /**
+   * client_login_timeout (read at each sweep, so RELOAD applies): closes clients that have not finished startup and
+   * authentication that long after they connected. One that has not sent its startup packet is closed without a
+   * word, as PostgreSQL does (there is no protocol conversation yet: it may be a port scanner or a TLS handshake
+   * that stalled); one that has gets PgBouncer's words, "client_login_timeout" (or "client_login_timeout (server
+   * down)" while its first server connection is still being opened) as FATAL 08P01, which tells a driver stuck in
+   * authentication why it was dropped. The resolution is the sweep's period.
+   */
+  private sweepLogins(): void {
+    const timeoutMs = this.config.client_login_timeout * 1000;
+    if (timeoutMs === 0 || this.loggingIn.size === 0) return;
+    const now = performance.now();
+    for (const [client, acceptedAt] of this.loggingIn) {
+      // Accept order with one timeout for all: the first one not due ends the sweep.
+      if (now - acceptedAt < timeoutMs) break;
+      this.loggingIn.delete(client);
+      // Closed already, or handed over to the admin console (logged in there).
+      if (client.state === 'closed') continue;
+      this.options.logger?.debug({ client: client.socket.remoteAddress, state: client.state, user: client.user || undefined }, 'client_login_timeout: closing a client that did not log in in time');
+      if (client.state === 'startup') client.close();
+      else client.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, client.state === 'connecting' ? 'client_login_timeout (server down)' : 'client_login_timeout'));
+    }
   }
 
   adopted(socket: Socket, wire: Wire): void {
@@ -411,6 +443,7 @@ export class ProxyServer implements ClientHost {
   }
 
   register(client: ProxyClient): void {
+    this.loggingIn.delete(client);
     this.clients.set(client.pid, client);
   }
 
@@ -442,11 +475,13 @@ export class ProxyServer implements ClientHost {
     // A flood guard before the startup packet; the exact max_client_conn check is in poolFor (the admin console and
     // cancel requests, which never get there, keep a little room).
     if (this.clientConnections > this.config.max_client_conn + 16) {
-      socket.on('error', () => undefined);
-      socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
+      closeConnection(socket, m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
       return;
     }
-    new ProxyClient(socket, host, local);
+    const client = new ProxyClient(socket, host, local);
+    if (client.state === 'closed') return;
+    this.loggingIn.set(client, performance.now());
+    socket.on('close', () => this.loggingIn.delete(client));
   }
 }
 

@@ -52,6 +52,7 @@ describe('proxy config', () => {
     assert.equal(config.default_pool_size, 20);
     assert.equal(config.max_client_conn, 1000);
     assert.equal(config.query_wait_timeout, 120);
+    assert.equal(config.client_login_timeout, 60);
     assert.equal(config.auth_type, 'scram-sha-256');
     assert.equal(config.max_message_length, 0x3fffffff);
     assert.equal(config.authFilePath, '/etc/x/u.txt');
@@ -63,6 +64,9 @@ describe('proxy config', () => {
     assert.throws(bad({ auth_file: 'u', pool_mode: 'statement' }), (e: unknown) => e instanceof PgwardenError && e.code === 'CONFIG_INVALID' && /pool_mode/.test(e.message));
     assert.throws(bad({ auth_file: 'u', listen: 'nohost' }), /listen/);
     assert.throws(bad({}), /auth_file is required/);
+    assert.throws(bad({ auth_file: 'u', client_login_timeout: -1 }), (e: unknown) => e instanceof PgwardenError && e.code === 'CONFIG_INVALID' && /client_login_timeout/.test(e.message));
+    assert.throws(bad({ auth_file: 'u', client_login_timeout: '60s' }), /client_login_timeout[^\n]*number of seconds/);
+    assert.equal(parseProxyConfig({ auth_type: 'trust', client_login_timeout: 0 }, { source: 't', baseDir: '/' }).client_login_timeout, 0);
     assert.equal(parseProxyConfig({ auth_type: 'trust' }, { source: 't', baseDir: '/' }).users.size, 0);
   });
 

@@ -46,8 +46,13 @@ export interface AdminConsoleOptions {
 export interface ConsolePeers {
   /** Every other worker's rows of SHOW `subject`. */
   show(subject: ShowSubject): Promise<ShowRow[][]>;
-  /** Runs a control command (not SHUTDOWN) in every other worker; rejects with the first error one answered. */
+  /** Runs a control command (not SHUTDOWN or RELOAD) in every other worker; rejects with the first error one answered. */
   control(verb: string, database: string | null): Promise<void>;
+  /**
+   * RELOAD for the whole proxy: the main thread re-reads the config file once and applies it to itself (it
+   * accepts, and refuses past max_client_conn) and to every worker, as SIGHUP does; rejects as reload() throws.
+   */
+  reload(): Promise<ReloadResult>;
 }
 
 /** One pool's numbers as SHOW POOLS and /metrics report them. */
@@ -368,6 +373,7 @@ export class AdminConsole {
       ['client_tls_cert_file', cfg.clientTls?.certFile ?? '', '', 'yes'],
       ['client_tls_key_file', cfg.clientTls?.keyFile ?? '', '', 'yes'],
       ['client_tls_ca_file', cfg.clientTls?.caFile ?? '', '', 'yes'],
+      ['client_login_timeout', String(cfg.client_login_timeout), '60', 'yes'],
       ['conffile', this.options.configPath ?? '', '', 'yes'],
     ];
     return rows.sort((a, b) => (a[0] < b[0] ? -1 : 1));
@@ -437,7 +443,7 @@ export class AdminConsole {
         this.resume();
         return { tag: 'RESUME', notices: [] };
       case 'RELOAD': {
-        const result = this.reload();
+        const result = this.options.peers === undefined ? this.reload() : await this.options.peers.reload();
         return { tag: 'RELOAD', notices: result.needRestart.length === 0 ? [] : [restartNotice(result.needRestart)] };
       }
       case 'RECONNECT': {
@@ -671,7 +677,7 @@ class AdminSession {
     } else {
       this.busy = true;
       const peers = this.console.peers;
-      const everywhere = peers === null || command.verb === 'SHUTDOWN' ? null : peers.control(command.verb, command.database);
+      const everywhere = peers === null || command.verb === 'SHUTDOWN' || command.verb === 'RELOAD' ? null : peers.control(command.verb, command.database);
       // Every worker runs it (PAUSE answers once all have let their transactions end); the local error comes first.
       Promise.all([this.console.control(command.verb, command.database, () => !this.socket.destroyed), everywhere]).then(([result]) => result).then(
         ({ tag, notices }) => this.done(() => {

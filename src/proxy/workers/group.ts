@@ -13,11 +13,12 @@ import type { Logger } from 'pino';
 import { type ProxyConfig, loadProxyConfig } from '../../config/proxy.js';
 import { PgwardenError } from '../../errors.js';
 import { logReload } from '../admin/console.js';
-import { planReload } from '../admin/reload.js';
+import { type ReloadPlan, planReload } from '../admin/reload.js';
 import { SQLSTATE } from '../protocol/errors.js';
 import * as m from '../protocol/messages.js';
 import { ProxyMetricsServer, workerMetrics } from '../metrics.js';
 import { listen } from '../server.js';
+import { closeConnection } from '../closing.js';
 import { loadClientTls } from '../tls.js';
 import type { ViewTopology } from '../etcd-topology.js';
 import type { Endpoint } from '../topology.js';
@@ -194,6 +195,9 @@ export class WorkerGroup {
       case 'admin-answer':
         this.answered(message.id, message.answer);
         break;
+      case 'reload':
+        this.workers[from]!.postMessage({ type: 'reload-answer', id: message.id, ...this.reloadFromConsole() } satisfies ToWorker);
+        break;
       case 'shutdown':
         this.log.info('SHUTDOWN on the admin console: the proxy stops');
         (this.options.onShutdown ?? (() => void this.stop()))();
@@ -215,8 +219,8 @@ export class WorkerGroup {
     }
     // The flood guard of ProxyServer.accept, before any worker pays for the connection.
     if (this.slots.clients > this.config.max_client_conn + 16) {
-      socket.on('error', () => undefined);
-      socket.end(m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
+      // The socket is paused (pauseOnConnect): closeConnection reads it, or the peer's EOF would never be seen.
+      closeConnection(socket, m.errorResponse({ code: SQLSTATE.PROTOCOL_VIOLATION, message: 'no more connections allowed (max_client_conn)' }));
       return;
     }
     const fd = duplicateSocket(socket);
@@ -306,15 +310,32 @@ export class WorkerGroup {
     return this.metricsServer?.address ?? null;
   }
 
-  /** RELOAD for every worker (SIGHUP): throws, changing nothing, when the file is missing or invalid. */
-  reload(): void {
+  /**
+   * RELOAD for the whole proxy, SIGHUP's and the admin console's alike: this thread (which accepts) and every
+   * worker run with the file's config from now on. Throws, changing nothing, when the file is missing or invalid.
+   */
+  reload(): ReloadPlan {
     const path = this.options.configPath;
     if (path === undefined) throw new PgwardenError('CONFIG_INVALID', 'RELOAD is not available: this proxy was started without a config file');
     const plan = planReload(this.config, loadProxyConfig(path));
     loadClientTls(plan.config.clientTls); // the workers would each fail on unreadable TLS files: fail here first
     this.config = plan.config;
+    // Before any 'accept' posted after this: a worker applies the config before it sees a client accepted under it.
     for (const worker of this.workers) worker.postMessage({ type: 'config', config: plan.config } satisfies ToWorker);
     logReload(this.log, plan, path);
+    return plan;
+  }
+
+  /** RELOAD on a worker's console: reload() with the console's answer (AdminConsole.reload's words on failure). */
+  private reloadFromConsole(): Pick<Extract<ToWorker, { type: 'reload-answer' }>, 'result' | 'error'> {
+    try {
+      const plan = this.reload();
+      return { result: { applied: plan.applied, needRestart: plan.needRestart } };
+    } catch (e) {
+      return {
+        error: { code: 'F0000', message: `RELOAD failed, the running config is unchanged: ${(e as Error).message}`, hint: 'Fix the config file and run RELOAD (or send SIGHUP) again.' },
+      };
+    }
   }
 
   /** Stops accepting; every worker lets its clients finish for `graceMs`, then closes them. */

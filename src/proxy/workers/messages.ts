@@ -40,6 +40,8 @@ export type ToWorker =
   | { type: 'admin-answers'; id: number; answers: AdminAnswer[] }
   /** A scrape of /metrics: the worker's registry as getMetricsAsJSON(), answered under the same id. */
   | { type: 'metrics'; id: number }
+  /** The main thread's answer to this worker's 'reload' `id`: what applied, or the error (nothing changed). */
+  | { type: 'reload-answer'; id: number; result?: { applied: string[]; needRestart: string[] }; error?: { code: string; message: string; hint?: string } }
   | { type: 'stop'; graceMs: number };
 
 export type ToMain =
@@ -53,6 +55,8 @@ export type ToMain =
   | { type: 'admin'; id: number; request: AdminRequest }
   /** This worker's answer to an 'admin' request relayed to it under `id`. */
   | { type: 'admin-answer'; id: number; answer: AdminAnswer }
+  /** RELOAD on this worker's console: the main thread reloads as for SIGHUP and answers 'reload-answer' `id`. */
+  | { type: 'reload'; id: number }
   /** SHUTDOWN on a console: the whole proxy stops. */
   | { type: 'shutdown' }
   | { type: 'stopped' };

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { ProxyConfig } from '../../config/proxy.js';
 import { describeError } from '../../errors.js';
 import { createLogger } from '../../log.js';
-import { type ConsolePeers, attachAdminConsole } from '../admin/console.js';
+import { type ConsolePeers, type ReloadResult, attachAdminConsole } from '../admin/console.js';
 import type { ShowRow } from '../admin/merge.js';
 import { PgProtocolError } from '../protocol/errors.js';
 import { createProxyMetricsRegistry } from '../metrics.js';
@@ -94,6 +94,10 @@ function askOthers(request: AdminRequest): Promise<AdminAnswer[]> {
   });
 }
 
+/** RELOADs of this worker's console sessions waiting for the main thread. */
+const reloads = new Map<number, { resolve: (result: ReloadResult) => void; reject: (e: PgProtocolError) => void }>();
+let nextReload = 0;
+
 function firstError(answers: AdminAnswer[]): PgProtocolError | null {
   const failed = answers.find((a) => a.error !== undefined)?.error;
   return failed === undefined ? null : new PgProtocolError(failed.code, failed.message, { severity: 'ERROR', ...(failed.hint === undefined ? {} : { hint: failed.hint }) });
@@ -109,6 +113,14 @@ const peers: ConsolePeers = {
   async control(verb, database) {
     const error = firstError(await askOthers({ kind: 'control', verb, database }));
     if (error !== null) throw error;
+  },
+  // The main thread reloads for every thread (SIGHUP's path); its 'config' reaches this worker before the answer.
+  reload() {
+    const id = nextReload++;
+    return new Promise((resolve, reject) => {
+      reloads.set(id, { resolve, reject });
+      send({ type: 'reload', id });
+    });
   },
 };
 
@@ -165,6 +177,14 @@ port.on('message', (message: ToWorker) => {
       asked.get(message.id)?.(message.answers);
       asked.delete(message.id);
       break;
+    case 'reload-answer': {
+      const waiting = reloads.get(message.id);
+      reloads.delete(message.id);
+      const failed = message.error;
+      if (failed !== undefined) waiting?.reject(new PgProtocolError(failed.code, failed.message, { severity: 'ERROR', ...(failed.hint === undefined ? {} : { hint: failed.hint }) }));
+      else waiting?.resolve(message.result ?? { applied: [], needRestart: [] });
+      break;
+    }
     case 'metrics':
       (metrics === null ? Promise.resolve([]) : metrics.getMetricsAsJSON()).then(
         (json) => send({ type: 'metrics', id: message.id, metrics: json }),
