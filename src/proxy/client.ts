@@ -11,6 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { TLSSocket } from 'node:tls';
 import { md5Salt, verifyMd5Response } from './auth/md5.js';
 import { ScramServerSession } from './auth/scram.js';
@@ -56,6 +57,8 @@ export interface ClientHost {
   /** Transaction mode: `client` was just pinned to its server connection because of `reasons` (for the log). */
   onPin?(client: ProxyClient, reasons: string): void;
   cancel(pid: number, secretKey: number): void;
+  /** For debug lines about clients that leave without a word (absent: not logged). */
+  readonly logger?: Logger;
 }
 
 type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
@@ -64,9 +67,12 @@ type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | '
 const REPORTED_FROM_CLIENT = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'is_superuser']);
 
 export class ProxyClient implements ServerConnPeer, PoolWaiter {
-  /** The fake BackendKeyData this client got, for CancelRequest matching. */
-  readonly pid = randomInt(1, 0x7fffffff);
-  readonly secretKey = randomInt(0, 0x7fffffff);
+  /**
+   * The BackendKeyData this client got, for CancelRequest matching: in session mode its server connection's real
+   * one (set at login), in transaction mode (and on the admin console) the proxy's own random pair.
+   */
+  pid = randomInt(1, 0x7fffffff);
+  secretKey = randomInt(0, 0x7fffffff);
   user = '';
   database = '';
   server: ServerConn | null = null;
@@ -80,6 +86,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /** Its pool's mode (pool_mode, or the database's or user's own). */
   private mode: 'session' | 'transaction';
   private scram: ScramServerSession | null = null;
+  /** Session mode: the SCRAM server-final message, kept while the client waits for its server connection at login. */
+  private saslFinal: Buffer | null = null;
   private salt: Buffer | null = null;
   /** The secret this client is checked against (auth_file or auth_query). */
   private secret: string | null = null;
@@ -344,7 +352,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
   }
 
-  /** Authenticated: learn the server's parameters (first client of a pool opens a connection), then say hello. */
+  /**
+   * Authenticated. Session mode: the client's server connection is taken now (waiting as for a query: pool limits,
+   * query_wait_timeout, PAUSE), so that it is told that backend's real pid and key; transaction mode: the server's
+   * parameters are learnt (the first client of a pool opens a connection). Then the client is said hello.
+   */
   private finishAuth(saslFinal: Buffer | null): void {
     if (this.toConsole) {
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
@@ -353,30 +365,57 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       return;
     }
     this.state = 'connecting';
+    if (this.mode === 'session') {
+      this.saslFinal = saslFinal;
+      const conn = this.console?.paused === true ? null : this.pool!.tryAcquire();
+      if (conn !== null) this.loggedInWith(conn);
+      else {
+        this.waiting = true;
+        this.waitStartedAt = clock.now();
+        if (this.console?.paused === true) this.console.hold(this, this.pool!);
+        else this.pool!.wait(this);
+      }
+      return;
+    }
     this.pool!.parameters().then(
       (params) => {
         if (this.state !== 'connecting') return;
-        const w = this.writer;
-        if (saslFinal !== null) m.writeAuthenticationSASLFinal(w, saslFinal);
-        m.writeAuthenticationOk(w);
-        for (const [name, value] of params) {
-          const own = REPORTED_FROM_CLIENT.has(name) ? this.settings.get(name) : undefined;
-          m.writeParameterStatus(w, name, own ?? value);
-        }
-        if (!params.has('application_name') && this.settings.has('application_name')) {
-          m.writeParameterStatus(w, 'application_name', this.settings.get('application_name')!);
-        }
-        m.writeBackendKeyData(w, this.pid, this.secretKey);
-        m.writeReadyForQuery(w, 'I');
-        this.socket.write(w.flush());
-        this.framer.setLimits(frontendLimits(this.host.maxMessageLength));
-        this.state = 'ready';
-        this.host.register(this);
-        this.adoptNative();
-        this.pump();
+        this.welcome(saslFinal, params);
       },
       (e: unknown) => this.fail(e),
     );
+  }
+
+  /** Session mode: the client's server connection for its whole session; its backend's pid and key are the client's. */
+  private loggedInWith(conn: ServerConn): void {
+    const saslFinal = this.saslFinal;
+    this.saslFinal = null;
+    this.pid = conn.backendPid;
+    this.secretKey = conn.backendSecret;
+    this.attach(conn);
+    this.welcome(saslFinal, conn.params);
+  }
+
+  /** AuthenticationOk and what follows it up to ReadyForQuery; the client is logged in. */
+  private welcome(saslFinal: Buffer | null, params: ReadonlyMap<string, string>): void {
+    const w = this.writer;
+    if (saslFinal !== null) m.writeAuthenticationSASLFinal(w, saslFinal);
+    m.writeAuthenticationOk(w);
+    for (const [name, value] of params) {
+      const own = REPORTED_FROM_CLIENT.has(name) ? this.settings.get(name) : undefined;
+      m.writeParameterStatus(w, name, own ?? value);
+    }
+    if (!params.has('application_name') && this.settings.has('application_name')) {
+      m.writeParameterStatus(w, 'application_name', this.settings.get('application_name')!);
+    }
+    m.writeBackendKeyData(w, this.pid, this.secretKey);
+    m.writeReadyForQuery(w, 'I');
+    this.socket.write(w.flush());
+    this.framer.setLimits(frontendLimits(this.host.maxMessageLength));
+    this.state = 'ready';
+    this.host.register(this);
+    this.adoptNative();
+    this.pump();
   }
 
   /** The hot loop: frames from the client to its server connection. */
@@ -587,6 +626,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       if (this.pool !== null) this.pool.counters.waitTimeUs += Math.round((clock.now() - this.waitStartedAt) * 1000);
       this.waitStartedAt = 0;
     }
+    if (this.state === 'connecting') {
+      this.loggedInWith(conn);
+      return;
+    }
     if (this.state !== 'ready') {
       this.pool?.release(conn);
       return;
@@ -599,7 +642,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   onAcquireFailed(error: PgProtocolError): void {
     this.waiting = false;
-    if (this.state !== 'ready') return;
+    if (this.state !== 'ready' && this.state !== 'connecting') return;
     this.fail(error);
   }
 
@@ -693,17 +736,27 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     return this.pins !== 0;
   }
 
+  /**
+   * The server connection ended under this client. When PostgreSQL said why (a FATAL: pg_terminate_backend 57P01,
+   * a shutdown, a timeout), the client is told PostgreSQL's own error, else the proxy's 08006.
+   */
   onServerLost(conn: ServerConn, message: string): void {
     if (this.server !== conn) return;
-    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message };
+    const error = conn.serverError;
+    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message, error };
     // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
     const pinned = this.pins !== 0;
     this.detachServer();
     this.pool?.discard(conn);
     if (this.state !== 'ready') return;
     if (this.mode !== 'transaction' || pinned) {
-      // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client.
-      this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
+      // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client;
+      // with PostgreSQL's FATAL as it was sent, so the client sees what a direct connection would have.
+      if (error === null) this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
+      else {
+        if (this.socket.writable) this.socket.end(m.writeErrorResponse(this.writer, error).flush());
+        this.close();
+      }
       return;
     }
     // Transaction mode: the client stays; only what ran on the dead server fails (lost-transaction.ts).
@@ -785,11 +838,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.server?.cancel();
   }
 
-  /** Sends the error (FATAL for protocol errors) and closes this client only. */
+  /** Sends the error (FATAL for protocol errors) and closes this client only; a silent error is only logged. */
   fail(e: unknown): void {
     if (this.state === 'closed') return;
     const error = isPgProtocolError(e) ? e : new PgProtocolError('XX000', `internal proxy error: ${(e as Error).message}`);
-    if (this.socket.writable) this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
+    if (error.silent) {
+      this.host.logger?.debug({ client: this.socket.remoteAddress, reason: error.message }, 'client connection closed');
+    } else if (this.socket.writable) {
+      this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
+    }
     this.close();
   }
 
@@ -825,6 +882,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   }
 
   private handleClose(): void {
+    // PostgreSQL closes silently too (health checks and port probes connect and leave); only a debug line.
+    if (this.state === 'startup') this.host.logger?.debug({ client: this.socket.remoteAddress }, 'client closed the connection before its startup packet');
     this.close();
   }
 }
