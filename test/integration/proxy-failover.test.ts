@@ -6,7 +6,8 @@
  * the new primary was known reaches any server but the new primary. The cluster runs in synchronous mode, so
  * every acknowledged write must be on the new primary: each row records where it ran (port, timeline, LSN), and
  * the test checks each acknowledgement against what the new primary holds. A client idle inside a transaction
- * across the crash stays connected: 40001, ROLLBACK, and its next transaction runs on the new primary.
+ * across the crash stays connected: 40001 (or PostgreSQL's own 57P01 when its backend said why it ended),
+ * ROLLBACK, and its next transaction runs on the new primary.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
