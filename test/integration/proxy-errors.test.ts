@@ -17,6 +17,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
+import { attachAdminConsole } from '../../src/proxy/admin/console.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
@@ -34,10 +35,12 @@ let txProxy: ProxyServer;
 /** Session mode, one server connection, query_wait_timeout 1 s: logins wait for it. */
 let tinySession: ProxyServer;
 
-async function startProxy(settings: Record<string, unknown>): Promise<ProxyServer> {
+async function startProxy(settings: Record<string, unknown>, withConsole = false): Promise<ProxyServer> {
   const config = parseProxyConfig({ listen: '127.0.0.1:0', auth_file: 'userlist.txt', query_wait_timeout: 20, ...settings }, { source: 'test', baseDir: base });
-  const proxy = new ProxyServer({ config, topology: new StaticTopology({ host: '127.0.0.1', port: postgres.port }) });
+  const topology = new StaticTopology({ host: '127.0.0.1', port: postgres.port });
+  const proxy = new ProxyServer({ config, topology });
   await proxy.start();
+  if (withConsole) attachAdminConsole(proxy, { config, topology });
   return proxy;
 }
 
@@ -108,7 +111,8 @@ before(async () => {
   direct.on('error', () => undefined);
   await direct.connect();
   sessionProxy = await startProxy({ pool_mode: 'session', default_pool_size: 5 });
-  txProxy = await startProxy({ pool_mode: 'transaction', default_pool_size: 3 });
+  // Node sockets here (the session proxy uses native I/O where available): both read paths meet a FATAL.
+  txProxy = await startProxy({ pool_mode: 'transaction', default_pool_size: 3, native_io: false });
   tinySession = await startProxy({ pool_mode: 'session', default_pool_size: 1, query_wait_timeout: 1 });
 });
 
@@ -284,6 +288,32 @@ describe('session mode: the real backend', { timeout: 90_000 }, () => {
     assert.equal((await third.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, thirdPid);
     assert.equal(thirdPid, holderPid);
     await third.end();
+  });
+});
+
+describe('session mode: login while the console has PAUSEd', { timeout: 30_000 }, () => {
+  it('a login waits for RESUME (it needs its server connection), then gets its backend pid', async () => {
+    const paused = await startProxy({ pool_mode: 'session', default_pool_size: 2, admin_users: [user] }, true);
+    try {
+      const admin = pgClient(paused.address.port, { database: 'pgbouncer' });
+      await admin.connect();
+      await admin.query('PAUSE');
+      const c = pgClient(paused.address.port);
+      c.on('error', () => undefined);
+      let loggedIn = false;
+      const connecting = c.connect().then(() => {
+        loggedIn = true;
+      });
+      await sleep(500);
+      assert.equal(loggedIn, false, 'logged in while paused');
+      await admin.query('RESUME');
+      await connecting;
+      assert.equal((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, (c as unknown as { processID: number }).processID);
+      await c.end();
+      await admin.end();
+    } finally {
+      await paused.stop(100);
+    }
   });
 });
 
