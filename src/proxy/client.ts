@@ -69,7 +69,8 @@ const REPORTED_FROM_CLIENT = new Set(['application_name', 'client_encoding', 'Da
 export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /**
    * The BackendKeyData this client got, for CancelRequest matching: in session mode its server connection's real
-   * one (set at login), in transaction mode (and on the admin console) the proxy's own random pair.
+   * one when it took that connection at login (see finishAuth), else (a session login while the pool was full or
+   * PAUSEd, transaction mode, the admin console) the proxy's own random pair.
    */
   pid = randomInt(1, 0x7fffffff);
   secretKey = randomInt(0, 0x7fffffff);
@@ -86,7 +87,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /** Its pool's mode (pool_mode, or the database's or user's own). */
   private mode: 'session' | 'transaction';
   private scram: ScramServerSession | null = null;
-  /** Session mode: the SCRAM server-final message, kept while the client waits for its server connection at login. */
+  /** Session mode: the SCRAM server-final message, kept while the client's server connection is opened at login. */
   private saslFinal: Buffer | null = null;
   private salt: Buffer | null = null;
   /** The secret this client is checked against (auth_file or auth_query). */
@@ -353,9 +354,13 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   }
 
   /**
-   * Authenticated. Session mode: the client's server connection is taken now (waiting as for a query: pool limits,
-   * query_wait_timeout, PAUSE), so that it is told that backend's real pid and key; transaction mode: the server's
-   * parameters are learnt (the first client of a pool opens a connection). Then the client is said hello.
+   * Authenticated. Session mode, when a server connection is to be had without waiting for another client (an idle
+   * one, or room to open one, and no PAUSE): the client takes it now and is told that backend's real pid and key and
+   * its parameters. Otherwise (pool full, PAUSE; and always in transaction mode) the client logs in at once, as in
+   * PgBouncer, with the pool's parameters (the first client of a pool opens a connection to learn them) and the
+   * proxy's own random pid and key (CancelRequests with it still reach the client's query: the host maps keys to
+   * clients); a session client then takes its server connection at its first query, waiting there if need be.
+   * Then the client is said hello.
    */
   private finishAuth(saslFinal: Buffer | null): void {
     if (this.toConsole) {
@@ -365,17 +370,22 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       return;
     }
     this.state = 'connecting';
-    if (this.mode === 'session') {
-      this.saslFinal = saslFinal;
-      const conn = this.console?.paused === true ? null : this.pool!.tryAcquire();
-      if (conn !== null) this.loggedInWith(conn);
-      else {
+    if (this.mode === 'session' && this.console?.paused !== true) {
+      const pool = this.pool!;
+      const conn = pool.tryAcquire();
+      if (conn !== null) {
+        this.saslFinal = saslFinal;
+        this.loggedInWith(conn);
+        return;
+      }
+      if (pool.opensForNewWaiter()) {
+        // Only the connect time: the connection opened now is this client's (or one released meanwhile).
+        this.saslFinal = saslFinal;
         this.waiting = true;
         this.waitStartedAt = clock.now();
-        if (this.console?.paused === true) this.console.hold(this, this.pool!);
-        else this.pool!.wait(this);
+        pool.wait(this);
+        return;
       }
-      return;
     }
     this.pool!.parameters().then(
       (params) => {
