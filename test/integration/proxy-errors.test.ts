@@ -2,8 +2,9 @@
  * What clients are told when a connection ends, compared with PostgreSQL itself (real PostgreSQL 15, real clients):
  * a client hanging up before its startup packet is closed without a word; a backend ended by pg_terminate_backend
  * reaches the client as PostgreSQL's own error (session mode: the FATAL, then the close; transaction mode: the same
- * SQLSTATE and message as an ERROR, the client goes on); session-mode clients are told their backend's real pid and
- * cancel key.
+ * SQLSTATE and message as an ERROR, the client goes on); a session-mode client that finds a server connection free
+ * at login is told its backend's real pid and cancel key, one that logs in while the pool is full or PAUSEd is told
+ * the proxy's own key and waits at its first query, as in PgBouncer.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -32,7 +33,7 @@ let postgres: PostgresServer;
 let direct: pg.Client;
 let sessionProxy: ProxyServer;
 let txProxy: ProxyServer;
-/** Session mode, one server connection, query_wait_timeout 1 s: logins wait for it. */
+/** Session mode, one server connection, query_wait_timeout 1 s: a second client's first query waits for it. */
 let tinySession: ProxyServer;
 
 async function startProxy(settings: Record<string, unknown>, withConsole = false): Promise<ProxyServer> {
@@ -128,6 +129,31 @@ after(async () => {
 async function terminate(pid: number): Promise<void> {
   const r = await direct.query('SELECT pg_terminate_backend($1) AS done', [pid]);
   assert.equal(r.rows[0].done, true, `backend ${pid} was terminated`);
+}
+
+/** The processID of a pg client's BackendKeyData. */
+function processId(c: pg.Client): number {
+  return (c as unknown as { processID: number }).processID;
+}
+
+/** The pids of PostgreSQL's backends now. */
+async function backendPids(): Promise<Set<number>> {
+  const r = await direct.query('SELECT pid FROM pg_stat_activity');
+  return new Set(r.rows.map((row: { pid: number }) => row.pid));
+}
+
+/** Clients waiting for a server connection in the proxy's pools. */
+function waitingIn(proxy: ProxyServer): number {
+  let n = 0;
+  for (const stats of proxy.poolStats().values()) n += stats.waiting;
+  return n;
+}
+
+/** Server connections (open or opening) of the proxy's pools. */
+function serverConnections(proxy: ProxyServer): number {
+  let n = 0;
+  for (const stats of proxy.poolStats().values()) n += stats.total;
+  return n;
 }
 
 /** The pid of the backend running a statement that starts with `prefix` (waits until it runs). */
@@ -264,51 +290,110 @@ describe('session mode: the real backend', { timeout: 90_000 }, () => {
     await c.end();
   });
 
-  it('login takes the server connection: with the pool full, a login waits and fails after query_wait_timeout (08P01)', async () => {
+  it('with the pool full, a login succeeds at once with a proxy-made key; its first query waits for a free connection (08P01 query_wait_timeout if none frees in time)', async () => {
     const holder = pgClient(tinySession.address.port);
     await holder.connect();
-    const holderPid = (holder as unknown as { processID: number }).processID;
+    const holderPid = processId(holder);
+    assert.equal((await holder.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, holderPid, 'a free connection at login: the real pid');
+    // The pool's one connection is the holder's: the next login takes none (query_wait_timeout is 1 s).
     const second = pgClient(tinySession.address.port);
     second.on('error', () => undefined);
+    const loginStarted = Date.now();
+    await second.connect();
+    const loginMs = Date.now() - loginStarted;
+    assert.ok(loginMs < 900, `logged in after ${loginMs} ms`);
+    assert.ok(!(await backendPids()).has(processId(second)), 'the key is the proxy\'s own, not a backend\'s pid');
     const started = Date.now();
-    await assert.rejects(second.connect(), (e: unknown) => {
+    await assert.rejects(second.query('SELECT 1'), (e: unknown) => {
       assert.equal((e as { code?: string }).code, '08P01');
       assert.equal((e as Error).message, 'query_wait_timeout');
       return true;
     });
     const waited = Date.now() - started;
     assert.ok(waited >= 900 && waited < 5000, `failed after ${waited} ms`);
-    // A login waiting while the holder leaves gets its server connection (the same backend: the pool has one).
+    // A query waiting while the holder leaves runs on the freed connection (the same backend: the pool has one).
     const third = pgClient(tinySession.address.port);
-    const thirdConnected = third.connect();
-    await sleep(200);
+    third.on('error', () => undefined);
+    await third.connect();
+    const thirdKey = processId(third);
+    assert.ok(!(await backendPids()).has(thirdKey));
+    const query = third.query('SELECT pg_backend_pid() AS pid');
+    await waitFor('the query waiting for a server connection', async () => waitingIn(tinySession) === 1);
     await holder.end();
-    await thirdConnected;
-    const thirdPid = (third as unknown as { processID: number }).processID;
-    assert.equal((await third.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, thirdPid);
-    assert.equal(thirdPid, holderPid);
+    assert.equal((await query).rows[0].pid, holderPid);
+    // A CancelRequest with the proxy-made key reaches the query the client runs on that connection.
+    const sleeping = new pg.Query('SELECT pg_sleep(30) AS cancel_proxy_key');
+    const outcome = new Promise<string>((resolve) => {
+      sleeping.on('end', () => resolve('finished'));
+      sleeping.on('error', (e: Error & { code?: string }) => resolve(e.code ?? e.message));
+    });
+    void third.query(sleeping);
+    assert.equal(await backendRunning('SELECT pg_sleep(30) AS cancel_proxy_key'), holderPid);
+    (pgClient(tinySession.address.port) as unknown as { cancel(client: pg.Client, query: pg.Query): void }).cancel(third, sleeping);
+    assert.equal(await outcome, '57014');
+    assert.equal((await third.query('SELECT 42 AS v')).rows[0].v, 42);
     await third.end();
+  });
+
+  it('logins at once over a cold pool: the first ones get their own backends, the rest log in without one; never more connections than the pool size', async () => {
+    const burst = await startProxy({ pool_mode: 'session', default_pool_size: 2 });
+    try {
+      const clients = Array.from({ length: 5 }, () => pgClient(burst.address.port));
+      for (const c of clients) c.on('error', () => undefined);
+      await Promise.all(clients.map((c) => c.connect()));
+      assert.ok(serverConnections(burst) <= 2, `${serverConnections(burst)} server connections`);
+      const backends = await backendPids();
+      const real = clients.filter((c) => backends.has(processId(c)));
+      assert.equal(real.length, 2, 'two logins took a backend each');
+      for (const c of real) assert.equal((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, processId(c));
+      // Each session ends in turn; the waiting ones take the freed connections at their first query.
+      const others = clients.filter((c) => !real.includes(c));
+      const queries = others.map((c) => c.query('SELECT pg_backend_pid() AS pid'));
+      for (const c of real) await c.end();
+      for (const [i, c] of others.entries()) {
+        const pid = (await queries[i]).rows[0].pid as number;
+        assert.notEqual(pid, processId(c));
+        assert.ok(serverConnections(burst) <= 2, `${serverConnections(burst)} server connections`);
+        await c.end();
+      }
+    } finally {
+      await burst.stop(100);
+    }
   });
 });
 
 describe('session mode: login while the console has PAUSEd', { timeout: 30_000 }, () => {
-  it('a login waits for RESUME (it needs its server connection), then gets its backend pid', async () => {
+  it('a login completes at once with a proxy-made key; its first query waits until RESUME', async () => {
     const paused = await startProxy({ pool_mode: 'session', default_pool_size: 2, admin_users: [user] }, true);
     try {
+      // A session before the PAUSE: the pool knows its parameters and has had a connection the login must not take.
+      const earlier = pgClient(paused.address.port);
+      await earlier.connect();
+      assert.equal((await earlier.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, processId(earlier));
+      await earlier.end();
       const admin = pgClient(paused.address.port, { database: 'pgbouncer' });
       await admin.connect();
       await admin.query('PAUSE');
       const c = pgClient(paused.address.port);
       c.on('error', () => undefined);
-      let loggedIn = false;
-      const connecting = c.connect().then(() => {
-        loggedIn = true;
+      const loggedIn = await Promise.race([c.connect().then(() => true), sleep(5000).then(() => false)]);
+      assert.equal(loggedIn, true, 'logged in while paused');
+      const key = processId(c);
+      assert.ok(!(await backendPids()).has(key), 'the key is the proxy\'s own, not a backend\'s pid');
+      let answered = false;
+      const query = c.query('SELECT pg_backend_pid() AS pid').then((r) => {
+        answered = true;
+        return r;
       });
-      await sleep(500);
-      assert.equal(loggedIn, false, 'logged in while paused');
+      await waitFor('the query held by the PAUSE', async () => {
+        const pools = await admin.query('SHOW POOLS');
+        return pools.rows.some((r: { database: string; cl_waiting: number | string }) => r.database === 'postgres' && Number(r.cl_waiting) === 1);
+      });
+      assert.equal(answered, false, 'answered while paused');
       await admin.query('RESUME');
-      await connecting;
-      assert.equal((await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid, (c as unknown as { processID: number }).processID);
+      const pid = (await query).rows[0].pid as number;
+      assert.notEqual(pid, key);
+      assert.ok((await backendPids()).has(pid));
       await c.end();
       await admin.end();
     } finally {
