@@ -11,6 +11,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
 import { TLSSocket } from 'node:tls';
 import { md5Salt, verifyMd5Response } from './auth/md5.js';
 import { ScramServerSession } from './auth/scram.js';
@@ -65,6 +66,8 @@ export interface ClientHost {
    * `fromInput`: the error came from handling what the client sent.
    */
   clientFailed?(client: ProxyClient, error: PgProtocolError, fromInput: boolean): void;
+  /** For debug lines about clients that leave without a word (absent: not logged). */
+  readonly logger?: Logger;
 }
 
 type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
@@ -73,9 +76,13 @@ type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | '
 const REPORTED_FROM_CLIENT = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'is_superuser']);
 
 export class ProxyClient implements ServerConnPeer, PoolWaiter {
-  /** The fake BackendKeyData this client got, for CancelRequest matching. */
-  readonly pid = randomInt(1, 0x7fffffff);
-  readonly secretKey = randomInt(0, 0x7fffffff);
+  /**
+   * The BackendKeyData this client got, for CancelRequest matching: in session mode its server connection's real
+   * one when it took that connection at login (see finishAuth), else (a session login while the pool was full or
+   * PAUSEd, transaction mode, the admin console) the proxy's own random pair.
+   */
+  pid = randomInt(1, 0x7fffffff);
+  secretKey = randomInt(0, 0x7fffffff);
   user = '';
   database = '';
   server: ServerConn | null = null;
@@ -95,6 +102,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private scram: ScramServerSession | null = null;
   /** How this client logs in (auth_type, or its auth_hba_file line). */
   private method: AuthMethod = 'scram-sha-256';
+  /** Session mode: the SCRAM server-final message, kept while the client's server connection is opened at login. */
+  private saslFinal: Buffer | null = null;
   private salt: Buffer | null = null;
   /** The secret this client is checked against (auth_file or auth_query). */
   private secret: string | null = null;
@@ -389,7 +398,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
   }
 
-  /** Authenticated: learn the server's parameters (first client of a pool opens a connection), then say hello. */
+  /**
+   * Authenticated. Session mode, when a server connection is to be had without waiting for another client (an idle
+   * one, or room to open one, and no PAUSE): the client takes it now and is told that backend's real pid and key and
+   * its parameters. Otherwise (pool full, PAUSE; and always in transaction mode) the client logs in at once, as in
+   * PgBouncer, with the pool's parameters (the first client of a pool opens a connection to learn them) and the
+   * proxy's own random pid and key (CancelRequests with it still reach the client's query: the host maps keys to
+   * clients); a session client then takes its server connection at its first query, waiting there if need be.
+   * Then the client is said hello.
+   */
   private finishAuth(saslFinal: Buffer | null): void {
     if (this.toConsole) {
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
@@ -398,30 +415,62 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       return;
     }
     this.state = 'connecting';
+    if (this.mode === 'session' && this.console?.paused !== true) {
+      const pool = this.pool!;
+      const conn = pool.tryAcquire();
+      if (conn !== null) {
+        this.saslFinal = saslFinal;
+        this.loggedInWith(conn);
+        return;
+      }
+      if (pool.opensForNewWaiter()) {
+        // Only the connect time: the connection opened now is this client's (or one released meanwhile).
+        this.saslFinal = saslFinal;
+        this.waiting = true;
+        this.waitStartedAt = clock.now();
+        pool.wait(this);
+        return;
+      }
+    }
     this.pool!.parameters().then(
       (params) => {
         if (this.state !== 'connecting') return;
-        const w = this.writer;
-        if (saslFinal !== null) m.writeAuthenticationSASLFinal(w, saslFinal);
-        m.writeAuthenticationOk(w);
-        for (const [name, value] of params) {
-          const own = REPORTED_FROM_CLIENT.has(name) ? this.settings.get(name) : undefined;
-          m.writeParameterStatus(w, name, own ?? value);
-        }
-        if (!params.has('application_name') && this.settings.has('application_name')) {
-          m.writeParameterStatus(w, 'application_name', this.settings.get('application_name')!);
-        }
-        m.writeBackendKeyData(w, this.pid, this.secretKey);
-        m.writeReadyForQuery(w, 'I');
-        this.socket.write(w.flush());
-        this.framer.setLimits(frontendLimits(this.host.maxMessageLength));
-        this.state = 'ready';
-        this.host.register(this);
-        this.adoptNative();
-        this.pump();
+        this.welcome(saslFinal, params);
       },
       (e: unknown) => this.fail(e),
     );
+  }
+
+  /** Session mode: the client's server connection for its whole session; its backend's pid and key are the client's. */
+  private loggedInWith(conn: ServerConn): void {
+    const saslFinal = this.saslFinal;
+    this.saslFinal = null;
+    this.pid = conn.backendPid;
+    this.secretKey = conn.backendSecret;
+    this.attach(conn);
+    this.welcome(saslFinal, conn.params);
+  }
+
+  /** AuthenticationOk and what follows it up to ReadyForQuery; the client is logged in. */
+  private welcome(saslFinal: Buffer | null, params: ReadonlyMap<string, string>): void {
+    const w = this.writer;
+    if (saslFinal !== null) m.writeAuthenticationSASLFinal(w, saslFinal);
+    m.writeAuthenticationOk(w);
+    for (const [name, value] of params) {
+      const own = REPORTED_FROM_CLIENT.has(name) ? this.settings.get(name) : undefined;
+      m.writeParameterStatus(w, name, own ?? value);
+    }
+    if (!params.has('application_name') && this.settings.has('application_name')) {
+      m.writeParameterStatus(w, 'application_name', this.settings.get('application_name')!);
+    }
+    m.writeBackendKeyData(w, this.pid, this.secretKey);
+    m.writeReadyForQuery(w, 'I');
+    this.socket.write(w.flush());
+    this.framer.setLimits(frontendLimits(this.host.maxMessageLength));
+    this.state = 'ready';
+    this.host.register(this);
+    this.adoptNative();
+    this.pump();
   }
 
   /** The hot loop: frames from the client to its server connection. */
@@ -634,6 +683,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       if (this.pool !== null) this.pool.counters.waitTimeUs += Math.round((clock.now() - this.waitStartedAt) * 1000);
       this.waitStartedAt = 0;
     }
+    if (this.state === 'connecting') {
+      this.loggedInWith(conn);
+      return;
+    }
     if (this.state !== 'ready') {
       this.pool?.release(conn);
       return;
@@ -646,7 +699,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   onAcquireFailed(error: PgProtocolError): void {
     this.waiting = false;
-    if (this.state !== 'ready') return;
+    if (this.state !== 'ready' && this.state !== 'connecting') return;
     this.fail(error);
   }
 
@@ -740,17 +793,27 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     return this.pins !== 0;
   }
 
+  /**
+   * The server connection ended under this client. When PostgreSQL said why (a FATAL: pg_terminate_backend 57P01,
+   * a shutdown, a timeout), the client is told PostgreSQL's own error, else the proxy's 08006.
+   */
   onServerLost(conn: ServerConn, message: string): void {
     if (this.server !== conn) return;
-    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message };
+    const error = conn.serverError;
+    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message, error };
     // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
     const pinned = this.pins !== 0;
     this.detachServer();
     this.pool?.discard(conn);
     if (this.state !== 'ready') return;
     if (this.mode !== 'transaction' || pinned) {
-      // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client.
-      this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
+      // The session (SET, temp tables, prepared statements) died with the server: as PgBouncer, end the client;
+      // with PostgreSQL's FATAL as it was sent, so the client sees what a direct connection would have.
+      if (error === null) this.fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, message));
+      else {
+        if (this.socket.writable) this.socket.end(m.writeErrorResponse(this.writer, error).flush());
+        this.close();
+      }
       return;
     }
     // Transaction mode: the client stays; only what ran on the dead server fails (lost-transaction.ts).
@@ -838,14 +901,19 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   }
 
   /**
-   * Sends the error (FATAL for protocol errors) and closes this client only. `fromInput`: raised while handling
-   * what the client sent (pump), which tells protocol violations from timeouts and limits.
+   * Sends the error (FATAL for protocol errors) and closes this client only; a silent error (a client that left
+   * before its startup packet) is only logged at debug level. `fromInput`: raised while handling what the client
+   * sent (pump), which tells protocol violations from timeouts and limits.
    */
   fail(e: unknown, fromInput = false): void {
     if (this.state === 'closed') return;
     const error = isPgProtocolError(e) ? e : new PgProtocolError('XX000', `internal proxy error: ${(e as Error).message}`);
-    this.host.clientFailed?.(this, error, fromInput);
-    if (this.socket.writable) this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
+    if (error.silent) {
+      this.host.logger?.debug({ client: this.socket.remoteAddress, reason: error.message }, 'client connection closed');
+    } else {
+      this.host.clientFailed?.(this, error, fromInput);
+      if (this.socket.writable) this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
+    }
     this.close();
   }
 
@@ -881,6 +949,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   }
 
   private handleClose(): void {
+    // PostgreSQL closes silently too (health checks and port probes connect and leave); only a debug line.
+    if (this.state === 'startup') this.host.logger?.debug({ client: this.socket.remoteAddress }, 'client closed the connection before its startup packet');
     this.close();
   }
 }

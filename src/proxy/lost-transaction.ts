@@ -6,15 +6,22 @@
  * are skipped until Sync. Then the client's next transaction goes to a server again (the new primary).
  *
  * SQLSTATEs, chosen so that drivers and pools do the right thing:
- * - A transaction lost while the client was idle inside it (nothing in flight) was certainly rolled back: its
- *   COMMIT never reached a server, and PostgreSQL aborts a transaction whose connection goes away. That is
- *   40001 (serialization_failure): "rolled back, retry it", which ORMs and retry loops already handle, and which
+ * - When PostgreSQL said why it ended the connection (a FATAL ErrorResponse: 57P01 for pg_terminate_backend or a
+ *   fast shutdown, 25P03 for idle_in_transaction_session_timeout, 57P02, 40001/40P01 for a recovery conflict on a
+ *   replica, ...), the client gets that SQLSTATE and message, as it would from PostgreSQL directly, as an ERROR
+ *   (not FATAL: its connection to the proxy goes on); only the proxy's note is added (detail, hint). Its own
+ *   meaning is the one that holds: an operator or a timeout ended the session, not a failure of the cluster.
+ *   PostgreSQL's hint (e.g. "reconnect to the database") is replaced by the proxy's, since no reconnect is needed.
+ * - A transaction lost while the client was idle inside it (nothing in flight), without such an error (the
+ *   server crashed, the network broke, the primary changed), was certainly rolled back: its COMMIT never reached
+ *   a server, and PostgreSQL aborts a transaction whose connection goes away. That is 40001
+ *   (serialization_failure): "rolled back, retry it", which ORMs and retry loops already handle, and which
  *   connection pools (HikariCP and the like evict on class 08) do not take for a dead connection — the client's
  *   connection to the proxy is in fact fine.
- * - A statement in flight when the server died (possibly a COMMIT) has an unknown outcome: it may have
- *   committed just before the crash. That is 08006 (connection_failure) with a message that claims nothing
- *   about a rollback; PostgreSQL's own 08007 (transaction_resolution_unknown) would fit a COMMIT exactly, but
- *   the proxy does not read statements in flight, so it cannot tell a COMMIT from an INSERT.
+ * - A statement in flight when the server died without such an error (possibly a COMMIT) has an unknown
+ *   outcome: it may have committed just before the crash. That is 08006 (connection_failure) with a message
+ *   that claims nothing about a rollback; PostgreSQL's own 08007 (transaction_resolution_unknown) would fit a
+ *   COMMIT exactly, but the proxy does not read statements in flight, so it cannot tell a COMMIT from an INSERT.
  */
 import { SQLSTATE } from './protocol/errors.js';
 import * as m from './protocol/messages.js';
@@ -50,6 +57,8 @@ export interface LossAtServer {
   midBatch: boolean;
   /** Why the server connection ended. */
   reason: string;
+  /** The FATAL ErrorResponse PostgreSQL sent before ending the connection, if it sent one. */
+  error?: ErrorFields | null;
 }
 
 export class LostTransaction {
@@ -63,17 +72,21 @@ export class LostTransaction {
   private unnamed: TxEnd | null = null;
   private readonly portals = new Map<string, TxEnd>();
 
-  private constructor(phase: Phase, skipping: boolean, syncError: ErrorFields | null, reason: string) {
+  private constructor(phase: Phase, skipping: boolean, syncError: ErrorFields | null, reason: string, error: ErrorFields | null) {
     this.phase = phase;
     this.skipping = skipping;
     this.syncError = syncError;
-    this.rolledBack = {
-      severity: 'ERROR',
-      code: '40001',
-      message: 'the transaction was rolled back: its server connection was lost (the primary failed or changed)',
-      detail: `${reason}. Nothing of the transaction was committed.`,
-      hint: 'Retry the transaction; the connection to the proxy is still usable.',
-    };
+    const hint = 'Retry the transaction; the connection to the proxy is still usable.';
+    this.rolledBack =
+      error === null
+        ? {
+            severity: 'ERROR',
+            code: '40001',
+            message: 'the transaction was rolled back: its server connection was lost (the primary failed or changed)',
+            detail: `${reason}. Nothing of the transaction was committed.`,
+            hint,
+          }
+        : fromServer(error, 'PostgreSQL ended the server connection of this transaction, which was rolled back: nothing of it was committed.', hint);
   }
 
   /**
@@ -81,12 +94,12 @@ export class LostTransaction {
    * flight to `w` and returns what the client is owed from now on, or null when it is already back in step.
    */
   static afterLoss(loss: LossAtServer, w: MessageWriter): LostTransaction | null {
-    const inFlight: ErrorFields = {
-      severity: 'ERROR',
-      code: SQLSTATE.CONNECTION_FAILURE,
-      message: `${loss.reason}; the outcome of the statement in flight is unknown`,
-      hint: loss.inTransaction ? 'The transaction is lost: roll it back, then retry it.' : 'Check whether the statement took effect before retrying it.',
-    };
+    const error = loss.error ?? null;
+    const hint = loss.inTransaction ? 'The transaction is lost: roll it back, then retry it.' : 'Check whether the statement took effect before retrying it.';
+    const inFlight: ErrorFields =
+      error === null
+        ? { severity: 'ERROR', code: SQLSTATE.CONNECTION_FAILURE, message: `${loss.reason}; the outcome of the statement in flight is unknown`, hint }
+        : fromServer(error, 'PostgreSQL ended the server connection running this statement.', `${hint} The connection to the proxy is still usable.`);
     // After an error inside a transaction the client is told 'E', so that statements it had queued behind the
     // lost ones cannot run outside their transaction on the new primary.
     for (let i = 0; i < loss.outstanding; i++) {
@@ -97,7 +110,7 @@ export class LostTransaction {
     if (loss.outstanding > 0) phase = loss.inTransaction ? 'failed' : 'idle';
     else phase = loss.inTransaction ? 'pending' : 'idle';
     if (!loss.midBatch && phase === 'idle') return null;
-    const lost = new LostTransaction(phase, loss.midBatch, null, loss.reason);
+    const lost = new LostTransaction(phase, loss.midBatch, null, loss.reason, error);
     if (loss.midBatch) {
       // The batch's first messages went to the dead server: the rest is skipped and its Sync gets one error.
       if (phase === 'pending') {
@@ -246,6 +259,20 @@ export class LostTransaction {
     const parse = statements.get(name);
     return parse === undefined ? null : txEnd(m.decodeParse(parse, 5, parse.length).query);
   }
+}
+
+/**
+ * PostgreSQL's FATAL as an ERROR for a client that stays connected: its SQLSTATE, message and detail, with the
+ * proxy's `note` after the detail and the proxy's `hint` instead of PostgreSQL's (which would say to reconnect).
+ */
+function fromServer(error: ErrorFields, note: string, hint: string): ErrorFields {
+  return {
+    severity: 'ERROR',
+    code: error.code,
+    message: error.message,
+    detail: error.detail === undefined ? note : `${error.detail} ${note}`,
+    hint,
+  };
 }
 
 function abortedError(): ErrorFields {

@@ -85,7 +85,11 @@ export class ProxyServer implements ClientHost {
   private readonly databaseLimits = new Map<string, DatabaseLimit>();
   /** idle_transaction_timeout and client_idle_timeout: a sweep over the clients, started by start(). */
   private idleSweep: NodeJS.Timeout | null = null;
-  private readonly clients = new Map<number, ProxyClient>();
+  /**
+   * Logged-in clients by cancelKey(pid, secret): session-mode clients carry their backend's real pair, which may
+   * repeat across servers (primary and replica, or a random pair of a transaction-mode client): the key is both.
+   */
+  private readonly clients = new Map<string, ProxyClient>();
   /**
    * Clients accepted and not logged in yet, in accept order, with performance.now() at accept: the
    * client_login_timeout sweep closes those that take too long. A client leaves at login (register) or when its
@@ -436,19 +440,20 @@ export class ProxyServer implements ClientHost {
 
   /** Whether this server has the client `pid` and cancelled what it runs (a cancel forwarded between workers). */
   cancelHere(pid: number, secretKey: number): boolean {
-    const client = this.clients.get(pid);
-    if (client === undefined || client.secretKey !== secretKey) return false;
+    const client = this.clients.get(cancelKey(pid, secretKey));
+    if (client === undefined) return false;
     client.cancelRunning();
     return true;
   }
 
   register(client: ProxyClient): void {
     this.loggingIn.delete(client);
-    this.clients.set(client.pid, client);
+    this.clients.set(cancelKey(client.pid, client.secretKey), client);
   }
 
   unregister(client: ProxyClient): void {
-    if (this.clients.get(client.pid) === client) this.clients.delete(client.pid);
+    const key = cancelKey(client.pid, client.secretKey);
+    if (this.clients.get(key) === client) this.clients.delete(key);
   }
 
   cancel(pid: number, secretKey: number): void {
@@ -461,6 +466,10 @@ export class ProxyServer implements ClientHost {
       error,
       fromInput,
     );
+  }
+
+  get logger(): Logger | undefined {
+    return this.options.logger;
   }
 
   onPin(client: ProxyClient, reasons: string): void {
@@ -483,6 +492,11 @@ export class ProxyServer implements ClientHost {
     this.loggingIn.set(client, performance.now());
     socket.on('close', () => this.loggingIn.delete(client));
   }
+}
+
+/** The clients map's key: pid and secret as unsigned 32-bit numbers (a CancelRequest's form). */
+function cancelKey(pid: number, secretKey: number): string {
+  return `${pid >>> 0}:${secretKey >>> 0}`;
 }
 
 /** Period of the idle_transaction_timeout / client_idle_timeout sweep: their resolution. */
@@ -509,6 +523,9 @@ function readOnlyHost(server: ProxyServer): ClientHost {
       return server.clientTls;
     },
     nativeIo: server.nativeIo,
+    get logger() {
+      return server.logger;
+    },
     secretFor: (user) => server.secretFor(user),
     lookupSecret: (user, database) => server.lookupSecret(user, database),
     poolFor: (database, user) => server.poolFor(database, user, 'ro'),

@@ -134,12 +134,12 @@ describe('proxy in static mode', { timeout: 120_000 }, () => {
     await good.end();
   });
 
-  it('a server connection killed mid-query gives 08006 and the client goes on', async () => {
+  it("a server connection killed mid-query (pg_terminate_backend) gives PostgreSQL's 57P01 as an ERROR and the client goes on", async () => {
     const c = client(txProxy);
     await c.connect();
     const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     const running = c.query('SELECT pg_sleep(10), pg_backend_pid()');
-    const outcome = assert.rejects(running, (e: unknown) => (e as { code?: string }).code === '08006');
+    const outcome = assert.rejects(running, (e: unknown) => (e as { code?: string }).code === '57P01' && (e as { severity?: string }).severity === 'ERROR');
     await new Promise((r) => setTimeout(r, 300));
     const direct = new pg.Client({ host: '127.0.0.1', port: postgres.port, user, password, database: 'postgres' });
     await direct.connect();

@@ -122,33 +122,40 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await stopGroup(group);
   });
 
-  it('a cancel request reaches the query of a client served by another worker', async () => {
-    const group = await startGroup({ default_pool_size: 2 });
-    const sleeper = client(group, 'postgres');
-    await sleeper.connect();
-    assert.deepEqual(group.clientsPerWorker(), [1, 0]);
-    const started = Date.now();
-    const running = sleeper.query('SELECT pg_sleep(30)').then(
-      () => 'finished',
-      (e: { code?: string }) => e.code ?? 'no code',
-    );
-    await sleep(300);
-    // The cancel request is a connection of its own: the main thread gives it to worker 1, which has no clients.
-    const { processID, secretKey } = sleeper as unknown as { processID: number; secretKey: number };
-    const cancel = Buffer.alloc(16);
-    cancel.writeInt32BE(16, 0);
-    cancel.writeInt32BE(80877102, 4);
-    cancel.writeInt32BE(processID, 8);
-    cancel.writeInt32BE(secretKey, 12);
-    const socket = connect(group.address.port, '127.0.0.1', () => socket.end(cancel));
-    socket.on('error', () => undefined);
-    assert.equal(await running, '57014', 'the query was cancelled (57014)');
-    assert.ok(Date.now() - started < 10_000, 'long before pg_sleep(30) would have ended');
-    const after = await sleeper.query('SELECT 1 AS one');
-    assert.equal(after.rows[0].one, 1, 'the client goes on after the cancel');
-    await sleeper.end();
-    await stopGroup(group);
-  });
+  for (const poolMode of ['transaction', 'session'] as const) {
+    it(`${poolMode}: a cancel request reaches the query of a client served by another worker`, async () => {
+      const group = await startGroup({ default_pool_size: 2, pool_mode: poolMode });
+      const sleeper = client(group, 'postgres');
+      await sleeper.connect();
+      assert.deepEqual(group.clientsPerWorker(), [1, 0]);
+      if (poolMode === 'session') {
+        // The key the client got is its backend's own.
+        const pid = (await sleeper.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
+        assert.equal(pid, (sleeper as unknown as { processID: number }).processID);
+      }
+      const started = Date.now();
+      const running = sleeper.query('SELECT pg_sleep(30)').then(
+        () => 'finished',
+        (e: { code?: string }) => e.code ?? 'no code',
+      );
+      await sleep(300);
+      // The cancel request is a connection of its own: the main thread gives it to worker 1, which has no clients.
+      const { processID, secretKey } = sleeper as unknown as { processID: number; secretKey: number };
+      const cancel = Buffer.alloc(16);
+      cancel.writeInt32BE(16, 0);
+      cancel.writeInt32BE(80877102, 4);
+      cancel.writeInt32BE(processID, 8);
+      cancel.writeInt32BE(secretKey, 12);
+      const socket = connect(group.address.port, '127.0.0.1', () => socket.end(cancel));
+      socket.on('error', () => undefined);
+      assert.equal(await running, '57014', 'the query was cancelled (57014)');
+      assert.ok(Date.now() - started < 10_000, 'long before pg_sleep(30) would have ended');
+      const after = await sleeper.query('SELECT 1 AS one');
+      assert.equal(after.rows[0].one, 1, 'the client goes on after the cancel');
+      await sleeper.end();
+      await stopGroup(group);
+    });
+  }
 
   it('room in a pool moves to the worker whose clients wait, and back to one below its share of it', async () => {
     await direct.query('CREATE DATABASE w_room');

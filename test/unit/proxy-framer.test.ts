@@ -335,6 +335,24 @@ describe('MessageFramer refuses bad input with a PgProtocolError', () => {
     expectProtocolError(() => framer.next(), 'invalid length of startup packet');
   });
 
+  it('a Terminate where the startup packet belongs is a silent error (closed without an answer, as PostgreSQL does)', () => {
+    for (const split of [5, 1, 3]) {
+      const framer = new MessageFramer({ startup: true });
+      const terminate = m.writeTerminate(new MessageWriter(64)).flush();
+      framer.push(terminate.subarray(0, split));
+      if (split < 5) {
+        assert.equal(framer.next(), false);
+        framer.push(terminate.subarray(split));
+      }
+      const e = expectProtocolError(() => framer.next(), 'client sent Terminate before the startup packet');
+      assert.equal(e.silent, true);
+    }
+    // Other bad startup lengths are still answered.
+    const framer = new MessageFramer({ startup: true });
+    framer.push(startupHeader(0x7fffffff));
+    assert.equal(expectProtocolError(() => framer.next(), 'invalid length of startup packet').silent, false);
+  });
+
   it("frontendLimits(): PostgreSQL's per-type limits and refused types", () => {
     const framer = new MessageFramer(frontendLimits());
     framer.push(Buffer.concat([header(0x51, 100_004), Buffer.alloc(100_000)]));

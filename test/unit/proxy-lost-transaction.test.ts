@@ -127,6 +127,36 @@ describe('LostTransaction', () => {
     assert.deepEqual(r.outcomes, [LostOutcome.Consumed, LostOutcome.Consumed, LostOutcome.Done, LostOutcome.Pass]);
   });
 
+  it("PostgreSQL's FATAL (57P01) received: its SQLSTATE, message and detail as an ERROR, with the proxy's note", () => {
+    const error = { severity: 'FATAL', code: '57P01', message: 'terminating connection due to administrator command' };
+    const fieldsOf = (bytes: Buffer): m.ErrorFields[] => {
+      const f = new MessageFramer();
+      f.push(bytes);
+      const out: m.ErrorFields[] = [];
+      while (f.next()) if (f.type === m.BackendType.ErrorResponse) out.push(m.decodeErrorFields(f.buffer, f.bodyStart, f.end));
+      return out;
+    };
+    // In flight outside a transaction: the statement's error, then in step again.
+    let w = new MessageWriter(256);
+    assert.equal(LostTransaction.afterLoss({ outstanding: 1, inTransaction: false, midBatch: false, reason: 'x', error }, w), null);
+    let [e] = fieldsOf(w.flush());
+    assert.equal(e.severity, 'ERROR');
+    assert.equal(e.code, '57P01');
+    assert.equal(e.message, 'terminating connection due to administrator command');
+    assert.match(e.hint ?? '', /connection to the proxy is still usable/);
+    // Idle in a transaction: 57P01 (not 40001) on the next statement, PostgreSQL's detail kept before the proxy's.
+    w = new MessageWriter(256);
+    const lost = LostTransaction.afterLoss({ outstanding: 0, inTransaction: true, midBatch: false, reason: 'x', error: { ...error, code: '57P02', detail: 'The postmaster has commanded this server process to roll back the current transaction and exit.', hint: 'In a moment you should be able to reconnect to the database and repeat your command.' } }, w)!;
+    const out = new MessageWriter(256);
+    const q = m.writeQuery(new MessageWriter(64), 'SELECT 1').flush();
+    lost.handle(m.FrontendType.Query, q, 0, 5, q.length, out, new Map());
+    [e] = fieldsOf(out.flush());
+    assert.equal(e.code, '57P02');
+    assert.equal(e.severity, 'ERROR');
+    assert.match(e.detail ?? '', /^The postmaster has commanded .* rolled back: nothing of it was committed\.$/);
+    assert.equal(e.hint, 'Retry the transaction; the connection to the proxy is still usable.');
+  });
+
   it('in flight inside a transaction: 08006 with E, then the failed state until ROLLBACK', () => {
     const { lost, replies } = loss({ inTransaction: true, outstanding: 1 });
     assert.deepEqual(replies, [['E', '08006'], ['Z', 'E']]);

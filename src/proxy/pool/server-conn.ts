@@ -108,6 +108,12 @@ export class ServerConn {
   /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
   requestStartedAt = 0;
   private fatal: string | null = null;
+  /**
+   * The FATAL (or PANIC) ErrorResponse PostgreSQL sent before ending this connection (pg_terminate_backend, a
+   * shutdown, idle_in_transaction_session_timeout, ...), or null: the attached client is told PostgreSQL's own
+   * SQLSTATE and message rather than the proxy's 08006 (see ProxyClient.onServerLost).
+   */
+  serverError: m.ErrorFields | null = null;
   private loginDone = false;
   private readonly onData = (chunk: Buffer): void => this.handleData(chunk, 0, chunk.length);
   private readonly onNativeData = (buf: Buffer, start: number, end: number): void => this.handleData(buf, start, end);
@@ -522,12 +528,21 @@ export class ServerConn {
     if (native && f.bufferedBytes > 0) f.own(false);
   }
 
-  /** True for a FATAL error: it is kept for the client's 08006 message instead of being forwarded. */
+  /**
+   * True for a FATAL error: it is kept (serverError) for the client, told when the connection closes, instead of
+   * being forwarded now (in transaction mode the client stays and gets it as an ERROR).
+   */
   private noteError(): boolean {
     const f = this.framer;
     const fields = m.decodeErrorFields(f.buffer, f.bodyStart, f.end);
-    if (fields.severity === 'FATAL' || fields.severity === 'PANIC') {
+    // V (never localized) when the server sends it (9.6+); S may be translated by lc_messages.
+    const severity = fields.severityNonLocalized ?? fields.severity;
+    if (severity === 'FATAL' || severity === 'PANIC') {
       this.fatal = `server connection lost: ${fields.message}`;
+      this.serverError = fields;
+      // PostgreSQL closes after a FATAL: the loss is handled now (close is emitted on the next tick), before a
+      // client's next statement could be written to the dying backend and count as in flight there.
+      this.destroy();
       return true;
     }
     return false;

@@ -214,6 +214,8 @@ export class ServerPool {
   private scramKeys: ScramKeys | null = null;
   private templateParams: Map<string, string> | null = null;
   private templatePromise: Promise<Map<string, string>> | null = null;
+  /** parameters() callers waiting for a connection being opened to log in (see parameters()). */
+  private parametersWanted: { resolve: (params: Map<string, string>) => void; reject: (e: unknown) => void }[] = [];
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -244,15 +246,22 @@ export class ServerPool {
     if (secret !== null) this.options.secret = secret;
   }
 
-  /** The ParameterStatus set a server connection reports (opens one the first time). */
+  /**
+   * The ParameterStatus set a server connection reports: the first connection's that logged in; opens one when
+   * none has yet, unless the pool is full of connections being opened (session-mode logins take theirs at once):
+   * then the first of those to log in answers, as a template connection would exceed the pool size.
+   */
   parameters(): Promise<Map<string, string>> {
     if (this.templateParams !== null) return Promise.resolve(this.templateParams);
+    if (this.templatePromise === null && this.opening > 0 && !this.hasRoom(this.limit())) {
+      return new Promise((resolve, reject) => this.parametersWanted.push({ resolve, reject }));
+    }
     this.templatePromise ??= this.openPatiently().then(
       (conn) => {
         this.templatePromise = null;
-        this.templateParams = new Map(conn.params);
+        this.learnParameters(conn.params);
         this.release(conn);
-        return this.templateParams;
+        return this.templateParams!;
       },
       (e: unknown) => {
         this.templatePromise = null;
@@ -272,6 +281,20 @@ export class ServerPool {
       if (!conn.closed && this.isTarget(conn.endpoint)) return conn;
       if (!conn.closed) this.discard(conn);
     }
+  }
+
+  /**
+   * After tryAcquire() returned null: whether a waiter queued now would get a connection opened for it rather than
+   * wait for one to be released (no client waits beyond those being opened for, and the pool, the budget and the
+   * database have room). Conservative: false whenever grow() might not open one at once. Session-mode logins ask it
+   * to decide between waiting for their own backend (its real pid and key) and logging in without one.
+   */
+  opensForNewWaiter(): boolean {
+    if (this.closed || this.drainHolds() || this.targets().length === 0) return false;
+    if (this.waiters.length > this.opening) return false;
+    const limit = this.limit();
+    if (!this.hasRoom(limit) || !this.roomInDatabase()) return false;
+    return !(this.budget?.othersStarving === true && this.all.size >= this.fairCap());
   }
 
   /** ro: an idle connection to the replica with the fewest transactions running, or null to open one there. */
@@ -434,6 +457,7 @@ export class ServerPool {
     this.options.databaseLimit?.leave(this);
     this.noLongerLacking();
     for (const waiter of this.waiters.splice(0)) waiter.onAcquireFailed(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
+    for (const w of this.parametersWanted.splice(0)) w.reject(new PgProtocolError('57P01', 'terminating connection due to administrator command'));
     this.waitingSince.length = 0;
     this.closeIdle();
   }
@@ -570,7 +594,10 @@ export class ServerPool {
       throw e;
     } finally {
       this.opening--;
+      // None of the connections being opened logged in: parameters() callers waiting for one ask again.
+      if (this.opening === 0 && this.templateParams === null && this.parametersWanted.length > 0) queueMicrotask(() => this.askParametersAgain());
     }
+    this.learnParameters(conn.params);
     conn.setIdleCloseHandler((c) => this.forget(c));
     if (!this.isTarget(endpoint)) {
       // The topology moved on while we logged in.
@@ -579,6 +606,20 @@ export class ServerPool {
       throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `server ${endpoint.host}:${endpoint.port} stopped being a target during login`);
     }
     return conn;
+  }
+
+  /** The first connection to log in tells the pool's parameters (for logins that take no connection of their own). */
+  private learnParameters(params: ReadonlyMap<string, string>): void {
+    if (this.templateParams !== null) return;
+    this.templateParams = new Map(params);
+    for (const w of this.parametersWanted.splice(0)) w.resolve(this.templateParams);
+  }
+
+  private askParametersAgain(): void {
+    if (this.parametersWanted.length === 0) return;
+    const wanted = this.parametersWanted.splice(0);
+    const answer = this.parameters();
+    for (const w of wanted) answer.then(w.resolve, w.reject);
   }
 
   /** open(), retried while the failure is one a failover explains, until queryWaitTimeoutMs (0: no limit). */

@@ -28,6 +28,11 @@ export interface PgProtocolErrorOptions {
   hint?: string;
   /** FATAL (default) closes the connection, which is what the proxy does for every error raised here. */
   severity?: 'FATAL' | 'ERROR';
+  /**
+   * PostgreSQL's COMMERROR: the connection is closed and the reason only logged, nothing is sent (e.g. a client
+   * that hangs up with Terminate before its startup packet must not be answered with an ErrorResponse).
+   */
+  silent?: boolean;
 }
 
 /** A client-facing error: SQLSTATE plus PostgreSQL-style primary message (lower case, no final period). */
@@ -36,6 +41,7 @@ export class PgProtocolError extends Error {
   readonly detail: string | undefined;
   readonly hint: string | undefined;
   readonly severity: 'FATAL' | 'ERROR';
+  readonly silent: boolean;
 
   constructor(sqlstate: Sqlstate, message: string, options: PgProtocolErrorOptions = {}) {
     super(message);
@@ -44,6 +50,7 @@ export class PgProtocolError extends Error {
     this.detail = options.detail;
     this.hint = options.hint;
     this.severity = options.severity ?? 'FATAL';
+    this.silent = options.silent ?? false;
   }
 
   /** The fields of the ErrorResponse that tells the client about this error. */

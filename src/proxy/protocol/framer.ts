@@ -92,6 +92,8 @@ export function frontendAuthLimits(maxLength: number = MAX_STARTUP_LENGTH): Fram
 const EMPTY = Buffer.alloc(0);
 const STARTUP_HEADER = 4;
 const TYPED_HEADER = 5;
+/** The first four bytes of a Terminate message ('X', then the high bytes of its length 4) read as a startup length. */
+const TERMINATE_AS_STARTUP_LENGTH = 0x58000000;
 /** The largest value an int32 length field can hold. */
 const MAX_LENGTH_FIELD = 0x7fffffff;
 
@@ -412,6 +414,12 @@ export class MessageFramer implements Frame {
 
   /** Returns the frame size for a startup-phase length field, or fails. */
   private checkStartupLength(length: number): number {
+    if (length === TERMINATE_AS_STARTUP_LENGTH) {
+      // A Terminate ('X', length 4) where the startup packet belongs: node-postgres sends it when end() follows
+      // connect() at once. PostgreSQL reads it as an invalid length, a COMMERROR: it closes without a word, and
+      // an ErrorResponse here would reach a client that has already hung up (node-postgres then throws).
+      throw this.fail('client sent Terminate before the startup packet', 'The client hung up before logging in.', true);
+    }
     // 8: the length and the code; PostgreSQL refuses shorter packets and those over MAX_STARTUP_PACKET_LENGTH.
     if (length < 8 || length > this.maxStartupLength) {
       throw this.fail(
@@ -435,8 +443,8 @@ export class MessageFramer implements Frame {
     return length;
   }
 
-  private fail(message: string, detail: string): PgProtocolError {
-    this.failure = new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, message, { detail });
+  private fail(message: string, detail: string, silent = false): PgProtocolError {
+    this.failure = new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, message, { detail, silent });
     // Drop everything held: the connection is going away and must not keep memory alive meanwhile.
     this.chunk = EMPTY;
     this.pos = 0;
