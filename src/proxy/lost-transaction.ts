@@ -20,6 +20,7 @@ import { SQLSTATE } from './protocol/errors.js';
 import * as m from './protocol/messages.js';
 import type { ErrorFields } from './protocol/messages.js';
 import type { MessageWriter } from './protocol/writer.js';
+import type { ClientStatement } from './pool/statement-shape.js';
 
 /** What handle() did with a frame. */
 export const enum LostOutcome {
@@ -120,7 +121,7 @@ export class LostTransaction {
    * statements the client prepares meanwhile are recorded in `statements` (the client's own map), as forwarding
    * would, so they are prepared on the next server that needs them.
    */
-  handle(type: number, buffer: Buffer, start: number, bodyStart: number, end: number, w: MessageWriter, statements: Map<string, Buffer>): LostOutcome {
+  handle(type: number, buffer: Buffer, start: number, bodyStart: number, end: number, w: MessageWriter, statements: Map<string, ClientStatement>): LostOutcome {
     const T = m.FrontendType;
     if (type === T.Sync) return this.sync(w);
     if (this.skipping) return LostOutcome.Consumed;
@@ -159,7 +160,8 @@ export class LostTransaction {
         const kind = txEnd(parse.query);
         if (kind === null) return this.batchError(w);
         if (parse.name === '') this.unnamed = kind;
-        else statements.set(parse.name, Buffer.from(buffer.subarray(start, end)));
+        // No shape: PostgreSQL never described it (it is a transaction end, which returns no rows anyway).
+        else statements.set(parse.name, { parse: Buffer.from(buffer.subarray(start, end)), shape: null });
         m.writeParseComplete(w);
         return LostOutcome.Consumed;
       }
@@ -241,9 +243,9 @@ export class LostTransaction {
     return abortedError();
   }
 
-  private statementKind(name: string, statements: ReadonlyMap<string, Buffer>): TxEnd | null {
+  private statementKind(name: string, statements: ReadonlyMap<string, ClientStatement>): TxEnd | null {
     if (name === '') return this.unnamed;
-    const parse = statements.get(name);
+    const parse = statements.get(name)?.parse;
     return parse === undefined ? null : txEnd(m.decodeParse(parse, 5, parse.length).query);
   }
 }
