@@ -136,19 +136,20 @@ async function pgCase(target: Target, table: string, change: Change): Promise<Ou
 async function postgresJsCase(target: Target, table: string, change: Change): Promise<Outcome[]> {
   await createTable(table, change.before, change.beforeRow);
   const sql = postgres({ host: '127.0.0.1', port: target.port, user, password, database: 'postgres', prepare: true, max: 1, onnotice: () => undefined });
-  const text = `SELECT * FROM ${table}`;
+  // A tagged template is sent with the extended protocol as a named statement (unsafe() without parameters
+  // would be a simple query), prepared once per connection and then only bound and executed.
   try {
     let pid = 0;
     const outcomes: Outcome[] = [];
     await sql.begin(async (tx) => {
-      pid = (await tx.unsafe<Array<{ pid: number }>>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
-      outcomes.push(await attempt(async () => [...(await tx.unsafe(text, [], { prepare: true }))]));
+      pid = (await tx<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`)[0]!.pid;
+      outcomes.push(await attempt(async () => [...(await tx`SELECT * FROM ${tx(table)}`)]));
     });
     const release = await keepBusy(target, pid);
     try {
       await createTable(table, change.after, change.afterRow);
-      outcomes.push(await attempt(async () => [...(await sql.unsafe(text, [], { prepare: true }))]));
-      outcomes.push(await attempt(async () => [...(await sql.unsafe(text, [], { prepare: true }))]));
+      outcomes.push(await attempt(async () => [...(await sql`SELECT * FROM ${sql(table)}`)]));
+      outcomes.push(await attempt(async () => [...(await sql`SELECT * FROM ${sql(table)}`)]));
     } finally {
       await release();
     }
