@@ -8,6 +8,14 @@
  * frames stay in the framer (its socket is paused only if it sends more than HIGH_WATER_MARK meanwhile): the
  * wait costs no copies and no growing queue. In transaction mode Query/Parse text and CommandComplete tags
  * are watched for session state (advisory locks, LISTEN, SET, ...) that pins the client to its connection.
+ *
+ * Named prepared statements live on the server connection the client prepared them on; in transaction mode the
+ * proxy prepares them again on each other connection the client uses them on (prepareOn). PostgreSQL never lets
+ * a prepared statement change its result type, so neither does the proxy: a statement's shape is recorded when the
+ * client prepares it, and when it is prepared again its shape is compared first, the client's Bind/Describe waiting
+ * the one round trip in the framer as it waits for a server connection. A different shape (the table was dropped
+ * and created with other columns) gets PostgreSQL's ERROR 0A000 "cached plan must not change result type" on each
+ * use until the client prepares the statement again (onShapeChecked, statement-shape.ts).
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -633,7 +641,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       conn.prepared.delete(name);
       this.held = false; // answered by the error instead
     }
-    if (this.socket.isPaused() && this.framer.bufferedBytes <= HIGH_WATER_MARK) this.socket.resume();
+    // Paused only when it sent more than HIGH_WATER_MARK meanwhile (see received); forward() pauses it again if needed.
+    if (this.socket.isPaused()) this.socket.resume();
     this.pump();
   }
 
