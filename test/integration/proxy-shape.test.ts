@@ -22,7 +22,7 @@ import * as m from '../../src/proxy/protocol/messages.js';
 import { MessageWriter } from '../../src/proxy/protocol/writer.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
-import { cleanupServers, makePgTempDir, makeTestServer, testCredentials } from '../helpers/pg.js';
+import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 
 const credentials = testCredentials();
 const user = credentials.superuser.username;
@@ -80,8 +80,10 @@ async function createTable(table: string, columns: string, row: string): Promise
 
 /**
  * Through the proxy: a client takes the server connection `pid` (the statement's) inside a transaction and keeps it,
- * so that the pool's only other connection serves the next use. Returns the release. Directly: nothing to do.
+ * so that the pool's only other connection serves the next use. Returns the release (and sets `lastOtherPid` to
+ * the backend of that other connection). Directly: nothing to do.
  */
+let lastOtherPid = 0;
 async function keepBusy(target: Target, pid: number): Promise<() => Promise<void>> {
   if (!target.pooled) return async () => undefined;
   const holders = [pgClient(target.port), pgClient(target.port)];
@@ -94,6 +96,7 @@ async function keepBusy(target: Target, pid: number): Promise<() => Promise<void
   const keeper = pids.indexOf(pid);
   assert.ok(keeper >= 0, `one of the two server connections (${pids.join(', ')}) is the statement's (${pid})`);
   const other = holders[1 - keeper]!;
+  lastOtherPid = pids[1 - keeper]!;
   await other.query('COMMIT');
   await other.end();
   return async () => {
@@ -190,6 +193,20 @@ class RawClient {
   send(build: (w: MessageWriter) => void): void {
     build(this.w);
     this.socket.write(this.w.flush());
+  }
+
+  /** Waits until a message of `type` arrived; returns the messages up to it (taken). */
+  async until(type: number, timeoutMs = 10_000): Promise<string[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.received.findIndex((r) => r.type === type);
+      if (i >= 0) return this.received.splice(0, i + 1).map(({ type: t, body }) => describeMessage(t, body));
+      if (Date.now() > deadline) throw new Error(`no ${String.fromCharCode(type)} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.notify = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
   }
 
   /** Sends, then returns the answers up to ReadyForQuery. */
@@ -307,6 +324,44 @@ async function rawCase(port: number, pooled: boolean, table: string, change: Cha
   } finally {
     raw.close();
   }
+}
+
+/**
+ * Through `proxy`: a raw client prepares `<table>_s` on one server connection, that connection is kept busy and the
+ * table changed, and another client locks the table, so that the proxy's re-prepare on the other connection waits
+ * for the lock. Returns what the test needs to go on from there.
+ */
+async function checkBlockedOnLock(
+  proxy: ProxyServer,
+  table: string,
+  change: Change,
+): Promise<{ raw: RawClient; locker: pg.Client; otherPid: number; release: () => Promise<void> }> {
+  await createTable(table, change.before, change.beforeRow);
+  const raw = await RawClient.open(proxy.address.port);
+  await raw.run((w) => m.writeQuery(w, 'BEGIN'));
+  raw.send((w) => m.writeQuery(w, 'SELECT pg_backend_pid()'));
+  const pid = Number((JSON.parse((await raw.untilReady()).find((s) => s.startsWith('D '))!.slice(2)) as string[])[0]);
+  await raw.run((w) => {
+    m.writeParse(w, `${table}_s`, `SELECT * FROM ${table}`);
+    m.writeDescribe(w, 'S', `${table}_s`);
+    m.writeSync(w);
+  });
+  await raw.run((w) => m.writeQuery(w, 'COMMIT'));
+  const release = await keepBusy({ label: '', port: proxy.address.port, pooled: true }, pid);
+  const otherPid = lastOtherPid;
+  await createTable(table, change.after, change.afterRow);
+  const locker = pgClient(server.port);
+  await locker.connect();
+  await locker.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  return { raw, locker, otherPid, release };
+}
+
+/** Until the backend `pid` waits for a lock (the proxy's re-prepare of the statement). */
+async function untilWaitingForLock(pid: number): Promise<void> {
+  await waitFor(`backend ${pid} to wait for the table lock`, async () => {
+    const rows = await direct.query<{ wait: string | null }>('SELECT wait_event_type AS wait FROM pg_stat_activity WHERE pid = $1', [pid]);
+    return rows.rows[0]?.wait === 'Lock' || undefined;
+  });
 }
 
 async function startProxy(settings: Record<string, unknown>): Promise<ProxyServer> {
@@ -441,6 +496,62 @@ describe('transaction mode: statements prepared again on another server connecti
           await release();
         }
       } finally {
+        raw.close();
+      }
+    }
+  });
+
+  for (const changeName of ['same shape', 'int→text'] as const) {
+    it(`${changeName}: the client's Bind waits for the shape check while the rest of its batch arrives (Flush, then Sync)`, async () => {
+      for (const [kind, proxy] of proxies) {
+        const table = `held_${changeName === 'same shape' ? 'same' : 'itt'}_${kind}`;
+        const { raw, locker, otherPid, release } = await checkBlockedOnLock(proxy, table, CHANGES[changeName]!);
+        try {
+          raw.send((w) => {
+            m.writeBind(w, '', `${table}_s`);
+            m.writeExecute(w, '');
+          });
+          await untilWaitingForLock(otherPid);
+          // More of the batch while the Bind is held: it stays behind the Bind, in order.
+          raw.send((w) => m.writeFlush(w));
+          await locker.query('COMMIT');
+          if (changeName === 'same shape') {
+            assert.deepEqual(await raw.until(m.BackendType.CommandComplete), ['2', 'D ["2","two"]', 'C SELECT 1'], kind);
+          } else {
+            assert.deepEqual(await raw.until(m.BackendType.ErrorResponse), ['E ERROR 0A000 cached plan must not change result type RevalidateCachedQuery'], kind);
+          }
+          assert.deepEqual(await raw.run((w) => m.writeSync(w)), ['Z I'], kind);
+          assert.deepEqual(await raw.run((w) => m.writeQuery(w, 'SELECT 7')), ['T ?column?:23', 'D ["7"]', 'C SELECT 1', 'Z I'], kind);
+        } finally {
+          await locker.end().catch(() => undefined);
+          await release();
+          raw.close();
+        }
+      }
+    });
+  }
+
+  it('the server connection dies during the shape check: the held batch gets an error at its Sync, and the client goes on', async () => {
+    for (const [kind, proxy] of proxies) {
+      const table = `lost_${kind}`;
+      const { raw, locker, otherPid, release } = await checkBlockedOnLock(proxy, table, CHANGES['int→text']!);
+      try {
+        raw.send((w) => {
+          m.writeBind(w, '', `${table}_s`);
+          m.writeExecute(w, '');
+          m.writeSync(w);
+        });
+        await untilWaitingForLock(otherPid);
+        await direct.query('SELECT pg_terminate_backend($1)', [otherPid]);
+        const got = await raw.untilReady();
+        assert.equal(got.length, 2, JSON.stringify(got));
+        assert.match(got[0]!, /^E ERROR 08006 /, kind);
+        assert.equal(got[1], 'Z I', kind);
+        await locker.query('COMMIT');
+        assert.deepEqual(await raw.run((w) => m.writeQuery(w, 'SELECT 7')), ['T ?column?:23', 'D ["7"]', 'C SELECT 1', 'Z I'], kind);
+      } finally {
+        await locker.end().catch(() => undefined);
+        await release();
         raw.close();
       }
     }
