@@ -547,7 +547,14 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const mine = this.statements.get(name);
     if (mine === undefined) return false; // unknown to us: let the server answer as it would
     const theirs = server.prepared.get(name);
-    return theirs === undefined || !theirs.equals(mine.parse);
+    if (theirs === mine) return false;
+    if (theirs === undefined || !theirs.parse.equals(mine.parse)) return true;
+    // Another client's statement (or an earlier one of this client) of the same name and text: it serves this
+    // client only with the shape this client learnt. Not known here: prepared again, and checked.
+    const known = mine.shape;
+    if (known === null) return false;
+    const there = theirs.shape;
+    return there === null || there.params !== known.params || there.result !== known.result;
   }
 
   /**
@@ -576,7 +583,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         out.write(m.writeClose(w, 'S', name).flush());
         server.pushExpect(Expect.InjectedClose);
       }
-      server.prepared.set(name, copy);
+      server.prepared.set(name, statement);
       server.pushParse(Expect.NamedClientParse, name);
       out.write(copy);
       if (this.mode === 'transaction') {
@@ -595,7 +602,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     out.write(mine.parse);
     server.pushParse(Expect.InjectedParse, name);
-    server.prepared.set(name, mine.parse);
+    server.prepared.set(name, mine);
     if (mine.shape !== null) {
       // Flush: PostgreSQL sends the answers now, not at the client's Sync (which waits behind this check).
       m.writeDescribe(w, 'S', name);

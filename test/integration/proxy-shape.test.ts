@@ -135,6 +135,37 @@ async function pgCase(target: Target, table: string, change: Change): Promise<Ou
   }
 }
 
+/**
+ * node-postgres, two clients with a statement of the same name and text (as drivers name them: pgbench P0_1,
+ * pgjdbc S_1, hashes of the SQL): X prepares it, the table changes, Y prepares it (through the proxy: on the other
+ * server connection), then X uses its own again.
+ */
+async function sharedNameCase(target: Target, table: string, change: Change): Promise<Outcome[]> {
+  await createTable(table, change.before, change.beforeRow);
+  const x = pgClient(target.port);
+  const y = pgClient(target.port);
+  await Promise.all([x.connect(), y.connect()]);
+  const stmt = { name: 'shared_s', text: `SELECT * FROM ${table}` };
+  try {
+    await x.query('BEGIN');
+    const pid = (await x.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const outcomes = [await attempt(async () => (await x.query(stmt)).rows)];
+    await x.query('COMMIT');
+    const release = await keepBusy(target, pid);
+    try {
+      await createTable(table, change.after, change.afterRow);
+      outcomes.push(await attempt(async () => (await y.query(stmt)).rows));
+      outcomes.push(await attempt(async () => (await x.query(stmt)).rows));
+      outcomes.push(await attempt(async () => (await y.query(stmt)).rows));
+    } finally {
+      await release();
+    }
+    return outcomes;
+  } finally {
+    await Promise.all([x.end().catch(() => undefined), y.end().catch(() => undefined)]);
+  }
+}
+
 /** postgres.js (prepare: true): retries a prepared statement whose error has routine RevalidateCachedQuery. */
 async function postgresJsCase(target: Target, table: string, change: Change): Promise<Outcome[]> {
   await createTable(table, change.before, change.beforeRow);
@@ -431,6 +462,18 @@ describe('transaction mode: statements prepared again on another server connecti
       }
     });
   }
+
+  it('another client prepared a statement of the same name and text after the change: the first client still gets 0A000', async () => {
+    const change = CHANGES['int→text']!;
+    const expected = await sharedNameCase(directTarget(), 'shared_d', change);
+    const { line: _line, ...fields } = (expected[2] as { error: Record<string, string> }).error;
+    assert.deepEqual(fields, CACHED_PLAN_ERROR);
+    assert.deepEqual([expected[1], expected[3]], [{ rows: [{ x: 'hello' }] }, { rows: [{ x: 'hello' }] }]);
+    for (const target of proxyTargets()) {
+      const got = await sharedNameCase(target, `shared_${target.label.includes('native') ? 'n' : 'j'}`, change);
+      assert.deepEqual(got, expected, `${target.label}: ${JSON.stringify(got)}`);
+    }
+  });
 
   for (const [changeName, change] of Object.entries(CHANGES)) {
     if (changeName === 'same shape') continue;

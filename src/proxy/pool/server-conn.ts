@@ -106,8 +106,12 @@ export class ServerConn {
   status = 0x49;
   /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
   settingsKey = '[]';
-  /** Named prepared statements this connection holds: name → the Parse message that made it. */
-  readonly prepared = new Map<string, Buffer>();
+  /**
+   * Named prepared statements this connection holds: name → the client's statement whose Parse made it here (its
+   * shape, once known, is the one PostgreSQL holds for it here). Clients with statements of the same name, text and
+   * shape share it.
+   */
+  readonly prepared = new Map<string, ClientStatement>();
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
@@ -488,6 +492,7 @@ export class ServerConn {
             else if (popped === Expect.RecordDescribe || popped === Expect.CheckDescribe) {
               this.describeFor.shift();
               this.describedParams = '';
+              if (popped === Expect.CheckDescribe) this.checking = false;
             }
           }
           if (popped === Expect.Sync || popped === Expect.InjectedQuery) this.outstanding--;
@@ -511,12 +516,12 @@ export class ServerConn {
           forward = false;
           checked = this.described(head, t);
         } else if (t === m.BackendType.ErrorResponse) {
-          if (head === Expect.PoisonBind) {
+          if (this.noteError()) {
+            forward = false;
+          } else if (head === Expect.PoisonBind) {
             this.expect.shift();
             forward = false;
             poisoned = true;
-          } else if (this.noteError()) {
-            forward = false;
           }
           // An error with no Sync owed before the check: PostgreSQL skips everything up to the next Sync, the
           // proxy's re-prepare and Describe too. The peer sends its held messages on, which are skipped as well.
