@@ -159,8 +159,8 @@ export class LostTransaction {
         const parse = m.decodeParse(buffer, bodyStart, end);
         const kind = txEnd(parse.query);
         if (kind === null) return this.batchError(w);
+        // A named one has no shape: no server described it (a transaction end returns no rows anyway).
         if (parse.name === '') this.unnamed = kind;
-        // No shape: PostgreSQL never described it (it is a transaction end, which returns no rows anyway).
         else statements.set(parse.name, { parse: Buffer.from(buffer.subarray(start, end)), shape: null });
         m.writeParseComplete(w);
         return LostOutcome.Consumed;
