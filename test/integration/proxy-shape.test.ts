@@ -80,12 +80,11 @@ async function createTable(table: string, columns: string, row: string): Promise
 
 /**
  * Through the proxy: a client takes the server connection `pid` (the statement's) inside a transaction and keeps it,
- * so that the pool's only other connection serves the next use. Returns the release (and sets `lastOtherPid` to
- * the backend of that other connection). Directly: nothing to do.
+ * so that the pool's only other connection serves the next use. Returns the release and the backend pid of that
+ * other connection. Directly: nothing to do.
  */
-let lastOtherPid = 0;
-async function keepBusy(target: Target, pid: number): Promise<() => Promise<void>> {
-  if (!target.pooled) return async () => undefined;
+async function keepBusy(target: Target, pid: number): Promise<{ release: () => Promise<void>; otherPid: number }> {
+  if (!target.pooled) return { release: async () => undefined, otherPid: 0 };
   const holders = [pgClient(target.port), pgClient(target.port)];
   await Promise.all(holders.map((h) => h.connect()));
   const pids: number[] = [];
@@ -96,12 +95,14 @@ async function keepBusy(target: Target, pid: number): Promise<() => Promise<void
   const keeper = pids.indexOf(pid);
   assert.ok(keeper >= 0, `one of the two server connections (${pids.join(', ')}) is the statement's (${pid})`);
   const other = holders[1 - keeper]!;
-  lastOtherPid = pids[1 - keeper]!;
   await other.query('COMMIT');
   await other.end();
-  return async () => {
-    await holders[keeper]!.query('COMMIT');
-    await holders[keeper]!.end();
+  return {
+    release: async () => {
+      await holders[keeper]!.query('COMMIT');
+      await holders[keeper]!.end();
+    },
+    otherPid: pids[1 - keeper]!,
   };
 }
 
@@ -116,7 +117,7 @@ async function pgCase(target: Target, table: string, change: Change): Promise<Ou
     const pid = (await x.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     const outcomes = [await attempt(async () => (await x.query(stmt)).rows)];
     await x.query('COMMIT');
-    const release = await keepBusy(target, pid);
+    const { release } = await keepBusy(target, pid);
     try {
       await createTable(table, change.after, change.afterRow);
       outcomes.push(await attempt(async () => (await x.query(stmt)).rows));
@@ -151,7 +152,7 @@ async function sharedNameCase(target: Target, table: string, change: Change): Pr
     const pid = (await x.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
     const outcomes = [await attempt(async () => (await x.query(stmt)).rows)];
     await x.query('COMMIT');
-    const release = await keepBusy(target, pid);
+    const { release } = await keepBusy(target, pid);
     try {
       await createTable(table, change.after, change.afterRow);
       outcomes.push(await attempt(async () => (await y.query(stmt)).rows));
@@ -179,7 +180,7 @@ async function postgresJsCase(target: Target, table: string, change: Change): Pr
       pid = (await tx<Array<{ pid: number }>>`SELECT pg_backend_pid() AS pid`)[0]!.pid;
       outcomes.push(await attempt(async () => [...(await tx`SELECT * FROM ${tx(table)}`)]));
     });
-    const release = await keepBusy(target, pid);
+    const { release } = await keepBusy(target, pid);
     try {
       await createTable(table, change.after, change.afterRow);
       outcomes.push(await attempt(async () => [...(await sql`SELECT * FROM ${sql(table)}`)]));
@@ -315,7 +316,7 @@ async function rawCase(port: number, pooled: boolean, table: string, change: Cha
       }),
     );
     await raw.run((w) => m.writeQuery(w, 'COMMIT'));
-    const release = await keepBusy({ label: '', port, pooled }, pid);
+    const { release } = await keepBusy({ label: '', port, pooled }, pid);
     try {
       await createTable(table, change.after, change.afterRow);
       steps.push(await raw.run(use));
@@ -378,8 +379,7 @@ async function checkBlockedOnLock(
     m.writeSync(w);
   });
   await raw.run((w) => m.writeQuery(w, 'COMMIT'));
-  const release = await keepBusy({ label: '', port: proxy.address.port, pooled: true }, pid);
-  const otherPid = lastOtherPid;
+  const { release, otherPid } = await keepBusy({ label: '', port: proxy.address.port, pooled: true }, pid);
   await createTable(table, change.after, change.afterRow);
   const locker = pgClient(server.port);
   await locker.connect();
@@ -513,7 +513,7 @@ describe('transaction mode: statements prepared again on another server connecti
           m.writeSync(w);
         });
         await raw.run((w) => m.writeQuery(w, 'COMMIT'));
-        const release = await keepBusy({ label: kind, port: proxy.address.port, pooled: true }, pid);
+        const { release } = await keepBusy({ label: kind, port: proxy.address.port, pooled: true }, pid);
         try {
           await direct.query(`DROP TABLE ${table}`);
           const got = await raw.run((w) => {
