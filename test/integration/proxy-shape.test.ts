@@ -599,4 +599,48 @@ describe('transaction mode: statements prepared again on another server connecti
       }
     }
   });
+
+  it('two changed statements in one batch: one 0A000 for the first, the rest of the batch skipped, as in PostgreSQL', async () => {
+    const batch = async (port: number, pooled: boolean, table: string): Promise<string[][]> => {
+      await createTable(table, '(x int, y int)', '(1, 2)');
+      const raw = await RawClient.open(port);
+      try {
+        await raw.run((w) => m.writeQuery(w, 'BEGIN'));
+        raw.send((w) => m.writeQuery(w, 'SELECT pg_backend_pid()'));
+        const pid = Number((JSON.parse((await raw.untilReady()).find((s) => s.startsWith('D '))!.slice(2)) as string[])[0]);
+        await raw.run((w) => {
+          m.writeParse(w, 'one', `SELECT x FROM ${table}`);
+          m.writeParse(w, 'two', `SELECT y FROM ${table}`);
+          m.writeSync(w);
+        });
+        await raw.run((w) => m.writeQuery(w, 'COMMIT'));
+        const { release } = await keepBusy({ label: '', port, pooled }, pid);
+        try {
+          await createTable(table, '(x text, y text)', "('a', 'b')");
+          const steps = [];
+          for (let i = 0; i < 2; i++) {
+            steps.push(
+              await raw.run((w) => {
+                m.writeBind(w, '', 'one');
+                m.writeExecute(w, '');
+                m.writeBind(w, '', 'two');
+                m.writeExecute(w, '');
+                m.writeSync(w);
+              }),
+            );
+          }
+          steps.push(await raw.run((w) => m.writeQuery(w, 'SELECT 7')));
+          return steps;
+        } finally {
+          await release();
+        }
+      } finally {
+        raw.close();
+      }
+    };
+    const expected = await batch(session.address.port, false, 'two_d');
+    const error = 'E ERROR 0A000 cached plan must not change result type RevalidateCachedQuery';
+    assert.deepEqual(expected, [[error, 'Z I'], [error, 'Z I'], ['T ?column?:23', 'D ["7"]', 'C SELECT 1', 'Z I']]);
+    for (const [kind, proxy] of proxies) assert.deepEqual(await batch(proxy.address.port, true, `two_${kind}`), expected, kind);
+  });
 });
