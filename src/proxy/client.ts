@@ -8,6 +8,14 @@
  * frames stay in the framer (its socket is paused only if it sends more than HIGH_WATER_MARK meanwhile): the
  * wait costs no copies and no growing queue. In transaction mode Query/Parse text and CommandComplete tags
  * are watched for session state (advisory locks, LISTEN, SET, ...) that pins the client to its connection.
+ *
+ * Named prepared statements live on the server connection the client prepared them on; in transaction mode the
+ * proxy prepares them again on each other connection the client uses them on (prepareOn). PostgreSQL never lets
+ * a prepared statement change its result type, so neither does the proxy: a statement's shape is recorded when the
+ * client prepares it, and when it is prepared again its shape is compared first, the client's Bind/Describe waiting
+ * the one round trip in the framer as it waits for a server connection. A different shape (the table was dropped
+ * and created with other columns) gets PostgreSQL's ERROR 0A000 "cached plan must not change result type" on each
+ * use until the client prepares the statement again (onShapeChecked, statement-shape.ts).
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
@@ -21,6 +29,7 @@ import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
+import { type ClientStatement, ShapeCheck } from './pool/statement-shape.js';
 import { NativeWire, writeSpan } from './wire/native-wire.js';
 import type { Wire } from './wire/wire.js';
 import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
@@ -121,10 +130,18 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   /** clock.now() when this client began waiting for a server connection; 0 when not waiting. */
   private waitStartedAt = 0;
   private waiting = false;
+  /**
+   * A statement was prepared again on the server connection and its shape is being compared with the client's
+   * (statement-shape.ts): the current frame (a Bind or Describe of it) waits, like the frames behind it.
+   */
+  private checking = false;
+  /** The statement being checked, and its name. */
+  private checked: ClientStatement | null = null;
+  private checkedName = '';
   /** Extended-protocol messages were sent since the last Sync: the server may not be given back yet. */
   private midBatch = false;
-  /** Named prepared statements of this client: name → its Parse message (a private copy). */
-  private readonly statements = new Map<string, Buffer>();
+  /** Named prepared statements of this client: name → its Parse message (a private copy) and result shape. */
+  private readonly statements = new Map<string, ClientStatement>();
   /** The proxy's admin console (PAUSE gate), and whether this client logged in to it rather than to a pool. */
   private console: AdminConsole | null = null;
   private toConsole = false;
@@ -151,8 +168,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const pool = this.pool;
     if (pool !== null) pool.counters.bytesReceived += end - start;
     this.framer.pushRange(buf, start, end);
-    if (this.waiting) {
-      // The frames wait in the framer for a server connection; only a client that keeps sending is paused.
+    if (this.waiting || this.checking) {
+      // The frames wait in the framer for a server connection (or a shape check); only a client that keeps sending is paused.
       if (this.framer.bufferedBytes > HIGH_WATER_MARK) this.socket.pause();
       return;
     }
@@ -577,7 +594,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           }
           if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
           spanBuffer = null;
-          this.prepareOn(server, t);
+          if (this.prepareOn(server, t)) {
+            // A shape check is owed: this frame and the ones after it wait for onShapeChecked.
+            this.held = true;
+            return;
+          }
           continue;
         }
         if (spanBuffer === f.buffer && spanEnd === f.start) {
@@ -622,30 +643,51 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const mine = this.statements.get(name);
     if (mine === undefined) return false; // unknown to us: let the server answer as it would
     const theirs = server.prepared.get(name);
-    return theirs === undefined || !theirs.equals(mine);
+    if (theirs === mine) return false;
+    if (theirs === undefined || !theirs.parse.equals(mine.parse)) return true;
+    // Another client's statement (or an earlier one of this client) of the same name and text: it serves this
+    // client only with the shape this client learnt. Not known here: prepared again, and checked.
+    const known = mine.shape;
+    if (known === null) return false;
+    const there = theirs.shape;
+    return there === null || there.params !== known.params || there.result !== known.result;
   }
 
   /**
    * A named Parse from the client, or a Bind/Describe of a statement this server connection lacks: writes what
    * the server must have first (Close of a stale statement, the client's Parse), whose answers are swallowed,
    * then the client's message itself.
+   *
+   * Result shapes (transaction mode, see statement-shape.ts): a Describe('S') follows the client's Parse, and its
+   * answers become the statement's shape. A statement with a shape that is prepared again is described again and
+   * the client's message waits for the comparison: then true is returned, the message is not written, and
+   * onShapeChecked goes on. One round trip, only when a statement is first used on another server connection.
+   * A statement without a shape (its Parse was answered by the proxy while its server connection was lost, or
+   * this is session mode, where connections do not change under a statement) is prepared again unchecked, as
+   * before, and its shape is recorded from there on (transaction mode).
    */
-  private prepareOn(server: ServerConn, type: number): void {
+  private prepareOn(server: ServerConn, type: number): boolean {
     const f = this.framer;
     const out = server.socket;
     const w = server.messageWriter;
     if (type === m.FrontendType.Parse) {
       const name = f.buffer.toString('latin1', f.bodyStart, f.buffer.indexOf(0, f.bodyStart));
       const copy = Buffer.from(f.buffer.subarray(f.start, f.end));
-      this.statements.set(name, copy);
+      const statement: ClientStatement = { parse: copy, shape: null };
+      this.statements.set(name, statement);
       if (server.prepared.has(name)) {
         out.write(m.writeClose(w, 'S', name).flush());
         server.pushExpect(Expect.InjectedClose);
       }
-      server.prepared.set(name, copy);
+      server.prepared.set(name, statement);
       server.pushParse(Expect.NamedClientParse, name);
       out.write(copy);
-      return;
+      if (this.mode === 'transaction') {
+        // If the Parse fails, PostgreSQL skips this Describe: its entry goes at the next ReadyForQuery.
+        out.write(m.writeDescribe(w, 'S', name).flush());
+        server.pushDescribe(Expect.RecordDescribe, statement);
+      }
+      return false;
     }
     const nameAt = type === m.FrontendType.Bind ? f.buffer.indexOf(0, f.bodyStart) + 1 : f.bodyStart + 1;
     const name = f.buffer.toString('latin1', nameAt, f.buffer.indexOf(0, nameAt));
@@ -654,10 +696,57 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       out.write(m.writeClose(w, 'S', name).flush());
       server.pushExpect(Expect.InjectedClose);
     }
-    out.write(mine);
+    out.write(mine.parse);
     server.pushParse(Expect.InjectedParse, name);
     server.prepared.set(name, mine);
+    if (mine.shape !== null) {
+      // Flush: PostgreSQL sends the answers now, not at the client's Sync (which waits behind this check).
+      m.writeDescribe(w, 'S', name);
+      out.write(m.writeFlush(w).flush());
+      server.pushDescribe(Expect.CheckDescribe, mine);
+      this.checking = true;
+      this.checked = mine;
+      this.checkedName = name;
+      return true;
+    }
+    if (this.mode === 'transaction') {
+      out.write(m.writeDescribe(w, 'S', name).flush());
+      server.pushDescribe(Expect.RecordDescribe, mine);
+    }
     writeSpan(out, f.buffer, f.start, f.end, this.native);
+    return false;
+  }
+
+  /**
+   * The shape check of the current frame's statement (a Bind or Describe('S') of it) is resolved. Same shape, or
+   * no comparison because PostgreSQL skips the batch after an error (Abandoned): the frame goes on as it is. Another
+   * shape: the client gets PostgreSQL's own answer for that, ERROR 0A000 "cached plan must not change result type",
+   * in place of the frame's answer. The statement is closed on the server and a Bind of it sent instead of the
+   * frame: PostgreSQL fails it (26000, replaced by the 0A000, see Expect.PoisonBind) and skips the rest of the
+   * batch up to Sync, leaving the transaction failed where there is one, exactly as for a changed result type.
+   * The client's record keeps the shape it learnt, so each use fails again until it prepares the statement again.
+   */
+  onShapeChecked(conn: ServerConn, result: ShapeCheck): void {
+    if (conn !== this.server || !this.checking) return;
+    this.checking = false;
+    const statement = this.checked!;
+    this.checked = null;
+    if (result === ShapeCheck.Changed) {
+      const f = this.framer;
+      const name = this.checkedName;
+      const w = conn.messageWriter;
+      m.writeClose(w, 'S', name);
+      m.writeBind(w, '', name);
+      conn.socket.write(w.flush());
+      conn.pushExpect(Expect.InjectedClose);
+      const describe = f.type === m.FrontendType.Describe;
+      conn.pushPoisonBind(describe && statement.shape !== null ? Buffer.from(statement.shape.params, 'latin1') : null);
+      conn.prepared.delete(name);
+      this.held = false; // answered by the error instead
+    }
+    // Paused only when it sent more than HIGH_WATER_MARK meanwhile (see received); forward() pauses it again if needed.
+    if (this.socket.isPaused()) this.socket.resume();
+    this.pump();
   }
 
   // ------------------------------------------------------------------------------------------------------------
@@ -799,6 +888,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    */
   onServerLost(conn: ServerConn, message: string): void {
     if (this.server !== conn) return;
+    // A shape check cannot be answered any more: its frame (still current, held) is the lost transaction's.
+    this.checking = false;
+    this.checked = null;
     const error = conn.serverError;
     const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message, error };
     // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
@@ -828,7 +920,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private serveLost(): void {
     const f = this.framer;
     const w = this.writer;
-    while (this.lost !== null && f.next()) {
+    // A frame held for a shape check when the connection died is handled first.
+    while (this.lost !== null && (this.held || f.next())) {
+      this.held = false;
       if (f.type === m.FrontendType.Terminate) {
         this.socket.write(w.flush());
         this.close();
@@ -857,7 +951,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       this.idleSince = now;
       return;
     }
-    if (this.waiting || (server !== null && server.outstanding > 0)) return;
+    if (this.waiting || this.checking || (server !== null && server.outstanding > 0)) return;
     const idleFor = now - this.idleSince;
     const inTransaction = (server !== null && server.status !== 0x49) || (this.lost?.inTransaction ?? false);
     if (idleInTransactionMs > 0 && inTransaction && idleFor > idleInTransactionMs) {

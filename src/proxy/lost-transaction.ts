@@ -27,6 +27,7 @@ import { SQLSTATE } from './protocol/errors.js';
 import * as m from './protocol/messages.js';
 import type { ErrorFields } from './protocol/messages.js';
 import type { MessageWriter } from './protocol/writer.js';
+import type { ClientStatement } from './pool/statement-shape.js';
 
 /** What handle() did with a frame. */
 export const enum LostOutcome {
@@ -133,7 +134,7 @@ export class LostTransaction {
    * statements the client prepares meanwhile are recorded in `statements` (the client's own map), as forwarding
    * would, so they are prepared on the next server that needs them.
    */
-  handle(type: number, buffer: Buffer, start: number, bodyStart: number, end: number, w: MessageWriter, statements: Map<string, Buffer>): LostOutcome {
+  handle(type: number, buffer: Buffer, start: number, bodyStart: number, end: number, w: MessageWriter, statements: Map<string, ClientStatement>): LostOutcome {
     const T = m.FrontendType;
     if (type === T.Sync) return this.sync(w);
     if (this.skipping) return LostOutcome.Consumed;
@@ -171,8 +172,9 @@ export class LostTransaction {
         const parse = m.decodeParse(buffer, bodyStart, end);
         const kind = txEnd(parse.query);
         if (kind === null) return this.batchError(w);
+        // A named one has no shape: no server described it (a transaction end returns no rows anyway).
         if (parse.name === '') this.unnamed = kind;
-        else statements.set(parse.name, Buffer.from(buffer.subarray(start, end)));
+        else statements.set(parse.name, { parse: Buffer.from(buffer.subarray(start, end)), shape: null });
         m.writeParseComplete(w);
         return LostOutcome.Consumed;
       }
@@ -254,9 +256,9 @@ export class LostTransaction {
     return abortedError();
   }
 
-  private statementKind(name: string, statements: ReadonlyMap<string, Buffer>): TxEnd | null {
+  private statementKind(name: string, statements: ReadonlyMap<string, ClientStatement>): TxEnd | null {
     if (name === '') return this.unnamed;
-    const parse = statements.get(name);
+    const parse = statements.get(name)?.parse;
     return parse === undefined ? null : txEnd(m.decodeParse(parse, 5, parse.length).query);
   }
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LostOutcome, LostTransaction, type LossAtServer, txEnd } from '../../src/proxy/lost-transaction.js';
 import { MessageFramer } from '../../src/proxy/protocol/framer.js';
+import type { ClientStatement } from '../../src/proxy/pool/statement-shape.js';
 import * as m from '../../src/proxy/protocol/messages.js';
 import { MessageWriter } from '../../src/proxy/protocol/writer.js';
 
@@ -25,7 +26,7 @@ function decode(bytes: Buffer): Array<[string, string]> {
 }
 
 /** Feeds client messages built by `build` to `lost`; returns the answers and the last outcome. */
-function feed(lost: LostTransaction, statements: Map<string, Buffer>, build: (w: MessageWriter) => void): { replies: Array<[string, string]>; outcomes: LostOutcome[] } {
+function feed(lost: LostTransaction, statements: Map<string, ClientStatement>, build: (w: MessageWriter) => void): { replies: Array<[string, string]>; outcomes: LostOutcome[] } {
   const cw = new MessageWriter(256);
   build(cw);
   const f = new MessageFramer();
@@ -66,7 +67,7 @@ describe('LostTransaction', () => {
   it('idle in a transaction: 40001 on the next statement, 25P02 after, COMMIT answers ROLLBACK', () => {
     const { lost } = loss({ inTransaction: true });
     assert.ok(lost !== null && lost.inTransaction);
-    const statements = new Map<string, Buffer>();
+    const statements = new Map<string, ClientStatement>();
     let r = feed(lost, statements, (w) => m.writeQuery(w, 'SELECT 1'));
     assert.deepEqual(r.replies, [['E', '40001'], ['Z', 'E']]);
     r = feed(lost, statements, (w) => m.writeQuery(w, 'INSERT INTO t VALUES (1)'));
@@ -88,7 +89,7 @@ describe('LostTransaction', () => {
 
   it('extended protocol: an error skips the batch to its Sync; a prepared ROLLBACK runs without a server', () => {
     const lost = loss({ inTransaction: true }).lost!;
-    const statements = new Map<string, Buffer>();
+    const statements = new Map<string, ClientStatement>();
     let r = feed(lost, statements, (w) => {
       m.writeParse(w, '', 'SELECT $1::int');
       m.writeBind(w, '', '', ['1']);

@@ -6,8 +6,9 @@
  * reused buffer, see onRead); consecutive frames that go to the client unchanged are written as one slice of
  * that chunk (cork/uncork only when one answer needs several writes); the only
  * frames looked at are ReadyForQuery, ParseComplete/CloseComplete (to swallow answers to messages the proxy
- * injected), ErrorResponse (FATAL ones), short CommandComplete tags (session state, see session-state.ts) and
- * nothing else.
+ * injected), ErrorResponse (FATAL ones), short CommandComplete tags (session state, see session-state.ts),
+ * ParameterDescription/RowDescription/NoData only while the proxy's own Describe of a statement is owed (result
+ * shapes, see statement-shape.ts), and nothing else.
  */
 import { connect, type Socket } from 'node:net';
 import { md5PasswordResponse } from '../auth/md5.js';
@@ -25,6 +26,7 @@ import { NativeWire, writeSpan } from '../wire/native-wire.js';
 import type { Wire } from '../wire/wire.js';
 import { wallNow } from '../clock.js';
 import { IntQueue } from './int-queue.js';
+import { CACHED_PLAN_CHANGED, type ClientStatement, NO_DATA, ShapeCheck, resultShapeKey } from './statement-shape.js';
 
 /** Above this many bytes waiting in the peer's socket, stop reading (back pressure). */
 export const HIGH_WATER_MARK = 256 * 1024;
@@ -50,6 +52,8 @@ export interface ServerConnPeer {
   onServerLost(conn: ServerConn, message: string): void;
   /** A reported parameter changed (a SET, RESET or their rollback) and the peer is being told so. */
   onParameterStatus?(conn: ServerConn, name: string, value: string): void;
+  /** The shape check the peer asked for (pushDescribe CheckDescribe) is resolved. */
+  onShapeChecked?(conn: ServerConn, result: ShapeCheck): void;
 }
 
 /** Kinds of answers the server owes, in the order it will send them. */
@@ -64,6 +68,21 @@ export const enum Expect {
   InjectedQuery = 5,
   /** The client's own Parse of a named statement (answered like ClientParse; its name is tracked). */
   NamedClientParse = 6,
+  /**
+   * The proxy's Describe of a statement the client just prepared: its ParameterDescription and RowDescription
+   * (or NoData) are swallowed and become the statement's shape.
+   */
+  RecordDescribe = 7,
+  /**
+   * The proxy's Describe of a statement it prepared again for the client: its answers are swallowed and compared
+   * with the statement's shape; the peer is told (onShapeChecked) and holds its messages until then.
+   */
+  CheckDescribe = 8,
+  /**
+   * A Bind of a statement the proxy has just closed, sent so that PostgreSQL fails the rest of the batch as it would
+   * have for a statement whose result type changed: its ErrorResponse (26000) is replaced by 0A000.
+   */
+  PoisonBind = 9,
 }
 
 let nextConnId = 1;
@@ -87,8 +106,12 @@ export class ServerConn {
   status = 0x49;
   /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
   settingsKey = '[]';
-  /** Named prepared statements this connection holds: name → the Parse message that made it. */
-  readonly prepared = new Map<string, Buffer>();
+  /**
+   * Named prepared statements this connection holds: name → the client's statement whose Parse made it here (its
+   * shape, once known, is the one PostgreSQL holds for it here). Clients with statements of the same name, text and
+   * shape share it.
+   */
+  readonly prepared = new Map<string, ClientStatement>();
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
@@ -98,6 +121,14 @@ export class ServerConn {
   private readonly parseNames: string[] = [];
   /** ReadyForQuery messages still owed (Sync/Query entries in `expect`). */
   outstanding = 0;
+  /** The statements of the RecordDescribe / CheckDescribe entries in `expect`, oldest first. */
+  private readonly describeFor: ClientStatement[] = [];
+  /** The ParameterDescription of the Describe owed at the head of `expect`, until its RowDescription/NoData comes. */
+  private describedParams = '';
+  /** A CheckDescribe is owed and not resolved yet: the peer holds its messages. */
+  private checking = false;
+  /** What the PoisonBind's error is replaced with before the 0A000: the client's ParameterDescription (Describe S). */
+  private poisonParams: Buffer | null = null;
   /** SessionTag bits of CommandComplete tags forwarded since the attached client last looked (it clears them). */
   sessionTags = 0;
   /** Where the attached client's pool counts bytes; set by the client on attach. */
@@ -354,6 +385,25 @@ export class ServerConn {
     this.parseNames.push(name);
   }
 
+  /**
+   * Records a Describe('S') of `statement` the proxy sent: RecordDescribe stores its shape, CheckDescribe compares
+   * the shape with the one stored and tells the peer (onShapeChecked).
+   */
+  pushDescribe(kind: Expect.RecordDescribe | Expect.CheckDescribe, statement: ClientStatement): void {
+    this.expect.push(kind);
+    this.describeFor.push(statement);
+    if (kind === Expect.CheckDescribe) this.checking = true;
+  }
+
+  /**
+   * Records a Bind of a statement just closed (see Expect.PoisonBind); `params`: the ParameterDescription to send
+   * the client before the error, as PostgreSQL does when a Describe('S') fails this way.
+   */
+  pushPoisonBind(params: Buffer | null): void {
+    this.expect.push(Expect.PoisonBind);
+    this.poisonParams = params;
+  }
+
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
   pushExpect(kind: Expect): void {
     this.expect.push(kind);
@@ -435,6 +485,9 @@ export class ServerConn {
         const t = f.type;
         let forward = true;
         let ready = false;
+        /** -1, or a ShapeCheck to tell the peer once what came before is written. */
+        let checked = -1;
+        let poisoned = false;
         const head = this.expect.peek();
         if (t === m.BackendType.ReadyForQuery) {
           this.status = f.buffer[f.bodyStart];
@@ -444,6 +497,11 @@ export class ServerConn {
             popped = this.expect.shift();
             if (popped === Expect.Sync || popped === Expect.InjectedQuery) break;
             if (popped === Expect.InjectedParse || popped === Expect.NamedClientParse) this.prepared.delete(this.parseNames.shift()!);
+            else if (popped === Expect.RecordDescribe || popped === Expect.CheckDescribe) {
+              this.describeFor.shift();
+              this.describedParams = '';
+              if (popped === Expect.CheckDescribe) this.checking = false;
+            }
           }
           if (popped === Expect.Sync || popped === Expect.InjectedQuery) this.outstanding--;
           if (popped === Expect.InjectedQuery) forward = false;
@@ -462,8 +520,23 @@ export class ServerConn {
             if (head === Expect.InjectedParse || head === Expect.NamedClientParse) this.parseNames.shift();
             if (head === Expect.InjectedParse || head === Expect.InjectedClose) forward = false;
           }
+        } else if (head >= Expect.RecordDescribe && head <= Expect.CheckDescribe && (t === m.BackendType.ParameterDescription || t === m.BackendType.RowDescription || t === m.BackendType.NoData)) {
+          forward = false;
+          checked = this.described(head, t);
         } else if (t === m.BackendType.ErrorResponse) {
-          if (this.noteError()) forward = false;
+          if (this.noteError()) {
+            forward = false;
+          } else if (head === Expect.PoisonBind) {
+            this.expect.shift();
+            forward = false;
+            poisoned = true;
+          }
+          // An error with no Sync owed before the check: PostgreSQL skips everything up to the next Sync, the
+          // proxy's re-prepare and Describe too. The peer sends its held messages on, which are skipped as well.
+          if ((forward || poisoned) && this.checking && this.outstanding === 0) {
+            this.checking = false;
+            checked = ShapeCheck.Abandoned;
+          }
         } else if (t === m.BackendType.CommandComplete && f.end - f.bodyStart <= 15) {
           const tag = sessionTagOf(f.buffer, f.bodyStart, f.end);
           // Whoever sent it, PostgreSQL holds no prepared statement any more: they are prepared again when used.
@@ -487,6 +560,33 @@ export class ServerConn {
           if (++writes === 2) out.cork();
           writeSpan(out, spanBuffer, spanStart, spanEnd, native);
           spanBuffer = null;
+        }
+        if (poisoned) {
+          // PostgreSQL's answer to the client's Bind/Describe of a statement whose result type changed.
+          if (this.poisonParams !== null) {
+            if (++writes === 2) out.cork();
+            out.write(this.poisonParams);
+            this.poisonParams = null;
+          }
+          if (++writes === 2) out.cork();
+          out.write(CACHED_PLAN_CHANGED);
+        }
+        if (checked >= 0) {
+          // The peer now writes to this connection (and may end): everything for it so far is written first.
+          if (spanBuffer !== null) {
+            if (++writes === 2) out.cork();
+            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
+            spanBuffer = null;
+          }
+          peer!.onShapeChecked?.(this, checked);
+          if (this.peer !== peer) {
+            if (writes >= 2) out.uncork();
+            if (out.writableLength > 0) this.readBufferRetained = true;
+            writes = 0;
+            peer = this.peer;
+            out = peer === null ? null : peer.socket;
+            if (out === null) continue;
+          }
         }
         if (ready) {
           if (spanBuffer !== null) {
@@ -526,6 +626,29 @@ export class ServerConn {
     }
     // The chunk is the arena's: a split frame is kept as a copy (writes to Node sockets were copied by writeSpan).
     if (native && f.bufferedBytes > 0) f.own(false);
+  }
+
+  /**
+   * A ParameterDescription, RowDescription or NoData answering the proxy's Describe at the head of `expect`
+   * (`head`, RecordDescribe or CheckDescribe). Returns the ShapeCheck to tell the peer, or -1.
+   */
+  private described(head: number, type: number): number {
+    const f = this.framer;
+    if (type === m.BackendType.ParameterDescription) {
+      this.describedParams = f.buffer.toString('latin1', f.start, f.end);
+      return -1;
+    }
+    const shape = { params: this.describedParams, result: type === m.BackendType.NoData ? NO_DATA : resultShapeKey(f.buffer, f.bodyStart, f.end) };
+    this.describedParams = '';
+    this.expect.shift();
+    const statement = this.describeFor.shift()!;
+    if (head === Expect.RecordDescribe) {
+      statement.shape = shape;
+      return -1;
+    }
+    this.checking = false;
+    const known = statement.shape;
+    return known !== null && known.params === shape.params && known.result === shape.result ? ShapeCheck.Same : ShapeCheck.Changed;
   }
 
   /**
