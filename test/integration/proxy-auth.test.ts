@@ -7,9 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { once } from 'node:events';
 import { chown, readFile, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -22,14 +20,12 @@ import type { PostgresServer } from '../../src/postgres/server.js';
 import { md5Secret } from '../../src/proxy/auth/md5.js';
 import { ServerConn } from '../../src/proxy/pool/server-conn.js';
 import { PgProtocolError } from '../../src/proxy/protocol/errors.js';
-import { MessageFramer } from '../../src/proxy/protocol/framer.js';
-import * as m from '../../src/proxy/protocol/messages.js';
-import { MessageWriter } from '../../src/proxy/protocol/writer.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { loadServerTls } from '../../src/proxy/server-tls.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
 import { type LocalCaFiles, ensureLocalCa } from '../../src/proxy/tls.js';
 import { cleanupServers, makePgTempDir, makeTestServer, psql, tcpConfig, testCredentials } from '../helpers/pg.js';
+import { firstAuthRequest } from '../helpers/raw-client.js';
 
 const run = promisify(execFile);
 
@@ -63,27 +59,6 @@ END $$;
 REVOKE ALL ON FUNCTION pgwarden.counting_lookup(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgwarden.counting_lookup(text) TO pgwarden_auth;
 `;
-
-/** The first authentication request the proxy sends `user` (what method it asks for). */
-async function firstAuthRequest(port: number, user: string): Promise<string> {
-  const socket = connect({ host: '127.0.0.1', port });
-  await once(socket, 'connect');
-  socket.write(m.writeStartupMessage(new MessageWriter(), { user, database: 'postgres' }).flush());
-  const framer = new MessageFramer();
-  try {
-    for await (const chunk of socket) {
-      framer.push(chunk as Buffer);
-      if (framer.next()) {
-        if (framer.type === m.BackendType.ErrorResponse) return `error ${m.decodeErrorFields(framer.buffer, framer.bodyStart, framer.end).code}`;
-        assert.equal(framer.type, m.BackendType.Authentication);
-        return m.decodeAuthentication(framer.buffer, framer.bodyStart, framer.end).kind;
-      }
-    }
-    throw new Error('the proxy closed the connection before asking for a password');
-  } finally {
-    socket.destroy();
-  }
-}
 
 function is28P01(user: string) {
   return (e: unknown): boolean => {

@@ -28,6 +28,7 @@ import { type LocalCaFiles, ensureLocalCa } from '../../src/proxy/tls.js';
 import { NativeWire } from '../../src/proxy/wire/native-wire.js';
 import { WorkerGroup } from '../../src/proxy/workers/group.js';
 import { cleanupServers, makePgTempDir, makeTestServer, psql as query, tcpConfig, testCredentials } from '../helpers/pg.js';
+import { firstAuthRequest } from '../helpers/raw-client.js';
 import { freePort } from '../helpers/ports.js';
 
 /** The built CLI, from dist/test/integration/. */
@@ -111,26 +112,6 @@ async function psql(args: string[], password?: string): Promise<{ code: number; 
   } catch (e) {
     const error = e as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof error.code === 'number' ? error.code : -1, stdout: error.stdout ?? '', stderr: error.stderr ?? '' };
-  }
-}
-
-/** The method the proxy asks `user` to log in with over TCP: 'md5-password', 'sasl', 'ok' or 'error <code>'. */
-async function firstAuthRequest(port: number, user: string): Promise<string> {
-  const socket = connect({ host: '127.0.0.1', port });
-  await once(socket, 'connect');
-  socket.write(m.writeStartupMessage(new MessageWriter(), { user, database: 'postgres' }).flush());
-  const framer = new MessageFramer();
-  try {
-    for await (const chunk of socket) {
-      framer.push(chunk as Buffer);
-      if (framer.next()) {
-        if (framer.type === m.BackendType.ErrorResponse) return `error ${m.decodeErrorFields(framer.buffer, framer.bodyStart, framer.end).code}`;
-        return m.decodeAuthentication(framer.buffer, framer.bodyStart, framer.end).kind;
-      }
-    }
-    throw new Error('closed before asking for a password');
-  } finally {
-    socket.destroy();
   }
 }
 

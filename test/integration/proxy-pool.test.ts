@@ -9,19 +9,17 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { writeFile } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { MessageFramer } from '../../src/proxy/protocol/framer.js';
 import * as m from '../../src/proxy/protocol/messages.js';
-import { MessageWriter } from '../../src/proxy/protocol/writer.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { type Endpoint, StaticTopology, type Topology } from '../../src/proxy/topology.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 /** Test-only topology: the test moves the primary and the pools follow, as they follow etcd. */
 class SwitchableTopology extends EventEmitter implements Topology {
@@ -450,64 +448,13 @@ describe('pool knobs', { timeout: 120_000 }, () => {
   });
 });
 
-/** A bare protocol client (trust auth), for extended-protocol batches cut by a failover. */
-class RawClient {
-  private readonly framer = new MessageFramer();
-  private readonly w = new MessageWriter(256);
-  private readonly received: Array<{ type: number; body: Buffer }> = [];
-  private notify: (() => void) | null = null;
-
-  private constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.framer.push(chunk);
-      while (this.framer.next()) {
-        const f = this.framer;
-        this.received.push({ type: f.type, body: Buffer.from(f.buffer.subarray(f.bodyStart, f.end)) });
-      }
-      this.notify?.();
-    });
-  }
-
-  static async open(port: number, database: string): Promise<RawClient> {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.on('error', () => undefined);
-    await new Promise((resolve) => socket.once('connect', resolve));
-    const raw = new RawClient(socket);
-    socket.write(m.writeStartupMessage(raw.w, { user, database }).flush());
-    await raw.untilReady();
-    return raw;
-  }
-
-  send(build: (w: MessageWriter) => void): void {
-    build(this.w);
-    this.socket.write(this.w.flush());
-  }
-
-  /** Messages up to and including the next ReadyForQuery: [type char, detail] (SQLSTATE, tag or status). */
-  async untilReady(timeoutMs = 10_000): Promise<Array<[string, string]>> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.received.findIndex((r) => r.type === m.BackendType.ReadyForQuery);
-      if (i >= 0) {
-        return this.received.splice(0, i + 1).map(({ type, body }) => {
-          const t = String.fromCharCode(type);
-          if (type === m.BackendType.ErrorResponse) return [t, m.decodeErrorFields(body, 0, body.length).code];
-          if (type === m.BackendType.CommandComplete) return [t, body.toString('utf8', 0, body.length - 1)];
-          if (type === m.BackendType.ReadyForQuery) return [t, String.fromCharCode(body[0])];
-          return [t, ''];
-        });
-      }
-      if (Date.now() > deadline) throw new Error(`no ReadyForQuery within ${timeoutMs} ms; got ${this.received.map((r) => String.fromCharCode(r.type)).join('')}`);
-      await new Promise<void>((resolve) => {
-        this.notify = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
+/** A message as the failover tests compare it: [type char, detail] (SQLSTATE, tag or status). */
+function brief(type: number, body: Buffer): [string, string] {
+  const t = String.fromCharCode(type);
+  if (type === m.BackendType.ErrorResponse) return [t, m.decodeErrorFields(body, 0, body.length).code];
+  if (type === m.BackendType.CommandComplete) return [t, body.toString('utf8', 0, body.length - 1)];
+  if (type === m.BackendType.ReadyForQuery) return [t, String.fromCharCode(body[0])];
+  return [t, ''];
 }
 
 describe('transaction mode across a primary switch', { timeout: 60_000 }, () => {
@@ -519,8 +466,8 @@ describe('transaction mode across a primary switch', { timeout: 60_000 }, () => 
     await setupB.connect();
     for (const c of [direct, setupB]) await c.query('CREATE TABLE IF NOT EXISTS lost (who text)');
     const clients = Array.from({ length: 6 }, () => client(proxy, 'postgres'));
-    const raw = await RawClient.open(proxy.address.port, 'postgres');
-    const rawNamed = await RawClient.open(proxy.address.port, 'postgres');
+    const raw = await RawClient.open(proxy.address.port, { user, database: 'postgres' }, brief);
+    const rawNamed = await RawClient.open(proxy.address.port, { user, database: 'postgres' }, brief);
     try {
       await Promise.all(clients.map((c) => c.connect()));
       const [idleSelect, idleCommit, idleRollback, inFlightTx, inFlightAuto, idleExtended] = clients;

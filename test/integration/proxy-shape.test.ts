@@ -9,7 +9,6 @@
  * transaction, so the client's next use lands on the other (B), where the proxy must prepare it again.
  */
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,12 +16,12 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { MessageFramer } from '../../src/proxy/protocol/framer.js';
 import * as m from '../../src/proxy/protocol/messages.js';
-import { MessageWriter } from '../../src/proxy/protocol/writer.js';
+import type { MessageWriter } from '../../src/proxy/protocol/writer.js';
 import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+import { RawClient } from '../helpers/raw-client.js';
 
 const credentials = testCredentials();
 const user = credentials.superuser.username;
@@ -194,77 +193,6 @@ async function postgresJsCase(target: Target, table: string, change: Change): Pr
   }
 }
 
-/** A bare protocol client (the proxies here trust): every message up to ReadyForQuery, decoded enough to compare. */
-class RawClient {
-  private readonly framer = new MessageFramer();
-  private readonly w = new MessageWriter(256);
-  private readonly received: Array<{ type: number; body: Buffer }> = [];
-  private notify: (() => void) | null = null;
-
-  private constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.framer.push(chunk);
-      while (this.framer.next()) {
-        const f = this.framer;
-        this.received.push({ type: f.type, body: Buffer.from(f.buffer.subarray(f.bodyStart, f.end)) });
-      }
-      this.notify?.();
-    });
-  }
-
-  static async open(port: number): Promise<RawClient> {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.on('error', () => undefined);
-    await new Promise((resolve) => socket.once('connect', resolve));
-    const raw = new RawClient(socket);
-    socket.write(m.writeStartupMessage(raw.w, { user, database: 'postgres' }).flush());
-    await raw.untilReady();
-    return raw;
-  }
-
-  send(build: (w: MessageWriter) => void): void {
-    build(this.w);
-    this.socket.write(this.w.flush());
-  }
-
-  /** Waits until a message of `type` arrived; returns the messages up to it (taken). */
-  async until(type: number, timeoutMs = 10_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.received.findIndex((r) => r.type === type);
-      if (i >= 0) return this.received.splice(0, i + 1).map(({ type: t, body }) => describeMessage(t, body));
-      if (Date.now() > deadline) throw new Error(`no ${String.fromCharCode(type)} within ${timeoutMs} ms`);
-      await new Promise<void>((resolve) => {
-        this.notify = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  /** Sends, then returns the answers up to ReadyForQuery. */
-  async run(build: (w: MessageWriter) => void): Promise<string[]> {
-    this.send(build);
-    return this.untilReady();
-  }
-
-  /** Messages up to and including the next ReadyForQuery, as "<type> <detail>". */
-  async untilReady(timeoutMs = 10_000): Promise<string[]> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const i = this.received.findIndex((r) => r.type === m.BackendType.ReadyForQuery);
-      if (i >= 0) return this.received.splice(0, i + 1).map(({ type, body }) => describeMessage(type, body));
-      if (Date.now() > deadline) throw new Error(`no ReadyForQuery within ${timeoutMs} ms; got ${this.received.map((r) => String.fromCharCode(r.type)).join('')}`);
-      await new Promise<void>((resolve) => {
-        this.notify = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 function describeMessage(type: number, body: Buffer): string {
   const t = String.fromCharCode(type);
@@ -294,7 +222,7 @@ function describeMessage(type: number, body: Buffer): string {
 /** A raw client that prepares `name`, sees the table change, and uses, describes and prepares it again. */
 async function rawCase(port: number, pooled: boolean, table: string, change: Change): Promise<string[][]> {
   await createTable(table, change.before, change.beforeRow);
-  const raw = await RawClient.open(port);
+  const raw = await RawClient.open(port, { user, database: 'postgres' }, describeMessage);
   const name = `${table}_s`;
   const text = `SELECT * FROM ${table}`;
   const use = (w: MessageWriter): void => {
@@ -367,9 +295,9 @@ async function checkBlockedOnLock(
   proxy: ProxyServer,
   table: string,
   change: Change,
-): Promise<{ raw: RawClient; locker: pg.Client; otherPid: number; release: () => Promise<void> }> {
+): Promise<{ raw: RawClient<string>; locker: pg.Client; otherPid: number; release: () => Promise<void> }> {
   await createTable(table, change.before, change.beforeRow);
-  const raw = await RawClient.open(proxy.address.port);
+  const raw = await RawClient.open(proxy.address.port, { user, database: 'postgres' }, describeMessage);
   await raw.run((w) => m.writeQuery(w, 'BEGIN'));
   raw.send((w) => m.writeQuery(w, 'SELECT pg_backend_pid()'));
   const pid = Number((JSON.parse((await raw.untilReady()).find((s) => s.startsWith('D '))!.slice(2)) as string[])[0]);
@@ -503,7 +431,7 @@ describe('transaction mode: statements prepared again on another server connecti
     for (const [kind, proxy] of proxies) {
       const table = `gone_${kind}`;
       await createTable(table, '(x int)', '(1)');
-      const raw = await RawClient.open(proxy.address.port);
+      const raw = await RawClient.open(proxy.address.port, { user, database: 'postgres' }, describeMessage);
       try {
         await raw.run((w) => m.writeQuery(w, 'BEGIN'));
         raw.send((w) => m.writeQuery(w, 'SELECT pg_backend_pid()'));
@@ -604,7 +532,7 @@ describe('transaction mode: statements prepared again on another server connecti
   it('two changed statements in one batch: one 0A000 for the first, the rest of the batch skipped, as in PostgreSQL', async () => {
     const batch = async (port: number, pooled: boolean, table: string): Promise<string[][]> => {
       await createTable(table, '(x int, y int)', '(1, 2)');
-      const raw = await RawClient.open(port);
+      const raw = await RawClient.open(port, { user, database: 'postgres' }, describeMessage);
       try {
         await raw.run((w) => m.writeQuery(w, 'BEGIN'));
         raw.send((w) => m.writeQuery(w, 'SELECT pg_backend_pid()'));
