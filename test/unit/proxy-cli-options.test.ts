@@ -3,10 +3,10 @@
  * port, SCRAM against --auth-file, never trust) and the errors that name the missing or misplaced option.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { proxyConfigFromOptions } from '../../src/proxy/run.js';
 
 describe('pgwarden proxy options without --config', () => {
@@ -15,6 +15,7 @@ describe('pgwarden proxy options without --config', () => {
     dir = await mkdtemp(path.join(tmpdir(), 'pgwarden-proxy-cli-'));
     await writeFile(path.join(dir, 'users.txt'), '"alice" "secret"\n');
   });
+  after(() => rm(dir, { recursive: true, force: true }));
 
   it('listens on 127.0.0.1:6432 with SCRAM against the users of --auth-file (relative to the current directory)', () => {
     const config = proxyConfigFromOptions({ primary: '10.0.0.1:5432', authFile: 'users.txt' }, dir);

@@ -14,6 +14,7 @@ import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { MessageFramer, frontendLimits } from '../protocol/framer.js';
 import * as m from '../protocol/messages.js';
 import { MessageWriter } from '../protocol/writer.js';
+import { closeConnection } from '../closing.js';
 import type { ProxyClient } from '../client.js';
 import type { PoolWaiter, ServerPool } from '../pool/server-pool.js';
 import type { ProxyServer } from '../server.js';
@@ -603,7 +604,7 @@ class AdminSession {
     const role = console.role(user);
     if (role === null) {
       // PgBouncer's words; 42501 so that scripts see a privilege error.
-      socket.end(m.errorResponse({ severity: 'FATAL', code: '42501', message: 'not allowed', hint: `Add "${user}" to admin_users or stats_users in the proxy config.` }));
+      closeConnection(socket, m.errorResponse({ severity: 'FATAL', code: '42501', message: 'not allowed', hint: `Add "${user}" to admin_users or stats_users in the proxy config.` }));
       this.role = 'stats';
       return;
     }
@@ -632,7 +633,7 @@ class AdminSession {
       while (!this.busy && this.framer.next()) {
         const f = this.framer;
         if (f.type === m.FrontendType.Terminate) {
-          this.socket.end();
+          closeConnection(this.socket);
           return;
         }
         if (f.type !== m.FrontendType.Query) {
@@ -648,7 +649,7 @@ class AdminSession {
       }
     } catch (e) {
       const error = e instanceof PgProtocolError ? e : new PgProtocolError('XX000', `internal proxy error: ${(e as Error).message}`);
-      if (this.socket.writable) this.socket.end(m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
+      closeConnection(this.socket, m.errorResponse({ ...error.toFields(), severity: 'FATAL' }));
     }
   }
 
