@@ -426,6 +426,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    */
   private finishAuth(saslFinal: Buffer | null): void {
     if (this.toConsole) {
+      if (this.console!.role(this.user) === null) {
+        // PgBouncer's words; 42501 so that scripts see a privilege error. A failed login like any other (logged, counted).
+        throw new PgProtocolError('42501', 'not allowed', { hint: `Add "${this.user}" to admin_users or stats_users in the proxy config.` });
+      }
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
       this.state = 'closed';
       this.console!.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);

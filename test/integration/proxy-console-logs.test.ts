@@ -41,6 +41,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
   const user = credentials.superuser.username;
   const password = credentials.superuser.password;
   const WRONG_PASSWORD = 'wrong-Secret-4711';
+  const OUTSIDER = 'outsider';
   let primary: PostgresServer;
   let replica: PostgresServer;
   let proxy: ProxyServer;
@@ -103,7 +104,8 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
     primary = await makeTestServer('primary', base, credentials, { parameters: { ssl: 'on', ssl_cert_file: ca.serverCert, ssl_key_file: ca.serverKey } });
     replica = await makeTestServer('replica', base, credentials);
     await Promise.all([primary.bootstrap(), replica.bootstrap()]);
-    await writeFile(path.join(base, 'userlist.txt'), `"${user}" "${password}"\n`);
+    // OUTSIDER knows its password but is neither an admin nor a stats user of the console.
+    await writeFile(path.join(base, 'userlist.txt'), `"${user}" "${password}"\n"${OUTSIDER}" "${password}"\n`);
     const config = parseProxyConfig(
       {
         listen: '127.0.0.1:0',
@@ -243,7 +245,8 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
     assert.equal(await failedLogin(user, WRONG_PASSWORD, 'postgres'), '28P01');
     assert.equal(await failedLogin('nosuchuser', WRONG_PASSWORD, 'postgres'), '28P01');
     assert.equal(await failedLogin(user, password, 'nosuchdb'), '3D000');
-    await waitFor('three login failure lines', async () => logged('login failed').length >= before + 3 || undefined, 5000);
+    assert.equal(await failedLogin(OUTSIDER, password, 'pgbouncer'), '42501');
+    await waitFor('four login failure lines', async () => logged('login failed').length >= before + 4 || undefined, 5000);
     const lines = logged('login failed').slice(before);
     assert.deepEqual(
       lines.map((l) => [l.reason, l.user, l.database, l.sqlstate]),
@@ -251,6 +254,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
         ['wrong_password', user, 'postgres', '28P01'],
         ['unknown_user', 'nosuchuser', 'postgres', '28P01'],
         ['unknown_database', user, 'nosuchdb', '3D000'],
+        ['not_allowed', OUTSIDER, 'pgbouncer', '42501'],
       ],
     );
     for (const line of lines) {
@@ -261,6 +265,7 @@ describe('proxy console times, tls, @ro and failure logs', { timeout: 120_000 },
     assert.equal(metricValue(text, 'pgwarden_proxy_failed_logins_total{reason="wrong_password"}'), 1);
     assert.equal(metricValue(text, 'pgwarden_proxy_failed_logins_total{reason="unknown_user"}'), 1);
     assert.equal(metricValue(text, 'pgwarden_proxy_failed_logins_total{reason="unknown_database"}'), 1);
+    assert.equal(metricValue(text, 'pgwarden_proxy_failed_logins_total{reason="not_allowed"}'), 1);
     assert.ok(!logText.includes(WRONG_PASSWORD) && !logText.includes(password), 'no password in the log');
   });
 
