@@ -3,13 +3,12 @@
 // builds, and runs `pgwarden up` in the foreground. Extra arguments go to `pgwarden up`
 // (e.g. `npm start -- --nodes 5 --dir /tmp/pgw`). Plain Node, no dependencies: it runs before `npm ci`.
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CLUSTER_PACKAGES, ensurePackages } from './system-packages.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const PG_BIN_DIR = '/usr/lib/postgresql/15/bin';
-const ETCD_BIN = '/usr/bin/etcd';
 const CLI = path.join(root, 'dist', 'src', 'cli', 'main.js');
 
 function say(line) {
@@ -19,15 +18,6 @@ function say(line) {
 function fail(line) {
   process.stderr.write(`[start] error: ${line}\n`);
   process.exit(1);
-}
-
-function executable(file) {
-  try {
-    accessSync(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function run(command, args, options = {}) {
@@ -44,25 +34,7 @@ if (!existsSync(path.join(root, 'node_modules'))) {
 }
 
 // 2. PostgreSQL 15 and etcd from Debian's packages
-const packages = [];
-if (!['postgres', 'initdb', 'pg_ctl', 'pg_basebackup', 'pg_rewind'].every((p) => executable(path.join(PG_BIN_DIR, p)))) {
-  packages.push('postgresql-15');
-}
-if (!executable(ETCD_BIN)) packages.push('etcd-server');
-if (packages.length > 0) {
-  const install = `apt-get update && apt-get install -y ${packages.join(' ')}`;
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-  if (!isRoot) {
-    fail(`${packages.join(' and ')} ${packages.length > 1 ? 'are' : 'is'} missing. Install with:\n  sudo sh -c '${install}'\nthen run \`npm start\` again`);
-  }
-  if (!executable('/usr/bin/apt-get')) {
-    fail(`${packages.join(' and ')} ${packages.length > 1 ? 'are' : 'is'} missing and this is not a Debian-like system (no apt-get): install PostgreSQL 15 (${PG_BIN_DIR}) and etcd (${ETCD_BIN}) yourself`);
-  }
-  // Debian's postgresql package may create and start a cluster on port 5432; pgwarden uses its own ports.
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  run('apt-get', ['update'], { env });
-  run('apt-get', ['install', '-y', ...packages], { env });
-}
+ensurePackages(CLUSTER_PACKAGES, { what: 'npm start', say });
 
 // 3. build
 run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json']);
