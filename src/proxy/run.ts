@@ -94,24 +94,31 @@ export function proxyConfigFromOptions(options: RunProxyOptions, cwd = process.c
 }
 
 /**
- * The operations side of a running proxy: the admin console (database `pgwarden`/`pgbouncer`) and, when
- * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
+ * SIGHUP does what RELOAD on the console does, as for PgBouncer: `reload` re-reads the file (one thread's console,
+ * or the worker group); a bad file is logged and changes nothing. Without a config file there is nothing to re-read.
  */
-async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string | undefined, log: Logger): Promise<() => Promise<void>> {
-  const console = attachAdminConsole(proxy, { config, topology, configPath, logger: log });
-  // SIGHUP does what RELOAD on the console does, as for PgBouncer; a bad file is logged and changes nothing.
-  const onSighup = (): void => {
+function sighupHandler(configPath: string | undefined, log: Logger, reload: () => void): () => void {
+  return () => {
     if (configPath === undefined) {
       log.warn('SIGHUP: nothing to re-read, the proxy was started without --config; its settings are unchanged');
       return;
     }
     log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
     try {
-      console.reload();
+      reload();
     } catch (e) {
       log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
     }
   };
+}
+
+/**
+ * The operations side of a running proxy: the admin console (database `pgwarden`/`pgbouncer`) and, when
+ * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
+ */
+async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string | undefined, log: Logger): Promise<() => Promise<void>> {
+  const console = attachAdminConsole(proxy, { config, topology, configPath, logger: log });
+  const onSighup = sighupHandler(configPath, log, () => console.reload());
   process.on('SIGHUP', onSighup);
   const stopConsole = (): void => {
     process.off('SIGHUP', onSighup);
@@ -181,18 +188,7 @@ async function startWorkerGroup(
   const configPath = options.config;
   const group = new WorkerGroup({ config, configPath, ...routes, logger: log, logLevel: options.logLevel ?? 'info', onShutdown: () => process.kill(process.pid, 'SIGTERM') });
   await group.start();
-  process.on('SIGHUP', () => {
-    if (configPath === undefined) {
-      log.warn('SIGHUP: nothing to re-read, the proxy was started without --config; its settings are unchanged');
-      return;
-    }
-    log.info({ config: configPath }, 'SIGHUP: re-reading the config file');
-    try {
-      group.reload();
-    } catch (e) {
-      log.error({ err: (e as Error).message }, 'SIGHUP: reload failed; the proxy keeps running with its previous config');
-    }
-  });
+  process.on('SIGHUP', sighupHandler(configPath, log, () => group.reload()));
   return group;
 }
 
