@@ -6,9 +6,11 @@
  *    counted and must lie within maximum_lag_on_failover of the promotion point);
  *  - no write was acknowledged by a server while another member held the leader key (no two writable primaries);
  *  - no row appears twice, and no row appears that no client ever tried to write;
- *  - how long writes through the proxies were unavailable around each fault.
+ *  - how long writes through the proxies were unavailable around each fault;
+ *  - how the members rejoined: by pg_rewind, never by a re-clone (the faults leave every data directory intact).
  * Pure: no I/O, no clock. The harness feeds it; unit tests feed it hand-made histories.
  */
+import { NO_REJOINS, type RejoinCounts } from './rejoins.js';
 
 /** One INSERT a workload client attempted. Times are ms on the harness's clock (performance.now based). */
 export interface WriteOp {
@@ -46,6 +48,8 @@ export interface FaultWindow {
   at: number;
   /** When the round ended (the cluster was healthy again and the next round could start). */
   until: number;
+  /** pg_rewind runs and re-clones the agents counted during the round (rejoins.ts); none when not scraped. */
+  rejoins?: RejoinCounts;
 }
 
 /** A promotion from `history`: where the new timeline forked off (the end of what the new primary had). */
@@ -91,6 +95,9 @@ export interface FaultOutcome {
   failedWrites: number;
   lost: number;
   dualPrimary: number;
+  rewinds: number;
+  rewindFailures: number;
+  reclones: number;
 }
 
 export interface CheckReport {
@@ -144,6 +151,7 @@ export function check(writes: readonly WriteOp[], leaders: readonly LeaderSpan[]
       failedWrites: viaProxy.filter((w) => w.outcome !== 'ok').length,
       lost: inRound.filter((w) => lostSet.has(w.id)).length,
       dualPrimary: inRound.filter((w) => dualIds.has(w.id)).length,
+      ...(f.rejoins ?? NO_REJOINS),
     };
   });
 
@@ -156,6 +164,9 @@ export function check(writes: readonly WriteOp[], leaders: readonly LeaderSpan[]
   if (dualPrimary.length > 5) problems.push(`… and ${dualPrimary.length - 5} more writes acknowledged by a server without the leader key`);
   if (duplicates.length > 0) problems.push(`${duplicates.length} ids appear more than once: ${preview(duplicates)}`);
   if (phantoms.length > 0) problems.push(`${phantoms.length} rows no client wrote: ids ${preview(phantoms)}`);
+  for (const f of faultOutcomes.filter((o) => o.reclones > 0)) {
+    problems.push(`round ${f.round} (${f.kind} on ${f.target}): ${f.reclones} re-clone${f.reclones > 1 ? 's' : ''} where pg_rewind must be enough (${f.rewinds} rewinds, ${f.rewindFailures} failed)`);
+  }
   if (failedButPresent.length > 0) problems.push(`${failedButPresent.length} writes reported as failed are present: ids ${preview(failedButPresent)}`);
   return { acknowledged: acked.length, lost, lostBeyondLagLimit, dualPrimary, duplicates, phantoms, faults: faultOutcomes, ok: problems.length === 0, problems };
 }
@@ -219,7 +230,19 @@ export function summarize(values: ReadonlyArray<number | null>): { median: numbe
 }
 
 /** The table issue 4 asks for: fault × rounds × recovery median / p95 / max × lost × dual-primary windows. */
-export function faultTable(report: CheckReport): Array<{ fault: string; rounds: number; recoveryMedianMs: number | null; recoveryP95Ms: number | null; recoveryMaxMs: number | null; failedWrites: number; lost: number; dualPrimary: number }> {
+export function faultTable(report: CheckReport): Array<{
+  fault: string;
+  rounds: number;
+  recoveryMedianMs: number | null;
+  recoveryP95Ms: number | null;
+  recoveryMaxMs: number | null;
+  failedWrites: number;
+  lost: number;
+  dualPrimary: number;
+  rewinds: number;
+  rewindFailures: number;
+  reclones: number;
+}> {
   const byKind = new Map<string, FaultOutcome[]>();
   for (const f of report.faults) byKind.set(f.kind, [...(byKind.get(f.kind) ?? []), f]);
   return [...byKind].map(([fault, list]) => {
@@ -233,6 +256,9 @@ export function faultTable(report: CheckReport): Array<{ fault: string; rounds: 
       failedWrites: list.reduce((n, f) => n + f.failedWrites, 0),
       lost: list.reduce((n, f) => n + f.lost, 0),
       dualPrimary: list.reduce((n, f) => n + f.dualPrimary, 0),
+      rewinds: list.reduce((n, f) => n + f.rewinds, 0),
+      rewindFailures: list.reduce((n, f) => n + f.rewindFailures, 0),
+      reclones: list.reduce((n, f) => n + f.reclones, 0),
     };
   });
 }

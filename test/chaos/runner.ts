@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ClusterView } from '../../src/ha/types.js';
 import { check, faultTable, impossibleReads, leaderSpans, type CheckReport, type FaultWindow } from './checker.js';
 import { ChaosCluster } from './cluster.js';
+import { parseRejoinCounters, roundRejoins, type RejoinCounters, type RejoinCounts } from './rejoins.js';
 import { replayCommand, schedule, stepFor, type ChaosFault, type FaultStep } from './schedule.js';
 import { Workload, createTable, readIds, type WorkloadEndpoint } from './workload.js';
 
@@ -36,6 +37,8 @@ export interface RoundRecord extends FaultStep {
   until: number;
   /** Set when the cluster did not become healthy again. */
   stuck?: string;
+  /** pg_rewind runs and re-clones the agents counted between the round's start and its end. */
+  rejoins?: RejoinCounts;
 }
 
 export interface ChaosRunResult {
@@ -89,6 +92,8 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosRunResult
     workload = new Workload({ writers, readers, now });
     workload.start();
 
+    view = await cluster.waitHealthy(options.recoveryTimeoutMs ?? 120_000);
+    let counters = await scrapeRejoins(cluster);
     for (const step of steps) {
       view = await cluster.waitHealthy(options.recoveryTimeoutMs ?? 120_000);
       await writesFlowing(workload, now, 30_000);
@@ -101,7 +106,14 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosRunResult
         record.stuck = (e as Error).message;
       }
       record.until = now();
-      log(`chaos: round ${step.round} ${step.fault} on ${record.target}: recovered ${record.stuck === undefined ? 'ok' : `NOT (${record.stuck.split('\n')[0]})`} after ${((record.until - record.at) / 1000).toFixed(1)} s`);
+      // Healthy means every member streams again: a rejoin this fault called for has happened by now.
+      const next = await scrapeRejoins(cluster);
+      record.rejoins = roundRejoins(counters, next);
+      counters = next;
+      const { rewinds, rewindFailures, reclones } = record.rejoins;
+      log(
+        `chaos: round ${step.round} ${step.fault} on ${record.target}: recovered ${record.stuck === undefined ? 'ok' : `NOT (${record.stuck.split('\n')[0]})`} after ${((record.until - record.at) / 1000).toFixed(1)} s; ${rewinds} rewinds${rewindFailures ? ` (${rewindFailures} failed)` : ''}, ${reclones} re-clones`,
+      );
       if (record.stuck !== undefined) break;
     }
     await sleep(500);
@@ -110,7 +122,7 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosRunResult
     const primary = view.leader?.name;
     if (primary === undefined) throw new Error('no primary at the end of the run');
     const ids = await readIds(cluster.connectionString(primary));
-    const faults: FaultWindow[] = rounds.map((r) => ({ round: r.round, kind: r.fault, target: r.target, at: r.at, until: r.until }));
+    const faults: FaultWindow[] = rounds.map((r) => ({ round: r.round, kind: r.fault, target: r.target, at: r.at, until: r.until, ...(r.rejoins ? { rejoins: r.rejoins } : {}) }));
     const promotions = view.history.map((h) => ({ timeline: h.timeline, lsn: h.lsn, leader: h.leader }));
     const report = check(workload.writes, leaderSpans(leaderChanges), faults, { ids }, promotions, {
       synchronous: options.synchronous,
@@ -122,7 +134,7 @@ export async function runChaos(options: ChaosRunOptions): Promise<ChaosRunResult
     report.problems.push(...badReads.slice(0, 5));
     const ok = report.problems.length === 0;
     report.ok = ok;
-    const badRounds = rounds.filter((r) => r.stuck !== undefined || report.faults.some((f) => f.round === r.round && (f.lost > 0 || f.dualPrimary > 0)));
+    const badRounds = rounds.filter((r) => r.stuck !== undefined || report.faults.some((f) => f.round === r.round && (f.lost > 0 || f.dualPrimary > 0 || f.reclones > 0)));
     const result: ChaosRunResult = {
       mode: cluster.mode,
       fallbackReason: cluster.mode === 'relay' ? why : null,
@@ -158,6 +170,21 @@ function safeDir(cluster: ChaosCluster): string {
   } catch {
     return '(not created)';
   }
+}
+
+/** Every agent's rewind and re-clone counters (null for an agent that did not answer). */
+async function scrapeRejoins(cluster: ChaosCluster): Promise<Map<string, RejoinCounters | null>> {
+  const entries = await Promise.all(
+    cluster.agentHosts.map(async (member): Promise<[string, RejoinCounters | null]> => {
+      try {
+        const res = await fetch(`${cluster.apiUrl(member)}/metrics`, { signal: AbortSignal.timeout(2000) });
+        return [member, res.ok ? parseRejoinCounters(await res.text()) : null];
+      } catch {
+        return [member, null];
+      }
+    }),
+  );
+  return new Map(entries);
 }
 
 /** Records every change of the leader key on the harness clock (one load at a time, in order). */
@@ -292,22 +319,26 @@ async function waitUntil(probe: () => Promise<boolean>, timeoutMs: number): Prom
   return false;
 }
 
-/** The table issue 4 asks for, as text. */
+/** The chaos table (fault × rounds × recovery × writes × rejoins), as text. */
 export function formatTable(result: ChaosRunResult): string[] {
   const ms = (v: number | null): string => (v === null ? '-' : (v / 1000).toFixed(2));
   const lines = [
     `chaos run: seed ${result.seed}, ${result.rounds.length} rounds, ${result.synchronous ? 'synchronous' : 'asynchronous'} mode, network ${result.mode}${result.fallbackReason ? ` (fallback: ${result.fallbackReason})` : ''}`,
     `writes: ${result.writes.attempted} attempted, ${result.writes.acknowledged} acknowledged (${result.writes.viaProxy} through the proxies, ${result.writes.direct} directly)`,
     '',
-    '| fault | rounds | recovery median s | p95 s | max s | failed writes (proxies) | lost acknowledged | dual-primary windows |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| fault | rounds | recovery median s | p95 s | max s | failed writes (proxies) | lost acknowledged | dual-primary windows | rewinds (failed) | re-clones |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const row of result.table) {
-    lines.push(`| ${row.fault} | ${row.rounds} | ${ms(row.recoveryMedianMs)} | ${ms(row.recoveryP95Ms)} | ${ms(row.recoveryMaxMs)} | ${row.failedWrites} | ${row.lost} | ${row.dualPrimary} |`);
+    lines.push(
+      `| ${row.fault} | ${row.rounds} | ${ms(row.recoveryMedianMs)} | ${ms(row.recoveryP95Ms)} | ${ms(row.recoveryMaxMs)} | ${row.failedWrites} | ${row.lost} | ${row.dualPrimary} | ${row.rewinds} (${row.rewindFailures}) | ${row.reclones} |`,
+    );
   }
   lines.push('');
   if (result.ok) {
-    lines.push(`verdict: OK — ${result.report.lost.length} acknowledged writes lost${result.synchronous ? '' : ' (asynchronous mode, all within maximum_lag_on_failover)'}, 0 dual-primary windows, no duplicates, no phantoms`);
+    lines.push(
+      `verdict: OK — ${result.report.lost.length} acknowledged writes lost${result.synchronous ? '' : ' (asynchronous mode, all within maximum_lag_on_failover)'}, 0 dual-primary windows, no duplicates, no phantoms, 0 re-clones`,
+    );
   } else {
     lines.push('verdict: FAILED');
     for (const p of result.report.problems) lines.push(`  - ${p}`);

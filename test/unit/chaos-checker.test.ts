@@ -28,7 +28,21 @@ describe('chaos checker', () => {
     const r = check(writes, leaders, [{ round: 1, kind: 'host crash', target: 'a', at: 950, until: 2000 }], { ids: [1, 2, 4, 5] }, [], SYNC);
     assert.equal(r.ok, true, r.problems.join('\n'));
     assert.equal(r.acknowledged, 4);
-    assert.deepEqual(r.faults, [{ round: 1, kind: 'host crash', target: 'a', recoveryMs: 700, failedWrites: 1, lost: 0, dualPrimary: 0 }]);
+    assert.deepEqual(r.faults, [{ round: 1, kind: 'host crash', target: 'a', recoveryMs: 700, failedWrites: 1, lost: 0, dualPrimary: 0, rewinds: 0, rewindFailures: 0, reclones: 0 }]);
+  });
+
+  it('a re-clone fails the run and is counted per fault kind; rewinds, even failed ones, do not', () => {
+    const writes = [ok(1, 'a', 100), ok(2, 'b', 1600)];
+    const faults = [
+      { round: 1, kind: 'host crash', target: 'a', at: 950, until: 2000, rejoins: { rewinds: 2, rewindFailures: 1, reclones: 0 } },
+      { round: 2, kind: 'host crash', target: 'b', at: 2000, until: 3000, rejoins: { rewinds: 1, rewindFailures: 1, reclones: 1 } },
+    ];
+    const r = check(writes, leaders, faults, { ids: [1, 2] }, [], SYNC);
+    assert.equal(r.ok, false);
+    assert.deepEqual(r.problems, ['round 2 (host crash on b): 1 re-clone where pg_rewind must be enough (1 rewinds, 1 failed)']);
+    const [row] = faultTable(r);
+    assert.deepEqual([row!.rewinds, row!.rewindFailures, row!.reclones], [3, 2, 1]);
+    assert.equal(check(writes, leaders, faults.slice(0, 1), { ids: [1, 2] }, [], SYNC).ok, true);
   });
 
   it('an acknowledged write missing at the end is lost (synchronous mode)', () => {
