@@ -8,6 +8,7 @@ import { DEFAULT_DYNAMIC_CONFIG, DEFAULT_TAGS, type DynamicConfig, type Tags } f
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
 import { closest } from './suggest.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -372,6 +373,79 @@ function normalizeEndpoint(endpoint: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `http://${endpoint}`;
 }
 
+/**
+ * A member role that connects to other members (replication, rewind): its credentials plus libpq's ssl* settings,
+ * as Patroni writes them under postgresql.authentication.<role>.
+ */
+const memberRoleCredentials = (defaultUser: string) =>
+  z
+    .strictObject(
+      {
+        username: nonEmpty(`a user name like "${defaultUser}"`).default(defaultUser),
+        password: nonEmpty('a password').optional(),
+        password_file: nonEmpty('the path of a file holding the password').optional(),
+        sslmode: z
+          .enum(PG_SSL_MODES, {
+            error: (i) => `expected one of libpq's sslmode values ${PG_SSL_MODES.join(', ')}; got ${describeValue(i.input)}`,
+          })
+          .optional(),
+        sslrootcert: nonEmpty('the path of the CA certificate file (PEM) the other members\' certificates are signed by').optional(),
+        sslcert: nonEmpty('the path of a client certificate file (PEM)').optional(),
+        sslkey: nonEmpty('the path of the client certificate\'s key file (PEM)').optional(),
+      },
+      expecting(
+        `a mapping like {username: ${defaultUser}, password_file: /etc/pgwarden/${defaultUser}.pass, sslmode: verify-full, sslrootcert: /etc/pgwarden/ca.crt}`,
+      ),
+    )
+    .superRefine((role, ctx) => {
+      if ((role.sslmode === 'verify-ca' || role.sslmode === 'verify-full') && role.sslrootcert === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sslrootcert'],
+          message: `is required with sslmode ${role.sslmode} (the other members' certificates are checked against it): set it to the CA certificate file, like /etc/pgwarden/ca.crt`,
+        });
+      }
+      if ((role.sslcert === undefined) !== (role.sslkey === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [role.sslcert === undefined ? 'sslcert' : 'sslkey'],
+          message: 'sslcert and sslkey go together (a client certificate and its key): set both, or neither',
+        });
+      }
+    })
+    .prefault({});
+
+/** PostgreSQL's own boolean spellings (on/off, true/false, yes/no, 1/0). */
+function pgBooleanOn(value: string | number | boolean | undefined): boolean {
+  if (value === undefined) return false;
+  if (typeof value === 'boolean') return value;
+  return ['on', 'true', 'yes', '1', 't', 'y'].includes(String(value).trim().toLowerCase());
+}
+
+/** postgresql.parameters turn on server TLS (ssl = on): the certificate and key must then be named. */
+export function serverSslProblems(parameters: Record<string, string | number | boolean>): Array<{ key: string; message: string }> {
+  const lower = new Map(Object.entries(parameters).map(([k, v]) => [k.toLowerCase(), v]));
+  if (!pgBooleanOn(lower.get('ssl'))) return [];
+  const problems: Array<{ key: string; message: string }> = [];
+  for (const [key, what] of [
+    ['ssl_cert_file', "the server certificate (PEM), like /etc/pgwarden/pg1.crt"],
+    ['ssl_key_file', "its key (PEM, mode 0600 owned by the PostgreSQL user), like /etc/pgwarden/pg1.key"],
+  ] as const) {
+    const value = lower.get(key);
+    if (value === undefined || String(value).trim() === '') {
+      problems.push({ key, message: `is required when ssl is on: set postgresql.parameters.${key} to ${what}` });
+    } else if (!String(value).startsWith('/')) {
+      // PostgreSQL takes a relative path from the data directory, which pg_basebackup and pg_rewind copy over.
+      problems.push({ key, message: `must be an absolute path (a relative one is read from the data directory, which clones overwrite); got ${JSON.stringify(value)}` });
+    }
+  }
+  const ca = lower.get('ssl_ca_file');
+  if (ca !== undefined && String(ca).trim() !== '' && !String(ca).startsWith('/')) {
+    problems.push({ key: 'ssl_ca_file', message: `must be an absolute path; got ${JSON.stringify(ca)}` });
+  }
+  return problems;
+}
+
 const etcdEndpoint = z
   .string(expecting('a URL like http://127.0.0.1:2379'))
   .transform(normalizeEndpoint)
@@ -475,8 +549,8 @@ export const agentConfigSchema = z
             )
             .default([]),
           superuser: credentials('postgres'),
-          replication: credentials('replicator'),
-          rewind: credentials('rewind_user'),
+          replication: memberRoleCredentials('replicator'),
+          rewind: memberRoleCredentials('rewind_user'),
         },
         expecting('a mapping with at least {data_dir: /var/lib/pgwarden/data}'),
       ),
@@ -509,6 +583,9 @@ export const agentConfigSchema = z
         message: `is required when api.listen binds every interface (${config.api.listen}): set it to the URL others reach this agent at, like http://10.0.0.5:${api.port}`,
       });
     }
+    for (const problem of serverSslProblems(config.postgresql.parameters)) {
+      ctx.addIssue({ code: 'custom', path: ['postgresql', 'parameters', problem.key], message: problem.message });
+    }
     const pg = parseHostPort(config.postgresql.listen);
     if (pg && isWildcardHost(pg.host) && config.postgresql.connect_address === undefined) {
       ctx.addIssue({
@@ -535,6 +612,14 @@ export type AgentConfigInput = z.input<typeof agentConfigSchema>;
 export interface Credentials {
   username: string;
   password: string;
+}
+
+/** A role that connects to other members, with its libpq TLS settings (null: libpq's default). */
+export interface MemberRoleCredentials extends Credentials {
+  sslmode: NonNullable<PgClientSsl['sslmode']> | null;
+  sslrootcert: string | null;
+  sslcert: string | null;
+  sslkey: string | null;
 }
 
 /** The agent's settings, complete and with every secret read: what `loadAgentConfig` returns. */
@@ -569,8 +654,8 @@ export interface AgentConfig {
     parameters: Record<string, string | number | boolean>;
     pg_hba_extra: string[];
     superuser: Credentials;
-    replication: Credentials;
-    rewind: Credentials;
+    replication: MemberRoleCredentials;
+    rewind: MemberRoleCredentials;
   };
   tags: Tags;
   bootstrap: { dcs: Partial<DynamicConfig> };
@@ -645,6 +730,16 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
     username: entry.username,
     password: readSecret(entry, field, true, options) as string,
   });
+  const memberRole = (entry: ParsedAgentConfig['postgresql']['replication'], field: string): MemberRoleCredentials => {
+    const file = (p: string | undefined) => (p === undefined ? null : resolvePathFrom(options.baseDir, p));
+    return {
+      ...role(entry, field),
+      sslmode: entry.sslmode ?? null,
+      sslrootcert: file(entry.sslrootcert),
+      sslcert: file(entry.sslcert),
+      sslkey: file(entry.sslkey),
+    };
+  };
   if (parsed.api.username === undefined) {
     throw new PgwardenError(
       'CONFIG_INVALID',
@@ -685,8 +780,8 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       parameters: pg.parameters,
       pg_hba_extra: pg.pg_hba_extra,
       superuser: role(pg.superuser, 'postgresql.superuser'),
-      replication: role(pg.replication, 'postgresql.replication'),
-      rewind: role(pg.rewind, 'postgresql.rewind'),
+      replication: memberRole(pg.replication, 'postgresql.replication'),
+      rewind: memberRole(pg.rewind, 'postgresql.rewind'),
     },
     tags: parsed.tags,
     bootstrap: { dcs: parsed.bootstrap.dcs as Partial<DynamicConfig> },

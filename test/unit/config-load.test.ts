@@ -53,6 +53,44 @@ function fails(code: ErrorCode, fn: () => unknown, ...patterns: RegExp[]): strin
   return error.message;
 }
 
+describe('loadAgentConfig: TLS between members', () => {
+  it('takes libpq ssl settings for replication and rewind, with paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify-full', sslrootcert: 'tls/ca.crt', sslcert: '/t/pg1.crt', sslkey: '/t/pg1.key' };
+    raw.postgresql.rewind = { password: 'w', sslmode: 'require' };
+    raw.postgresql.parameters = { ssl: 'on', ssl_cert_file: '/t/pg1.crt', ssl_key_file: '/t/pg1.key', ssl_ca_file: '/t/ca.crt' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.deepEqual(config.postgresql.replication, {
+      username: 'replicator',
+      password: 'r',
+      sslmode: 'verify-full',
+      sslrootcert: join(dir, 'tls/ca.crt'),
+      sslcert: '/t/pg1.crt',
+      sslkey: '/t/pg1.key',
+    });
+    assert.equal(config.postgresql.rewind.sslmode, 'require');
+    assert.equal(config.postgresql.rewind.sslrootcert, null);
+    assert.equal(config.postgresql.parameters.ssl, 'on');
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify-full' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslrootcert.*required with sslmode verify-full/);
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify_full' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslmode.*verify-full/);
+    raw.postgresql.replication = { password: 'r', sslcert: '/t/c.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslkey.*set both/);
+    raw.postgresql.replication = { password: 'r' };
+    raw.postgresql.parameters = { ssl: true, ssl_cert_file: '/t/pg1.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.parameters\.ssl_key_file.*required when ssl is on/);
+    raw.postgresql.parameters = { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: '/t/k' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.parameters\.ssl_cert_file.*absolute path/);
+    raw.postgresql.parameters = { ssl: 'off', ssl_cert_file: 'server.crt' };
+    loadAgentConfig(file(raw), {});
+  });
+});
+
 describe('loadAgentConfig: defaults', () => {
   it('fills every default from a minimal file', () => {
     const config = loadAgentConfig(file(minimal()), {});
@@ -71,8 +109,8 @@ describe('loadAgentConfig: defaults', () => {
         parameters: {},
         pg_hba_extra: [],
         superuser: { username: 'postgres', password: 'su-secret' },
-        replication: { username: 'replicator', password: 'repl-secret' },
-        rewind: { username: 'rewind_user', password: 'rewind-secret' },
+        replication: { username: 'replicator', password: 'repl-secret', sslmode: null, sslrootcert: null, sslcert: null, sslkey: null },
+        rewind: { username: 'rewind_user', password: 'rewind-secret', sslmode: null, sslrootcert: null, sslcert: null, sslkey: null },
       },
       tags: DEFAULT_TAGS,
       bootstrap: { dcs: {} },
