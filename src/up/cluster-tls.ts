@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { PgwardenError } from '../errors.js';
@@ -81,4 +81,58 @@ export async function issueCertificate(ca: CaPair, dir: string, request: Certifi
   }
   await chmod(files.key, 0o600);
   return files;
+}
+
+/** A member's TLS files in `<memberDir>/tls`, owned by the PostgreSQL OS user (PostgreSQL insists on it for the key). */
+export interface MemberTlsFiles {
+  dir: string;
+  /** Certificate for localhost and 127.0.0.1, for serving (PostgreSQL, REST API) and as a client. */
+  cert: string;
+  key: string;
+  /** A copy of the local CA's certificate: what this member trusts. */
+  ca: string;
+}
+
+export function memberTlsFiles(memberDir: string): MemberTlsFiles {
+  const dir = path.join(memberDir, 'tls');
+  return { dir, ...certificateFiles(dir, 'server'), ca: path.join(dir, 'ca.crt') };
+}
+
+/** The member's TLS files were made (by the `pgwarden up` that wrote its agent file). */
+export function memberTlsPresent(memberDir: string): boolean {
+  const files = memberTlsFiles(memberDir);
+  return [files.cert, files.key, files.ca].every((f) => existsSync(f));
+}
+
+/**
+ * Issues `member`'s certificate from the local CA into `<memberDir>/tls` and hands the directory to `owner` (the
+ * PostgreSQL OS user when we are root; null: ourselves).
+ */
+export async function ensureMemberTls(
+  ca: CaPair,
+  memberDir: string,
+  member: string,
+  owner: { uid: number; gid: number } | null,
+  openssl = 'openssl',
+): Promise<MemberTlsFiles> {
+  const files = memberTlsFiles(memberDir);
+  await issueCertificate(ca, files.dir, { name: 'server', commonName: member, dns: ['localhost'], ips: ['127.0.0.1'], usage: 'both' }, openssl);
+  await copyFile(ca.caCert, files.ca);
+  await chmod(files.dir, 0o700);
+  if (owner) for (const f of [files.dir, files.cert, files.key, files.ca]) await chown(f, owner.uid, owner.gid);
+  return files;
+}
+
+/**
+ * What a member's agent file gets for TLS inside the cluster: PostgreSQL serves TLS with the member's certificate,
+ * and replication, cloning and rewinding check the other member's certificate and address (verify-full).
+ */
+export function memberTlsAgentSettings(files: MemberTlsFiles): {
+  parameters: Record<string, string>;
+  clientSsl: { sslmode: 'verify-full'; sslrootcert: string };
+} {
+  return {
+    parameters: { ssl: 'on', ssl_cert_file: files.cert, ssl_key_file: files.key, ssl_ca_file: files.ca },
+    clientSsl: { sslmode: 'verify-full', sslrootcert: files.ca },
+  };
 }
