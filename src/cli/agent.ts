@@ -1,4 +1,5 @@
 import { startApi } from '../api/server.js';
+import { loadApiClientTls, loadApiHttps } from '../api/tls.js';
 import { loadAgentConfig } from '../config/load.js';
 import { parseHostPort, type AgentConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
@@ -43,9 +44,12 @@ export async function runAgent(configPath: string): Promise<void> {
     callTimeoutMs: config.etcd.call_timeout_ms,
   });
   const pg = postgresServerFor(config);
-  const agent = new Agent({ config, dcs, pg, log });
+  const https = loadApiHttps(config.api.tls);
+  const peerTls = loadApiClientTls(config.api.tls);
+  const agent = new Agent({ config, dcs, pg, log, peerTls });
   const api = await startApi({
     listen: config.api.listen,
+    https,
     backend: agent,
     auth: { username: config.api.username, password: config.api.password },
     logger: log,

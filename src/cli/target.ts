@@ -4,7 +4,8 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { cliApiCredentialsFromEnv, type CliApiCredentials } from '../config/cli.js';
+import { type ApiClientTls, loadApiClientTls } from '../api/tls.js';
+import { cliApiCaFileFromEnv, cliApiCredentialsFromEnv, type CliApiCredentials } from '../config/cli.js';
 import { cliClusterFromEnv } from '../config/cli-env.js';
 import { loadAgentConfig } from '../config/load.js';
 import { EtcdDcs } from '../dcs/etcd.js';
@@ -30,6 +31,8 @@ export interface ClusterTarget {
   etcdAuth: { username: string; password: string } | null;
   /** Credentials for the members' REST API; null when none are known (restart/reload/reinit then refuse). */
   api: CliApiCredentials | null;
+  /** TLS towards the members' REST APIs (https URLs): the CA of their certificates, a client certificate. */
+  apiTls: ApiClientTls | null;
   /** Where the cluster was found, for messages ("--config /etc/pgwarden/pg1.yml"). */
   source: string;
   /** Set when the cluster is a local one (`pgwarden up`). */
@@ -39,6 +42,11 @@ export interface ClusterTarget {
 const NOT_FOUND_HELP =
   'pass --config FILE (an agent\'s YAML file), --dir DIR (a cluster made by `pgwarden up --dir DIR`), ' +
   'or set PGWARDEN_ETCD and PGWARDEN_CLUSTER; to create a local cluster run `pgwarden up`';
+
+function envApiTls(): ApiClientTls | null {
+  const cafile = cliApiCaFileFromEnv();
+  return cafile === null ? null : loadApiClientTls({ cafile, certfile: null, keyfile: null }, { cafile: 'PGWARDEN_API_CAFILE', certfile: '', keyfile: '' });
+}
 
 async function localTarget(dir: string, explicit: boolean): Promise<ClusterTarget> {
   const local = await LocalCluster.open({ dir, mustExist: true }).catch((e: unknown) => {
@@ -58,6 +66,7 @@ async function localTarget(dir: string, explicit: boolean): Promise<ClusterTarge
     etcd: [local.etcdEndpoint()],
     etcdAuth: null,
     api: cliApiCredentialsFromEnv() ?? local.apiCredentials(),
+    apiTls: envApiTls(),
     source: `local cluster ${local.dir}`,
     localDir: local.dir,
   };
@@ -78,6 +87,7 @@ export async function resolveTarget(options: TargetOptions): Promise<ClusterTarg
           ? { username: config.etcd.username, password: config.etcd.password }
           : null,
       api: cliApiCredentialsFromEnv() ?? { username: config.api.username, password: config.api.password },
+      apiTls: envApiTls() ?? loadApiClientTls(config.api.tls),
       source: `--config ${path.resolve(options.config)}`,
       localDir: null,
     };
@@ -90,6 +100,7 @@ export async function resolveTarget(options: TargetOptions): Promise<ClusterTarg
       etcd: fromEnv.etcd,
       etcdAuth: null,
       api: cliApiCredentialsFromEnv(),
+      apiTls: envApiTls(),
       source: 'PGWARDEN_ETCD/PGWARDEN_CLUSTER',
       localDir: null,
     };

@@ -36,6 +36,14 @@ export function cliApiCredentialsFromEnv(env: Env = process.env): CliApiCredenti
 }
 
 /**
+ * PGWARDEN_API_CAFILE: the CA the agents' HTTPS certificates are checked against (overrides the --config file's
+ * api.cafile); null when unset.
+ */
+export function cliApiCaFileFromEnv(env: Env = process.env): string | null {
+  return env.PGWARDEN_API_CAFILE?.trim() || null;
+}
+
+/**
  * The environment for an agent that `pgwarden up` starts: the caller's, without the PGWARDEN_* settings, which
  * the agent would otherwise apply over its file (a PGWARDEN_CLUSTER exported for the CLI would rename the
  * local cluster's members' cluster, for one).

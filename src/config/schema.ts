@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
+import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from '../api/tls.js';
 import { closest } from './suggest.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -528,6 +529,14 @@ export const agentConfigSchema = z
             username: nonEmpty('a user name like "pgwarden"').optional(),
             password: nonEmpty('a password').optional(),
             password_file: nonEmpty('the path of a file holding the password').optional(),
+            certfile: nonEmpty('the path of the API\'s HTTPS certificate (PEM)').optional(),
+            keyfile: nonEmpty('the path of the HTTPS certificate\'s key (PEM)').optional(),
+            cafile: nonEmpty('the path of the CA certificate (PEM) the agents\' certificates are signed by').optional(),
+            verify_client: z
+              .enum(VERIFY_CLIENT_MODES, {
+                error: (i) => `expected one of ${VERIFY_CLIENT_MODES.join(', ')}; got ${describeValue(i.input)}`,
+              })
+              .default('none'),
           },
           expecting('a mapping like {listen: 127.0.0.1:8008}'),
         )
@@ -575,6 +584,27 @@ export const agentConfigSchema = z
   )
   .superRefine((config, ctx) => {
     // Other members, proxies and the CLI use the advertised addresses; a wildcard address reaches nobody.
+    if ((config.api.certfile === undefined) !== (config.api.keyfile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', config.api.certfile === undefined ? 'certfile' : 'keyfile'],
+        message: 'api.certfile and api.keyfile go together (HTTPS needs the certificate and its key): set both, or neither for plain HTTP',
+      });
+    }
+    if (config.api.verify_client !== 'none' && (config.api.cafile === undefined || config.api.certfile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', config.api.cafile === undefined ? 'cafile' : 'certfile'],
+        message: `is required with api.verify_client ${config.api.verify_client}: client certificates are checked against api.cafile, over HTTPS (api.certfile and api.keyfile)`,
+      });
+    }
+    if (config.api.connect_url?.startsWith('http://') && config.api.certfile !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'connect_url'],
+        message: `is http:// but the API serves HTTPS (api.certfile is set): write it as https://${config.api.connect_url.slice('http://'.length)}`,
+      });
+    }
     const api = parseHostPort(config.api.listen);
     if (api && isWildcardHost(api.host) && config.api.connect_url === undefined) {
       ctx.addIssue({
@@ -597,7 +627,10 @@ export const agentConfigSchema = z
   })
   .transform((config) => ({
     ...config,
-    api: { ...config.api, connect_url: config.api.connect_url ?? `http://${config.api.listen}` },
+    api: {
+      ...config.api,
+      connect_url: config.api.connect_url ?? `${config.api.certfile === undefined ? 'http' : 'https'}://${config.api.listen}`,
+    },
     postgresql: {
       ...config.postgresql,
       connect_address: config.postgresql.connect_address ?? config.postgresql.listen,
@@ -640,6 +673,8 @@ export interface AgentConfig {
     connect_url: string;
     username: string;
     password: string;
+    /** HTTPS (certfile, keyfile) and the CA of the peers' certificates; paths absolute. */
+    tls: ApiTlsFiles;
   };
   postgresql: {
     data_dir: string;
@@ -769,6 +804,12 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       connect_url: parsed.api.connect_url,
       username: parsed.api.username,
       password: apiPassword,
+      tls: {
+        certfile: parsed.api.certfile === undefined ? null : path(parsed.api.certfile),
+        keyfile: parsed.api.keyfile === undefined ? null : path(parsed.api.keyfile),
+        cafile: parsed.api.cafile === undefined ? null : path(parsed.api.cafile),
+        verify_client: parsed.api.verify_client,
+      },
     },
     postgresql: {
       data_dir: path(pg.data_dir),

@@ -91,6 +91,26 @@ describe('loadAgentConfig: TLS between members', () => {
   });
 });
 
+describe('loadAgentConfig: REST API over HTTPS', () => {
+  it('serves HTTPS with certfile and keyfile: the advertised URL is https, paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.api = { ...raw.api, certfile: 'tls/pg1.crt', keyfile: '/t/pg1.key', cafile: '/t/ca.crt', verify_client: 'required' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.equal(config.api.connect_url, 'https://127.0.0.1:8008');
+    assert.deepEqual(config.api.tls, { certfile: join(dir, 'tls/pg1.crt'), keyfile: '/t/pg1.key', cafile: '/t/ca.crt', verify_client: 'required' });
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.api = { ...raw.api, certfile: '/t/pg1.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.keyfile.*set both/);
+    raw.api = { ...raw.api, keyfile: '/t/pg1.key', connect_url: 'http://10.0.0.5:8008' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.connect_url.*https:\/\/10\.0\.0\.5:8008/);
+    raw.api = { username: 'a', password: 'p', verify_client: 'required', certfile: '/c', keyfile: '/k' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.cafile.*verify_client required/);
+  });
+});
+
 describe('loadAgentConfig: defaults', () => {
   it('fills every default from a minimal file', () => {
     const config = loadAgentConfig(file(minimal()), {});
@@ -98,7 +118,13 @@ describe('loadAgentConfig: defaults', () => {
       cluster: 'main',
       name: 'pg1',
       etcd: { endpoints: ['http://127.0.0.1:2379'], username: null, password: null, call_timeout_ms: 1000 },
-      api: { listen: '127.0.0.1:8008', connect_url: 'http://127.0.0.1:8008', username: 'admin', password: 'api-secret' },
+      api: {
+        listen: '127.0.0.1:8008',
+        connect_url: 'http://127.0.0.1:8008',
+        username: 'admin',
+        password: 'api-secret',
+        tls: { certfile: null, keyfile: null, cafile: null, verify_client: 'none' },
+      },
       postgresql: {
         data_dir: '/var/lib/pgwarden/pg1',
         bin_dir: '/usr/lib/postgresql/15/bin',
