@@ -3,6 +3,7 @@ import { loadApiClientTls, loadApiHttps } from '../api/tls.js';
 import { loadAgentConfig } from '../config/load.js';
 import { parseHostPort, type AgentConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
+import { loadEtcdTls } from '../dcs/etcd-tls.js';
 import { describeError } from '../errors.js';
 import { Agent } from '../ha/agent.js';
 import { createLogger } from '../log.js';
@@ -42,6 +43,7 @@ export async function runAgent(configPath: string): Promise<void> {
     username: config.etcd.username ?? undefined,
     password: config.etcd.password ?? undefined,
     callTimeoutMs: config.etcd.call_timeout_ms,
+    tls: loadEtcdTls(config.etcd.tls),
   });
   const pg = postgresServerFor(config);
   const https = loadApiHttps(config.api.tls);

@@ -10,6 +10,7 @@ import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
 import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from '../api/tls.js';
+import { etcdTlsProblems, type EtcdTlsFiles } from '../dcs/etcd-tls.js';
 import { closest } from './suggest.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -517,6 +518,9 @@ export const agentConfigSchema = z
               .int({ error: (i) => `must be a whole number of milliseconds like 1000; got ${describeValue(i.input)}` })
               .min(50, { error: (i) => `must be at least 50 ms; got ${describeValue(i.input)}` })
               .default(1000),
+            cacert: nonEmpty('the path of the CA certificate (PEM) etcd\'s certificate is signed by').optional(),
+            cert: nonEmpty('the path of the client certificate (PEM) etcd checks under --client-cert-auth').optional(),
+            key: nonEmpty('the path of the client certificate\'s key (PEM)').optional(),
           },
           expecting('a mapping like {endpoints: [http://127.0.0.1:2379]}'),
         )
@@ -584,6 +588,9 @@ export const agentConfigSchema = z
   )
   .superRefine((config, ctx) => {
     // Other members, proxies and the CLI use the advertised addresses; a wildcard address reaches nobody.
+    for (const problem of etcdTlsProblems(config.etcd, config.etcd.endpoints)) {
+      ctx.addIssue({ code: 'custom', path: ['etcd', problem.key], message: problem.message });
+    }
     if ((config.api.certfile === undefined) !== (config.api.keyfile === undefined)) {
       ctx.addIssue({
         code: 'custom',
@@ -665,6 +672,8 @@ export interface AgentConfig {
     username: string | null;
     password: string | null;
     call_timeout_ms: number;
+    /** TLS towards etcd (cacert, client cert and key); paths absolute, null when not set. */
+    tls: EtcdTlsFiles;
   };
   api: {
     /** "host:port" the REST API binds. */
@@ -798,6 +807,11 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       username: parsed.etcd.username ?? null,
       password: etcdPassword,
       call_timeout_ms: parsed.etcd.call_timeout_ms,
+      tls: {
+        cacert: parsed.etcd.cacert === undefined ? null : path(parsed.etcd.cacert),
+        cert: parsed.etcd.cert === undefined ? null : path(parsed.etcd.cert),
+        key: parsed.etcd.key === undefined ? null : path(parsed.etcd.key),
+      },
     },
     api: {
       listen: parsed.api.listen,

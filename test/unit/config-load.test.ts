@@ -111,13 +111,36 @@ describe('loadAgentConfig: REST API over HTTPS', () => {
   });
 });
 
+describe('loadAgentConfig: etcd over TLS', () => {
+  it('takes etcd.cacert, cert and key, with paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.etcd = { endpoints: ['https://e1:2379'], cacert: 'tls/ca.crt', cert: '/t/c.crt', key: '/t/c.key' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.deepEqual(config.etcd.tls, { cacert: join(dir, 'tls/ca.crt'), cert: '/t/c.crt', key: '/t/c.key' });
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.etcd = { endpoints: ['https://e1:2379'], cert: '/t/c.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /etcd\.key.*set both/);
+    raw.etcd = { endpoints: ['http://e1:2379', 'https://e2:2379'], cacert: '/t/ca.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /etcd\.endpoints.*https:\/\/ URLs .*write them as https:\/\/e1:2379/);
+  });
+});
+
 describe('loadAgentConfig: defaults', () => {
   it('fills every default from a minimal file', () => {
     const config = loadAgentConfig(file(minimal()), {});
     assert.deepEqual(config, {
       cluster: 'main',
       name: 'pg1',
-      etcd: { endpoints: ['http://127.0.0.1:2379'], username: null, password: null, call_timeout_ms: 1000 },
+      etcd: {
+        endpoints: ['http://127.0.0.1:2379'],
+        username: null,
+        password: null,
+        call_timeout_ms: 1000,
+        tls: { cacert: null, cert: null, key: null },
+      },
       api: {
         listen: '127.0.0.1:8008',
         connect_url: 'http://127.0.0.1:8008',
