@@ -1,7 +1,8 @@
 /**
  * TLS inside a `pgwarden up` cluster (2 nodes, real etcd, agents, PostgreSQL 15 and the proxy): every member
  * serves TLS with a certificate from the local CA, the replica streams over TLS checked with verify-full, and the
- * proxy's connections to PostgreSQL are TLS too (pg_stat_ssl on the servers).
+ * proxy's connections to PostgreSQL are TLS too (pg_stat_ssl on the servers). Without openssl a (1-node) cluster
+ * still comes up, in plaintext, and says so once.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -79,5 +80,44 @@ describe('pgwarden up: TLS inside the cluster', { timeout: 120_000 }, () => {
     }
     const proxyConfig = YAML.parse(await readFile(lc.proxyConfigFile(), 'utf8')) as Record<string, unknown>;
     assert.equal(proxyConfig.server_tls_sslmode, 'verify-full');
+  });
+});
+
+describe('pgwarden up without openssl', { timeout: 120_000 }, () => {
+  let plainDir: string;
+  let plain: LocalCluster | null = null;
+
+  after(async () => {
+    await plain?.stop().catch(() => undefined);
+    await plain?.close().catch(() => undefined);
+    if (plainDir) await rm(plainDir, { recursive: true, force: true });
+  });
+
+  it('comes up in plaintext and says once why', async () => {
+    plainDir = await mkdtemp(path.join(tmpdir(), 'pgwarden-upplain-'));
+    const lines: string[] = [];
+    const savedPath = process.env.PATH;
+    // openssl is looked up on the PATH; every other program pgwarden up runs has an absolute path.
+    process.env.PATH = path.join(plainDir, 'no-bin');
+    try {
+      plain = await LocalCluster.open({ dir: plainDir, nodes: 1, cluster: 'plain', parameters: { fsync: 'off', shared_buffers: '32MB' }, log: (l) => lines.push(l) });
+      await plain.start();
+    } finally {
+      process.env.PATH = savedPath;
+    }
+    await plain.waitHealthy(60_000);
+    const said = lines.filter((l) => l.includes('TLS skipped'));
+    assert.equal(said.length, 1, lines.join('\n'));
+    assert.match(said[0], /openssl is not installed; PostgreSQL, replication and the proxy talk plaintext/);
+    const config = YAML.parse(await readFile(plain.configFile('pg1'), 'utf8')) as Record<string, any>;
+    assert.equal(config.postgresql.parameters.ssl, undefined);
+    assert.equal(config.postgresql.replication.sslmode, undefined);
+    const proxyConfig = YAML.parse(await readFile(plain.proxyConfigFile(), 'utf8')) as Record<string, unknown>;
+    assert.equal(proxyConfig.server_tls_sslmode, undefined);
+    const [row] = await psql<{ ssl: boolean }>(
+      { connectionString: plain.proxyConnectionString('rw') },
+      'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+    );
+    assert.equal(row.ssl, false);
   });
 });
