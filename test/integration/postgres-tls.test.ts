@@ -1,7 +1,7 @@
 /**
  * TLS between members against real PostgreSQL 15: a primary with ssl = on (postgresql.parameters ssl*), a replica
- * cloned and streaming with sslmode verify-full against the local CA, and a replica given the wrong CA that can
- * neither clone nor stream, and says why.
+ * cloned and streaming with sslmode verify-full against the local CA, a replica given the wrong CA that can
+ * neither clone nor stream, and says why, and pg_rewind under the same rules.
  */
 import assert from 'node:assert/strict';
 import { chown, readFile } from 'node:fs/promises';
@@ -85,5 +85,20 @@ describe('PostgreSQL TLS between members (real PostgreSQL 15)', { timeout: 120_0
     assert.deepEqual(streaming, []);
     assert.equal((await wrong.observe()).streaming, false);
     await wrong.stop('fast');
+  });
+
+  it('runs pg_rewind over TLS: refused with the wrong CA, through with the right one', async () => {
+    const rewindWith = (rootcert: string) =>
+      makeTestServer('beta', base, credentials, {
+        port: beta.port,
+        replication: verifyFull(ca),
+        rewind: { ...credentials.rewind, sslmode: 'verify-full', sslrootcert: rootcert },
+      });
+    const wrong = await rewindWith(wrongCa);
+    await assert.rejects(wrong.rewind(addressOf(alpha)), /pg_rewind failed .*certificate verify failed/);
+    const right = await rewindWith(ca);
+    await right.rewind(addressOf(alpha));
+    await right.start('replica', addressOf(alpha));
+    await waitFor('beta streaming after the rewind', async () => (await right.observe()).streaming);
   });
 });
