@@ -458,7 +458,7 @@ function etcdTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: Parse
   const etcd = parsed.etcd;
   if (etcd === undefined) return null;
   const problem = etcdTlsProblems(etcd, etcd.endpoints)[0];
-  if (problem !== undefined) throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: etcd.${problem.key} ${problem.message}`);
+  if (problem !== undefined) throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: etcd.${problem.key}: ${problem.message}`);
   const file = (p: string | undefined): string | null => (p === undefined ? null : resolve(options.baseDir, p));
   const files = { cacert: file(etcd.cacert), cert: file(etcd.cert), key: file(etcd.key) };
   return hasEtcdTls(files) ? files : null;

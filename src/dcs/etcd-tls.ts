@@ -56,7 +56,7 @@ export function etcdTlsProblems(files: { cacert?: string; cert?: string; key?: s
   if ((files.cert === undefined) !== (files.key === undefined)) {
     problems.push({
       key: files.cert === undefined ? 'cert' : 'key',
-      message: 'cert and key go together (the client certificate etcd checks, and its key): set both, or neither',
+      message: 'etcd.cert and etcd.key go together (the client certificate etcd checks, and its key): set both, or neither',
     });
   }
   const tls = files.cacert !== undefined || files.cert !== undefined || files.key !== undefined;
@@ -64,7 +64,7 @@ export function etcdTlsProblems(files: { cacert?: string; cert?: string; key?: s
   if (tls && plain.length > 0) {
     problems.push({
       key: 'endpoints',
-      message: `must be https:// URLs when cacert, cert or key is set (etcd serves TLS); got ${plain.join(', ')}: write them as ${plain.map((e) => e.replace(/^http:/, 'https:')).join(', ')}`,
+      message: `must be https:// URLs when etcd.cacert, etcd.cert or etcd.key is set (etcd serves TLS); got ${plain.join(', ')}: write them as ${plain.map((e) => e.replace(/^http:/, 'https:')).join(', ')}`,
     });
   }
   return problems;

@@ -21,8 +21,8 @@ describe('proxy etcd TLS settings', () => {
   });
 
   it('names the setting to fix', () => {
-    failsWith(() => proxy({ endpoints: ['http://127.0.0.1:2379'], cacert: 'ca.crt' }), /etcd\.endpoints must be https:\/\/ URLs/);
-    failsWith(() => proxy({ endpoints: ['https://127.0.0.1:2379'], key: 'c.key' }), /etcd\.cert cert and key go together/);
+    failsWith(() => proxy({ endpoints: ['http://127.0.0.1:2379'], cacert: 'ca.crt' }), /etcd\.endpoints: must be https:\/\/ URLs/);
+    failsWith(() => proxy({ endpoints: ['https://127.0.0.1:2379'], key: 'c.key' }), /etcd\.cert: etcd\.cert and etcd\.key go together/);
   });
 });
 
