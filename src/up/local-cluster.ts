@@ -505,6 +505,9 @@ export class LocalCluster {
         this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort})`);
         const tls = this.proxyTlsConnectionString('rw');
         if (tls !== null) this.log(`proxy TLS: psql '${tls}'    # verified against the local CA ${this.proxyTlsCaFile()}`);
+        if (this.members().every((m) => memberTlsPresent(this.memberDir(m)))) {
+          this.log(`TLS inside the cluster: PostgreSQL ssl = on; replication and the proxy's server connections verify-full against ${localCaFiles(this.tlsDir()).caCert}`);
+        }
         return;
       }
       await sleep(100);

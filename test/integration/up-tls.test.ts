@@ -31,10 +31,11 @@ let dir: string;
 let lc: LocalCluster;
 let primary: string;
 let replica: string;
+const upLines: string[] = [];
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'pgwarden-uptls-'));
-  lc = await LocalCluster.open({ dir, nodes: 2, cluster: 'tlstest', parameters: { fsync: 'off', shared_buffers: '32MB' } });
+  lc = await LocalCluster.open({ dir, nodes: 2, cluster: 'tlstest', parameters: { fsync: 'off', shared_buffers: '32MB' }, log: (l) => upLines.push(l) });
   await lc.start();
   const view = await lc.waitHealthy(90_000);
   primary = view.leader!.name;
@@ -56,6 +57,7 @@ describe('pgwarden up: TLS inside the cluster', { timeout: 120_000 }, () => {
       assert.equal(config.postgresql.replication.sslmode, 'verify-full');
       assert.equal(config.postgresql.rewind.sslmode, 'verify-full');
     }
+    assert.ok(upLines.some((l) => /^TLS inside the cluster: .*verify-full against .*tls\/ca\.crt$/.test(l)), upLines.join('\n'));
   });
 
   it('streams the replica over TLS', async () => {
