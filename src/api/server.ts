@@ -18,6 +18,7 @@ import {
   type HealthQuery,
 } from './health.js';
 import { planFailover, planReinitialize, planRestart } from './intents.js';
+import type { ApiHttpsOptions } from './tls.js';
 
 export interface ApiCredentials {
   username: string;
@@ -31,6 +32,8 @@ export interface ApiOptions {
   /** Credentials for the mutating endpoints; null leaves them open, allowed only on a loopback address. */
   auth: ApiCredentials | null;
   logger?: FastifyBaseLogger;
+  /** Serve HTTPS (see loadApiHttps); absent or null: plain HTTP. */
+  https?: ApiHttpsOptions | null;
   /** Wall clock in ms; injectable for tests. */
   now?: () => number;
 }
@@ -109,6 +112,8 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   const log = options.logger;
 
   const app = Fastify({
+    // The https option changes fastify's server type only; the routes below are the same for both.
+    ...((options.https ? { https: options.https } : {}) as object),
     ...(log ? { loggerInstance: log } : { logger: false }),
     // Load balancers poll the health endpoints every few seconds; per-request lines would drown the log.
     logController: new LogController({ disableRequestLogging: true }),
@@ -274,7 +279,7 @@ export async function startApi(options: ApiOptions): Promise<ApiServer> {
   await app.listen({ host: address.host, port: address.port });
   const bound = app.server.address() as AddressInfo;
   return {
-    url: `http://${formatHostPort(address.host, bound.port)}`,
+    url: `${options.https ? 'https' : 'http'}://${formatHostPort(address.host, bound.port)}`,
     close: () => app.close(),
   };
 }

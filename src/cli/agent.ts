@@ -1,7 +1,9 @@
 import { startApi } from '../api/server.js';
+import { loadApiClientTls, loadApiHttps } from '../api/tls.js';
 import { loadAgentConfig } from '../config/load.js';
 import { parseHostPort, type AgentConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
+import { loadEtcdTls } from '../dcs/etcd-tls.js';
 import { describeError } from '../errors.js';
 import { Agent } from '../ha/agent.js';
 import { createLogger } from '../log.js';
@@ -41,11 +43,15 @@ export async function runAgent(configPath: string): Promise<void> {
     username: config.etcd.username ?? undefined,
     password: config.etcd.password ?? undefined,
     callTimeoutMs: config.etcd.call_timeout_ms,
+    tls: loadEtcdTls(config.etcd.tls),
   });
   const pg = postgresServerFor(config);
-  const agent = new Agent({ config, dcs, pg, log });
+  const https = loadApiHttps(config.api.tls);
+  const peerTls = loadApiClientTls(config.api.tls);
+  const agent = new Agent({ config, dcs, pg, log, peerTls });
   const api = await startApi({
     listen: config.api.listen,
+    https,
     backend: agent,
     auth: { username: config.api.username, password: config.api.password },
     logger: log,

@@ -198,7 +198,7 @@ export async function memberRequestCommand(
     for (const m of members) {
       const body = options.action === 'restart' && options.pending ? { restart_pending: true } : {};
       try {
-        const answer = await postToMember(m.name, m.apiUrl, options.action, target.api, body);
+        const answer = await postToMember(m.name, m.apiUrl, options.action, target.api, body, target.apiTls);
         io.out(`${m.name}: ${answer.message}`);
       } catch (e) {
         if (members.length === 1) throw e;

@@ -1,6 +1,8 @@
 /**
  * Calls of a member's REST API for the requests only its agent can carry out (restart, reload, reinitialize).
  */
+import { apiRequest, type ApiResponse } from '../api/client.js';
+import type { ApiClientTls } from '../api/tls.js';
 import { PgwardenError } from '../errors.js';
 import type { CliApiCredentials } from '../config/cli.js';
 
@@ -11,6 +13,12 @@ export interface RestAnswer {
   message: string;
 }
 
+/** node's TLS verification failures (an unknown CA, a name mismatch, an expired certificate). */
+export function isCertificateError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code ?? '';
+  return /CERT|SIGNATURE|SELF_SIGNED|ERR_TLS_CERT_ALTNAME/.test(code);
+}
+
 /** POSTs to `<apiUrl>/<endpoint>` with HTTP Basic auth; resolves with the agent's answer when it is 2xx. */
 export async function postToMember(
   member: string,
@@ -18,6 +26,7 @@ export async function postToMember(
   endpoint: 'restart' | 'reload' | 'reinitialize',
   credentials: CliApiCredentials | null,
   body: Record<string, unknown> = {},
+  tls: ApiClientTls | null = null,
 ): Promise<RestAnswer> {
   if (credentials === null) {
     throw new PgwardenError(
@@ -27,26 +36,35 @@ export async function postToMember(
     );
   }
   const url = `${apiUrl.replace(/\/+$/, '')}/${endpoint}`;
-  let response: Response;
+  let response: ApiResponse;
   try {
-    response = await fetch(url, {
+    response = await apiRequest(url, {
       method: 'POST',
       headers: {
         authorization: `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`, 'utf8').toString('base64')}`,
         'content-type': 'application/json',
       },
       body: JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      timeoutMs: REQUEST_TIMEOUT_MS,
+      tls,
     });
   } catch (e) {
-    const detail = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message;
+    const detail = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    if (isCertificateError(e)) {
+      throw new PgwardenError(
+        'CONFIG_INVALID',
+        `${member}'s REST API at ${apiUrl} has a certificate this CLI does not trust (${detail}: ${(e as Error).message}): ` +
+          "set api.cafile in the --config file, or PGWARDEN_API_CAFILE, to the CA certificate that signed the agents' certificates",
+        { cause: e },
+      );
+    }
     throw new PgwardenError(
       'TIMEOUT',
       `${member}'s REST API at ${apiUrl} did not answer (${detail}): check that its agent is running (\`pgwarden list\` shows the members that are)`,
       { cause: e },
     );
   }
-  const message = (await response.text()).trim();
+  const message = response.text.trim();
   if (response.status === 401) {
     throw new PgwardenError(
       'API_UNAUTHORIZED',

@@ -4,7 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { cliApiCredentialsFromEnv, type CliApiCredentials } from '../config/cli.js';
+import { type ApiClientTls, loadApiClientTls } from '../api/tls.js';
+import { cliApiCaFileFromEnv, cliApiCredentialsFromEnv, cliEtcdTlsFromEnv, type CliApiCredentials } from '../config/cli.js';
+import { type EtcdTls, loadEtcdTls } from '../dcs/etcd-tls.js';
 import { cliClusterFromEnv } from '../config/cli-env.js';
 import { loadAgentConfig } from '../config/load.js';
 import { EtcdDcs } from '../dcs/etcd.js';
@@ -28,8 +30,12 @@ export interface ClusterTarget {
   cluster: string;
   etcd: string[];
   etcdAuth: { username: string; password: string } | null;
+  /** TLS towards etcd (the CA of its certificate, a client certificate); null: plain, or the system's CAs. */
+  etcdTls: EtcdTls | null;
   /** Credentials for the members' REST API; null when none are known (restart/reload/reinit then refuse). */
   api: CliApiCredentials | null;
+  /** TLS towards the members' REST APIs (https URLs): the CA of their certificates, a client certificate. */
+  apiTls: ApiClientTls | null;
   /** Where the cluster was found, for messages ("--config /etc/pgwarden/pg1.yml"). */
   source: string;
   /** Set when the cluster is a local one (`pgwarden up`). */
@@ -39,6 +45,16 @@ export interface ClusterTarget {
 const NOT_FOUND_HELP =
   'pass --config FILE (an agent\'s YAML file), --dir DIR (a cluster made by `pgwarden up --dir DIR`), ' +
   'or set PGWARDEN_ETCD and PGWARDEN_CLUSTER; to create a local cluster run `pgwarden up`';
+
+function envEtcdTls(): EtcdTls | null {
+  const files = cliEtcdTlsFromEnv();
+  return files === null ? null : loadEtcdTls(files, 'PGWARDEN_ETCD_');
+}
+
+function envApiTls(): ApiClientTls | null {
+  const cafile = cliApiCaFileFromEnv();
+  return cafile === null ? null : loadApiClientTls({ cafile, certfile: null, keyfile: null }, { cafile: 'PGWARDEN_API_CAFILE', certfile: '', keyfile: '' });
+}
 
 async function localTarget(dir: string, explicit: boolean): Promise<ClusterTarget> {
   const local = await LocalCluster.open({ dir, mustExist: true }).catch((e: unknown) => {
@@ -57,7 +73,9 @@ async function localTarget(dir: string, explicit: boolean): Promise<ClusterTarge
     cluster: local.name,
     etcd: [local.etcdEndpoint()],
     etcdAuth: null,
+    etcdTls: null,
     api: cliApiCredentialsFromEnv() ?? local.apiCredentials(),
+    apiTls: envApiTls(),
     source: `local cluster ${local.dir}`,
     localDir: local.dir,
   };
@@ -77,7 +95,9 @@ export async function resolveTarget(options: TargetOptions): Promise<ClusterTarg
         config.etcd.username !== null && config.etcd.password !== null
           ? { username: config.etcd.username, password: config.etcd.password }
           : null,
+      etcdTls: envEtcdTls() ?? loadEtcdTls(config.etcd.tls),
       api: cliApiCredentialsFromEnv() ?? { username: config.api.username, password: config.api.password },
+      apiTls: envApiTls() ?? loadApiClientTls(config.api.tls),
       source: `--config ${path.resolve(options.config)}`,
       localDir: null,
     };
@@ -89,7 +109,9 @@ export async function resolveTarget(options: TargetOptions): Promise<ClusterTarg
       cluster: fromEnv.cluster,
       etcd: fromEnv.etcd,
       etcdAuth: null,
+      etcdTls: envEtcdTls(),
       api: cliApiCredentialsFromEnv(),
+      apiTls: envApiTls(),
       source: 'PGWARDEN_ETCD/PGWARDEN_CLUSTER',
       localDir: null,
     };
@@ -105,6 +127,7 @@ export function connectDcs(target: ClusterTarget): EtcdDcs {
     username: target.etcdAuth?.username,
     password: target.etcdAuth?.password,
     callTimeoutMs: CLI_ETCD_TIMEOUT_MS,
+    tls: target.etcdTls,
   });
 }
 

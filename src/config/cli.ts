@@ -36,6 +36,31 @@ export function cliApiCredentialsFromEnv(env: Env = process.env): CliApiCredenti
 }
 
 /**
+ * PGWARDEN_API_CAFILE: the CA the agents' HTTPS certificates are checked against (overrides the --config file's
+ * api.cafile); null when unset.
+ */
+export function cliApiCaFileFromEnv(env: Env = process.env): string | null {
+  return env.PGWARDEN_API_CAFILE?.trim() || null;
+}
+
+/**
+ * PGWARDEN_ETCD_CACERT, PGWARDEN_ETCD_CERT and PGWARDEN_ETCD_KEY: TLS towards etcd for the CLI (over the --config
+ * file's etcd.cacert, cert and key); null when none is set.
+ */
+export function cliEtcdTlsFromEnv(env: Env = process.env): { cacert: string | null; cert: string | null; key: string | null } | null {
+  const get = (name: string): string | null => env[name]?.trim() || null;
+  const files = { cacert: get('PGWARDEN_ETCD_CACERT'), cert: get('PGWARDEN_ETCD_CERT'), key: get('PGWARDEN_ETCD_KEY') };
+  if (files.cacert === null && files.cert === null && files.key === null) return null;
+  if ((files.cert === null) !== (files.key === null)) {
+    throw new PgwardenError(
+      'CONFIG_INVALID',
+      `${files.cert === null ? 'PGWARDEN_ETCD_KEY' : 'PGWARDEN_ETCD_CERT'} is set but ${files.cert === null ? 'PGWARDEN_ETCD_CERT' : 'PGWARDEN_ETCD_KEY'} is not: set both (the client certificate and its key), or neither`,
+    );
+  }
+  return files;
+}
+
+/**
  * The environment for an agent that `pgwarden up` starts: the caller's, without the PGWARDEN_* settings, which
  * the agent would otherwise apply over its file (a PGWARDEN_CLUSTER exported for the CLI would rename the
  * local cluster's members' cluster, for one).

@@ -2,6 +2,7 @@
  * The proxy's YAML file (`pgwarden proxy --config proxy.yml`): PgBouncer's settings under PgBouncer's names, so
  * that a pgbouncer.ini translates line for line. Also the userlist (auth_file) reader.
  */
+import { type EtcdTlsFiles, etcdTlsProblems, hasEtcdTls } from '../dcs/etcd-tls.js';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -143,6 +144,10 @@ export const proxyConfigSchema = z.strictObject({
     .strictObject({
       endpoints: z.array(z.string(expecting('an etcd URL, e.g. "http://127.0.0.1:2379"'))).min(1),
       cluster: z.string(expecting('the cluster name')),
+      /** TLS towards etcd (https:// endpoints), as the agent's etcd.cacert, cert and key. */
+      cacert: z.string(expecting('the path of the CA certificate (PEM) etcd\'s certificate is signed by')).min(1).optional(),
+      cert: z.string(expecting('the path of the client certificate (PEM) etcd checks')).min(1).optional(),
+      key: z.string(expecting('the path of the client certificate\'s key (PEM)')).min(1).optional(),
     })
     .optional(),
   /** This proxy's name under proxies/<id> in etcd (default: hostname-pid). */
@@ -186,6 +191,8 @@ export type ProxyConfig = z.output<typeof proxyConfigSchema> & {
   authQuery: AuthQuerySettings | null;
   /** server_tls_* resolved, or null when the proxy talks plaintext to PostgreSQL. */
   serverTls: ServerTlsFiles | null;
+  /** etcd.cacert, cert and key resolved against the config file's directory, or null without TLS to etcd. */
+  etcdTls: EtcdTlsFiles | null;
   /** auth_hba_file's rules (auth_type is then hba), or null. */
   hba: HbaRules | null;
   /** unix_socket_* resolved, or null without a Unix-domain socket. */
@@ -317,6 +324,7 @@ export function parseProxyConfig(raw: unknown, options: ParseProxyConfigOptions)
     clientTls,
     authQuery: authQuerySettings(parsed, users, options),
     serverTls: serverTlsFiles(parsed, options),
+    etcdTls: etcdTlsFiles(parsed, options),
     hba,
     unixSocket: unixSocketSettings(parsed, options),
   };
@@ -444,6 +452,16 @@ function authQuerySettings(parsed: z.output<typeof proxyConfigSchema>, users: Ma
     );
   }
   return { user, secret, query: query ?? DEFAULT_AUTH_QUERY, dbname: dbname ?? null, cacheTtlMs: parsed.auth_query_cache_ttl * 1000 };
+}
+
+function etcdTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): EtcdTlsFiles | null {
+  const etcd = parsed.etcd;
+  if (etcd === undefined) return null;
+  const problem = etcdTlsProblems(etcd, etcd.endpoints)[0];
+  if (problem !== undefined) throw new PgwardenError('CONFIG_INVALID', `${options.source} is invalid: etcd.${problem.key}: ${problem.message}`);
+  const file = (p: string | undefined): string | null => (p === undefined ? null : resolve(options.baseDir, p));
+  const files = { cacert: file(etcd.cacert), cert: file(etcd.cert), key: file(etcd.key) };
+  return hasEtcdTls(files) ? files : null;
 }
 
 function serverTlsFiles(parsed: z.output<typeof proxyConfigSchema>, options: ParseProxyConfigOptions): ServerTlsFiles | null {

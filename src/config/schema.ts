@@ -8,6 +8,9 @@ import { DEFAULT_DYNAMIC_CONFIG, DEFAULT_TAGS, type DynamicConfig, type Tags } f
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
+import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from '../api/tls.js';
+import { etcdTlsProblems, type EtcdTlsFiles } from '../dcs/etcd-tls.js';
 import { closest } from './suggest.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -372,6 +375,79 @@ function normalizeEndpoint(endpoint: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(endpoint) ? endpoint : `http://${endpoint}`;
 }
 
+/**
+ * A member role that connects to other members (replication, rewind): its credentials plus libpq's ssl* settings,
+ * as Patroni writes them under postgresql.authentication.<role>.
+ */
+const memberRoleCredentials = (defaultUser: string) =>
+  z
+    .strictObject(
+      {
+        username: nonEmpty(`a user name like "${defaultUser}"`).default(defaultUser),
+        password: nonEmpty('a password').optional(),
+        password_file: nonEmpty('the path of a file holding the password').optional(),
+        sslmode: z
+          .enum(PG_SSL_MODES, {
+            error: (i) => `expected one of libpq's sslmode values ${PG_SSL_MODES.join(', ')}; got ${describeValue(i.input)}`,
+          })
+          .optional(),
+        sslrootcert: nonEmpty('the path of the CA certificate file (PEM) the other members\' certificates are signed by').optional(),
+        sslcert: nonEmpty('the path of a client certificate file (PEM)').optional(),
+        sslkey: nonEmpty('the path of the client certificate\'s key file (PEM)').optional(),
+      },
+      expecting(
+        `a mapping like {username: ${defaultUser}, password_file: /etc/pgwarden/${defaultUser}.pass, sslmode: verify-full, sslrootcert: /etc/pgwarden/ca.crt}`,
+      ),
+    )
+    .superRefine((role, ctx) => {
+      if ((role.sslmode === 'verify-ca' || role.sslmode === 'verify-full') && role.sslrootcert === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sslrootcert'],
+          message: `is required with sslmode ${role.sslmode} (the other members' certificates are checked against it): set it to the CA certificate file, like /etc/pgwarden/ca.crt`,
+        });
+      }
+      if ((role.sslcert === undefined) !== (role.sslkey === undefined)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [role.sslcert === undefined ? 'sslcert' : 'sslkey'],
+          message: 'sslcert and sslkey go together (a client certificate and its key): set both, or neither',
+        });
+      }
+    })
+    .prefault({});
+
+/** PostgreSQL's own boolean spellings (on/off, true/false, yes/no, 1/0). */
+function pgBooleanOn(value: string | number | boolean | undefined): boolean {
+  if (value === undefined) return false;
+  if (typeof value === 'boolean') return value;
+  return ['on', 'true', 'yes', '1', 't', 'y'].includes(String(value).trim().toLowerCase());
+}
+
+/** postgresql.parameters turn on server TLS (ssl = on): the certificate and key must then be named. */
+export function serverSslProblems(parameters: Record<string, string | number | boolean>): Array<{ key: string; message: string }> {
+  const lower = new Map(Object.entries(parameters).map(([k, v]) => [k.toLowerCase(), v]));
+  if (!pgBooleanOn(lower.get('ssl'))) return [];
+  const problems: Array<{ key: string; message: string }> = [];
+  for (const [key, what] of [
+    ['ssl_cert_file', "the server certificate (PEM), like /etc/pgwarden/pg1.crt"],
+    ['ssl_key_file', "its key (PEM, mode 0600 owned by the PostgreSQL user), like /etc/pgwarden/pg1.key"],
+  ] as const) {
+    const value = lower.get(key);
+    if (value === undefined || String(value).trim() === '') {
+      problems.push({ key, message: `is required when ssl is on: set postgresql.parameters.${key} to ${what}` });
+    } else if (!String(value).startsWith('/')) {
+      // PostgreSQL takes a relative path from the data directory, which pg_basebackup and pg_rewind copy over.
+      problems.push({ key, message: `must be an absolute path (a relative one is read from the data directory, which clones overwrite); got ${JSON.stringify(value)}` });
+    }
+  }
+  const ca = lower.get('ssl_ca_file');
+  if (ca !== undefined && String(ca).trim() !== '' && !String(ca).startsWith('/')) {
+    problems.push({ key: 'ssl_ca_file', message: `must be an absolute path; got ${JSON.stringify(ca)}` });
+  }
+  return problems;
+}
+
 const etcdEndpoint = z
   .string(expecting('a URL like http://127.0.0.1:2379'))
   .transform(normalizeEndpoint)
@@ -442,6 +518,9 @@ export const agentConfigSchema = z
               .int({ error: (i) => `must be a whole number of milliseconds like 1000; got ${describeValue(i.input)}` })
               .min(50, { error: (i) => `must be at least 50 ms; got ${describeValue(i.input)}` })
               .default(1000),
+            cacert: nonEmpty('the path of the CA certificate (PEM) etcd\'s certificate is signed by').optional(),
+            cert: nonEmpty('the path of the client certificate (PEM) etcd checks under --client-cert-auth').optional(),
+            key: nonEmpty('the path of the client certificate\'s key (PEM)').optional(),
           },
           expecting('a mapping like {endpoints: [http://127.0.0.1:2379]}'),
         )
@@ -454,6 +533,14 @@ export const agentConfigSchema = z
             username: nonEmpty('a user name like "pgwarden"').optional(),
             password: nonEmpty('a password').optional(),
             password_file: nonEmpty('the path of a file holding the password').optional(),
+            certfile: nonEmpty('the path of the API\'s HTTPS certificate (PEM)').optional(),
+            keyfile: nonEmpty('the path of the HTTPS certificate\'s key (PEM)').optional(),
+            cafile: nonEmpty('the path of the CA certificate (PEM) the agents\' certificates are signed by').optional(),
+            verify_client: z
+              .enum(VERIFY_CLIENT_MODES, {
+                error: (i) => `expected one of ${VERIFY_CLIENT_MODES.join(', ')}; got ${describeValue(i.input)}`,
+              })
+              .default('none'),
           },
           expecting('a mapping like {listen: 127.0.0.1:8008}'),
         )
@@ -475,8 +562,8 @@ export const agentConfigSchema = z
             )
             .default([]),
           superuser: credentials('postgres'),
-          replication: credentials('replicator'),
-          rewind: credentials('rewind_user'),
+          replication: memberRoleCredentials('replicator'),
+          rewind: memberRoleCredentials('rewind_user'),
         },
         expecting('a mapping with at least {data_dir: /var/lib/pgwarden/data}'),
       ),
@@ -501,6 +588,30 @@ export const agentConfigSchema = z
   )
   .superRefine((config, ctx) => {
     // Other members, proxies and the CLI use the advertised addresses; a wildcard address reaches nobody.
+    for (const problem of etcdTlsProblems(config.etcd, config.etcd.endpoints)) {
+      ctx.addIssue({ code: 'custom', path: ['etcd', problem.key], message: problem.message });
+    }
+    if ((config.api.certfile === undefined) !== (config.api.keyfile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', config.api.certfile === undefined ? 'certfile' : 'keyfile'],
+        message: 'api.certfile and api.keyfile go together (HTTPS needs the certificate and its key): set both, or neither for plain HTTP',
+      });
+    }
+    if (config.api.verify_client !== 'none' && (config.api.cafile === undefined || config.api.certfile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', config.api.cafile === undefined ? 'cafile' : 'certfile'],
+        message: `is required with api.verify_client ${config.api.verify_client}: client certificates are checked against api.cafile, over HTTPS (api.certfile and api.keyfile)`,
+      });
+    }
+    if (config.api.connect_url?.startsWith('http://') && config.api.certfile !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['api', 'connect_url'],
+        message: `is http:// but the API serves HTTPS (api.certfile is set): write it as https://${config.api.connect_url.slice('http://'.length)}`,
+      });
+    }
     const api = parseHostPort(config.api.listen);
     if (api && isWildcardHost(api.host) && config.api.connect_url === undefined) {
       ctx.addIssue({
@@ -508,6 +619,9 @@ export const agentConfigSchema = z
         path: ['api', 'connect_url'],
         message: `is required when api.listen binds every interface (${config.api.listen}): set it to the URL others reach this agent at, like http://10.0.0.5:${api.port}`,
       });
+    }
+    for (const problem of serverSslProblems(config.postgresql.parameters)) {
+      ctx.addIssue({ code: 'custom', path: ['postgresql', 'parameters', problem.key], message: problem.message });
     }
     const pg = parseHostPort(config.postgresql.listen);
     if (pg && isWildcardHost(pg.host) && config.postgresql.connect_address === undefined) {
@@ -520,7 +634,10 @@ export const agentConfigSchema = z
   })
   .transform((config) => ({
     ...config,
-    api: { ...config.api, connect_url: config.api.connect_url ?? `http://${config.api.listen}` },
+    api: {
+      ...config.api,
+      connect_url: config.api.connect_url ?? `${config.api.certfile === undefined ? 'http' : 'https'}://${config.api.listen}`,
+    },
     postgresql: {
       ...config.postgresql,
       connect_address: config.postgresql.connect_address ?? config.postgresql.listen,
@@ -537,6 +654,14 @@ export interface Credentials {
   password: string;
 }
 
+/** A role that connects to other members, with its libpq TLS settings (null: libpq's default). */
+export interface MemberRoleCredentials extends Credentials {
+  sslmode: NonNullable<PgClientSsl['sslmode']> | null;
+  sslrootcert: string | null;
+  sslcert: string | null;
+  sslkey: string | null;
+}
+
 /** The agent's settings, complete and with every secret read: what `loadAgentConfig` returns. */
 export interface AgentConfig {
   cluster: string;
@@ -547,6 +672,8 @@ export interface AgentConfig {
     username: string | null;
     password: string | null;
     call_timeout_ms: number;
+    /** TLS towards etcd (cacert, client cert and key); paths absolute, null when not set. */
+    tls: EtcdTlsFiles;
   };
   api: {
     /** "host:port" the REST API binds. */
@@ -555,6 +682,8 @@ export interface AgentConfig {
     connect_url: string;
     username: string;
     password: string;
+    /** HTTPS (certfile, keyfile) and the CA of the peers' certificates; paths absolute. */
+    tls: ApiTlsFiles;
   };
   postgresql: {
     data_dir: string;
@@ -569,8 +698,8 @@ export interface AgentConfig {
     parameters: Record<string, string | number | boolean>;
     pg_hba_extra: string[];
     superuser: Credentials;
-    replication: Credentials;
-    rewind: Credentials;
+    replication: MemberRoleCredentials;
+    rewind: MemberRoleCredentials;
   };
   tags: Tags;
   bootstrap: { dcs: Partial<DynamicConfig> };
@@ -645,6 +774,16 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
     username: entry.username,
     password: readSecret(entry, field, true, options) as string,
   });
+  const memberRole = (entry: ParsedAgentConfig['postgresql']['replication'], field: string): MemberRoleCredentials => {
+    const file = (p: string | undefined) => (p === undefined ? null : resolvePathFrom(options.baseDir, p));
+    return {
+      ...role(entry, field),
+      sslmode: entry.sslmode ?? null,
+      sslrootcert: file(entry.sslrootcert),
+      sslcert: file(entry.sslcert),
+      sslkey: file(entry.sslkey),
+    };
+  };
   if (parsed.api.username === undefined) {
     throw new PgwardenError(
       'CONFIG_INVALID',
@@ -668,12 +807,23 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       username: parsed.etcd.username ?? null,
       password: etcdPassword,
       call_timeout_ms: parsed.etcd.call_timeout_ms,
+      tls: {
+        cacert: parsed.etcd.cacert === undefined ? null : path(parsed.etcd.cacert),
+        cert: parsed.etcd.cert === undefined ? null : path(parsed.etcd.cert),
+        key: parsed.etcd.key === undefined ? null : path(parsed.etcd.key),
+      },
     },
     api: {
       listen: parsed.api.listen,
       connect_url: parsed.api.connect_url,
       username: parsed.api.username,
       password: apiPassword,
+      tls: {
+        certfile: parsed.api.certfile === undefined ? null : path(parsed.api.certfile),
+        keyfile: parsed.api.keyfile === undefined ? null : path(parsed.api.keyfile),
+        cafile: parsed.api.cafile === undefined ? null : path(parsed.api.cafile),
+        verify_client: parsed.api.verify_client,
+      },
     },
     postgresql: {
       data_dir: path(pg.data_dir),
@@ -685,8 +835,8 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       parameters: pg.parameters,
       pg_hba_extra: pg.pg_hba_extra,
       superuser: role(pg.superuser, 'postgresql.superuser'),
-      replication: role(pg.replication, 'postgresql.replication'),
-      rewind: role(pg.rewind, 'postgresql.rewind'),
+      replication: memberRole(pg.replication, 'postgresql.replication'),
+      rewind: memberRole(pg.rewind, 'postgresql.rewind'),
     },
     tags: parsed.tags,
     bootstrap: { dcs: parsed.bootstrap.dcs as Partial<DynamicConfig> },

@@ -28,6 +28,7 @@ import {
 import type { ClusterView, DrainRequest, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
 import { KEYS, clusterPrefix, type Dcs } from './dcs.js';
+import type { EtcdTls } from './etcd-tls.js';
 import {
   decodeCluster,
   decodeHistory,
@@ -53,6 +54,8 @@ export interface EtcdDcsOptions {
   password?: string;
   /** Upper bound of every method's duration, ms. Default 1000. */
   callTimeoutMs?: number;
+  /** TLS (https:// endpoints): the CA of etcd's certificate and the client certificate it may require. */
+  tls?: EtcdTls | null;
 }
 
 export const DEFAULT_CALL_TIMEOUT_MS = 1000;
@@ -163,6 +166,8 @@ export class EtcdDcs implements Dcs {
   readonly cluster: string;
   readonly endpoints: readonly string[];
   readonly callTimeoutMs: number;
+  /** TLS is in use (https:// endpoints or certificates given): failures then also point at the certificate settings. */
+  private readonly usesTls: boolean;
 
   private readonly client: Etcd3;
   private readonly ns: Namespace;
@@ -180,6 +185,7 @@ export class EtcdDcs implements Dcs {
     this.cluster = options.cluster;
     this.endpoints = [...options.endpoints];
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+    this.usesTls = !!options.tls || options.endpoints.some((e) => e.startsWith('https://'));
     const timeout = this.callTimeoutMs;
     this.client = new Etcd3({
       hosts: [...options.endpoints],
@@ -187,6 +193,16 @@ export class EtcdDcs implements Dcs {
         options.username !== undefined && options.password !== undefined
           ? { username: options.username, password: options.password }
           : undefined,
+      // grpc's createSsl: a null CA means the system's CAs. The type wants a Buffer, the call takes null.
+      ...(options.tls
+        ? {
+            credentials: {
+              rootCertificate: options.tls.cacert as Buffer,
+              ...(options.tls.key ? { privateKey: options.tls.key } : {}),
+              ...(options.tls.cert ? { certChain: options.tls.cert } : {}),
+            },
+          }
+        : {}),
       // Fallback for calls made without explicit options (the auth token exchange); streams stay open.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeout }),
       // The host policy factory is called with each entry of `hosts` exactly as given.
@@ -612,6 +628,14 @@ export class EtcdDcs implements Dcs {
       return new PgwardenError(
         'DCS_UNAVAILABLE',
         `etcd at ${endpoints} refused to ${what} (${detail}); check the etcd username, password and role permissions`,
+        { cause: error },
+      );
+    }
+    if (this.usesTls) {
+      return new PgwardenError(
+        'DCS_UNAVAILABLE',
+        `etcd at ${endpoints} did not ${what} within ${this.callTimeoutMs} ms (${detail}); check that etcd is running and reachable, ` +
+          'and that etcd.cacert, etcd.cert and etcd.key name the CA of etcd\'s certificate and a client certificate etcd trusts (etcd --trusted-ca-file)',
         { cause: error },
       );
     }

@@ -13,6 +13,7 @@ import { DEADLINE_LATE_MS } from '../postgres/emergency-stop.js';
 import { leaderSafeUntil, mustStepDown } from './lease.js';
 import { AgentMetrics } from './metrics.js';
 import { probePeers } from './peers.js';
+import type { ApiClientTls } from '../api/tls.js';
 import {
   DEFAULT_DYNAMIC_CONFIG,
   EMPTY_MEMORY,
@@ -44,6 +45,8 @@ export interface AgentOptions {
   dcs: Dcs;
   pg: PostgresServer;
   log: Logger;
+  /** TLS towards the other agents' REST APIs (their CA, our client certificate); null: plain defaults. */
+  peerTls?: ApiClientTls | null;
 }
 
 /**
@@ -60,6 +63,7 @@ export class Agent implements ApiBackend {
   private readonly config: AgentConfig;
   private readonly dcs: Dcs;
   private readonly pg: PostgresServer;
+  private readonly peerTls: ApiClientTls | null;
   private readonly log: Logger;
   private readonly memory: AgentMemory = structuredClone(EMPTY_MEMORY);
   private lastView: ClusterView | null = null;
@@ -88,6 +92,7 @@ export class Agent implements ApiBackend {
     this.dcs = options.dcs;
     this.pg = options.pg;
     this.log = options.log;
+    this.peerTls = options.peerTls ?? null;
     this.memberName = options.config.name;
     this.cluster = options.config.cluster;
     this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName });
@@ -226,7 +231,7 @@ export class Agent implements ApiBackend {
       for (const name of Object.keys(view.members)) memory.memberLastSeen[name] = wall;
     }
     const electionPossible = reachable && view.leader === null && pgObs.dataDir === 'initialized';
-    const peers = electionPossible ? await probePeers(view, this.memberName, PEER_PROBE_TIMEOUT_MS) : {};
+    const peers = electionPossible ? await probePeers(view, this.memberName, PEER_PROBE_TIMEOUT_MS, this.peerTls) : {};
 
     const clock = { mono: performance.now(), wall: Date.now() };
     const decision = decide(

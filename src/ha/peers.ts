@@ -1,3 +1,5 @@
+import { apiRequest } from '../api/client.js';
+import type { ApiClientTls } from '../api/tls.js';
 import type { ClusterView, MemberStatus, PeerProbe, Tags } from './types.js';
 
 /**
@@ -5,9 +7,14 @@ import type { ClusterView, MemberStatus, PeerProbe, Tags } from './types.js';
  * Used only when an election may happen, so that replicas compare live WAL positions rather than the
  * member keys published up to one loop ago.
  */
-export async function probePeers(view: ClusterView, me: string, timeoutMs: number): Promise<Record<string, PeerProbe>> {
+export async function probePeers(
+  view: ClusterView,
+  me: string,
+  timeoutMs: number,
+  tls: ApiClientTls | null = null,
+): Promise<Record<string, PeerProbe>> {
   const others = Object.values(view.members).filter((m) => m.name !== me);
-  const results = await Promise.all(others.map((m) => probeOne(m, timeoutMs)));
+  const results = await Promise.all(others.map((m) => probeOne(m, timeoutMs, tls)));
   const out: Record<string, PeerProbe> = {};
   others.forEach((m, i) => (out[m.name] = results[i]!));
   return out;
@@ -15,10 +22,10 @@ export async function probePeers(view: ClusterView, me: string, timeoutMs: numbe
 
 const UNREACHABLE: PeerProbe = { reachable: false, walPosition: null, healthy: false, role: null, tags: null };
 
-async function probeOne(member: MemberStatus, timeoutMs: number): Promise<PeerProbe> {
+async function probeOne(member: MemberStatus, timeoutMs: number, tls: ApiClientTls | null): Promise<PeerProbe> {
   try {
-    const res = await fetch(`${member.apiUrl}/patroni`, { signal: AbortSignal.timeout(timeoutMs) });
-    const body = (await res.json()) as Record<string, unknown>;
+    const res = await apiRequest(`${member.apiUrl}/patroni`, { timeoutMs, tls });
+    const body = JSON.parse(res.text) as Record<string, unknown>;
     return parsePeerStatus(body);
   } catch {
     return UNREACHABLE;

@@ -37,6 +37,41 @@ export function renderConninfo(params: Record<string, string | number>): string 
     .join(' ');
 }
 
+/** libpq's sslmode values. */
+export const PG_SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type PgSslMode = (typeof PG_SSL_MODES)[number];
+
+/**
+ * TLS of a connection this member makes to another member (replication, pg_basebackup, pg_rewind), in libpq's
+ * terms. Absent or null fields are not written, so libpq's defaults apply (sslmode prefer).
+ */
+export interface PgClientSsl {
+  sslmode?: PgSslMode | null;
+  /** CA certificate(s) the other member's certificate must chain to (verify-ca, verify-full). */
+  sslrootcert?: string | null;
+  /** Client certificate and key, for servers that ask for one (pg_hba `cert` or clientcert=verify-*). */
+  sslcert?: string | null;
+  sslkey?: string | null;
+}
+
+/** The conninfo keywords of `ssl`, in a fixed order; empty when nothing is set. */
+export function sslConninfoParams(ssl: PgClientSsl | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!ssl) return out;
+  for (const key of ['sslmode', 'sslrootcert', 'sslcert', 'sslkey'] as const) {
+    const value = ssl[key];
+    if (value !== undefined && value !== null) out[key] = value;
+  }
+  return out;
+}
+
+/** The same settings as libpq environment variables (PGSSLMODE...), for programs given host and port as flags. */
+export function sslEnvironment(ssl: PgClientSsl | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(sslConninfoParams(ssl))) out[`PG${key.toUpperCase()}`] = value;
+  return out;
+}
+
 export interface PrimaryConninfoOptions {
   host: string;
   port: number;
@@ -46,6 +81,8 @@ export interface PrimaryConninfoOptions {
   /** The member name: it becomes application_name, which pg_stat_replication and synchronous_standby_names use. */
   applicationName: string;
   connectTimeoutSec?: number;
+  /** TLS towards the primary (sslmode verify-full and sslrootcert for a checked, encrypted stream). */
+  ssl?: PgClientSsl;
 }
 
 /** The primary_conninfo a replica streams with. */
@@ -61,6 +98,7 @@ export function renderPrimaryConninfo(o: PrimaryConninfoOptions): string {
     keepalives_idle: 5,
     keepalives_interval: 2,
     keepalives_count: 3,
+    ...sslConninfoParams(o.ssl),
   });
 }
 

@@ -6,6 +6,9 @@ import { PgwardenError } from '../errors.js';
 import type { PgObservation, ReplicationPeer } from '../ha/types.js';
 import {
   type ConfValue,
+  type PgClientSsl,
+  sslConninfoParams,
+  sslEnvironment,
   renderPgHba,
   renderPgpass,
   renderPostgresqlConf,
@@ -46,8 +49,10 @@ export interface PostgresServerOptions {
   /** OS user PostgreSQL runs as when the agent is root; default 'postgres'. */
   runAs?: string;
   superuser: Credentials;
-  replication: Credentials;
-  rewind: Credentials;
+  /** The streaming role; its ssl* settings also apply to pg_basebackup. */
+  replication: Credentials & PgClientSsl;
+  /** The pg_rewind role; its ssl* settings apply to pg_rewind's connection to the source. */
+  rewind: Credentials & PgClientSsl;
   parameters?: Record<string, ConfValue>;
   /** Networks (CIDR) besides loopback allowed in pg_hba.conf. */
   hbaExtra?: string[];
@@ -482,6 +487,7 @@ export class PostgresServer {
               user: this.options.replication.username,
               passfile: this.replicationPassfile,
               applicationName: this.name,
+              ssl: this.options.replication,
             }),
             slotName: this.options.useSlots === false ? null : slotNameFor(this.name),
           }
@@ -653,7 +659,7 @@ export class PostgresServer {
         {
           timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,
           runAs: this.owner,
-          env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-clone-${this.name}` },
+          env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-clone-${this.name}`, ...sslEnvironment(this.options.replication) },
           hint: `Check that member ${from.name} (${from.host}:${from.port}) is running and accepts replication connections from this host.`,
         },
       ),
@@ -865,7 +871,14 @@ export class PostgresServer {
       throw new PgwardenError('PG_COMMAND_FAILED', `Cannot rewind member ${this.name}: ${this.dataDir} holds no cluster. Clone it instead.`);
     }
     const { username, password } = this.options.rewind;
-    const source = renderConninfo({ host: from.host, port: from.port, user: username, dbname: 'postgres', connect_timeout: 5 });
+    const source = renderConninfo({
+      host: from.host,
+      port: from.port,
+      user: username,
+      dbname: 'postgres',
+      connect_timeout: 5,
+      ...sslConninfoParams(this.options.rewind),
+    });
     await withSecretFile(renderPgpass([{ user: username, password }]), this.owner, (file) =>
       runProgram(this.bin('pg_rewind'), [`--target-pgdata=${this.dataDir}`, `--source-server=${source}`], {
         timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,

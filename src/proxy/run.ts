@@ -7,6 +7,7 @@
  * otherwise it is the static-mode pooler. Following etcd, it also probes every member's PostgreSQL
  * (MemberReachability) and publishes the members it cannot reach with its registration.
  */
+import { loadEtcdTls } from '../dcs/etcd-tls.js';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { type ProxyConfig, parseProxyConfig } from '../config/proxy.js';
@@ -214,7 +215,11 @@ function exitOnSignals(log: Logger, stop: () => Promise<void>): void {
 async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Promise<void> {
   const etcd = config.etcd!;
   const log = createLogger(options.logLevel ?? 'info', { component: 'proxy' });
-  const dcs = await EtcdDcs.connect({ endpoints: etcd.endpoints, cluster: etcd.cluster });
+  const dcs = await EtcdDcs.connect({
+    endpoints: etcd.endpoints,
+    cluster: etcd.cluster,
+    tls: config.etcdTls === null ? null : loadEtcdTls(config.etcdTls),
+  });
   const topology = new EtcdTopology({
     dcs,
     maxReplicaLagBytes: config.max_replica_lag,

@@ -19,8 +19,9 @@ import { clusterNameSchema, validateDynamicConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, describeError } from '../errors.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../ha/types.js';
-import { lookupOsUser } from '../postgres/run.js';
+import { lookupOsUser, runAsIdentity } from '../postgres/run.js';
 import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
+import { ensureMemberTls, memberTlsAgentSettings, memberTlsPresent } from './cluster-tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePorts, portInUse } from './ports.js';
 import { isAlive, isOurProcess, postmasterPidOf, signal, terminate, waitUntil } from './processes.js';
@@ -126,6 +127,7 @@ export class LocalCluster {
   private readonly log: (line: string) => void;
   private client: EtcdDcs | null = null;
   private pidWrites: Promise<void> = Promise.resolve();
+  private tlsSkipSaid = false;
 
   private constructor(
     dir: string,
@@ -328,11 +330,14 @@ export class LocalCluster {
   /** Writes the agent files that do not exist yet. */
   private async writeAgentFiles(): Promise<void> {
     const s = this.secrets;
+    // TLS inside the cluster by default; plaintext (said once by ensureProxyCertificate) without openssl.
+    const ca = this.members().every((m) => existsSync(this.configFile(m))) ? null : await this.ensureProxyCertificate();
     for (const node of this.state.nodes) {
       const memberDir = this.memberDir(node.name);
       await mkdir(memberDir, { recursive: true });
       await chmod(memberDir, 0o755);
       if (existsSync(this.configFile(node.name))) continue;
+      const tls = ca === null ? null : memberTlsAgentSettings(await ensureMemberTls(ca, memberDir, node.name, runAsIdentity('postgres')));
       const config = {
         cluster: this.state.cluster,
         name: node.name,
@@ -342,10 +347,10 @@ export class LocalCluster {
           data_dir: this.dataDir(node.name),
           bin_dir: PG_BIN_DIR,
           listen: `127.0.0.1:${node.pgPort}`,
-          parameters: this.state.parameters,
+          parameters: { ...this.state.parameters, ...tls?.parameters },
           superuser: s.superuser,
-          replication: s.replication,
-          rewind: s.rewind,
+          replication: { ...s.replication, ...tls?.clientSsl },
+          rewind: { ...s.rewind, ...tls?.clientSsl },
         },
         bootstrap: { dcs: this.state.dynamic },
         log: { level: 'info' },
@@ -500,6 +505,9 @@ export class LocalCluster {
         this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort})`);
         const tls = this.proxyTlsConnectionString('rw');
         if (tls !== null) this.log(`proxy TLS: psql '${tls}'    # verified against the local CA ${this.proxyTlsCaFile()}`);
+        if (this.members().every((m) => memberTlsPresent(this.memberDir(m)))) {
+          this.log(`TLS inside the cluster: PostgreSQL ssl = on; replication and the proxy's server connections verify-full against ${localCaFiles(this.tlsDir()).caCert}`);
+        }
         return;
       }
       await sleep(100);
@@ -538,6 +546,10 @@ export class LocalCluster {
       ...(this.proxyWorkers === undefined ? {} : { workers: this.proxyWorkers }),
       // Both plaintext and TLS: the printed plain URLs keep working, verify-full works with <dir>/tls/ca.crt.
       ...(tls === null ? {} : { client_tls_cert_file: tls.serverCert, client_tls_key_file: tls.serverKey, client_tls_sslmode: 'allow' }),
+      // The members serve TLS when their files were written with certificates: then checked like libpq's verify-full.
+      ...(tls !== null && this.members().every((m) => memberTlsPresent(this.memberDir(m)))
+        ? { server_tls_sslmode: 'verify-full', server_tls_ca_file: tls.caCert }
+        : {}),
     };
     const text = `# Written by \`pgwarden up\` at each start from ${FILES.cluster} and ${FILES.secrets}.\n${YAML.stringify(config)}`;
     await writeFileMode(this.proxyConfigFile(), text, 0o600);
@@ -548,7 +560,12 @@ export class LocalCluster {
     if (this.proxyTlsCaFile() === null) {
       const missing = await opensslMissing();
       if (missing !== null) {
-        this.log(`proxy TLS skipped: ${missing}; install openssl and run \`pgwarden up\` again to get a local CA in ${this.tlsDir()}`);
+        // Asked for by the agent files and the proxy's file: said once.
+        if (this.tlsSkipSaid) return null;
+        this.tlsSkipSaid = true;
+        this.log(
+          `TLS skipped: ${missing}; PostgreSQL, replication and the proxy talk plaintext. Install openssl and run \`pgwarden up\` again to get a local CA in ${this.tlsDir()} (members get certificates when their agent file is written)`,
+        );
         return null;
       }
     }

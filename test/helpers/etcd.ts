@@ -19,6 +19,11 @@ export interface StartEtcdOptions {
   electionMs?: number;
   /** How long to wait for /health, ms. */
   startTimeoutMs?: number;
+  /**
+   * Serve clients over TLS (https:// endpoint) with this certificate; with `trustedCaFile`, client certificates
+   * signed by it are required (--client-cert-auth). /health is then polled on a plain metrics URL.
+   */
+  tls?: { certFile: string; keyFile: string; trustedCaFile?: string };
 }
 
 export interface EtcdInstance {
@@ -87,14 +92,18 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdIns
 
   let clientPort = 0;
   let peerPort = 0;
+  let metricsPort = 0;
   let child: ChildProcess | null = null;
+  const tls = options.tls;
 
-  const endpointOf = (port: number): string => `http://127.0.0.1:${port}`;
+  const endpointOf = (port: number): string => `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const peerEndpointOf = (port: number): string => `http://127.0.0.1:${port}`;
+  const healthUrlOf = (): string => (tls ? `http://127.0.0.1:${metricsPort}` : endpointOf(clientPort));
 
   async function launch(): Promise<void> {
     const log = await open(logFile, 'a');
     const clientUrl = endpointOf(clientPort);
-    const peerUrl = endpointOf(peerPort);
+    const peerUrl = peerEndpointOf(peerPort);
     const proc = spawn(
       ETCD_BIN,
       [
@@ -110,6 +119,14 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdIns
         '--election-timeout', String(election),
         '--logger', 'zap',
         '--log-level', 'warn',
+        ...(tls
+          ? [
+              '--cert-file', tls.certFile,
+              '--key-file', tls.keyFile,
+              '--listen-metrics-urls', healthUrlOf(),
+              ...(tls.trustedCaFile ? ['--client-cert-auth', '--trusted-ca-file', tls.trustedCaFile] : []),
+            ]
+          : []),
       ],
       { stdio: ['ignore', log.fd, log.fd] },
     );
@@ -122,7 +139,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdIns
       if (proc.exitCode !== null || proc.signalCode !== null) {
         throw new Error(`etcd exited during start (code ${proc.exitCode}):\n${await logTail(logFile)}`);
       }
-      if (await etcdHealthy(clientUrl)) return;
+      if (await etcdHealthy(healthUrlOf())) return;
       await sleep(50);
     }
     await stopProcess(proc);
@@ -135,6 +152,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdIns
     clientPort = await freePort();
     peerPort = await freePort();
     while (peerPort === clientPort) peerPort = await freePort();
+    metricsPort = await freePort();
+    while (metricsPort === clientPort || metricsPort === peerPort) metricsPort = await freePort();
     try {
       await launch();
       lastError = null;

@@ -53,14 +53,101 @@ function fails(code: ErrorCode, fn: () => unknown, ...patterns: RegExp[]): strin
   return error.message;
 }
 
+describe('loadAgentConfig: TLS between members', () => {
+  it('takes libpq ssl settings for replication and rewind, with paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify-full', sslrootcert: 'tls/ca.crt', sslcert: '/t/pg1.crt', sslkey: '/t/pg1.key' };
+    raw.postgresql.rewind = { password: 'w', sslmode: 'require' };
+    raw.postgresql.parameters = { ssl: 'on', ssl_cert_file: '/t/pg1.crt', ssl_key_file: '/t/pg1.key', ssl_ca_file: '/t/ca.crt' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.deepEqual(config.postgresql.replication, {
+      username: 'replicator',
+      password: 'r',
+      sslmode: 'verify-full',
+      sslrootcert: join(dir, 'tls/ca.crt'),
+      sslcert: '/t/pg1.crt',
+      sslkey: '/t/pg1.key',
+    });
+    assert.equal(config.postgresql.rewind.sslmode, 'require');
+    assert.equal(config.postgresql.rewind.sslrootcert, null);
+    assert.equal(config.postgresql.parameters.ssl, 'on');
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify-full' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslrootcert.*required with sslmode verify-full/);
+    raw.postgresql.replication = { password: 'r', sslmode: 'verify_full' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslmode.*verify-full/);
+    raw.postgresql.replication = { password: 'r', sslcert: '/t/c.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.replication\.sslkey.*set both/);
+    raw.postgresql.replication = { password: 'r' };
+    raw.postgresql.parameters = { ssl: true, ssl_cert_file: '/t/pg1.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.parameters\.ssl_key_file.*required when ssl is on/);
+    raw.postgresql.parameters = { ssl: 'on', ssl_cert_file: 'server.crt', ssl_key_file: '/t/k' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /postgresql\.parameters\.ssl_cert_file.*absolute path/);
+    raw.postgresql.parameters = { ssl: 'off', ssl_cert_file: 'server.crt' };
+    loadAgentConfig(file(raw), {});
+  });
+});
+
+describe('loadAgentConfig: REST API over HTTPS', () => {
+  it('serves HTTPS with certfile and keyfile: the advertised URL is https, paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.api = { ...raw.api, certfile: 'tls/pg1.crt', keyfile: '/t/pg1.key', cafile: '/t/ca.crt', verify_client: 'required' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.equal(config.api.connect_url, 'https://127.0.0.1:8008');
+    assert.deepEqual(config.api.tls, { certfile: join(dir, 'tls/pg1.crt'), keyfile: '/t/pg1.key', cafile: '/t/ca.crt', verify_client: 'required' });
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.api = { ...raw.api, certfile: '/t/pg1.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.keyfile.*set both/);
+    raw.api = { ...raw.api, keyfile: '/t/pg1.key', connect_url: 'http://10.0.0.5:8008' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.connect_url.*https:\/\/10\.0\.0\.5:8008/);
+    raw.api = { username: 'a', password: 'p', verify_client: 'required', certfile: '/c', keyfile: '/k' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /api\.cafile.*verify_client required/);
+  });
+});
+
+describe('loadAgentConfig: etcd over TLS', () => {
+  it('takes etcd.cacert, cert and key, with paths from the file\'s directory', () => {
+    const raw = minimal();
+    raw.etcd = { endpoints: ['https://e1:2379'], cacert: 'tls/ca.crt', cert: '/t/c.crt', key: '/t/c.key' };
+    const config = loadAgentConfig(file(raw), {});
+    assert.deepEqual(config.etcd.tls, { cacert: join(dir, 'tls/ca.crt'), cert: '/t/c.crt', key: '/t/c.key' });
+  });
+
+  it('names the key to fix', () => {
+    const raw = minimal();
+    raw.etcd = { endpoints: ['https://e1:2379'], cert: '/t/c.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /etcd\.key.*set both/);
+    raw.etcd = { endpoints: ['http://e1:2379', 'https://e2:2379'], cacert: '/t/ca.crt' };
+    fails('CONFIG_INVALID', () => loadAgentConfig(file(raw), {}), /etcd\.endpoints.*https:\/\/ URLs .*write them as https:\/\/e1:2379/);
+  });
+});
+
 describe('loadAgentConfig: defaults', () => {
   it('fills every default from a minimal file', () => {
     const config = loadAgentConfig(file(minimal()), {});
     assert.deepEqual(config, {
       cluster: 'main',
       name: 'pg1',
-      etcd: { endpoints: ['http://127.0.0.1:2379'], username: null, password: null, call_timeout_ms: 1000 },
-      api: { listen: '127.0.0.1:8008', connect_url: 'http://127.0.0.1:8008', username: 'admin', password: 'api-secret' },
+      etcd: {
+        endpoints: ['http://127.0.0.1:2379'],
+        username: null,
+        password: null,
+        call_timeout_ms: 1000,
+        tls: { cacert: null, cert: null, key: null },
+      },
+      api: {
+        listen: '127.0.0.1:8008',
+        connect_url: 'http://127.0.0.1:8008',
+        username: 'admin',
+        password: 'api-secret',
+        tls: { certfile: null, keyfile: null, cafile: null, verify_client: 'none' },
+      },
       postgresql: {
         data_dir: '/var/lib/pgwarden/pg1',
         bin_dir: '/usr/lib/postgresql/15/bin',
@@ -71,8 +158,8 @@ describe('loadAgentConfig: defaults', () => {
         parameters: {},
         pg_hba_extra: [],
         superuser: { username: 'postgres', password: 'su-secret' },
-        replication: { username: 'replicator', password: 'repl-secret' },
-        rewind: { username: 'rewind_user', password: 'rewind-secret' },
+        replication: { username: 'replicator', password: 'repl-secret', sslmode: null, sslrootcert: null, sslcert: null, sslkey: null },
+        rewind: { username: 'rewind_user', password: 'rewind-secret', sslmode: null, sslrootcert: null, sslcert: null, sslkey: null },
       },
       tags: DEFAULT_TAGS,
       bootstrap: { dcs: {} },

@@ -76,6 +76,19 @@ describe('conninfo', () => {
     assert.match(conninfo, /^host=10\.0\.0\.2 port=5432 user=replicator passfile=\/run\/x\/replication\.pgpass application_name='node 1' /);
     assert.doesNotMatch(conninfo, /password=/);
   });
+
+  it('carries the TLS settings towards the primary', () => {
+    const conninfo = renderPrimaryConninfo({
+      host: 'localhost',
+      port: 5432,
+      user: 'replicator',
+      passfile: '/p',
+      applicationName: 'pg2',
+      ssl: { sslmode: 'verify-full', sslrootcert: '/etc/pgwarden/ca dir/ca.crt', sslcert: null },
+    });
+    assert.match(conninfo, / sslmode=verify-full sslrootcert='\/etc\/pgwarden\/ca dir\/ca\.crt'$/);
+    assert.doesNotMatch(renderPrimaryConninfo({ host: 'h', port: 1, user: 'u', passfile: '/p', applicationName: 'a' }), /ssl/);
+  });
 });
 
 describe('slotNameFor', () => {

@@ -18,7 +18,7 @@ export const RESTART_ONLY_SETTINGS = [
 ] as const;
 
 /** Values derived from restart-only settings (kept with them, never named to the operator). */
-const DERIVED_RESTART_ONLY = ['serverTls', 'authQuery', 'workerThreads', 'unixSocket'] as const;
+const DERIVED_RESTART_ONLY = ['serverTls', 'etcdTls', 'authQuery', 'workerThreads', 'unixSocket'] as const;
 /** Values derived from settings that apply live, reported under the setting's own name. */
 const DERIVED_LIVE = new Set(['users', 'authFilePath', 'clientTls', 'hba']);
 
