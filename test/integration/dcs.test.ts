@@ -107,6 +107,7 @@ describe('EtcdDcs against a real etcd', () => {
       history: [],
       drain: null,
       proxies: [],
+      shutdown: null,
     });
   });
 

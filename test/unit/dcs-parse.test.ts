@@ -77,6 +77,7 @@ describe('decodeCluster', () => {
       history: [],
       drain: null,
       proxies: [],
+      shutdown: null,
     });
   });
 
