@@ -71,10 +71,12 @@ export const SHUTDOWN_CHECKPOINT_MAX_SPAN = 160;
  * Keeps `shutdownHoldSince`, from which replicas count primary_start_timeout for a former primary that shut
  * down cleanly: from the first cycle that found the cluster without a leader and the `shutdown` record standing
  * (after a restart of the whole cluster that is when this agent started, however long the cluster was down).
+ * Only the record's removal (by a primary running again) ends it: a former primary that takes the key and then
+ * fails to start must not make the replicas wait a whole primary_start_timeout again.
  */
 export function noteShutdownHold(memory: AgentMemory, view: ClusterView, monoNow: number): void {
-  if (view.leader === null && view.shutdown !== null) memory.shutdownHoldSince ??= monoNow;
-  else memory.shutdownHoldSince = null;
+  if (view.shutdown === null) memory.shutdownHoldSince = null;
+  else if (view.leader === null) memory.shutdownHoldSince ??= monoNow;
 }
 
 /**
@@ -801,8 +803,14 @@ class Decider {
         if (block) return this.decision([], `former primary stays stopped: ${block}`, 'primary', this.pgState);
         const checkpoint = this.cleanShutdownCheckpoint();
         const shutdown = this.view.shutdown;
-        // The clean shutdown that `shutdown` records, not a later one (a stop outside pgwarden).
-        const resuming = checkpoint !== null && shutdown !== null && shutdown.leader === this.me && shutdown.checkpoint === checkpoint;
+        // The clean shutdown that `shutdown` records, not a later one (a stop outside pgwarden); and a server that
+        // starts: after a failed start, a running replica holding all its WAL takes over instead.
+        const resuming =
+          checkpoint !== null &&
+          shutdown !== null &&
+          shutdown.leader === this.me &&
+          shutdown.checkpoint === checkpoint &&
+          this.obs.memory.startFailures === 0;
         const moreAdvanced = this.moreAdvancedPeer(null, checkpoint === null ? null : { checkpoint, yieldToEqual: !resuming });
         if (moreAdvanced) return this.decision([], `former primary stays stopped: ${moreAdvanced}`, 'primary', this.pgState);
         return this.decision(

@@ -850,13 +850,33 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     assert.ok(!types(decideFor(cluster().primary('a').replica('b'), 'a')).includes('clearShutdown'));
   });
 
-  it('the wait counts from the first leaderless cycle that saw the record, and ends with a leader', () => {
+  it('the wait counts from the first leaderless cycle that saw the record, and ends when the record is cleared', () => {
     const memory = structuredClone(EMPTY_MEMORY);
+    noteShutdownHold(memory, cluster().primary('a').replica('b').shutdown('a', C).view(), 50);
+    assert.equal(memory.shutdownHoldSince, null, 'a leader holds the key: nothing to wait for');
     noteShutdownHold(memory, restarted().view(), 100);
     noteShutdownHold(memory, restarted().view(), 200);
     assert.equal(memory.shutdownHoldSince, 100);
-    noteShutdownHold(memory, cluster().primary('a').replica('b').view(), 300);
+    // The former primary took the key but did not start (and released it): the wait goes on, not from scratch.
+    noteShutdownHold(memory, restarted().leader('a').view(), 300);
+    noteShutdownHold(memory, restarted().view(), 400);
+    assert.equal(memory.shutdownHoldSince, 100);
+    noteShutdownHold(memory, cluster().primary('a').replica('b').view(), 500);
     assert.equal(memory.shutdownHoldSince, null);
+  });
+
+  it('a former primary whose start failed no longer goes before a replica that holds all its WAL', () => {
+    const d = decideFor(restarted(), 'a', { ...stoppedCleanly, memory: { holdsLeader: false, startFailures: 1 } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /holds all of this server's WAL/);
+  });
+
+  it('synchronous mode: the former primary named in `sync` takes the key back; the replicas outside `sync` never take it', () => {
+    const c = restarted().config({ synchronous_mode: true }).sync('a', []);
+    assert.deepEqual(types(decideFor(c, 'a', stoppedCleanly)), ['acquireLeader', 'start']);
+    const d = decideFor(c, 'b', { memory: { shutdownHoldSince: NOW.mono - 60_000 } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /not listed in the sync key/);
   });
 
   it('the primary records its clean shutdown only when no replica is left to take over', () => {
