@@ -79,7 +79,7 @@ export interface SyncState {
 /**
  * Value of `shutdown` (no lease): the primary shut its PostgreSQL down cleanly with no replica left to take over
  * (the whole cluster was stopped). While it stands and nobody holds the key, replicas leave the former primary
- * `primary_start_timeout` to come back before they elect one of them (docs/ha.md "Clean restarts").
+ * `primary_start_timeout` to come back before they elect one of them.
  */
 export interface CleanShutdown {
   /** The member that was primary. */
@@ -139,7 +139,10 @@ export interface DynamicConfig {
   pause: boolean;
   /** Seconds a member may be absent before its replication slot is dropped. */
   member_slots_ttl: number;
-  /** Seconds a primary that crashed may spend in a restart in place before failing over instead. */
+  /**
+   * Seconds a former primary that shut down cleanly with the whole cluster (see CleanShutdown) has to come back
+   * after a restart before the replicas elect one of them, counted from each replica agent's first cycle.
+   */
   primary_start_timeout: number;
   /** PostgreSQL parameters applied on every member. */
   postgresql: { parameters: Record<string, string | number | boolean> };

@@ -170,7 +170,16 @@ describe('clean restarts keep the primary and its timeline', { concurrency: fals
       await waitFor(`${m} published by its new agent`, async () => ((await lc.view()).members[m]?.updatedAt ?? 0) >= restartAt, 20_000);
       const view = await lc.waitHealthy(30_000);
       console.log(`# agent of ${m} restarted: exited ${restartAt - exitedAt} ms after SIGUSR2, member key republished ${Date.now() - restartAt} ms after the new start`);
-      assert.match(logsSince(sizes).get(m)!, /leaving PostgreSQL running/, `the agent of ${m} exited leaving PostgreSQL running`);
+      const log = logsSince(sizes).get(m)!;
+      assert.match(log, /leaving PostgreSQL running/, `the agent of ${m} exited leaving PostgreSQL running`);
+      if (m === before.primary) {
+        // The deadman stops PostgreSQL ttl − margin (3.75 s at the defaults) after the old agent's last refresh,
+        // made as it exits, unless the new agent has rebound the key by then.
+        const exitAt = /"time":"([^"]+)"[^\n]*"signal":"SIGUSR2"/.exec(log)?.[1];
+        const rebindAt = /"time":"([^"]+)"[^\n]*"actions":\["acquireLeader"/.exec(log)?.[1];
+        assert.ok(exitAt && rebindAt, `the log of ${m} shows the exit and the rebinding of the key:\n${log}`);
+        console.log(`# primary ${m}: the new agent rebound the leader key ${Date.parse(rebindAt) - Date.parse(exitAt)} ms after the old one got SIGUSR2 (the deadman allows 3750 ms)`);
+      }
       assert.equal(view.leader?.name, before.primary, `after restarting the agent of ${m}: same primary`);
       assert.equal(view.members[before.primary]?.timeline, before.timeline, `after restarting the agent of ${m}: same timeline`);
       assert.equal(view.history.length, before.history, `after restarting the agent of ${m}: no promotion`);
