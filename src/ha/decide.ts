@@ -95,6 +95,11 @@ export function cleanShutdownRecord(view: ClusterView, me: string, pg: PgObserva
   return { leader: me, checkpoint: pg.checkpointLsn, timeline: pg.controlTimeline, at: wall };
 }
 
+/** A WAL position for a reason sentence; a peer's malformed answer must not make decide() throw. */
+function lsnText(position: number): string {
+  return Number.isSafeInteger(position) && position >= 0 ? formatLsn(position) : String(position);
+}
+
 /** Failures to start PostgreSQL in place after which a primary gives its key up for a failover. */
 export const MAX_START_FAILURES = 3;
 
@@ -816,7 +821,7 @@ class Decider {
         return this.decision(
           [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }],
           resuming
-            ? `taking the free leader key and starting this former primary again: it shut down cleanly at ${formatLsn(checkpoint)} and no other member is ahead of it`
+            ? `taking the free leader key and starting this former primary again: it shut down cleanly at ${lsnText(checkpoint)} and no other member is ahead of it`
             : 'taking the free leader key and starting this former primary again: no other member is ahead of it',
           'primary',
           'starting',
@@ -909,7 +914,7 @@ class Decider {
     const since = this.obs.memory.shutdownHoldSince ?? this.clock.mono;
     const left = waitMs - (this.clock.mono - since);
     if (left <= 0) return null;
-    return `${shutdown.leader} shut down cleanly at ${formatLsn(shutdown.checkpoint)} and may come back as primary (waiting up to primary_start_timeout, ${Math.ceil(left / 1000)} s left)`;
+    return `${shutdown.leader} shut down cleanly at ${lsnText(shutdown.checkpoint)} and may come back as primary (waiting up to primary_start_timeout, ${Math.ceil(left / 1000)} s left)`;
   }
 
   /**
@@ -932,10 +937,10 @@ class Decider {
       const theirs = probe.walPosition ?? -1;
       if (clean !== null) {
         if (theirs > clean.checkpoint + SHUTDOWN_CHECKPOINT_MAX_SPAN) {
-          return `${name} is more advanced (${formatLsn(theirs)}, past this server's shutdown checkpoint at ${formatLsn(clean.checkpoint)})`;
+          return `${name} is more advanced (${lsnText(theirs)}, past this server's shutdown checkpoint at ${lsnText(clean.checkpoint)})`;
         }
         if (theirs > clean.checkpoint && clean.yieldToEqual) {
-          return `${name} holds all of this server's WAL (it received the shutdown checkpoint at ${formatLsn(clean.checkpoint)}) and is running`;
+          return `${name} holds all of this server's WAL (it received the shutdown checkpoint at ${lsnText(clean.checkpoint)}) and is running`;
         }
         continue;
       }

@@ -802,6 +802,14 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     assert.match(d.reason, /former primary stays stopped: b is more advanced/);
   });
 
+  it('a malformed position in a peer\'s answer does not make decide() throw', () => {
+    const c = restarted();
+    const obs = c.observe('a', stoppedCleanly);
+    obs.peers.b = { ...obs.peers.b!, walPosition: 1.5e300 };
+    const d = run(c.view(), obs);
+    assert.match(d.reason, /former primary stays stopped: b is more advanced \(1\.5e\+300/);
+  });
+
   it('without the shutdown record (stopped alone) a running replica holding all its WAL takes over instead', () => {
     const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: C + 120, state: 'running' }).leaderGone();
     const d = decideFor(c, 'a', stoppedCleanly);
