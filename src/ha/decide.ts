@@ -61,9 +61,11 @@ export function intentTimeoutMs(config: DynamicConfig): number {
  * How far past the start of a clean shutdown's checkpoint record (pg_controldata's "Latest checkpoint location")
  * the WAL of that server can end. PostgreSQL 15's shutdown checkpoint record is 114 bytes (a 24-byte header, a
  * 2-byte data header and the 88-byte CheckPoint), 120 once MAXALIGNed; if it crosses a page boundary, the next
- * page's header (24 bytes, 40 at a segment boundary) comes in between. A replica that received it reports a
- * position (the end of what it received or replayed) up to this far past that location — the same WAL, not
- * more — and nothing on that timeline can lie beyond the record, as the former primary wrote nothing after it.
+ * page's header (24 bytes, 40 at a segment boundary) comes in between. A replica's position is the end of what
+ * it received or replayed: exactly that location when it has every record before the checkpoint (it stopped
+ * first, as `pgwarden down` stops replicas first: measured 0 bytes past it), up to this far past it when it
+ * received the checkpoint record too (the same WAL, not more); nothing on that timeline lies beyond the record,
+ * as the former primary wrote nothing after it.
  */
 export const SHUTDOWN_CHECKPOINT_MAX_SPAN = 160;
 
@@ -920,8 +922,8 @@ class Decider {
   /**
    * A reachable, healthy peer that should win the election instead of this member, as a sentence. `clean`: this
    * is a stopped former primary whose WAL ends with the shutdown checkpoint at `checkpoint`; a peer that holds
-   * exactly that WAL (it received the checkpoint) counts as ahead only with `yieldToEqual` (a running replica
-   * then takes over rather than waiting for this server to start).
+   * every record before it (all of the data) counts as ahead only with `yieldToEqual` (a running replica then
+   * takes over rather than waiting for this server to start).
    */
   private moreAdvancedPeer(myPosition: number | null, clean: { checkpoint: number; yieldToEqual: boolean } | null = null): string | null {
     const mine = myPosition ?? -1;
@@ -939,8 +941,8 @@ class Decider {
         if (theirs > clean.checkpoint + SHUTDOWN_CHECKPOINT_MAX_SPAN) {
           return `${name} is more advanced (${lsnText(theirs)}, past this server's shutdown checkpoint at ${lsnText(clean.checkpoint)})`;
         }
-        if (theirs > clean.checkpoint && clean.yieldToEqual) {
-          return `${name} holds all of this server's WAL (it received the shutdown checkpoint at ${lsnText(clean.checkpoint)}) and is running`;
+        if (theirs >= clean.checkpoint && clean.yieldToEqual) {
+          return `${name} holds all of this server's WAL up to its shutdown checkpoint at ${lsnText(clean.checkpoint)} and is running`;
         }
         continue;
       }

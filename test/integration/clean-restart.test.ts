@@ -17,6 +17,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { LocalCluster } from '../../src/up/local-cluster.js';
+import { SHUTDOWN_CHECKPOINT_MAX_SPAN } from '../../src/ha/decide.js';
 import type { ClusterView } from '../../src/ha/types.js';
 import { sleep } from '../helpers/writer.js';
 
@@ -138,11 +139,21 @@ describe('clean restarts keep the primary and its timeline', { concurrency: fals
       await lc.stop();
       const started = Date.now();
       await lc.startEtcd();
+      const record = (await lc.view()).shutdown;
+      assert.ok(record !== null && record.leader === before.primary && record.timeline === before.timeline, `the primary recorded its clean shutdown: ${JSON.stringify(record)}`);
       // One agent at a time, each given the time to act on what it finds (start its PostgreSQL and publish it).
       for (const m of order) {
         const at = Date.now();
         await lc.startAgent(m);
         await waitRunning(m, at);
+        if (m !== before.primary && (await lc.view()).leader === null) {
+          // A replica that came back before the former primary holds the former primary's WAL up to its shutdown checkpoint (the
+          // replicas stopped first: none received the checkpoint record itself), and nothing more.
+          const position = (await lc.view()).members[m]!.walPosition!;
+          const past = position - record.checkpoint;
+          console.log(`# round ${round + 1}: ${m} came back before the former primary at ${past} bytes past the former primary's shutdown checkpoint location`);
+          assert.ok(past >= 0 && past <= SHUTDOWN_CHECKPOINT_MAX_SPAN, `${m} holds all WAL before the shutdown checkpoint and nothing past it: ${past} bytes past its location`);
+        }
       }
       const after = await snapshot();
       const logs = logsSince(sizes);
@@ -197,6 +208,8 @@ describe('clean restarts keep the primary and its timeline', { concurrency: fals
       return v.config.primary_start_timeout === 4;
     });
     await writeRow(before.primary);
+    // In asynchronous mode only what the replicas received before they stopped can outlive the former primary.
+    await assertRowsEverywhere();
     await lc.stop();
     await lc.startEtcd();
     const replicas = lc.members().filter((m) => m !== before.primary);

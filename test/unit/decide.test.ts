@@ -780,20 +780,25 @@ describe('decide: a primary cut off from every proxy hands over', () => {
 });
 
 describe('decide: clean restarts keep the primary (issue 16)', () => {
-  /** Where a's shutdown checkpoint record starts; a replica that received it reports the end, 120 bytes on. */
+  /**
+   * Where a's shutdown checkpoint record starts. Replicas stopped before it (as `pgwarden down` does) report exactly
+   * this position; one that received the record reports its end, 120 bytes on.
+   */
   const C = 50_000_000;
   const stoppedCleanly = {
     pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down' as const, controlTimeline: 1, checkpointLsn: C, walPosition: null, streaming: false },
     memory: { holdsLeader: false },
   };
   /** The whole cluster was stopped cleanly and b and c came back first, running as replicas without an upstream. */
-  const restarted = (bWal = C + 120) =>
-    cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: bWal, state: 'running' }).replica('c', { wal: C + 120, state: 'running' }).leaderGone().shutdown('a', C);
+  const restarted = (bWal = C) =>
+    cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: bWal, state: 'running' }).replica('c', { wal: C, state: 'running' }).leaderGone().shutdown('a', C);
 
-  it('the former primary takes the key back although the replicas that started first hold its shutdown checkpoint', () => {
-    const d = decideFor(restarted(), 'a', stoppedCleanly);
-    assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }]);
-    assert.match(d.reason, /shut down cleanly at 0\/2FAF080 and no other member is ahead of it/);
+  it('the former primary takes the key back although the replicas that started first hold all its WAL', () => {
+    for (const replicaWal of [C, C + 120]) {
+      const d = decideFor(restarted(replicaWal), 'a', stoppedCleanly);
+      assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }], `replica at ${replicaWal}`);
+      assert.match(d.reason, /shut down cleanly at 0\/2FAF080 and no other member is ahead of it/);
+    }
   });
 
   it('a peer with WAL past the shutdown checkpoint record is more advanced: the former primary stays stopped', () => {
@@ -811,14 +816,16 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
   });
 
   it('without the shutdown record (stopped alone) a running replica holding all its WAL takes over instead', () => {
-    const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: C + 120, state: 'running' }).leaderGone();
-    const d = decideFor(c, 'a', stoppedCleanly);
-    assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /b holds all of this server's WAL \(it received the shutdown checkpoint at 0\/2FAF080\) and is running/);
+    for (const replicaWal of [C, C + 120]) {
+      const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: replicaWal, state: 'running' }).leaderGone();
+      const d = decideFor(c, 'a', stoppedCleanly);
+      assert.deepEqual(d.actions, []);
+      assert.match(d.reason, /b holds all of this server's WAL up to its shutdown checkpoint at 0\/2FAF080 and is running/);
+    }
   });
 
-  it('a peer that lacks the shutdown checkpoint is behind a cleanly shut down former primary, not ahead of it', () => {
-    const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: C - 100, state: 'running' }).leaderGone();
+  it('a peer that lacks records before the shutdown checkpoint is behind a cleanly shut down former primary, not ahead of it', () => {
+    const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: C - 8, state: 'running' }).leaderGone();
     assert.deepEqual(types(decideFor(c, 'a', stoppedCleanly)), ['acquireLeader', 'start']);
   });
 
