@@ -147,11 +147,11 @@ describe('clean restarts keep the primary and its timeline', { concurrency: fals
         await lc.startAgent(m);
         await waitRunning(m, at);
         if (m !== before.primary && (await lc.view()).leader === null) {
-          // A replica that came back before the former primary holds the former primary's WAL up to its shutdown checkpoint (the
-          // replicas stopped first: none received the checkpoint record itself), and nothing more.
+          // A replica back before the former primary holds its WAL up to the shutdown checkpoint (the replicas
+          // stopped first: none received the checkpoint record itself), and nothing more.
           const position = (await lc.view()).members[m]!.walPosition!;
           const past = position - record.checkpoint;
-          console.log(`# round ${round + 1}: ${m} came back before the former primary at ${past} bytes past the former primary's shutdown checkpoint location`);
+          console.log(`# round ${round + 1}: ${m}, back before the former primary, is ${past} bytes past its shutdown checkpoint location`);
           assert.ok(past >= 0 && past <= SHUTDOWN_CHECKPOINT_MAX_SPAN, `${m} holds all WAL before the shutdown checkpoint and nothing past it: ${past} bytes past its location`);
         }
       }
