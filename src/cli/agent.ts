@@ -32,7 +32,8 @@ export function postgresServerFor(config: AgentConfig): PostgresServer {
 
 /**
  * `pgwarden agent --config FILE`: runs until SIGTERM/SIGINT, then shuts PostgreSQL down cleanly and revokes
- * the lease so that a replica takes over at once.
+ * the lease so that a replica takes over at once (see Agent.stop). SIGUSR2 ends the agent alone, leaving
+ * PostgreSQL running, for restarting or upgrading the agent: the next one takes over the same server and keys.
  */
 export async function runAgent(configPath: string): Promise<void> {
   const config = loadAgentConfig(configPath);
@@ -60,13 +61,18 @@ export async function runAgent(configPath: string): Promise<void> {
   await agent.start();
 
   let stopping = false;
-  const shutdown = (signal: string): void => {
+  const shutdown = (signal: string, stopPostgres = true): void => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down: stopping PostgreSQL and releasing the lease');
+    log.info(
+      { signal },
+      stopPostgres
+        ? 'shutting down: stopping PostgreSQL and releasing the lease'
+        : 'exiting, leaving PostgreSQL running: the next agent started on this member takes it over',
+    );
     void (async () => {
       try {
-        await agent.stop({ stopPostgres: true });
+        await agent.stop({ stopPostgres });
         await api.close();
       } catch (e) {
         log.error({ err: describeError(e) }, 'shutdown failed');
@@ -76,4 +82,5 @@ export async function runAgent(configPath: string): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGUSR2', () => shutdown('SIGUSR2', false));
 }

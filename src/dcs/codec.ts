@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   DEFAULT_DYNAMIC_CONFIG,
   DEFAULT_TAGS,
+  type CleanShutdown,
   type ClusterView,
   type DrainRequest,
   type DynamicConfig,
@@ -219,7 +220,26 @@ export function decodeCluster(raw: RawCluster): ClusterView {
     history: decodeHistory(get(KEYS.history)),
     drain: decodeDrain(get(KEYS.drain)),
     proxies: decodeProxies(raw).map((p) => ({ id: p.id, drained: p.drained ?? null, unreachable: p.unreachable ?? {} })),
+    shutdown: decodeShutdown(get(KEYS.shutdown)),
   };
+}
+
+const shutdownSchema = z.object({
+  leader: z.string().min(1),
+  // formatLsn() takes whole byte offsets only.
+  checkpoint: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+  timeline: z.number().int().positive(),
+  at: z.number().finite().catch(0),
+});
+
+export function encodeShutdown(shutdown: CleanShutdown): string {
+  return JSON.stringify(shutdown);
+}
+
+/** A malformed record counts as absent: replicas then elect without waiting for the former primary. */
+export function decodeShutdown(raw: string | undefined): CleanShutdown | null {
+  const result = shutdownSchema.safeParse(parseJson(raw));
+  return result.success ? result.data : null;
 }
 
 const drainSchema = z.object({

@@ -1,4 +1,5 @@
 import type {
+  CleanShutdown,
   ClusterView,
   DrainRequest,
   DynamicConfig,
@@ -21,6 +22,7 @@ export const KEYS = {
   optime: 'optime',
   proxies: 'proxies/',
   drain: 'drain',
+  shutdown: 'shutdown',
 } as const;
 
 export function clusterPrefix(cluster: string): string {
@@ -85,6 +87,9 @@ export interface Dcs {
   /** Puts `drain` bound to the lease: the request vanishes with the primary that asked. */
   setDrain(drain: DrainRequest): Promise<void>;
   clearDrain(): Promise<void>;
+  /** Puts `shutdown` without a lease: it must outlive the agent that writes it. */
+  setShutdown(shutdown: CleanShutdown): Promise<void>;
+  clearShutdown(): Promise<void>;
 
   /** Revokes the lease (members and leader keys vanish at once) and closes the connection. */
   close(options?: { revoke?: boolean }): Promise<void>;

@@ -25,7 +25,7 @@ import {
   type Namespace,
   type Watcher,
 } from 'etcd3';
-import type { ClusterView, DrainRequest, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
+import type { CleanShutdown, ClusterView, DrainRequest, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
 import { KEYS, clusterPrefix, type Dcs } from './dcs.js';
 import type { EtcdTls } from './etcd-tls.js';
@@ -37,6 +37,7 @@ import {
   type ProxyRegistration,
   encodeConfig,
   encodeDrain,
+  encodeShutdown,
   encodeFailover,
   encodeHistory,
   encodeInitialize,
@@ -453,6 +454,14 @@ export class EtcdDcs implements Dcs {
 
   async clearDrain(): Promise<void> {
     await this.call('clear the drain request', (budget) => this.ns.delete().key(KEYS.drain).options(budget).exec());
+  }
+
+  async setShutdown(shutdown: CleanShutdown): Promise<void> {
+    await this.put('record the clean shutdown of the primary', KEYS.shutdown, encodeShutdown(shutdown));
+  }
+
+  async clearShutdown(): Promise<void> {
+    await this.call('clear the clean shutdown record', (budget) => this.ns.delete().key(KEYS.shutdown).options(budget).exec());
   }
 
   /** Puts `proxies/<id>` bound to this client's lease (ensureLease first): it vanishes when the proxy dies. */

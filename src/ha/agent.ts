@@ -6,7 +6,7 @@ import type { Dcs } from '../dcs/dcs.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PostgresServer } from '../postgres/server.js';
-import { decide, isWakeKey } from './decide.js';
+import { cleanShutdownRecord, decide, isWakeKey, noteShutdownHold } from './decide.js';
 import { execute, refreshLeader, type ExecutorContext } from './executor.js';
 import { LeaseDeadman } from './deadman.js';
 import { DEADLINE_LATE_MS } from '../postgres/emergency-stop.js';
@@ -137,7 +137,11 @@ export class Agent implements ApiBackend {
 
   /**
    * Stops the agent. With `stopPostgres` (the default for a clean shutdown) PostgreSQL is shut down first and
-   * the lease revoked, so a replica takes over at once instead of after the lease expires.
+   * the lease revoked, so a replica takes over at once instead of after the lease expires; a primary that has no
+   * replica left to take over (the whole cluster is being stopped) records its clean shutdown in `shutdown`
+   * first, so that it is primary again after the restart whichever agent starts first. Without `stopPostgres`
+   * (restarting the agent alone) PostgreSQL keeps running and the keys stay bound to the lease until it expires:
+   * the next agent process rebinds them.
    */
   async stop(options: { stopPostgres?: boolean } = {}): Promise<void> {
     const stopPostgres = options.stopPostgres ?? true;
@@ -147,8 +151,17 @@ export class Agent implements ApiBackend {
     if (this.keeperTimer) clearTimeout(this.keeperTimer);
     if (this.watchdogTimer) clearInterval(this.watchdogTimer);
     await this.watchHandle?.close().catch(() => undefined);
+    const wasLeadingPrimary = this.memory.holdsLeader && this.lastPg?.running === true && this.lastPg.inRecovery === false;
     if (stopPostgres && this.pg.postmasterPid() !== null) {
       await this.pg.stop('fast').catch((e) => this.log.error({ err: describeError(e) }, 'stopping PostgreSQL failed'));
+      if (wasLeadingPrimary) await this.recordCleanShutdown();
+    } else if (!stopPostgres && this.memory.holdsLeader) {
+      // A last refresh gives the next agent process the whole lease (ttl less the safety margin) to rebind the
+      // key before the deadman, which stays armed, stops PostgreSQL.
+      await refreshLeader(this.executorContext(this.lastView ?? emptyClusterView(this.bootstrapConfig()))).catch((e) =>
+        this.log.warn({ err: describeError(e) }, 'the last leader refresh before exiting failed'),
+      );
+      this.syncDeadman();
     }
     this.memory.holdsLeader = false;
     this.memory.leaderRefreshSentAt = null;
@@ -156,6 +169,20 @@ export class Agent implements ApiBackend {
     if (stopPostgres) this.deadman.disarm();
     await this.dcs.close({ revoke: stopPostgres }).catch(() => undefined);
     await this.pg.close().catch(() => undefined);
+  }
+
+  /** Writes `shutdown` when the clean stop of this primary leaves no replica to take over (see cleanShutdownRecord). */
+  private async recordCleanShutdown(): Promise<void> {
+    try {
+      const view = await this.dcs.load();
+      const record = cleanShutdownRecord(view, this.memberName, await this.pg.observe(), Date.now());
+      if (record === null) return;
+      await this.dcs.setShutdown(record);
+      this.log.info({ checkpoint: record.checkpoint, timeline: record.timeline }, 'recorded the clean shutdown: no replica was left to take over, so this member comes back as primary');
+    } catch (e) {
+      // Without the record a replica that starts first fails over, as before: slower to heal, not unsafe.
+      this.log.warn({ err: describeError(e) }, 'could not record the clean shutdown in etcd');
+    }
   }
 
   private wakeUp(): void {
@@ -229,6 +256,7 @@ export class Agent implements ApiBackend {
       }
       const wall = Date.now();
       for (const name of Object.keys(view.members)) memory.memberLastSeen[name] = wall;
+      noteShutdownHold(memory, view, performance.now());
     }
     const electionPossible = reachable && view.leader === null && pgObs.dataDir === 'initialized';
     const peers = electionPossible ? await probePeers(view, this.memberName, PEER_PROBE_TIMEOUT_MS, this.peerTls) : {};

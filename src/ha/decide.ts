@@ -1,8 +1,11 @@
 import { KEYS } from '../dcs/dcs.js';
+import { formatLsn } from '../postgres/lsn.js';
 import { mustStepDown } from './lease.js';
 import { slotNameFor } from './slots.js';
 import type {
   Action,
+  AgentMemory,
+  CleanShutdown,
   Clock,
   ClusterView,
   ControlState,
@@ -12,6 +15,7 @@ import type {
   HistoryEntry,
   MemberStatus,
   Observation,
+  PgObservation,
 } from './types.js';
 
 /**
@@ -51,6 +55,51 @@ export function drainIdFor(intent: FailoverIntent): string {
 
 export function intentTimeoutMs(config: DynamicConfig): number {
   return Math.max(30_000, config.ttl * 6_000);
+}
+
+/**
+ * How far past the start of a clean shutdown's checkpoint record (pg_controldata's "Latest checkpoint location")
+ * the WAL of that server can end. PostgreSQL 15's shutdown checkpoint record is 114 bytes (a 24-byte header, a
+ * 2-byte data header and the 88-byte CheckPoint), 120 once MAXALIGNed; if it crosses a page boundary, the next
+ * page's header (24 bytes, 40 at a segment boundary) comes in between. A replica's position is the end of what
+ * it received or replayed: exactly that location when it has every record before the checkpoint (it stopped
+ * first, as `pgwarden down` stops replicas first: measured 0 bytes past it), up to this far past it when it
+ * received the checkpoint record too (the same WAL, not more); nothing on that timeline lies beyond the record,
+ * as the former primary wrote nothing after it.
+ */
+export const SHUTDOWN_CHECKPOINT_MAX_SPAN = 160;
+
+/**
+ * Keeps `shutdownHoldSince`, from which replicas count primary_start_timeout for a former primary that shut
+ * down cleanly: from the first cycle that found the cluster without a leader and the `shutdown` record standing
+ * (after a restart of the whole cluster that is when this agent started, however long the cluster was down).
+ * Only the record's removal (by a primary running again) ends it: a former primary that takes the key and then
+ * fails to start must not make the replicas wait a whole primary_start_timeout again.
+ */
+export function noteShutdownHold(memory: AgentMemory, view: ClusterView, monoNow: number): void {
+  if (view.shutdown === null) memory.shutdownHoldSince = null;
+  else if (view.leader === null) memory.shutdownHoldSince ??= monoNow;
+}
+
+/**
+ * What the primary's agent writes to `shutdown` once it has shut its PostgreSQL down cleanly on exit (`pg`
+ * observed after the stop), or null. Only when no other member can take over: stopping the primary alone hands
+ * over to a running replica at once, as it always did; with none left (a whole-cluster stop, replicas first),
+ * the record makes a replica that starts first wait for this server to come back (see shutdownHold).
+ */
+export function cleanShutdownRecord(view: ClusterView, me: string, pg: PgObservation, wall: number): CleanShutdown | null {
+  if (pg.running || pg.controlState !== 'shut down' || pg.checkpointLsn === null || pg.controlTimeline === null) return null;
+  if (view.leader !== null && view.leader.name !== me) return null;
+  const successor = Object.values(view.members).some(
+    (m) => m.name !== me && isHealthyReplicaStatus(m) && !m.tags.nofailover && m.tags.failover_priority > 0,
+  );
+  if (successor) return null;
+  return { leader: me, checkpoint: pg.checkpointLsn, timeline: pg.controlTimeline, at: wall };
+}
+
+/** A WAL position for a reason sentence; a peer's malformed answer must not make decide() throw. */
+function lsnText(position: number): string {
+  return Number.isSafeInteger(position) && position >= 0 ? formatLsn(position) : String(position);
 }
 
 /** Failures to start PostgreSQL in place after which a primary gives its key up for a failover. */
@@ -316,6 +365,8 @@ class Decider {
     this.slotSteps(actions);
     // A drain nobody waits for (handover done, abandoned or refused) would keep proxies holding writes.
     if (this.view.drain !== null && !this.drainWaiting) actions.push({ type: 'clearDrain' });
+    // A primary runs again: a later election must not wait for the one that shut down.
+    if (this.view.shutdown !== null) actions.push({ type: 'clearShutdown' });
     // pg_rewind compares the timelines in pg_control: until the checkpoint after the promotion completes, a
     // former primary or a diverged replica rewound against this server is found "on the same timeline" and
     // left as it is. The checkpoint that follows `promote` may have been skipped (an earlier action of that
@@ -757,11 +808,23 @@ class Decider {
       if (this.pgRole === 'primary') {
         const block = this.primaryRetakeBlocker(intentFor);
         if (block) return this.decision([], `former primary stays stopped: ${block}`, 'primary', this.pgState);
-        const moreAdvanced = this.moreAdvancedPeer(this.obs.pg.walPosition ?? null);
+        const checkpoint = this.cleanShutdownCheckpoint();
+        const shutdown = this.view.shutdown;
+        // The clean shutdown that `shutdown` records, not a later one (a stop outside pgwarden); and a server that
+        // starts: after a failed start, a running replica holding all its WAL takes over instead.
+        const resuming =
+          checkpoint !== null &&
+          shutdown !== null &&
+          shutdown.leader === this.me &&
+          shutdown.checkpoint === checkpoint &&
+          this.obs.memory.startFailures === 0;
+        const moreAdvanced = this.moreAdvancedPeer(null, checkpoint === null ? null : { checkpoint, yieldToEqual: !resuming });
         if (moreAdvanced) return this.decision([], `former primary stays stopped: ${moreAdvanced}`, 'primary', this.pgState);
         return this.decision(
           [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }],
-          'taking the free leader key and starting this former primary again: no other member is ahead of it',
+          resuming
+            ? `taking the free leader key and starting this former primary again: it shut down cleanly at ${lsnText(checkpoint)} and no other member is ahead of it`
+            : 'taking the free leader key and starting this former primary again: no other member is ahead of it',
           'primary',
           'starting',
         );
@@ -821,11 +884,48 @@ class Decider {
       return `lag of ${lag} bytes exceeds maximum_lag_on_failover (${this.config.maximum_lag_on_failover})`;
     }
     if (intentFor === this.me) return null;
+    const hold = this.shutdownHold();
+    if (hold) return hold;
     return this.moreAdvancedPeer(pg.walPosition);
   }
 
-  /** A reachable, healthy peer that should win the election instead of this member, as a sentence. */
-  private moreAdvancedPeer(myPosition: number | null): string | null {
+  /**
+   * Where this stopped server's shutdown checkpoint record starts, when it was shut down cleanly as a primary:
+   * that record is the last of its WAL, so its position is known (pg_controldata), not "unknown".
+   */
+  private cleanShutdownCheckpoint(): number | null {
+    const pg = this.obs.pg;
+    return !pg.running && pg.controlState === 'shut down' && pg.checkpointLsn !== null ? pg.checkpointLsn : null;
+  }
+
+  /**
+   * Why a replica must not take the free key yet because the former primary shut down cleanly (the whole
+   * cluster was stopped) and may come back: restarting it keeps its timeline, a promotion would start a new
+   * one and rewind it. It has primary_start_timeout, counted from this agent's first leaderless cycle, to do so;
+   * after that the usual election runs (the replicas hold its WAL up to the shutdown checkpoint, when they
+   * received it).
+   */
+  private shutdownHold(): string | null {
+    const shutdown = this.view.shutdown;
+    if (shutdown === null || shutdown.leader === this.me) return null;
+    // A primary published a position past that shutdown since: the record is left over.
+    if (this.view.optime !== null && this.view.optime > shutdown.checkpoint + SHUTDOWN_CHECKPOINT_MAX_SPAN) return null;
+    const former = this.member(shutdown.leader);
+    if (former && (former.tags.nofailover || former.tags.failover_priority <= 0)) return null;
+    const waitMs = this.config.primary_start_timeout * 1000;
+    const since = this.obs.memory.shutdownHoldSince ?? this.clock.mono;
+    const left = waitMs - (this.clock.mono - since);
+    if (left <= 0) return null;
+    return `${shutdown.leader} shut down cleanly at ${lsnText(shutdown.checkpoint)} and may come back as primary (waiting up to primary_start_timeout, ${Math.ceil(left / 1000)} s left)`;
+  }
+
+  /**
+   * A reachable, healthy peer that should win the election instead of this member, as a sentence. `clean`: this
+   * is a stopped former primary whose WAL ends with the shutdown checkpoint at `checkpoint`; a peer that holds
+   * every record before it (all of the data) counts as ahead only with `yieldToEqual` (a running replica then
+   * takes over rather than waiting for this server to start).
+   */
+  private moreAdvancedPeer(myPosition: number | null, clean: { checkpoint: number; yieldToEqual: boolean } | null = null): string | null {
     const mine = myPosition ?? -1;
     for (const [name, probe] of Object.entries(this.obs.peers)) {
       if (name === this.me || !probe.reachable || !probe.healthy) continue;
@@ -837,6 +937,15 @@ class Decider {
       if (peerLag !== null && peerLag > this.config.maximum_lag_on_failover) continue;
       if (this.config.synchronous_mode && !this.inSync(name) && this.view.sync?.leader !== name) continue;
       const theirs = probe.walPosition ?? -1;
+      if (clean !== null) {
+        if (theirs > clean.checkpoint + SHUTDOWN_CHECKPOINT_MAX_SPAN) {
+          return `${name} is more advanced (${lsnText(theirs)}, past this server's shutdown checkpoint at ${lsnText(clean.checkpoint)})`;
+        }
+        if (theirs >= clean.checkpoint && clean.yieldToEqual) {
+          return `${name} holds all of this server's WAL up to its shutdown checkpoint at ${lsnText(clean.checkpoint)} and is running`;
+        }
+        continue;
+      }
       if (theirs > mine) return `${name} is more advanced (${theirs} > ${mine})`;
       if (theirs === mine && tags && tags.failover_priority > this.myPriority) {
         return `${name} is as advanced and has a higher failover_priority`;

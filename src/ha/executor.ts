@@ -111,6 +111,8 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       return dcs.setDrain(action.drain);
     case 'clearDrain':
       return dcs.clearDrain();
+    case 'clearShutdown':
+      return dcs.clearShutdown();
     case 'requestSwitchover':
       return dcs.setFailover(action.intent);
     case 'recordHistory':

@@ -76,6 +76,22 @@ export interface SyncState {
   members: string[];
 }
 
+/**
+ * Value of `shutdown` (no lease): the primary shut its PostgreSQL down cleanly with no replica left to take over
+ * (the whole cluster was stopped). While it stands and nobody holds the key, replicas leave the former primary
+ * `primary_start_timeout` to come back before they elect one of them.
+ */
+export interface CleanShutdown {
+  /** The member that was primary. */
+  leader: string;
+  /** pg_controldata's "Latest checkpoint location" after the shutdown: where its shutdown checkpoint record starts. */
+  checkpoint: Lsn;
+  /** pg_controldata's "Latest checkpoint's TimeLineID". */
+  timeline: number;
+  /** Wall-clock ms. */
+  at: number;
+}
+
 /** Value of `failover`: an operator's request. */
 export interface FailoverIntent {
   kind: 'switchover' | 'failover';
@@ -123,7 +139,10 @@ export interface DynamicConfig {
   pause: boolean;
   /** Seconds a member may be absent before its replication slot is dropped. */
   member_slots_ttl: number;
-  /** Seconds a primary that crashed may spend in a restart in place before failing over instead. */
+  /**
+   * Seconds a former primary that shut down cleanly with the whole cluster (see CleanShutdown) has to come back
+   * after a restart before the replicas elect one of them, counted from each replica agent's first cycle.
+   */
   primary_start_timeout: number;
   /** PostgreSQL parameters applied on every member. */
   postgresql: { parameters: Record<string, string | number | boolean> };
@@ -173,11 +192,13 @@ export interface ClusterView {
   drain: DrainRequest | null;
   /** The live proxies (`proxies/<id>`) and which drain each has acknowledged. */
   proxies: ProxyState[];
+  /** The last primary's clean shutdown, until a leader runs again (see CleanShutdown). */
+  shutdown: CleanShutdown | null;
 }
 
 /** What an agent knows of the cluster before its first successful read of etcd. */
 export function emptyClusterView(config: DynamicConfig): ClusterView {
-  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [] };
+  return { initialize: null, config, leader: null, members: {}, sync: null, failover: null, optime: null, history: [], drain: null, proxies: [], shutdown: null };
 }
 
 /**
@@ -242,6 +263,11 @@ export interface PgObservation {
   controlState: ControlState | null;
   /** pg_control's "Latest checkpoint's TimeLineID": pg_controldata when stopped, pg_control_checkpoint() when running. */
   controlTimeline: number | null;
+  /**
+   * pg_controldata's "Latest checkpoint location", read when PostgreSQL is not running. After a clean shutdown
+   * (controlState 'shut down') it is where the shutdown checkpoint record starts, and that record ends the WAL.
+   */
+  checkpointLsn: Lsn | null;
   /** The member this server is configured to follow (primary_conninfo), as pgwarden last wrote it. */
   following: string | null;
   /** The WAL receiver is connected and streaming. */
@@ -286,6 +312,8 @@ export interface AgentMemory {
   startFailures: number;
   /** Monotonic ms since which this running replica has not been streaming, null while it streams. */
   notStreamingSince: number | null;
+  /** Monotonic ms since which this agent has seen the cluster without a leader while `shutdown` stood; null otherwise. */
+  shutdownHoldSince: number | null;
 }
 
 export const EMPTY_MEMORY: AgentMemory = {
@@ -299,6 +327,7 @@ export const EMPTY_MEMORY: AgentMemory = {
   requests: { restart: false, reload: false, reinitialize: false },
   startFailures: 0,
   notStreamingSince: null,
+  shutdownHoldSince: null,
 };
 
 export interface Observation {
@@ -348,6 +377,8 @@ export type Action =
   | { type: 'requestDrain'; drain: DrainRequest }
   /** Removes a drain request nobody waits for any more (switchover done or abandoned). */
   | { type: 'clearDrain' }
+  /** Removes `shutdown` once a leader runs again. */
+  | { type: 'clearShutdown' }
   /** Writes `failover`: the primary asks for its own switchover (see proxy_unreachable_timeout). */
   | { type: 'requestSwitchover'; intent: FailoverIntent }
   | { type: 'clearRequests' };

@@ -214,6 +214,7 @@ export class PostgresServer {
       replayLsn: null,
       controlState: null,
       controlTimeline: null,
+      checkpointLsn: null,
       following: state.following?.name ?? null,
       streaming: false,
       synchronousStandbyNames: [...state.synchronousStandbyNames],
@@ -240,6 +241,7 @@ export class PostgresServer {
         const control = await readControlData(this.binDir, this.dataDir, this.owner);
         observation.controlState = control.state;
         observation.controlTimeline = control.timeline;
+        observation.checkpointLsn = control.checkpointLsn;
         if (control.systemId) this.cachedSystemId = control.systemId;
       } catch {
         // An unreadable pg_control leaves the fields unknown; the loop sees that.

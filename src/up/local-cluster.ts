@@ -613,7 +613,8 @@ export class LocalCluster {
     await this.startProxy();
   }
 
-  private async startEtcd(): Promise<void> {
+  /** Starts etcd alone (no-op when it runs); start() does it before the agents. */
+  async startEtcd(): Promise<void> {
     const existing = this.etcdPid();
     if (existing !== null) {
       this.log(`etcd already running (PID ${existing})`);

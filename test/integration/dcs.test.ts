@@ -107,6 +107,7 @@ describe('EtcdDcs against a real etcd', () => {
       history: [],
       drain: null,
       proxies: [],
+      shutdown: null,
     });
   });
 
@@ -275,6 +276,19 @@ describe('EtcdDcs against a real etcd', () => {
     assert.equal(view.drain, null, 'the request vanishes with the primary that asked');
     await proxy.close({ revoke: true });
     assert.deepEqual((await observer.load()).proxies, []);
+  });
+
+  it('shutdown has no lease: it outlives the primary that wrote it until cleared', async () => {
+    const cluster = newCluster();
+    const primary = client(cluster);
+    const observer = client(cluster);
+    await primary.ensureLease(30);
+    const record = { leader: 'a', checkpoint: 50_331_688, timeline: 2, at: 1 };
+    await primary.setShutdown(record);
+    await primary.close({ revoke: true });
+    assert.deepEqual((await observer.load()).shutdown, record);
+    await observer.clearShutdown();
+    assert.equal((await observer.load()).shutdown, null);
   });
 
   it('close() without revoke leaves the keys to expire with the lease', async () => {

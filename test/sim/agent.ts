@@ -12,7 +12,7 @@
  * What is not modelled: applyParameters/pendingRestart, metrics, REST requests other than election probes,
  * a clean agent stop (agents only die).
  */
-import { decide, newestTimeline } from '../../src/ha/decide.js';
+import { decide, newestTimeline, noteShutdownHold } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown } from '../../src/ha/lease.js';
 import {
   EMPTY_MEMORY,
@@ -185,6 +185,7 @@ export class SimAgent {
     this.lastPg = pgObs;
     if (pgObs.running && pgObs.inRecovery === true && !pgObs.streaming) memory.notStreamingSince ??= this.mono();
     else memory.notStreamingSince = null;
+    if (reachable) noteShutdownHold(memory, view, this.mono());
 
     if (reachable) {
       if (view.leader?.name !== this.name) {
@@ -528,6 +529,9 @@ export class SimAgent {
         return;
       case 'clearDrain':
         yield* this.dcs.clearDrain();
+        return;
+      case 'clearShutdown':
+        yield* this.dcs.clearShutdown();
         return;
       case 'requestSwitchover':
         yield* this.dcs.setFailover(action.intent);

@@ -368,6 +368,10 @@ export class SimDcsClient {
     yield* this.rpc('clear the drain request', this.deadline(), () => this.etcd.delete('drain'));
   }
 
+  *clearShutdown(): Proc<void> {
+    yield* this.rpc('clear the clean shutdown record', this.deadline(), () => this.etcd.delete('shutdown'));
+  }
+
   *setFailover(intent: FailoverIntent): Proc<void> {
     yield* this.rpc('request a switchover', this.deadline(), () => this.etcd.put('failover', JSON.stringify(intent)));
   }

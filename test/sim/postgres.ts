@@ -208,6 +208,7 @@ export class SimPostgres {
       replayLsn: null,
       controlState: null,
       controlTimeline: null,
+      checkpointLsn: null,
       following: this.dataDir === 'initialized' ? this.following : null,
       streaming: false,
       synchronousStandbyNames: this.dataDir === 'initialized' ? [...this.syncNames] : [],
@@ -236,6 +237,10 @@ export class SimPostgres {
     } else if (!this.running) {
       o.controlState = this.controlState;
       o.controlTimeline = this.checkpointTimeline;
+      // Only a clean primary shutdown is read by decide(): its checkpoint is the last record, the shutdown one.
+      if (this.controlState === 'shut down' && this.wal.length > 0) {
+        o.checkpointLsn = this.wal.length > 1 ? this.registry.get(this.wal[this.wal.length - 2]!).end : 0;
+      }
     }
     return o;
   }

@@ -45,6 +45,7 @@ export function viewOf(members: MemberStatus[], o: Partial<ClusterView> = {}): C
     history: [],
     drain: null,
     proxies: [],
+    shutdown: null,
     ...o,
   };
 }

@@ -42,6 +42,7 @@ export class ClusterBuilder {
   private historyEntries: ClusterView['history'] = [];
   private drainRequest: ClusterView['drain'] = null;
   private proxyStates: ClusterView['proxies'] = [];
+  private shutdownRecord: ClusterView['shutdown'] = null;
 
   primary(name: string, o: MemberOptions = {}): this {
     this.leaderName = name;
@@ -104,6 +105,12 @@ export class ClusterBuilder {
     return this;
   }
 
+  /** The `shutdown` key: `leader` shut down cleanly with its shutdown checkpoint at `checkpoint`. */
+  shutdown(leader: string, checkpoint: number, timeline = 1): this {
+    this.shutdownRecord = { leader, checkpoint, timeline, at: NOW.wall - 60_000 };
+    return this;
+  }
+
   history(entries: ClusterView['history']): this {
     this.historyEntries = entries;
     return this;
@@ -126,6 +133,7 @@ export class ClusterBuilder {
       history: this.historyEntries,
       drain: this.drainRequest,
       proxies: this.proxyStates,
+      shutdown: this.shutdownRecord,
     });
   }
 
@@ -149,6 +157,7 @@ export class ClusterBuilder {
       replayLsn: isPrimary ? null : (m?.walPosition ?? 1000),
       controlState: null,
       controlTimeline: null,
+      checkpointLsn: null,
       following: isPrimary ? null : this.leaderName,
       streaming: !isPrimary && this.leaderName !== null,
       synchronousStandbyNames: isPrimary && this.cfg.synchronous_mode && this.syncState ? [...this.syncState.members] : [],

@@ -10,6 +10,7 @@ import {
   encodeDrain,
   encodeFailover,
   encodeProxy,
+  encodeShutdown,
   encodeHistory,
   encodeLeader,
   encodeMember,
@@ -77,6 +78,7 @@ describe('decodeCluster', () => {
       history: [],
       drain: null,
       proxies: [],
+      shutdown: null,
     });
   });
 
@@ -104,6 +106,7 @@ describe('decodeCluster', () => {
       'proxies/p2': encodeProxy({ id: 'p2', rw: '127.0.0.1:6432', ro: null, updatedAt: 5, drained: 'switchover:123:b' }),
       'proxies/p3': encodeProxy({ id: 'p3', rw: '127.0.0.1:7432', ro: null, updatedAt: 5 }),
       drain: encodeDrain({ id: 'switchover:123:b', from: 'a', to: 'b', requestedAt: 124, timeoutMs: 5000 }),
+      shutdown: encodeShutdown({ leader: 'a', checkpoint: 50_331_688, timeline: 3, at: 125 }),
     };
     const view = decodeUnchanged({ ...raw });
     assert.equal(view.initialize, '7300000000000000001');
@@ -117,6 +120,7 @@ describe('decodeCluster', () => {
     assert.deepEqual(view.history, HISTORY);
     assert.equal(view.optime, 67_108_864);
     assert.deepEqual(view.drain, { id: 'switchover:123:b', from: 'a', to: 'b', requestedAt: 124, timeoutMs: 5000 });
+    assert.deepEqual(view.shutdown, { leader: 'a', checkpoint: 50_331_688, timeline: 3, at: 125 });
     // p1 is malformed (no rw address) and ignored; p3 never drained anything.
     assert.deepEqual(view.proxies, [
       { id: 'p2', drained: 'switchover:123:b', unreachable: {} },
@@ -205,6 +209,13 @@ describe('decodeCluster', () => {
     assert.equal(decodeUnchanged({ sync: 'not json' }).sync, null);
     assert.equal(decodeUnchanged({ sync: '{"leader":"a","members":["b",7]}' }).sync, null);
     assert.equal(decodeUnchanged({ failover: '' }).failover, null);
+  });
+
+  it('a garbled shutdown record reads as absent (replicas then elect without waiting)', () => {
+    for (const shutdown of ['not json', '{"leader":"a"}', '{"leader":"a","checkpoint":-1,"timeline":1}', '{"leader":"a","checkpoint":1.5,"timeline":1}', '{"leader":"","checkpoint":1,"timeline":1}']) {
+      assert.equal(decodeUnchanged({ shutdown }).shutdown, null, shutdown);
+    }
+    assert.deepEqual(decodeUnchanged({ shutdown: '{"leader":"a","checkpoint":1,"timeline":1}' }).shutdown, { leader: 'a', checkpoint: 1, timeline: 1, at: 0 });
   });
 
   it('a failover intent with only the required fields gets nulls for the rest', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decide, drainIdFor, MAX_START_FAILURES } from '../../src/ha/decide.js';
+import { cleanShutdownRecord, decide, drainIdFor, MAX_START_FAILURES, noteShutdownHold, SHUTDOWN_CHECKPOINT_MAX_SPAN } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown, safetyMarginSeconds } from '../../src/ha/lease.js';
 import { DEFAULT_DYNAMIC_CONFIG, EMPTY_MEMORY, type Action, type ClusterView, type Decision, type Observation } from '../../src/ha/types.js';
 import { cluster, NOW, type ClusterBuilder } from './cluster-builder.js';
@@ -776,5 +776,133 @@ describe('decide: a primary cut off from every proxy hands over', () => {
     const m = decideFor(mixed, 'a');
     assert.deepEqual(types(m), ['refreshLeader', 'requestDrain']);
     assert.match(m.reason, /asked 1 proxy to drain/);
+  });
+});
+
+describe('decide: clean restarts keep the primary (issue 16)', () => {
+  /**
+   * Where a's shutdown checkpoint record starts. Replicas stopped before it (as `pgwarden down` does) report exactly
+   * this position; one that received the record reports its end, 120 bytes on.
+   */
+  const C = 50_000_000;
+  const stoppedCleanly = {
+    pg: { running: false, accepting: false, inRecovery: null, controlState: 'shut down' as const, controlTimeline: 1, checkpointLsn: C, walPosition: null, streaming: false },
+    memory: { holdsLeader: false },
+  };
+  /** The whole cluster was stopped cleanly and b and c came back first, running as replicas without an upstream. */
+  const restarted = (bWal = C) =>
+    cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: bWal, state: 'running' }).replica('c', { wal: C, state: 'running' }).leaderGone().shutdown('a', C);
+
+  it('the former primary takes the key back although the replicas that started first hold all its WAL', () => {
+    for (const replicaWal of [C, C + 120]) {
+      const d = decideFor(restarted(replicaWal), 'a', stoppedCleanly);
+      assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }], `replica at ${replicaWal}`);
+      assert.match(d.reason, /shut down cleanly at 0\/2FAF080 and no other member is ahead of it/);
+    }
+  });
+
+  it('a peer with WAL past the shutdown checkpoint record is more advanced: the former primary stays stopped', () => {
+    const d = decideFor(restarted(C + SHUTDOWN_CHECKPOINT_MAX_SPAN + 8), 'a', stoppedCleanly);
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /former primary stays stopped: b is more advanced/);
+  });
+
+  it('a malformed position in a peer\'s answer does not make decide() throw', () => {
+    const c = restarted();
+    const obs = c.observe('a', stoppedCleanly);
+    obs.peers.b = { ...obs.peers.b!, walPosition: 1.5e300 };
+    const d = run(c.view(), obs);
+    assert.match(d.reason, /former primary stays stopped: b is more advanced \(1\.5e\+300/);
+  });
+
+  it('without the shutdown record (stopped alone) a running replica holding all its WAL takes over instead', () => {
+    for (const replicaWal of [C, C + 120]) {
+      const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: replicaWal, state: 'running' }).leaderGone();
+      const d = decideFor(c, 'a', stoppedCleanly);
+      assert.deepEqual(d.actions, []);
+      assert.match(d.reason, /b holds all of this server's WAL up to its shutdown checkpoint at 0\/2FAF080 and is running/);
+    }
+  });
+
+  it('a peer that lacks records before the shutdown checkpoint is behind a cleanly shut down former primary, not ahead of it', () => {
+    const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: C - 8, state: 'running' }).leaderGone();
+    assert.deepEqual(types(decideFor(c, 'a', stoppedCleanly)), ['acquireLeader', 'start']);
+  });
+
+  it('a record left by another shutdown (checkpoint differs) gives the former primary no precedence', () => {
+    const c = restarted().shutdown('a', C - 8192);
+    const d = decideFor(c, 'a', stoppedCleanly);
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /holds all of this server's WAL/);
+  });
+
+  it('a replica that starts first waits primary_start_timeout for the former primary', () => {
+    const d = decideFor(restarted(), 'b', { memory: { shutdownHoldSince: NOW.mono - 10_000 } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /not taking the free leader key: a shut down cleanly at 0\/2FAF080 and may come back as primary \(waiting up to primary_start_timeout, 20 s left\)/);
+  });
+
+  it('after primary_start_timeout the replicas elect one of them', () => {
+    const d = decideFor(restarted(), 'b', { memory: { shutdownHoldSince: NOW.mono - 30_000 } });
+    assert.deepEqual(types(d), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
+  });
+
+  it('a record that a later primary position outdates, or one naming a nofailover member, holds nobody back', () => {
+    const stale = restarted().optime(C + 1_000_000);
+    assert.deepEqual(types(decideFor(stale, 'b', { memory: { shutdownHoldSince: NOW.mono } })), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
+    const nofailover = restarted().replica('a', { tags: { nofailover: true }, state: 'stopped' });
+    assert.deepEqual(types(decideFor(nofailover, 'b', { memory: { shutdownHoldSince: NOW.mono } })), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
+  });
+
+  it('an operator\'s failover to a replica is not held back', () => {
+    const c = restarted().failover({ kind: 'failover', to: 'b' });
+    assert.deepEqual(types(decideFor(c, 'b', { memory: { shutdownHoldSince: NOW.mono } })), ['acquireLeader', 'recordHistory', 'promote', 'clearFailover', 'checkpoint']);
+  });
+
+  it('the primary running again clears the record', () => {
+    const c = cluster().primary('a').replica('b').replica('c').shutdown('a', C);
+    assert.ok(types(decideFor(c, 'a')).includes('clearShutdown'));
+    assert.ok(!types(decideFor(cluster().primary('a').replica('b'), 'a')).includes('clearShutdown'));
+  });
+
+  it('the wait counts from the first leaderless cycle that saw the record, and ends when the record is cleared', () => {
+    const memory = structuredClone(EMPTY_MEMORY);
+    noteShutdownHold(memory, cluster().primary('a').replica('b').shutdown('a', C).view(), 50);
+    assert.equal(memory.shutdownHoldSince, null, 'a leader holds the key: nothing to wait for');
+    noteShutdownHold(memory, restarted().view(), 100);
+    noteShutdownHold(memory, restarted().view(), 200);
+    assert.equal(memory.shutdownHoldSince, 100);
+    // The former primary took the key but did not start (and released it): the wait goes on, not from scratch.
+    noteShutdownHold(memory, restarted().leader('a').view(), 300);
+    noteShutdownHold(memory, restarted().view(), 400);
+    assert.equal(memory.shutdownHoldSince, 100);
+    noteShutdownHold(memory, cluster().primary('a').replica('b').view(), 500);
+    assert.equal(memory.shutdownHoldSince, null);
+  });
+
+  it('a former primary whose start failed no longer goes before a replica that holds all its WAL', () => {
+    const d = decideFor(restarted(), 'a', { ...stoppedCleanly, memory: { holdsLeader: false, startFailures: 1 } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /holds all of this server's WAL/);
+  });
+
+  it('synchronous mode: the former primary named in `sync` takes the key back; the replicas outside `sync` never take it', () => {
+    const c = restarted().config({ synchronous_mode: true }).sync('a', []);
+    assert.deepEqual(types(decideFor(c, 'a', stoppedCleanly)), ['acquireLeader', 'start']);
+    const d = decideFor(c, 'b', { memory: { shutdownHoldSince: NOW.mono - 60_000 } });
+    assert.deepEqual(d.actions, []);
+    assert.match(d.reason, /not listed in the sync key/);
+  });
+
+  it('the primary records its clean shutdown only when no replica is left to take over', () => {
+    const after = { ...cluster().observe('a').pg, ...stoppedCleanly.pg };
+    assert.deepEqual(cleanShutdownRecord(cluster().primary('a').view(), 'a', after, 7), { leader: 'a', checkpoint: C, timeline: 1, at: 7 });
+    // Replicas stopped too, their agents gone or their servers down: nobody to hand over to.
+    assert.notEqual(cleanShutdownRecord(cluster().primary('a').replica('b', { state: 'stopped' }).view(), 'a', after, 7), null);
+    // A replica streaming: it takes over at once, as when the primary's agent is stopped alone.
+    assert.equal(cleanShutdownRecord(cluster().primary('a').replica('b').view(), 'a', after, 7), null);
+    assert.deepEqual(cleanShutdownRecord(cluster().primary('a').replica('b', { tags: { nofailover: true } }).view(), 'a', after, 7), { leader: 'a', checkpoint: C, timeline: 1, at: 7 });
+    // Not a clean shutdown after all (the stop escalated to immediate): no record.
+    assert.equal(cleanShutdownRecord(cluster().primary('a').view(), 'a', { ...after, controlState: 'in production' }, 7), null);
   });
 });
