@@ -259,6 +259,12 @@ Two ways to run it:
         (await import('../proxy/run.js')).runProxy(opts),
     );
 
+  // Started by `pgwarden up --detach` (see src/up/supervise.ts); not for people, so not listed in --help.
+  program
+    .command('supervise', { hidden: true })
+    .requiredOption('-d, --dir <dir>')
+    .action(async (opts: { dir: string }) => (await import('../up/supervise.js')).runSupervisorDaemon(opts.dir));
+
   // Started by the agent itself (see src/ha/deadman.ts); not for people, so not listed in --help.
   program
     .command('deadman', { hidden: true })
