@@ -5,7 +5,7 @@ import { commandOnPath } from '../config/cli.js';
 import { describeError } from '../errors.js';
 import { checkDependencies } from '../up/dependencies.js';
 import { LocalCluster } from '../up/local-cluster.js';
-import { appendSupervisorLog, clusterComponents, startSupervisorDaemon } from '../up/supervise.js';
+import { LOCAL_PROXY_WORKERS, appendSupervisorLog, clusterComponents, startSupervisorDaemon } from '../up/supervise.js';
 import { Supervisor } from '../up/supervisor.js';
 import { renderList } from './format.js';
 import type { Io } from './io.js';
@@ -59,7 +59,7 @@ async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detac
 export async function upCommand(io: Io, options: UpOptions): Promise<void> {
   // Before anything is written: a missing PostgreSQL or etcd should leave no half-made directory behind.
   checkDependencies();
-  const cluster = await LocalCluster.open({ dir: options.dir, nodes: options.nodes, log: (line) => io.out(line) });
+  const cluster = await LocalCluster.open({ dir: options.dir, nodes: options.nodes, log: (line) => io.out(line), proxyWorkers: LOCAL_PROXY_WORKERS });
   const watching = cluster.supervisor();
   if (watching !== null && !cluster.isRunning()) {
     io.out(

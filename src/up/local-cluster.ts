@@ -23,7 +23,7 @@ import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type Memb
 import { lookupOsUser } from '../postgres/run.js';
 import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
-import { freePort, freePorts, portInUse } from './ports.js';
+import { freePort, freePorts, portFreeWithin, portInUse } from './ports.js';
 import { isAlive, isOurProcess, postmasterPidOf, processStartTime, signal, terminate, waitUntil } from './processes.js';
 import {
   FILES,
@@ -68,6 +68,8 @@ const ETCD_START_MS = 15_000;
 const AGENT_STOP_MS = 40_000;
 const DEFAULT_HEALTHY_MS = 120_000;
 const PROXY_START_MS = 15_000;
+/** How long a port of ours may stay bound after its process was killed (see portFreeWithin). */
+const PORT_RELEASE_MS = 1000;
 /** After the stop sequence, how long stragglers (a PostgreSQL child, a deadman) get before `down` fails naming them. */
 const LEFTOVER_MS = 10_000;
 /** A foreground `pgwarden up` asked to stop by `down` stops the whole cluster itself before it exits. */
@@ -565,7 +567,7 @@ export class LocalCluster {
     }
     const { rwPort, roPort, metricsPort } = this.state.proxy;
     for (const port of [rwPort, roPort, metricsPort!]) {
-      if (await portInUse(port)) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (proxy of the local cluster in ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
@@ -705,7 +707,7 @@ export class LocalCluster {
       [clientPort, 'client'],
       [peerPort, 'peer'],
     ] as const) {
-      if (await portInUse(port)) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (etcd ${what} port of the local cluster in ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
@@ -769,7 +771,7 @@ export class LocalCluster {
     ] as const) {
       // PostgreSQL of this member may still run without its agent (agent killed): its port is ours.
       if (what === 'PostgreSQL' && this.pgPid(member) !== null) continue;
-      if (await portInUse(port)) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (${what} of ${member} in the local cluster ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,

@@ -27,7 +27,7 @@ export interface SupervisorOptions {
   crashLoopStreak?: number;
 }
 
-const DEFAULT_POLL_MS = 100;
+const DEFAULT_POLL_MS = 50;
 const DEFAULT_CRASH_LOOP_STREAK = 5;
 
 interface Watched {
