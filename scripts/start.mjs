@@ -11,12 +11,16 @@ import { CLUSTER_PACKAGES, ensurePackages } from './system-packages.mjs';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(root, 'dist', 'src', 'cli', 'main.js');
 
+// `npm start 2>&1 | tee start.log`: the same Ctrl-C ends tee, and a write error must not end this process before
+// `pgwarden up` has stopped the cluster (the exit code comes from it).
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => stream.destroy());
+
 function say(line) {
-  process.stderr.write(`[start] ${line}\n`);
+  if (!process.stderr.destroyed) process.stderr.write(`[start] ${line}\n`);
 }
 
 function fail(line) {
-  process.stderr.write(`[start] error: ${line}\n`);
+  say(`error: ${line}`);
   process.exit(1);
 }
 

@@ -75,6 +75,15 @@ export interface ListProxyJson {
   updated_at: number;
   /** Members whose PostgreSQL the proxy cannot reach, sorted. */
   unreachable: string[];
+  /** The admin console as a libpq URL (database pgbouncer on the rw listener). */
+  admin: string;
+  /** The Prometheus endpoint, or null when the proxy has none (or is too old to say). */
+  metrics: string | null;
+}
+
+/** What a proxy published; one too old to publish its console had it on its rw listener all the same. */
+function proxyOperations(p: ProxyRegistration): { admin: string; metrics: string | null } {
+  return { admin: p.admin ?? `postgresql://${p.rw}/pgbouncer`, metrics: p.metrics ?? null };
 }
 
 export interface ListJson {
@@ -99,7 +108,14 @@ export function listJson(cluster: string, view: ClusterView, proxies: readonly P
       lag_bytes: m.role === 'primary' ? 0 : m.lagBytes,
       reason: m.reason,
     })),
-    proxies: proxies.map((p) => ({ id: p.id, rw: p.rw, ro: p.ro, updated_at: p.updatedAt, unreachable: Object.keys(p.unreachable ?? {}).sort() })),
+    proxies: proxies.map((p) => ({
+      id: p.id,
+      rw: p.rw,
+      ro: p.ro,
+      updated_at: p.updatedAt,
+      unreachable: Object.keys(p.unreachable ?? {}).sort(),
+      ...proxyOperations(p),
+    })),
   };
 }
 
@@ -135,8 +151,11 @@ export function renderList(cluster: string, view: ClusterView, source: string, p
   if (proxies.length > 0) {
     out.push(
       renderTable(
-        ['Proxy', 'rw (primary)', 'ro (replicas)', 'cannot reach'],
-        proxies.map((p) => [p.id, p.rw, p.ro ?? '-', Object.keys(p.unreachable ?? {}).sort().join(', ') || '-']),
+        ['Proxy', 'rw (primary)', 'ro (replicas)', 'Admin console', 'Metrics', 'cannot reach'],
+        proxies.map((p) => {
+          const { admin, metrics } = proxyOperations(p);
+          return [p.id, p.rw, p.ro ?? '-', admin, metrics ?? '-', Object.keys(p.unreachable ?? {}).sort().join(', ') || '-'];
+        }),
       ),
     );
   }

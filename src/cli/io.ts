@@ -16,10 +16,35 @@ export interface Io {
   ask(question: string): Promise<string>;
 }
 
+/**
+ * Writes `text` unless the stream is gone. A reader that went away (`| head`, `| tee` ended by the same Ctrl-C,
+ * a closed terminal) must never stop the command: `pgwarden up` still has a cluster to stop when that happens.
+ */
+export function writeQuietly(stream: NodeJS.WriteStream, text: string): void {
+  if (stream.destroyed || !stream.writable) return;
+  try {
+    stream.write(text);
+  } catch {
+    // A synchronous write to a closed descriptor: the same lost reader.
+  }
+}
+
+/**
+ * Write errors on stdout and stderr (EPIPE, EIO) end that stream's output, never the process: without a listener
+ * Node would throw them from an event, i.e. exit without running any cleanup.
+ */
+export function ignoreOutputErrors(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', () => {
+      stream.destroy();
+    });
+  }
+}
+
 export function terminalIo(): Io {
   return {
-    out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
+    out: (text) => writeQuietly(process.stdout, `${text}\n`),
+    err: (text) => writeQuietly(process.stderr, `${text}\n`),
     interactive: process.stdin.isTTY === true,
     async ask(question) {
       const rl = createInterface({ input: process.stdin, output: process.stdout });

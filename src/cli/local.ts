@@ -5,6 +5,8 @@ import { commandOnPath } from '../config/cli.js';
 import { describeError } from '../errors.js';
 import { checkDependencies } from '../up/dependencies.js';
 import { LocalCluster } from '../up/local-cluster.js';
+import { LOCAL_PROXY_WORKERS, appendSupervisorLog, clusterComponents, startSupervisorDaemon } from '../up/supervise.js';
+import { Supervisor } from '../up/supervisor.js';
 import { renderList } from './format.js';
 import type { Io } from './io.js';
 import { DEFAULT_DIR } from './options.js';
@@ -39,6 +41,10 @@ async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detac
     io.out(`  psql ${quoteArg(cluster.proxyConnectionString('ro'))}    # read-only, the replicas`);
     const tls = cluster.proxyTlsConnectionString('rw');
     if (tls !== null) io.out(`  psql ${quoteArg(tls)}    # read-write over TLS, certificate verified`);
+    const admin = cluster.proxyAdminUrl();
+    const metrics = cluster.proxyMetricsUrl();
+    if (admin !== null) io.out(`  psql ${quoteArg(admin.replace('postgresql://', `postgresql://${cluster.pgCredentials().superuser.username}@`))}    # admin console (SHOW POOLS, RELOAD, …; the superuser's password)`);
+    if (metrics !== null) io.out(`  curl ${metrics}    # Prometheus metrics (pgbouncer_exporter's names)`);
   }
   io.out('');
   // The default directory is found without --dir (from the same working directory).
@@ -53,15 +59,31 @@ async function printSummary(io: Io, cluster: LocalCluster, dirArg: string, detac
 export async function upCommand(io: Io, options: UpOptions): Promise<void> {
   // Before anything is written: a missing PostgreSQL or etcd should leave no half-made directory behind.
   checkDependencies();
-  const cluster = await LocalCluster.open({ dir: options.dir, nodes: options.nodes, log: (line) => io.out(line) });
+  const cluster = await LocalCluster.open({ dir: options.dir, nodes: options.nodes, log: (line) => io.out(line), proxyWorkers: LOCAL_PROXY_WORKERS });
+  const watching = cluster.supervisor();
+  if (watching !== null && !cluster.isRunning()) {
+    io.out(
+      `The local cluster "${cluster.name}" in ${cluster.dir} is supervised by PID ${watching.pid}, which restarts what stopped: see ${cluster.supervisorLogFile()}, or stop it with \`pgwarden down --dir ${quoteArg(options.dir)}\`.`,
+    );
+    await cluster.close();
+    return;
+  }
   if (cluster.isRunning()) {
     io.out(`The local cluster "${cluster.name}" in ${cluster.dir} is already running.`);
-    // A proxy that died (or a cluster made before proxies existed) is started; the agents are left alone.
-    await cluster.startProxy();
+    if (watching === null) {
+      // A proxy that died (or a cluster made before proxies existed) is started; the agents are left alone.
+      await cluster.startProxy();
+      await startDaemon(io, cluster);
+    } else {
+      io.out(`supervised by PID ${watching.pid} (${watching.mode === 'daemon' ? 'pgwarden supervise' : 'a foreground pgwarden up'})`);
+    }
     await printSummary(io, cluster, options.dir, true);
     await cluster.close();
     return;
   }
+  // Recorded before anything starts, so that `pgwarden down` meanwhile asks this process to stop the cluster.
+  if (!options.detach) await cluster.recordSupervisor('foreground');
+  let supervisor: Supervisor | null = null;
 
   let stopping: Promise<void> | null = null;
   let stopRequested: (() => void) | null = null;
@@ -72,6 +94,9 @@ export async function upCommand(io: Io, options: UpOptions): Promise<void> {
     if (stopping === null) {
       io.out(why);
       stopping = (async () => {
+        // Stopped first: nothing stopped from now on is a failure to repair.
+        await supervisor?.stop();
+        await cluster.clearSupervisor();
         await cluster.stop();
         // A process spawned while the first pass ran is caught by a second one.
         if (!cluster.isStopped()) await cluster.stop();
@@ -115,6 +140,17 @@ export async function upCommand(io: Io, options: UpOptions): Promise<void> {
     await finishStopping();
     return;
   }
+  if (options.detach) {
+    await startDaemon(io, cluster);
+  } else {
+    const log = (line: string): void => {
+      io.out(line);
+      appendSupervisorLog(cluster, line);
+    };
+    supervisor = new Supervisor(clusterComponents(cluster), log);
+    supervisor.start();
+    log(`supervisor: this process (PID ${process.pid}) restarts etcd, an agent or the proxy that exits; log: ${cluster.supervisorLogFile()}`);
+  }
   await printSummary(io, cluster, options.dir, options.detach);
   await cluster.close();
   if (options.detach) return;
@@ -126,12 +162,20 @@ export async function upCommand(io: Io, options: UpOptions): Promise<void> {
   clearInterval(keepAlive);
 }
 
+async function startDaemon(io: Io, cluster: LocalCluster): Promise<void> {
+  const pid = await startSupervisorDaemon(cluster);
+  io.out(`supervisor running (PID ${pid}): it restarts etcd, an agent or the proxy that exits; log: ${cluster.supervisorLogFile()}`);
+}
+
+/** Returns once every process of the cluster is gone (or fails naming those left). */
 export async function downCommand(io: Io, options: { dir: string }): Promise<void> {
   const cluster = await LocalCluster.open({ dir: options.dir, mustExist: true, log: (line) => io.out(line) });
   if (cluster.isStopped()) {
     io.out(`The local cluster "${cluster.name}" in ${cluster.dir} is not running.`);
     return;
   }
+  // First, or it would start again what is being stopped.
+  await cluster.stopSupervisor();
   await cluster.stop();
   io.out(`Stopped the local cluster "${cluster.name}". Its data stays in ${cluster.dir}; \`pgwarden up --dir ${quoteArg(options.dir)}\` starts it again.`);
 }

@@ -4,7 +4,7 @@
  * happened and what to do; never a stack trace.
  */
 import { isPgwardenError } from '../errors.js';
-import { terminalIo } from './io.js';
+import { ignoreOutputErrors, terminalIo, writeQuietly } from './io.js';
 import { buildProgram } from './program.js';
 
 function report(e: unknown): void {
@@ -12,16 +12,12 @@ function report(e: unknown): void {
   if (isPgwardenError(e)) message = `${e.message} [${e.code}]`;
   else if (e instanceof Error) message = `${e.message} (unexpected error: please report it with the command you ran)`;
   else message = String(e);
-  process.stderr.write(`error: ${message}\n`);
+  writeQuietly(process.stderr, `error: ${message}\n`);
 }
 
-// `pgwarden list | head` closes the pipe early: that is not an error worth a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-    throw e;
-  });
-}
+// `pgwarden list | head` closes the pipe early, `npm start | tee` loses its reader at Ctrl-C: the command goes on
+// (`up` must still stop its cluster) and simply prints no more.
+ignoreOutputErrors();
 
 try {
   await buildProgram(terminalIo()).parseAsync(process.argv);

@@ -74,7 +74,8 @@ export function buildProgram(io: Io): Command {
         'after',
         `
 --format json prints {"cluster": …, "members": [{"name", "role" ("primary"|"replica"), "state", "host", "port",
-"api_url", "timeline", "lag_bytes", "reason"}, …]} for scripts.`,
+"api_url", "timeline", "lag_bytes", "reason"}, …], "proxies": [{"id", "rw", "ro", "admin" (the console's libpq URL),
+"metrics" (the Prometheus URL or null), "unreachable", "updated_at"}, …]} for scripts.`,
       ),
   ).action(async (opts: ClusterOpts & { format: OutputFormat }) => (await commands()).listCommand(io, opts));
 
@@ -209,9 +210,12 @@ Examples:
     .addHelpText(
       'after',
       `
-Runs in the foreground until Ctrl-C, which stops the agents (replicas first), PostgreSQL and etcd; with
---detach it returns once the cluster is healthy. Running it again on the same --dir starts the same cluster
-with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 etcd-server`,
+Runs in the foreground until Ctrl-C (or SIGTERM, SIGHUP), which stops the proxy, the agents (replicas first),
+PostgreSQL and etcd; with --detach it returns once the cluster is healthy. Either way etcd, an agent or the proxy
+that exits is started again (at once, then after 100 ms doubling up to 30 s while it keeps exiting), and each
+restart is logged in <dir>/supervisor.log; with --detach a background \`pgwarden supervise\` process does it,
+which \`pgwarden down\` stops first. Running it again on the same --dir starts the same cluster with its data.
+Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 etcd-server`,
     )
     .action(async (opts: { nodes?: number; dir: string; detach: boolean; timeout: number }) =>
       (await import('./local.js')).upCommand(io, { dir: opts.dir, nodes: opts.nodes, detach: opts.detach, timeoutSec: opts.timeout }),
@@ -219,7 +223,7 @@ with its data. Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 et
 
   program
     .command('down')
-    .description('stop a local cluster started by `pgwarden up --detach` (its data is kept)')
+    .description('stop a local cluster started by `pgwarden up` (its data is kept); returns once every process is gone')
     .option('-d, --dir <dir>', 'the directory given to `pgwarden up`', DEFAULT_DIR)
     .action(async (opts: { dir: string }) => (await import('./local.js')).downCommand(io, opts));
 
@@ -258,6 +262,12 @@ Two ways to run it:
       async (opts: { config?: string; primary?: string; replica: string[]; authFile?: string; listen?: string; listenRo?: string; poolMode?: 'transaction' | 'session'; adminUser: string[] }) =>
         (await import('../proxy/run.js')).runProxy(opts),
     );
+
+  // Started by `pgwarden up --detach` (see src/up/supervise.ts); not for people, so not listed in --help.
+  program
+    .command('supervise', { hidden: true })
+    .requiredOption('-d, --dir <dir>')
+    .action(async (opts: { dir: string }) => (await import('../up/supervise.js')).runSupervisorDaemon(opts.dir));
 
   // Started by the agent itself (see src/ha/deadman.ts); not for people, so not listed in --help.
   program

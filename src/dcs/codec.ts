@@ -308,6 +308,10 @@ export interface ProxyRegistration {
    * since when; absent or empty when it reaches them all.
    */
   unreachable?: Record<string, number>;
+  /** The admin console as a libpq URL (database pgbouncer on the rw listener); absent from older proxies. */
+  admin?: string;
+  /** The Prometheus endpoint's URL (metrics_listen), or null without one; absent from older proxies. */
+  metrics?: string | null;
 }
 
 const proxySchema = z.object({
@@ -317,6 +321,8 @@ const proxySchema = z.object({
   updatedAt: z.number().finite().catch(0),
   drained: z.string().nullable().optional().catch(null),
   unreachable: z.record(z.string(), z.number().finite()).optional().catch(undefined),
+  admin: z.string().optional().catch(undefined),
+  metrics: z.string().nullable().optional().catch(undefined),
 });
 
 export function encodeProxy(registration: ProxyRegistration): string {

@@ -9,6 +9,7 @@
 import type { Logger } from 'pino';
 import type { Dcs } from '../dcs/dcs.js';
 import type { ProxyRegistration } from '../dcs/codec.js';
+import { formatHostPort } from '../config/schema.js';
 import { describeError } from '../errors.js';
 
 /** How often the registration's lease is refreshed, as a share of its TTL. */
@@ -20,6 +21,12 @@ export interface RegisteredProxy {
   readonly address: { host: string; port: number };
   readonly roAddress: { host: string; port: number } | null;
   rwTransactionsInFlight(): number;
+}
+
+/** Where operators find the proxy's console and metrics, published so that `pgwarden list` can show them. */
+export interface OperationsAddresses {
+  /** The metrics listener (metrics_listen as bound), or null without one. */
+  metrics: { host: string; port: number } | null;
 }
 
 export interface DrainSource {
@@ -65,6 +72,7 @@ export class ProxyRegistrar {
     private readonly drains: DrainSource,
     private readonly log: Logger,
     private readonly reachability: ReachabilitySource | null = null,
+    private readonly operations: OperationsAddresses | null = null,
   ) {}
 
   async start(ttl: number): Promise<void> {
@@ -117,6 +125,13 @@ export class ProxyRegistrar {
         updatedAt: Date.now(),
         drained: this.drained,
         ...(this.reachability === null ? {} : { unreachable: this.reachability.unreachable() }),
+        ...(this.operations === null
+          ? {}
+          : {
+              // The console answers on the rw listener, as database pgbouncer (or pgwarden).
+              admin: `postgresql://${formatHostPort(rw.host, rw.port)}/pgbouncer`,
+              metrics: this.operations.metrics === null ? null : `http://${formatHostPort(this.operations.metrics.host, this.operations.metrics.port)}/metrics`,
+            }),
       })
       .catch((e: unknown) => {
         this.outdated = true;

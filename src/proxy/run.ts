@@ -117,7 +117,13 @@ function sighupHandler(configPath: string | undefined, log: Logger, reload: () =
  * The operations side of a running proxy: the admin console (database `pgwarden`/`pgbouncer`) and, when
  * `metrics_listen` is set, the Prometheus endpoint. Returns what must be stopped at shutdown.
  */
-async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology: Topology, configPath: string | undefined, log: Logger): Promise<() => Promise<void>> {
+async function startOperations(
+  proxy: ProxyServer,
+  config: ProxyConfig,
+  topology: Topology,
+  configPath: string | undefined,
+  log: Logger,
+): Promise<{ stop: () => Promise<void>; metrics: { host: string; port: number } | null }> {
   const console = attachAdminConsole(proxy, { config, topology, configPath, logger: log });
   const onSighup = sighupHandler(configPath, log, () => console.reload());
   process.on('SIGHUP', onSighup);
@@ -125,14 +131,17 @@ async function startOperations(proxy: ProxyServer, config: ProxyConfig, topology
     process.off('SIGHUP', onSighup);
     console.close();
   };
-  if (!config.metrics_listen) return async () => stopConsole();
+  if (!config.metrics_listen) return { stop: async () => stopConsole(), metrics: null };
   const metrics = new ProxyMetricsServer(createProxyMetricsRegistry({ console, topology, proxy }));
   const listen = config.metrics_listen;
   await metrics.start(listen);
   log.info({ metrics: `http://${listen.host}:${metrics.address.port}/metrics` }, 'metrics endpoint started');
-  return async () => {
-    stopConsole();
-    await metrics.stop();
+  return {
+    stop: async () => {
+      stopConsole();
+      await metrics.stop();
+    },
+    metrics: { host: listen.host, port: metrics.address.port },
   };
 }
 
@@ -164,9 +173,9 @@ export async function runProxy(options: RunProxyOptions): Promise<void> {
   const topology = new StaticTopology(primary, replicas.length > 0 ? replicas : config.replicas);
   const proxy = new ProxyServer({ config, topology, logger: log });
   await proxy.start();
-  const stopOperations = await startOperations(proxy, config, topology, options.config, log);
+  const operations = await startOperations(proxy, config, topology, options.config, log);
   exitOnSignals(log, async () => {
-    await Promise.all([proxy.stop(5000), stopOperations()]);
+    await Promise.all([proxy.stop(5000), operations.stop()]);
   });
 }
 
@@ -227,15 +236,15 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
   });
   topology.on('change', () => log.info({ primary: topology.primary(), replicas: topology.replicas(), stale: topology.isStale }, 'topology changed'));
   await topology.start();
-  let served: { registered: RegisteredProxy; stop: () => Promise<void> };
+  let served: { registered: RegisteredProxy; stop: () => Promise<void>; metrics: { host: string; port: number } | null };
   if (config.workerThreads > 1) {
     const group = await startWorkerGroup(config, options, log, { topology });
-    served = { registered: group, stop: () => group.stop(5000) };
+    served = { registered: group, stop: () => group.stop(5000), metrics: group.metricsAddress };
   } else {
     const proxy = new ProxyServer({ config, topology, logger: log });
     await proxy.start();
-    const stopOperations = await startOperations(proxy, config, topology, options.config, log);
-    served = { registered: proxy, stop: async () => void (await Promise.all([proxy.stop(5000), stopOperations()])) };
+    const operations = await startOperations(proxy, config, topology, options.config, log);
+    served = { registered: proxy, stop: async () => void (await Promise.all([proxy.stop(5000), operations.stop()])), metrics: operations.metrics };
   }
   const id = config.id ?? `${hostname()}-${process.pid}`;
   const reachability = new MemberReachability(() => topology.members());
@@ -245,7 +254,7 @@ async function runEtcdProxy(config: ProxyConfig, options: RunProxyOptions): Prom
     else log.info({ unreachable }, "this proxy cannot connect to the PostgreSQL of some members (reported in etcd under proxies/<id>)");
   });
   reachability.start();
-  const registrar = new ProxyRegistrar(dcs, id, served.registered, topology, log, reachability);
+  const registrar = new ProxyRegistrar(dcs, id, served.registered, topology, log, reachability, { metrics: served.metrics });
   await registrar.start(ttlSeconds(await dcs.load().then((v) => v.config.ttl, () => 5)));
   exitOnSignals(log, async () => {
     registrar.stop();

@@ -18,13 +18,14 @@ import { agentChildEnv } from '../config/cli.js';
 import { clusterNameSchema, validateDynamicConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, describeError } from '../errors.js';
+import { deadmanPidOf } from '../ha/deadman.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../ha/types.js';
 import { lookupOsUser, runAsIdentity } from '../postgres/run.js';
 import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
 import { ensureMemberTls, memberTlsAgentSettings, memberTlsPresent } from './cluster-tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
-import { freePorts, portInUse } from './ports.js';
-import { isAlive, isOurProcess, postmasterPidOf, signal, terminate, waitUntil } from './processes.js';
+import { freePort, freePorts, portFreeWithin, portInUse } from './ports.js';
+import { isAlive, isOurProcess, postmasterPidOf, processStartTime, signal, terminate, waitUntil } from './processes.js';
 import {
   FILES,
   STATE_VERSION,
@@ -36,6 +37,7 @@ import {
   type ClusterState,
   type Pids,
   type Secrets,
+  type SupervisorRecord,
 } from './state.js';
 
 export interface LocalClusterOptions {
@@ -67,6 +69,12 @@ const ETCD_START_MS = 15_000;
 const AGENT_STOP_MS = 40_000;
 const DEFAULT_HEALTHY_MS = 120_000;
 const PROXY_START_MS = 15_000;
+/** How long a port of ours may stay bound after its process was killed (see portFreeWithin). */
+const PORT_RELEASE_MS = 1000;
+/** After the stop sequence, how long stragglers (a PostgreSQL child, a deadman) get before `down` fails naming them. */
+const LEFTOVER_MS = 10_000;
+/** A foreground `pgwarden up` asked to stop by `down` stops the whole cluster itself before it exits. */
+const FOREGROUND_STOP_MS = 2 * AGENT_STOP_MS + 30_000;
 const MAX_SOCKET_PATH = 107;
 
 /** The agent entry point next to this module in dist/: dist/src/up → dist/src/cli/main.js. */
@@ -392,15 +400,87 @@ export class LocalCluster {
     return postmasterPidOf(this.dataDir(member));
   }
 
+  /** The lease deadman the agent of `member` started next to its PostgreSQL (src/ha/deadman.ts), when alive. */
+  deadmanPid(member: string): number | null {
+    return deadmanPidOf(`${this.dataDir(member)}.run`);
+  }
+
   /** Which processes are alive. */
-  processes(): { etcd: number | null; agents: Record<string, number | null>; postgres: Record<string, number | null>; proxy: number | null } {
+  processes(): {
+    etcd: number | null;
+    agents: Record<string, number | null>;
+    postgres: Record<string, number | null>;
+    deadman: Record<string, number | null>;
+    proxy: number | null;
+  } {
     const agents: Record<string, number | null> = {};
     const postgres: Record<string, number | null> = {};
+    const deadman: Record<string, number | null> = {};
     for (const m of this.members()) {
       agents[m] = this.agentPid(m);
       postgres[m] = this.pgPid(m);
+      deadman[m] = this.deadmanPid(m);
     }
-    return { etcd: this.etcdPid(), agents, postgres, proxy: this.proxyPid() };
+    return { etcd: this.etcdPid(), agents, postgres, deadman, proxy: this.proxyPid() };
+  }
+
+  /** Every process of the cluster still alive, named for people ("agent pg1 (PID 123)"); the supervisor not included. */
+  private survivors(): { pid: number; what: string }[] {
+    const p = this.processes();
+    const found: { pid: number; what: string }[] = [];
+    if (p.proxy !== null) found.push({ pid: p.proxy, what: 'the proxy' });
+    for (const m of this.members()) {
+      if (p.agents[m] !== null) found.push({ pid: p.agents[m]!, what: `agent ${m}` });
+      if (p.postgres[m] !== null) found.push({ pid: p.postgres[m]!, what: `PostgreSQL of ${m}` });
+      if (p.deadman[m] !== null) found.push({ pid: p.deadman[m]!, what: `the lease deadman of ${m}` });
+    }
+    if (p.etcd !== null) found.push({ pid: p.etcd, what: 'etcd' });
+    return found;
+  }
+
+  // ---- the supervisor ----------------------------------------------------------------------------------------
+
+  /** The live supervisor of this cluster (foreground `pgwarden up` or `pgwarden supervise`), or null. */
+  supervisor(): SupervisorRecord | null {
+    const record = this.pids().supervisor ?? null;
+    if (record === null || !isAlive(record.pid) || processStartTime(record.pid) !== record.startTime) return null;
+    return record;
+  }
+
+  supervisorLogFile(): string {
+    return path.join(this.dir, 'supervisor.log');
+  }
+
+  /** Records this process as the cluster's supervisor. */
+  async recordSupervisor(mode: SupervisorRecord['mode']): Promise<void> {
+    const startTime = processStartTime(process.pid);
+    if (startTime === null) throw new PgwardenError('INTERNAL', `cannot read /proc/${process.pid}/stat to record the supervisor`);
+    await this.recordPid((p) => {
+      p.supervisor = { pid: process.pid, startTime, mode };
+    });
+  }
+
+  /** Removes this process's supervisor record (another supervisor's is left alone). */
+  async clearSupervisor(): Promise<void> {
+    await this.recordPid((p) => {
+      if (p.supervisor?.pid === process.pid) p.supervisor = null;
+    });
+  }
+
+  /**
+   * Stops the supervisor so that nothing is restarted while the cluster stops: a daemon just exits; a foreground
+   * `pgwarden up` stops the whole cluster (as on Ctrl-C) and then exits. Resolves once it is gone.
+   */
+  async stopSupervisor(): Promise<void> {
+    const record = this.supervisor();
+    if (record === null || record.pid === process.pid) return;
+    const ours = (): boolean => isAlive(record.pid) && processStartTime(record.pid) === record.startTime;
+    if (record.mode === 'foreground') this.log(`asking the foreground \`pgwarden up\` (PID ${record.pid}) to stop the cluster…`);
+    else this.log(`stopping the supervisor (PID ${record.pid})…`);
+    await terminate(record.pid, ours, { graceMs: record.mode === 'foreground' ? FOREGROUND_STOP_MS : 10_000 });
+    await this.recordPid((p) => {
+      if (p.supervisor?.pid === record.pid) p.supervisor = null;
+    });
   }
 
   // ---- the proxy -------------------------------------------------------------------------------------------
@@ -425,6 +505,18 @@ export class LocalCluster {
   /** The proxy's read-only port (to the replicas); null before its first start. */
   proxyRoPort(): number | null {
     return this.state.proxy?.roPort ?? null;
+  }
+
+  /** The proxy's admin console (PgBouncer's SHOW, PAUSE, RELOAD …): database pgbouncer on the rw port. */
+  proxyAdminUrl(): string | null {
+    const port = this.proxyRwPort();
+    return port === null ? null : `postgresql://127.0.0.1:${port}/pgbouncer`;
+  }
+
+  /** The proxy's Prometheus endpoint (pgbouncer_exporter's metric names), null before its first start. */
+  proxyMetricsUrl(): string | null {
+    const port = this.state.proxy?.metricsPort;
+    return port === undefined ? null : `http://127.0.0.1:${port}/metrics`;
   }
 
   proxyPid(): number | null {
@@ -467,13 +559,20 @@ export class LocalCluster {
       return;
     }
     if (this.state.proxy === undefined) {
-      const [rwPort, roPort] = await freePorts(2);
-      this.state.proxy = { rwPort, roPort };
+      const [rwPort, roPort, metricsPort] = await freePorts(3);
+      this.state.proxy = { rwPort, roPort, metricsPort };
+      await writeJson(path.join(this.dir, FILES.cluster), this.state);
+    } else if (this.state.proxy.metricsPort === undefined) {
+      // A cluster made before the proxy had a metrics endpoint.
+      const taken = new Set([this.state.proxy.rwPort, this.state.proxy.roPort, this.state.etcd.clientPort, this.state.etcd.peerPort, ...this.state.nodes.flatMap((n) => [n.pgPort, n.apiPort])]);
+      let metricsPort = await freePort();
+      while (taken.has(metricsPort)) metricsPort = await freePort();
+      this.state.proxy.metricsPort = metricsPort;
       await writeJson(path.join(this.dir, FILES.cluster), this.state);
     }
-    const { rwPort, roPort } = this.state.proxy;
-    for (const port of [rwPort, roPort]) {
-      if (await portInUse(port)) {
+    const { rwPort, roPort, metricsPort } = this.state.proxy;
+    for (const port of [rwPort, roPort, metricsPort!]) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (proxy of the local cluster in ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
@@ -502,7 +601,7 @@ export class LocalCluster {
         throw new PgwardenError('UP_FAILED', `the proxy exited during its start; the end of ${logFile}:\n${await logTail(logFile)}`);
       }
       if (await portInUse(rwPort)) {
-        this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort})`);
+        this.log(`starting the proxy… ok (rw port ${rwPort}, ro port ${roPort}, admin console ${this.proxyAdminUrl()}, metrics ${this.proxyMetricsUrl()})`);
         const tls = this.proxyTlsConnectionString('rw');
         if (tls !== null) this.log(`proxy TLS: psql '${tls}'    # verified against the local CA ${this.proxyTlsCaFile()}`);
         if (this.members().every((m) => memberTlsPresent(this.memberDir(m)))) {
@@ -543,6 +642,7 @@ export class LocalCluster {
       // The superuser may use the PgBouncer-compatible console: psql -d pgbouncer through the rw port.
       admin_users: [username],
       etcd: { endpoints: [this.etcdEndpoint()], cluster: this.state.cluster },
+      metrics_listen: `127.0.0.1:${this.state.proxy!.metricsPort!}`,
       ...(this.proxyWorkers === undefined ? {} : { workers: this.proxyWorkers }),
       // Both plaintext and TLS: the printed plain URLs keep working, verify-full works with <dir>/tls/ca.crt.
       ...(tls === null ? {} : { client_tls_cert_file: tls.serverCert, client_tls_key_file: tls.serverKey, client_tls_sslmode: 'allow' }),
@@ -578,10 +678,9 @@ export class LocalCluster {
     return this.etcdPid() !== null && this.members().every((m) => this.agentPid(m) !== null);
   }
 
-  /** Nothing of the cluster is running (etcd, agents, PostgreSQL servers). */
+  /** Nothing of the cluster is running (etcd, agents, PostgreSQL servers, deadmen, proxy, supervisor). */
   isStopped(): boolean {
-    const p = this.processes();
-    return p.etcd === null && p.proxy === null && Object.values(p.agents).every((x) => x === null) && Object.values(p.postgres).every((x) => x === null);
+    return this.survivors().length === 0 && this.supervisor() === null;
   }
 
   /**
@@ -613,7 +712,7 @@ export class LocalCluster {
     await this.startProxy();
   }
 
-  /** Starts etcd alone (no-op when it runs); start() does it before the agents. */
+  /** Starts etcd (no-op when it runs) and waits until it is healthy; start() does it before the agents. */
   async startEtcd(): Promise<void> {
     const existing = this.etcdPid();
     if (existing !== null) {
@@ -625,7 +724,7 @@ export class LocalCluster {
       [clientPort, 'client'],
       [peerPort, 'peer'],
     ] as const) {
-      if (await portInUse(port)) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (etcd ${what} port of the local cluster in ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
@@ -689,7 +788,7 @@ export class LocalCluster {
     ] as const) {
       // PostgreSQL of this member may still run without its agent (agent killed): its port is ours.
       if (what === 'PostgreSQL' && this.pgPid(member) !== null) continue;
-      if (await portInUse(port)) {
+      if (!(await portFreeWithin(port, PORT_RELEASE_MS))) {
         throw new PgwardenError(
           'UP_FAILED',
           `port ${port} (${what} of ${member} in the local cluster ${this.dir}) is taken by another program: stop that program, or create a new cluster in another --dir`,
@@ -764,6 +863,11 @@ export class LocalCluster {
       await terminate(pid, () => isOurProcess(pid, this.configFile(member)), { graceMs: AGENT_STOP_MS });
     }
     await this.stopOrphanPostgres(member);
+    // Its PostgreSQL is down, so the deadman has nothing left to guard; left alone it would linger for seconds.
+    const deadman = this.deadmanPid(member);
+    if (deadman !== null && this.pgPid(member) === null) {
+      await terminate(deadman, () => this.deadmanPid(member) === deadman, { graceMs: 2000 });
+    }
     await this.recordPid((p) => {
       delete p.agents[member];
     });
@@ -816,6 +920,21 @@ export class LocalCluster {
       p.etcd = null;
       p.agents = {};
     });
+    await this.waitStragglers();
+  }
+
+  /** Returns once no process of the cluster is left, or throws TIMEOUT naming what is. */
+  private async waitStragglers(): Promise<void> {
+    let left = this.survivors();
+    if (left.length === 0) return;
+    this.log(`waiting for ${left.map((s) => `${s.what} (PID ${s.pid})`).join(', ')} to exit…`);
+    if (await waitUntil(() => this.survivors().length === 0, LEFTOVER_MS)) return;
+    left = this.survivors();
+    throw new PgwardenError(
+      'TIMEOUT',
+      `still running ${LEFTOVER_MS / 1000} s after the local cluster in ${this.dir} was stopped: ${left.map((s) => `${s.what} (PID ${s.pid})`).join(', ')}; ` +
+        `end them with \`kill -9 ${left.map((s) => s.pid).join(' ')}\` and look at the logs in ${this.dir}`,
+    );
   }
 
   // ---- the cluster as etcd sees it ----------------------------------------------------------------------------

@@ -28,6 +28,20 @@ export async function freePorts(count: number): Promise<number[]> {
   return [...ports];
 }
 
+/**
+ * Whether `port` is free now or becomes free within `ms`. A process killed a moment ago may still hold its
+ * sockets although /proc no longer shows its command line (the kernel closes its files last): a restart waits
+ * for them instead of taking the port for another program's.
+ */
+export async function portFreeWithin(port: number, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (!(await portInUse(port))) return true;
+    if (Date.now() >= deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** True when something accepts TCP connections on 127.0.0.1:port (another program took a port we chose). */
 export function portInUse(port: number): Promise<boolean> {
   return new Promise((resolve) => {

@@ -23,6 +23,22 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/**
+ * When `pid` started, in clock ticks since boot (/proc/<pid>/stat field 22), or null when it is gone. With the PID
+ * it names one process for good: a PID reused later has another start time.
+ */
+export function processStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is field 3, starttime field 22.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const start = Number(fields[22 - 3]);
+    return Number.isFinite(start) ? start : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The PID on the first line of a PID file, or null when the file is missing or holds no PID. */
 export function readPidFile(file: string): number | null {
   try {

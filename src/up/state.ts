@@ -2,7 +2,8 @@
  * What a local cluster keeps in its directory (`pgwarden up --dir`):
  *   cluster.json   cluster name, ports chosen once, node names, the dynamic settings it was created with
  *   secrets.json   random passwords (mode 0600)
- *   pids.json      PIDs of etcd, of each agent and of the proxy while they run
+ *   pids.json      PIDs of etcd, of each agent, of the proxy and of the supervisor while they run
+ *   supervisor.log what the supervisor restarted, and why
  *   proxy/         proxy.yml, userlist.txt (mode 0600), proxy.log
  *   etcd/          etcd's data and log
  *   <member>/      agent.yml, agent.log, data/ (PostgreSQL, owned by the postgres user), data.run/
@@ -32,8 +33,8 @@ export interface ClusterState {
   /** PostgreSQL parameters of every agent file. */
   parameters: Record<string, string | number | boolean>;
   createdAt: string;
-  /** The proxy's listeners, chosen at its first start. */
-  proxy?: { rwPort: number; roPort: number };
+  /** The proxy's listeners, chosen at its first start (metricsPort: added later, so absent in older clusters). */
+  proxy?: { rwPort: number; roPort: number; metricsPort?: number };
 }
 
 export interface Secrets {
@@ -43,10 +44,21 @@ export interface Secrets {
   api: { username: string; password: string };
 }
 
+/**
+ * The process that restarts what exits (src/up/supervisor.ts): the foreground `pgwarden up` itself, or with
+ * --detach a `pgwarden supervise` daemon. The start time tells a reused PID apart.
+ */
+export interface SupervisorRecord {
+  pid: number;
+  startTime: number;
+  mode: 'foreground' | 'daemon';
+}
+
 export interface Pids {
   etcd: number | null;
   agents: Record<string, number>;
   proxy?: number | null;
+  supervisor?: SupervisorRecord | null;
 }
 
 export const FILES = {
@@ -119,7 +131,9 @@ export function readClusterState(dir: string): ClusterState | null {
     dynamic: isRecord(raw.dynamic) ? (raw.dynamic as Partial<DynamicConfig>) : {},
     parameters: isRecord(raw.parameters) ? (raw.parameters as ClusterState['parameters']) : {},
     createdAt: typeof raw.createdAt === 'string' ? raw.createdAt : '',
-    ...(isRecord(raw.proxy) && isPort(raw.proxy.rwPort) && isPort(raw.proxy.roPort) ? { proxy: { rwPort: raw.proxy.rwPort, roPort: raw.proxy.roPort } } : {}),
+    ...(isRecord(raw.proxy) && isPort(raw.proxy.rwPort) && isPort(raw.proxy.roPort)
+      ? { proxy: { rwPort: raw.proxy.rwPort, roPort: raw.proxy.roPort, ...(isPort(raw.proxy.metricsPort) ? { metricsPort: raw.proxy.metricsPort } : {}) } }
+      : {}),
   };
 }
 
@@ -141,7 +155,17 @@ export function readPids(dir: string): Pids {
   if (isRecord(raw.agents)) {
     for (const [name, pid] of Object.entries(raw.agents)) if (Number.isInteger(pid)) agents[name] = pid as number;
   }
-  return { etcd: Number.isInteger(raw.etcd) ? (raw.etcd as number) : null, agents, proxy: Number.isInteger(raw.proxy) ? (raw.proxy as number) : null };
+  const s = raw.supervisor;
+  const supervisor =
+    isRecord(s) && Number.isInteger(s.pid) && Number.isFinite(s.startTime) && (s.mode === 'foreground' || s.mode === 'daemon')
+      ? { pid: s.pid as number, startTime: s.startTime as number, mode: s.mode as SupervisorRecord['mode'] }
+      : null;
+  return {
+    etcd: Number.isInteger(raw.etcd) ? (raw.etcd as number) : null,
+    agents,
+    proxy: Number.isInteger(raw.proxy) ? (raw.proxy as number) : null,
+    supervisor,
+  };
 }
 
 /** Writes atomically (temporary file + rename) so a reader never sees half a file. */

@@ -62,12 +62,26 @@ describe('listJson', () => {
   it('lists live proxies with their rw and ro addresses', () => {
     const view = cluster().primary('a').view();
     const json = listJson('main', view, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updatedAt: 5 }]);
-    assert.deepEqual(json.proxies, [{ id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updated_at: 5, unreachable: [] }]);
+    assert.deepEqual(json.proxies, [
+      { id: 'p1', rw: '127.0.0.1:6432', ro: '127.0.0.1:6433', updated_at: 5, unreachable: [], admin: 'postgresql://127.0.0.1:6432/pgbouncer', metrics: null },
+    ]);
     const text = renderList('main', view, 'etcd x', [{ id: 'p1', rw: '127.0.0.1:6432', ro: null, updatedAt: 5 }]);
-    assert.match(text, /\| p1 +\| 127\.0\.0\.1:6432 +\| - +\| - +\|/);
+    assert.match(text, /\| p1 +\| 127\.0\.0\.1:6432 +\| - +\| postgresql:\/\/127\.0\.0\.1:6432\/pgbouncer +\| - +\| - +\|/);
     const cut = [{ id: 'p2', rw: '127.0.0.1:7432', ro: null, updatedAt: 5, unreachable: { c: 9, a: 7 } }];
     assert.deepEqual(listJson('main', view, cut).proxies[0]!.unreachable, ['a', 'c']);
-    assert.match(renderList('main', view, 'etcd x', cut), /\| p2 +\| 127\.0\.0\.1:7432 +\| - +\| a, c +\|/);
+    assert.match(renderList('main', view, 'etcd x', cut), /\| p2 +\| 127\.0\.0\.1:7432 +\| - +\| [^|]+\| - +\| a, c +\|/);
+  });
+
+  it("shows each proxy's admin console and metrics endpoint as it published them", () => {
+    const view = cluster().primary('a').view();
+    const published = [
+      { id: 'p3', rw: '127.0.0.1:6432', ro: null, updatedAt: 5, admin: 'postgresql://127.0.0.1:6432/pgbouncer', metrics: 'http://127.0.0.1:9127/metrics' },
+    ];
+    const json = listJson('main', view, published).proxies[0]!;
+    assert.equal(json.admin, 'postgresql://127.0.0.1:6432/pgbouncer');
+    assert.equal(json.metrics, 'http://127.0.0.1:9127/metrics');
+    assert.match(renderList('main', view, 'etcd x', published), /\| Admin console +\| Metrics +\|/);
+    assert.match(renderList('main', view, 'etcd x', published), /\| postgresql:\/\/127\.0\.0\.1:6432\/pgbouncer \| http:\/\/127\.0\.0\.1:9127\/metrics \|/);
   });
 
   it('has exactly the documented keys, members sorted by name', () => {
