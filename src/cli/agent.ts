@@ -7,8 +7,8 @@ import { Agent } from '../ha/agent.js';
 import { createLogger } from '../log.js';
 import { PostgresServer } from '../postgres/server.js';
 
-/** Builds the PostgreSQL controller from the agent's file settings. */
-export function postgresServerFor(config: AgentConfig): PostgresServer {
+/** Builds the PostgreSQL controller from the agent's file settings; `onRepair` hears of stale locks it removed. */
+export function postgresServerFor(config: AgentConfig, onRepair?: (message: string) => void): PostgresServer {
   const listen = parseHostPort(config.postgresql.listen)!;
   const connect = parseHostPort(config.postgresql.connect_address)!;
   return new PostgresServer({
@@ -25,6 +25,7 @@ export function postgresServerFor(config: AgentConfig): PostgresServer {
     parameters: config.postgresql.parameters,
     hbaExtra: config.postgresql.pg_hba_extra,
     logFile: config.postgresql.log_file ?? undefined,
+    onRepair,
   });
 }
 
@@ -42,7 +43,7 @@ export async function runAgent(configPath: string): Promise<void> {
     password: config.etcd.password ?? undefined,
     callTimeoutMs: config.etcd.call_timeout_ms,
   });
-  const pg = postgresServerFor(config);
+  const pg = postgresServerFor(config, (message) => log.warn(message));
   const agent = new Agent({ config, dcs, pg, log });
   const api = await startApi({
     listen: config.api.listen,

@@ -74,6 +74,7 @@ const memberSchema = z.object({
   updatedAt: z.number().finite().catch(0),
   version: z.string().catch(''),
   systemId: z.string().nullable().catch(null),
+  reclone: z.object({ at: z.number().finite(), reason: z.string() }).nullable().catch(null),
 });
 
 const syncSchema = z.object({
