@@ -133,6 +133,7 @@ describe('rejoining a former primary (real etcd and PostgreSQL)', { concurrency:
   });
 
   it('re-clones a former primary whose WAL is gone, and says why in list, the log and /metrics', async () => {
+    await query((await lc.view()).leader!.name, 'CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)');
     const { old, fresh } = await crashPrimary();
     await query(fresh, 'INSERT INTO t VALUES (3)');
     // Without its WAL no crash recovery and no rewind can work: only a fresh copy helps.
