@@ -105,6 +105,9 @@ describe('rejoining a former primary (real etcd and PostgreSQL)', { concurrency:
     await query(primary, 'INSERT INTO t VALUES (1)');
     const { old, fresh } = await crashPrimary();
     await query(fresh, 'INSERT INTO t VALUES (2)');
+    // The new primary keeps a slot for the absent former primary (member_slots_ttl): the WAL it needs after the
+    // rewind stays.
+    await waitFor(`a slot for ${old} on ${fresh}`, async () => (await query<{ n: string }>(fresh, 'SELECT slot_name AS n FROM pg_replication_slots')).some((r) => r.n === old));
     // What a restarted host may find: the PID in the lock files reused by a process of the postgres user, and
     // standby.signal from a rejoin that was cut short.
     const owner = runAsIdentity('postgres');
