@@ -9,8 +9,8 @@ import { Agent } from '../ha/agent.js';
 import { createLogger } from '../log.js';
 import { PostgresServer } from '../postgres/server.js';
 
-/** Builds the PostgreSQL controller from the agent's file settings. */
-export function postgresServerFor(config: AgentConfig): PostgresServer {
+/** Builds the PostgreSQL controller from the agent's file settings; `onRepair` hears of stale locks it removed. */
+export function postgresServerFor(config: AgentConfig, onRepair?: (message: string) => void): PostgresServer {
   const listen = parseHostPort(config.postgresql.listen)!;
   const connect = parseHostPort(config.postgresql.connect_address)!;
   return new PostgresServer({
@@ -27,6 +27,7 @@ export function postgresServerFor(config: AgentConfig): PostgresServer {
     parameters: config.postgresql.parameters,
     hbaExtra: config.postgresql.pg_hba_extra,
     logFile: config.postgresql.log_file ?? undefined,
+    onRepair,
   });
 }
 
@@ -46,7 +47,7 @@ export async function runAgent(configPath: string): Promise<void> {
     callTimeoutMs: config.etcd.call_timeout_ms,
     tls: loadEtcdTls(config.etcd.tls),
   });
-  const pg = postgresServerFor(config);
+  const pg = postgresServerFor(config, (message) => log.warn(message));
   const https = loadApiHttps(config.api.tls);
   const peerTls = loadApiClientTls(config.api.tls);
   const agent = new Agent({ config, dcs, pg, log, peerTls });

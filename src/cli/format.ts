@@ -66,6 +66,8 @@ export interface ListMemberJson {
   timeline: number | null;
   lag_bytes: number | null;
   reason: string;
+  /** The member's last re-clone (its data replaced by a fresh copy) and why; null when it never had one. */
+  reclone: { time: string; reason: string } | null;
 }
 
 export interface ListProxyJson {
@@ -107,6 +109,7 @@ export function listJson(cluster: string, view: ClusterView, proxies: readonly P
       timeline: m.timeline,
       lag_bytes: m.role === 'primary' ? 0 : m.lagBytes,
       reason: m.reason,
+      reclone: m.reclone ? { time: new Date(m.reclone.at).toISOString(), reason: m.reclone.reason } : null,
     })),
     proxies: proxies.map((p) => ({
       id: p.id,
@@ -144,6 +147,10 @@ export function renderList(cluster: string, view: ClusterView, source: string, p
       truncate(m.reason, MAX_REASON),
     ]);
     out.push(renderTable(['Member', 'Host', 'Role', 'State', 'TL', 'Lag in MB', 'Last reason'], rows, { alignRight: [4, 5] }));
+  }
+  // A re-clone copies the whole data directory and hides a rewind that failed: it stays in view with its reason.
+  for (const m of members) {
+    if (m.reclone) out.push(`Re-cloned: ${m.name} at ${formatTime(m.reclone.at)}: ${truncate(m.reclone.reason, MAX_REASON * 3)}`);
   }
   if (view.leader === null && members.length > 0) out.push('No member holds the leader key: the cluster has no primary.');
   if (view.config.pause) out.push('Maintenance mode: on (agents take no automatic action; `pgwarden resume` ends it)');

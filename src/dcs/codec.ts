@@ -75,6 +75,8 @@ const memberSchema = z.object({
   updatedAt: z.number().finite().catch(0),
   version: z.string().catch(''),
   systemId: z.string().nullable().catch(null),
+  // Optional: a member written by an older pgwarden has none, and decodes as it was written.
+  reclone: z.object({ at: z.number().finite(), reason: z.string() }).nullable().optional().catch(undefined),
 });
 
 const syncSchema = z.object({

@@ -278,7 +278,7 @@ export class Agent implements ApiBackend {
 
     // While the actions run (a restart in place may take longer than ttl) the keeper holds the lease for us.
     this.loopAliveUntil = Number.POSITIVE_INFINITY;
-    const ctx = this.executorContext(view);
+    const ctx = { ...this.executorContext(view), reason: decision.reason };
     if (reachable && decision.actions.some((a) => LONG_ACTIONS.has(a.type))) {
       // Say what is about to happen before a step that can take minutes (`pgwarden list` shows "cloning"), and
       // let the primary see this member so it creates its replication slot.
@@ -288,6 +288,8 @@ export class Agent implements ApiBackend {
       this.metricsRegistry.actions.inc({ action: action.type });
       try {
         await execute(action, ctx);
+        if (action.type === 'rewind') this.metricsRegistry.rewinds.inc({ result: 'succeeded' });
+        if (action.type === 'reinitialize') this.metricsRegistry.reclones.inc();
         // Armed before the next action: after acquireLeader come promote or start, which PostgreSQL finishes on
         // its own if this process dies meanwhile — it must not become a primary without a deadman.
         this.syncDeadman();
@@ -297,6 +299,7 @@ export class Agent implements ApiBackend {
       } catch (e) {
         this.syncDeadman();
         this.metricsRegistry.actionFailures.inc({ action: action.type });
+        if (action.type === 'rewind') this.metricsRegistry.rewinds.inc({ result: 'failed' });
         // No immediate retry: a failure that persists would otherwise spin the loop; the watchdog does not
         // depend on the loop's pace.
         this.log.warn({ action: action.type, err: describeError(e) }, `action ${action.type} failed; the next cycle decides again`);
@@ -404,6 +407,7 @@ export class Agent implements ApiBackend {
       updatedAt: Date.now(),
       version: PGWARDEN_VERSION,
       systemId: pg.systemId,
+      reclone: this.memory.lastReclone,
     };
   }
 

@@ -678,7 +678,7 @@ class Decider {
       // forever: found by the chaos suite. Rewind it after a few failed starts, clone it again when that fails.
       const failures = this.obs.memory.startFailures;
       if (this.obs.memory.rewindFailed || failures >= MAX_START_FAILURES * 2) {
-        return this.rejoinAsReplica(leader, lm, 'cloning it again', true);
+        return this.rejoinAsReplica(leader, lm, `PostgreSQL failed to start as a replica ${failures} times: cloning it again`, true);
       }
       if (failures >= MAX_START_FAILURES) {
         return this.rejoinAsReplica(leader, lm, `PostgreSQL failed to start as a replica ${failures} times: rewinding it first`);
@@ -697,7 +697,7 @@ class Decider {
       if (lm.role === 'primary' && lm.state === 'running') {
         return this.decision(
           [{ type: 'stop', mode: 'fast' }, this.obs.memory.rewindFailed ? { type: 'reinitialize', from: leader } : { type: 'rewind', from: leader }, { type: 'start', role: 'replica', follow: leader }],
-          `replica diverged from ${leader} (it has WAL past the point where timeline ${lm.timeline} forked off): ${this.obs.memory.rewindFailed ? 'cloning it again' : 'rewinding it'}`,
+          `replica diverged from ${leader} (it has WAL past the point where timeline ${lm.timeline} forked off): ${this.obs.memory.rewindFailed ? `pg_rewind failed, cloning it again${this.rewindErrorNote}` : 'rewinding it'}`,
           'replica',
           'rewinding',
         );
@@ -708,6 +708,12 @@ class Decider {
     }
     // The lag is published in the member key; keeping it out of the sentence keeps the log to one line per change.
     return this.decision([], pg.streaming ? `replica streaming from ${leader}` : `replica of ${leader}, not streaming yet`, 'replica', this.pgState);
+  }
+
+  /** What pg_rewind said when it failed, for the reason of the re-clone that follows. */
+  private get rewindErrorNote(): string {
+    const error = this.obs.memory.rewindError;
+    return error ? ` (${error})` : '';
   }
 
   /**
@@ -729,7 +735,7 @@ class Decider {
     if (this.obs.memory.rewindFailed) {
       return this.decision(
         [{ type: 'reinitialize', from: leader }, { type: 'start', role: 'replica', follow: leader }],
-        `rejoining as a replica of ${leader}: pg_rewind failed, cloning again`,
+        `rejoining as a replica of ${leader}: pg_rewind failed, cloning again${this.rewindErrorNote}`,
         'replica',
         'cloning',
       );

@@ -1,7 +1,7 @@
 import { describeError, PgwardenError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Dcs } from '../dcs/dcs.js';
-import type { PeerAddress, PostgresServer } from '../postgres/server.js';
+import { RewindFailedError, type PeerAddress, type PostgresServer } from '../postgres/server.js';
 import { parseLsnOrNull } from '../postgres/lsn.js';
 import { newestTimeline } from './decide.js';
 import type { Action, AgentMemory, ClusterView, DynamicConfig } from './types.js';
@@ -18,6 +18,8 @@ export interface ExecutorContext {
   monoNow: () => number;
   wallNow: () => number;
   log: Logger;
+  /** The reason sentence of the decision whose actions run (a re-clone records it). */
+  reason?: string;
 }
 
 /** How long setSynchronousStandbys waits for PostgreSQL to report a newly listed standby as synchronous. */
@@ -67,19 +69,30 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       try {
         await pg.rewind(peer(ctx, action.from));
         memory.rewindFailed = false;
+        memory.rewindError = null;
       } catch (e) {
-        // Only a rewind that ran and failed calls for a fresh clone; a source that could not be reached
-        // (it died, or is still starting) is retried.
-        if (!isConnectionFailure(e)) memory.rewindFailed = true;
+        // Only a pg_rewind that ran and failed calls for a fresh clone; a source that could not be reached (it died,
+        // or is still starting) or a server found still running is retried.
+        if (e instanceof RewindFailedError && !isConnectionFailure(e)) {
+          memory.rewindFailed = true;
+          memory.rewindError = rewindErrorSummary(e.message);
+        }
         throw e;
       }
       return;
-    case 'reinitialize':
+    case 'reinitialize': {
+      const from = peer(ctx, action.from);
+      const reason = ctx.reason || `reinitializing from ${from.name}`;
+      // A re-clone copies everything and is the last resort: always say why.
+      ctx.log.warn({ from: from.name, pgRewindError: memory.rewindError }, `re-cloning this member from ${from.name}: ${reason}`);
       if (pg.postmasterPid() !== null) await pg.stop('immediate');
       // The old data stays until the new copy is complete.
-      await pg.reclone(peer(ctx, action.from));
+      await pg.reclone(from);
       memory.rewindFailed = false;
+      memory.rewindError = null;
+      memory.lastReclone = { at: ctx.wallNow(), reason };
       return;
+    }
     case 'acquireLeader': {
       // The key inherits the lease's expiry, so the lease is refreshed first and its send time is what the
       // safety deadline counts from.
@@ -213,6 +226,18 @@ function peer(ctx: ExecutorContext, name: string): PeerAddress {
   const m = ctx.view.members[name];
   if (!m) throw new PgwardenError('MEMBER_NOT_FOUND', `Member ${name} is not registered in etcd any more; the next cycle decides again.`);
   return { name, host: m.host, port: m.port };
+}
+
+/**
+ * The lines that say why pg_rewind failed (its `error:` lines and the FATAL/PANIC of its single-user crash
+ * recovery), without the progress chatter and the hint around them; at most 300 characters.
+ */
+export function rewindErrorSummary(message: string): string {
+  const body = message.replace(/^pg_rewind failed \([^)]*\): /, '');
+  const parts = body.split(' | ').map((p) => p.trim());
+  const telling = parts.filter((p) => /\b(error|FATAL|PANIC):/.test(p)).map((p) => p.replace(/^\S+ \S+ \S+ \[\d+\] /, ''));
+  const text = telling.length > 0 ? telling.join('; ') : body;
+  return text.length > 300 ? `${text.slice(0, 299)}…` : text;
 }
 
 /** pg_rewind / pg_basebackup could not connect to the source at all. */

@@ -16,6 +16,8 @@ export class AgentMetrics {
   readonly actionFailures: Counter;
   readonly dcsErrors: Counter;
   readonly emergencyStops: Counter;
+  readonly rewinds: Counter;
+  readonly reclones: Counter;
 
   constructor(labels: { cluster: string; member: string }) {
     this.registry.setDefaultLabels(labels);
@@ -39,5 +41,11 @@ export class AgentMetrics {
     this.actionFailures = new Counter({ name: 'pgwarden_ha_action_failures_total', help: 'Actions that failed, by type', labelNames: ['action'], registers: r });
     this.dcsErrors = new Counter({ name: 'pgwarden_dcs_errors_total', help: 'etcd calls that failed or timed out', registers: r });
     this.emergencyStops = new Counter({ name: 'pgwarden_lease_emergency_stops_total', help: 'Times the lease watchdog stopped PostgreSQL', registers: r });
+    this.rewinds = new Counter({ name: 'pgwarden_rewinds_total', help: 'pg_rewind runs to rejoin as a replica, by result', labelNames: ['result'], registers: r });
+    this.reclones = new Counter({
+      name: 'pgwarden_reclones_total',
+      help: "Times this member's data was replaced by a fresh clone (reinitialize: pg_rewind failed, or an operator asked)",
+      registers: r,
+    });
   }
 }

@@ -68,6 +68,15 @@ export interface MemberStatus {
   version: string;
   /** System identifier of this member's data directory. */
   systemId: string | null;
+  /** The last time this agent replaced the member's data with a fresh clone, and why (absent: never). */
+  reclone?: RecloneRecord | null;
+}
+
+/** A re-clone (reinitialize) is the last resort: it copies the whole data directory, so each one says why. */
+export interface RecloneRecord {
+  /** Wall-clock ms when the fresh copy was in place. */
+  at: number;
+  reason: string;
 }
 
 /** Value of `sync`: the members that have every acknowledged commit of `leader` (DESIGN.md safety rules). */
@@ -302,6 +311,10 @@ export interface AgentMemory {
   memberLastSeen: Record<string, number>;
   /** The last pg_rewind failed: the next step is a fresh clone. */
   rewindFailed: boolean;
+  /** What pg_rewind said when it failed (its error lines), for the re-clone's reason; null otherwise. */
+  rewindError: string | null;
+  /** The last re-clone this agent made, published in the member key. */
+  lastReclone: RecloneRecord | null;
   /** This server was demoted from primary and has not rejoined yet. */
   needsRejoin: boolean;
   /** Monotonic ms when a crashed primary began its restart in place, null otherwise. */
@@ -322,6 +335,8 @@ export const EMPTY_MEMORY: AgentMemory = {
   syncAddedAt: {},
   memberLastSeen: {},
   rewindFailed: false,
+  rewindError: null,
+  lastReclone: null,
   needsRejoin: false,
   crashRestartStartedAt: null,
   requests: { restart: false, reload: false, reinitialize: false },

@@ -19,6 +19,7 @@ import {
 } from './conf.js';
 import { readControlData } from './controldata.js';
 import { stopPostgresAfterDeadline } from './emergency-stop.js';
+import { clearStaleLocks, mayServeDataDir, readProcess, resolvedDir } from './lock-files.js';
 import { parseLsnOrNull } from './lsn.js';
 import { type OsUser, runAsIdentity, runProgram, withSecretFile, writeFileAs } from './run.js';
 import { scramSha256Verifier } from './scram.js';
@@ -70,7 +71,15 @@ export interface PostgresServerOptions {
   queryTimeoutMs?: number;
   /** Stream through a replication slot named after this member (the primary creates it); default true. */
   useSlots?: boolean;
+  /** Told what was repaired on the way (stale lock files removed, orphaned processes ended), for the log. */
+  onRepair?: (message: string) => void;
 }
+
+/**
+ * pg_rewind ran and failed (as opposed to not getting that far: the source unreachable, a server still running).
+ * Only this calls for a fresh clone.
+ */
+export class RewindFailedError extends PgwardenError {}
 
 /** What pgwarden wrote last, kept in the data directory so it survives agent restarts. */
 interface PersistedState {
@@ -132,27 +141,6 @@ function sleep(ms: number): Promise<void> {
 function isStatementError(e: unknown): boolean {
   const code = errnoCode(e);
   return e instanceof pg.DatabaseError && code !== undefined && !code.startsWith('57P') && !code.startsWith('08');
-}
-
-function isPidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    if (errnoCode(e) !== 'EPERM') return false;
-  }
-  try {
-    // A killed postmaster whose parent (often PID 1 in a container) does not reap it stays a zombie: signal 0
-    // still succeeds, but it serves nothing. Field 3 of /proc/<pid>/stat is the state; the name before it is in
-    // parentheses and may contain spaces.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    if (state === 'Z' || state === 'X') return false;
-    // A stale postmaster.pid after a reboot may name an unrelated process that reuses the PID.
-    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-    return comm.startsWith('postgres') || comm.startsWith('postmaster');
-  } catch {
-    return true;
-  }
 }
 
 /**
@@ -330,7 +318,23 @@ export class PostgresServer {
     }
     const pid = Number(text.split('\n')[0]);
     if (!Number.isInteger(pid) || pid <= 0) return null;
-    return isPidAlive(pid) ? pid : null;
+    // A zombie, or a PID reused by an unrelated process (after a reboot), serves nothing: see lock-files.ts.
+    return mayServeDataDir(readProcess(pid), resolvedDir(this.dataDir)) ? pid : null;
+  }
+
+  /** `<runDir>/.s.PGSQL.<port>.lock`, which PostgreSQL holds next to its socket. */
+  private get socketLockFile(): string {
+    return path.join(this.runDir, `.s.PGSQL.${this.port}.lock`);
+  }
+
+  /**
+   * Removes what a postmaster killed with -9 leaves behind and PostgreSQL itself may take for a live server (see
+   * lock-files.ts), so that the next start or pg_rewind works the first time. The server must be stopped.
+   */
+  private async clearStaleLocks(): Promise<void> {
+    for (const line of await clearStaleLocks({ dataDir: this.dataDir, socketLock: this.socketLockFile })) {
+      this.options.onRepair?.(`member ${this.name}: ${line}`);
+    }
   }
 
   // ---------------------------------------------------------------- SQL
@@ -688,6 +692,8 @@ export class PostgresServer {
       await this.reload();
       return;
     }
+    // First: a server found still running in the data directory must not even get its files rewritten.
+    await this.clearStaleLocks();
     await this.writeConfiguration(next);
     await this.setStandbySignal(role === 'replica');
     const startTimeoutSec = this.options.startTimeoutSec ?? 60;
@@ -863,7 +869,8 @@ export class PostgresServer {
 
   /**
    * Rewinds the stopped server to `from`'s timeline with pg_rewind (which first runs crash recovery when the
-   * server was not shut down cleanly), then configures it to follow `from`. Throws when pg_rewind fails.
+   * server was not shut down cleanly), then configures it to follow `from`. Throws RewindFailedError when pg_rewind
+   * ran and failed; the data directory then has its recovery signal files back and the next attempt can run.
    */
   async rewind(from: PeerAddress): Promise<void> {
     if (this.postmasterPid() !== null) {
@@ -872,6 +879,9 @@ export class PostgresServer {
     if ((await this.dataDirState()) !== 'initialized') {
       throw new PgwardenError('PG_COMMAND_FAILED', `Cannot rewind member ${this.name}: ${this.dataDir} holds no cluster. Clone it instead.`);
     }
+    // pg_rewind's crash recovery is a single-user postgres: it trips over the same stale locks as pg_ctl start.
+    await this.clearStaleLocks();
+    const signals = await this.takeRecoverySignals();
     const { username, password } = this.options.rewind;
     const source = renderConninfo({
       host: from.host,
@@ -881,18 +891,52 @@ export class PostgresServer {
       connect_timeout: 5,
       ...sslConninfoParams(this.options.rewind),
     });
-    await withSecretFile(renderPgpass([{ user: username, password }]), this.owner, (file) =>
-      runProgram(this.bin('pg_rewind'), [`--target-pgdata=${this.dataDir}`, `--source-server=${source}`], {
-        timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,
-        runAs: this.owner,
-        env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-rewind-${this.name}` },
-        hint: `Rewinding from member ${from.name} (${from.host}:${from.port}) failed: reinitialize this member by cloning it.`,
-      }),
-    );
+    try {
+      // Without a WAL archive there is nothing for --restore-target-wal to fetch: the WAL pg_rewind reads must still
+      // be in pg_wal (wal_keep_size, and the slot the promoted member streamed through on this former primary).
+      await withSecretFile(renderPgpass([{ user: username, password }]), this.owner, (file) =>
+        runProgram(this.bin('pg_rewind'), [`--target-pgdata=${this.dataDir}`, `--source-server=${source}`], {
+          timeoutMs: (this.options.cloneTimeoutSec ?? 3600) * 1000,
+          runAs: this.owner,
+          env: { PGPASSFILE: file, PGAPPNAME: `pgwarden-rewind-${this.name}` },
+          hint: `Rewinding from member ${from.name} (${from.host}:${from.port}) failed: reinitialize this member by cloning it.`,
+        }),
+      );
+    } catch (e) {
+      await this.putRecoverySignals(signals);
+      if (e instanceof PgwardenError && (e.code === 'PG_COMMAND_FAILED' || e.code === 'TIMEOUT')) {
+        throw new RewindFailedError(e.code, e.message, { cause: e });
+      }
+      throw e;
+    }
     // pg_rewind copied the source's postgresql.conf, pg_hba.conf and state file over ours. A replica has no
     // synchronous standbys of its own.
     await this.writeConfiguration({ following: from, synchronousStandbyNames: [] });
     await this.setStandbySignal(true);
+  }
+
+  /**
+   * Removes standby.signal and recovery.signal and says which were there. A single-user server refuses standby
+   * mode ("standby mode is not supported by single-user servers"), and recovery.signal would ask it for archive
+   * recovery; recovery settings without a signal file do not start either.
+   */
+  private async takeRecoverySignals(): Promise<string[]> {
+    const present: string[] = [];
+    for (const name of ['standby.signal', 'recovery.signal']) {
+      const file = path.join(this.dataDir, name);
+      try {
+        await stat(file);
+      } catch {
+        continue;
+      }
+      await rm(file, { force: true });
+      present.push(name);
+    }
+    return present;
+  }
+
+  private async putRecoverySignals(names: string[]): Promise<void> {
+    for (const name of names) await writeFileAs(path.join(this.dataDir, name), '', this.owner);
   }
 
   /** Removes the data directory's contents (to reinitialize). The server must be stopped. */

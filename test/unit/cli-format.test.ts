@@ -97,7 +97,7 @@ describe('listJson', () => {
       ['a', 'b', 'c'],
     );
     for (const m of json.members) {
-      assert.deepEqual(Object.keys(m).sort(), ['api_url', 'host', 'lag_bytes', 'name', 'port', 'reason', 'role', 'state', 'timeline']);
+      assert.deepEqual(Object.keys(m).sort(), ['api_url', 'host', 'lag_bytes', 'name', 'port', 'reason', 'reclone', 'role', 'state', 'timeline']);
     }
     assert.deepEqual(json.members[1], {
       name: 'b',
@@ -109,6 +109,7 @@ describe('listJson', () => {
       timeline: 1,
       lag_bytes: 100,
       reason: 'replica streaming from a',
+      reclone: null,
     });
     assert.equal(json.members[0].role, 'primary');
     assert.equal(json.members[0].lag_bytes, 0);
@@ -121,6 +122,15 @@ describe('listJson', () => {
     const b = listJson('main', view).members[1];
     assert.equal(b.role, 'replica');
     assert.equal(b.state, 'cloning');
+  });
+
+  it("shows a member's last re-clone and its reason, in the table and the JSON", () => {
+    const view = cluster().primary('a').replica('b').view();
+    const reason = 'rejoining as a replica of a: pg_rewind failed, cloning again (pg_rewind: error: could not find previous WAL record at 0/3000028)';
+    view.members.b.reclone = { at: Date.UTC(2026, 11, 7, 3, 0, 0), reason };
+    assert.deepEqual(listJson('main', view).members[1]!.reclone, { time: '2026-12-07T03:00:00.000Z', reason });
+    assert.equal(listJson('main', view).members[0]!.reclone, null);
+    assert.ok(renderList('main', view, 'etcd x').split('\n').includes(`Re-cloned: b at 2026-12-07 03:00:00Z: ${reason}`));
   });
 
   it('survives a round trip through JSON unchanged', () => {
