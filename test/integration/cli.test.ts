@@ -110,7 +110,8 @@ describe('pgwarden CLI against a local 3-node cluster', () => {
     assert.equal(list.cluster, 'local');
     assert.deepEqual(list.members.map((m) => m.name), ['pg1', 'pg2', 'pg3']);
     for (const m of list.members) {
-      assert.deepEqual(Object.keys(m).sort(), ['api_url', 'host', 'lag_bytes', 'name', 'port', 'reason', 'role', 'state', 'timeline']);
+      assert.deepEqual(Object.keys(m).sort(), ['api_url', 'host', 'lag_bytes', 'name', 'port', 'reason', 'reclone', 'role', 'state', 'timeline']);
+      assert.equal(m.reclone, null, `${m.name} was never re-cloned`);
       assert.equal(m.port, cluster!.pgPort(m.name));
       assert.equal(m.api_url, cluster!.apiUrl(m.name));
       assert.equal(m.timeline, 1);
