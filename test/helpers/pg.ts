@@ -101,14 +101,18 @@ export async function psql<T = Record<string, unknown>>(config: pg.ClientConfig,
   }
 }
 
-/** Polls `probe` until it returns a value other than undefined/false, or fails with the last error seen. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+/** Polls `probe` until it returns a value other than undefined/null/false, or fails with the last error seen. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | null | undefined | false> | T | null | undefined | false,
+  timeoutMs = 15_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown = null;
   for (;;) {
     try {
       const value = await probe();
-      if (value !== undefined && value !== false) return value;
+      if (value !== undefined && value !== null && value !== false) return value;
     } catch (e) {
       lastError = e;
     }

@@ -20,6 +20,11 @@ import { LocalCluster } from '../../src/up/local-cluster.js';
 import { SHUTDOWN_CHECKPOINT_MAX_SPAN } from '../../src/ha/decide.js';
 import type { ClusterView } from '../../src/ha/types.js';
 import { sleep } from '../helpers/writer.js';
+import { waitFor as pollFor } from '../helpers/pg.js';
+
+/** pollFor with this file's default timeout. */
+const waitFor = <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> =>
+  pollFor(what, probe, timeoutMs);
 
 let lc: LocalCluster;
 let dir: string;
@@ -36,20 +41,6 @@ async function query<T extends pg.QueryResultRow>(member: string, sql: string, p
   }
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 async function writeRow(primary: string): Promise<void> {
   rows += 1;

@@ -17,6 +17,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { freePort } from '../helpers/ports.js';
 import { TcpRelay } from '../helpers/relay.js';
 import { PrimaryWriter, sleep } from '../helpers/writer.js';
+import { waitFor as pollFor } from '../helpers/pg.js';
+
+/** pollFor with this file's default timeout. */
+const waitFor = <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> =>
+  pollFor(what, probe, timeoutMs);
 
 let lc: LocalCluster;
 let dir: string;
@@ -31,20 +36,6 @@ async function query<T extends pg.QueryResultRow>(member: string, sql: string, p
   }
 }
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 async function leaderName(): Promise<string> {
   const view = await lc.view();

@@ -17,6 +17,11 @@ import { agentChildEnv } from '../../src/config/cli.js';
 import { runAsIdentity } from '../../src/postgres/run.js';
 import { LocalCluster } from '../../src/up/local-cluster.js';
 import { sleep } from '../helpers/writer.js';
+import { waitFor as pollFor } from '../helpers/pg.js';
+
+/** pollFor with this file's default timeout. */
+const waitFor = <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 60_000): Promise<T> =>
+  pollFor(what, probe, timeoutMs);
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
@@ -24,20 +29,6 @@ let lc: LocalCluster;
 let dir: string;
 const spawned: ChildProcess[] = [];
 
-async function waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    await sleep(200);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
 
 async function query<T extends pg.QueryResultRow>(member: string, sql: string): Promise<T[]> {
   const c = new pg.Client({ connectionString: lc.connectionString(member), connectionTimeoutMillis: 3000 });
