@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { isStopped, postmasterPidOf } from '../up/processes.js';
+import { isStopped, livePostmasterPid } from './lock-files.js';
 
 /**
  * A lease deadline found passed by more than this means whoever watches it (the agent's watchdog, the deadman) was
@@ -17,7 +17,7 @@ export const DEADLINE_LATE_MS = 250;
  * no PostgreSQL ran.
  */
 export function stopPostgresAfterDeadline(dataDir: string, late: boolean): string | null {
-  const pid = postmasterPidOf(dataDir);
+  const pid = livePostmasterPid(dataDir);
   if (pid === null) return null;
   // A stopped postmaster (its host frozen while whoever stops it, outside the freeze, kept time) would act on a fast
   // shutdown only once thawed, in a race with backends answering what queued up meanwhile: killed now instead,

@@ -61,6 +61,28 @@ export function readProcess(pid: number): ProcessInfo {
   return info;
 }
 
+/** The process is stopped (state T, or t under a tracer): it cannot act on any signal but SIGKILL until continued. */
+export function isStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'T' || state === 't';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The PID in `dataDir`/postmaster.pid when it is a live PostgreSQL of that data directory, else null. Whoever signals
+ * the postmaster (the agent, the deadman, `pgwarden down`) asks this: a zombie serves nothing, and a PID reused by
+ * another program — or by another cluster's postmaster on the same host — must never be stopped in its place.
+ */
+export function livePostmasterPid(dataDir: string): number | null {
+  const lock = readLockFile(`${dataDir}/postmaster.pid`);
+  if (lock === null || lock.pid <= 0) return null;
+  return mayServeDataDir(readProcess(lock.pid), resolvedDir(dataDir)) ? lock.pid : null;
+}
+
 function isPostgresProgram(comm: string | null): boolean {
   return comm === null || comm.startsWith('postgres') || comm.startsWith('postmaster');
 }

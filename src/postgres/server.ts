@@ -19,7 +19,7 @@ import {
 } from './conf.js';
 import { readControlData } from './controldata.js';
 import { stopPostgresAfterDeadline } from './emergency-stop.js';
-import { clearStaleLocks, mayServeDataDir, readProcess, resolvedDir } from './lock-files.js';
+import { clearStaleLocks, livePostmasterPid } from './lock-files.js';
 import { parseLsnOrNull } from './lsn.js';
 import { type OsUser, runAsIdentity, runProgram, withSecretFile, writeFileAs } from './run.js';
 import { scramSha256Verifier } from './scram.js';
@@ -308,18 +308,9 @@ export class PostgresServer {
     }
   }
 
-  /** The postmaster's PID when postmaster.pid names a live PostgreSQL process, else null. */
+  /** The postmaster's PID when postmaster.pid names a live PostgreSQL of this data directory, else null. */
   postmasterPid(): number | null {
-    let text: string;
-    try {
-      text = readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8');
-    } catch {
-      return null;
-    }
-    const pid = Number(text.split('\n')[0]);
-    if (!Number.isInteger(pid) || pid <= 0) return null;
-    // A zombie, or a PID reused by an unrelated process (after a reboot), serves nothing: see lock-files.ts.
-    return mayServeDataDir(readProcess(pid), resolvedDir(this.dataDir)) ? pid : null;
+    return livePostmasterPid(this.dataDir);
   }
 
   /** `<runDir>/.s.PGSQL.<port>.lock`, which PostgreSQL holds next to its socket. */

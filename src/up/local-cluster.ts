@@ -25,7 +25,8 @@ import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '
 import { ensureMemberTls, memberTlsAgentSettings, memberTlsPresent } from './cluster-tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePort, freePorts, portFreeWithin, portInUse } from './ports.js';
-import { isAlive, isOurProcess, postmasterPidOf, processStartTime, signal, terminate, waitUntil } from './processes.js';
+import { livePostmasterPid } from '../postgres/lock-files.js';
+import { isAlive, isOurProcess, processStartTime, signal, terminate, waitUntil } from './processes.js';
 import {
   FILES,
   STATE_VERSION,
@@ -397,7 +398,7 @@ export class LocalCluster {
 
   /** The postmaster's PID from postmaster.pid, when that process is alive. */
   pgPid(member: string): number | null {
-    return postmasterPidOf(this.dataDir(member));
+    return livePostmasterPid(this.dataDir(member));
   }
 
   /** The lease deadman the agent of `member` started next to its PostgreSQL (src/ha/deadman.ts), when alive. */

@@ -49,29 +49,7 @@ export function readPidFile(file: string): number | null {
   }
 }
 
-/** The postmaster's PID from `dataDir`/postmaster.pid, when that process is alive and is a PostgreSQL. */
-export function postmasterPidOf(dataDir: string): number | null {
-  const pid = readPidFile(path.join(dataDir, 'postmaster.pid'));
-  if (pid === null || !isAlive(pid)) return null;
-  try {
-    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-    // After a reboot the PID may belong to an unrelated process.
-    return comm.startsWith('postgres') || comm.startsWith('postmaster') ? pid : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The process is stopped (state T, or t under a tracer): it cannot act on any signal but SIGKILL until continued. */
-export function isStopped(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state === 'T' || state === 't';
-  } catch {
-    return false;
-  }
-}
+export { isStopped } from '../postgres/lock-files.js';
 
 /** The NUL-separated command line of `pid`, or null when the process is gone (or a zombie). */
 export function commandLine(pid: number): string[] | null {

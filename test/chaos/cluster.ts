@@ -22,7 +22,8 @@ import { deadmanPidOf } from '../../src/ha/deadman.js';
 import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../../src/ha/types.js';
 import { ETCD_BIN, PG_BIN_DIR } from '../../src/up/dependencies.js';
 import { newSecrets, type Secrets } from '../../src/up/state.js';
-import { isAlive, postmasterPidOf, signal } from '../../src/up/processes.js';
+import { livePostmasterPid } from '../../src/postgres/lock-files.js';
+import { isAlive, signal } from '../../src/up/processes.js';
 import { exitOnSignals, type CutOptions, type Lab, type LabMode, type ServiceAddress } from './lab.js';
 import { NetLab } from './netlab.js';
 import { RelayLab } from './relaylab.js';
@@ -452,7 +453,7 @@ export class ChaosCluster {
 
   /** The postmaster of `member` (from postmaster.pid), when it runs. */
   postmasterPid(member: string): number | null {
-    const pid = postmasterPidOf(this.dataDir(member));
+    const pid = livePostmasterPid(this.dataDir(member));
     if (pid !== null) this.postmasters.set(member, pid);
     return pid;
   }

@@ -7,10 +7,13 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
+import { livePostmasterPid } from '../../src/postgres/lock-files.js';
 import { runAsIdentity } from '../../src/postgres/run.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { addressOf, cleanupServers, makePgTempDir, makeTestServer, PG_BIN_DIR, psql, serverProcesses, tcpConfig, testCredentials, waitFor } from '../helpers/pg.js';
@@ -239,5 +242,23 @@ describe('stale lock files after kill -9 of a postmaster (real PostgreSQL 15)', 
     await waitFor('row 5 on beta', async () => (await ids(beta)).includes(5));
     assert.deepEqual(await ids(beta), [1, 2, 4, 5], 'the diverged row 6 is gone');
     assert.ok(procState(other) !== null && procState(other) !== 'Z', 'the unrelated process was not signalled');
+  });
+
+  it('the emergency stop never takes another data directory\'s live postmaster for its own (a PID reused by another cluster)', async () => {
+    const victim = alpha.postmasterPid();
+    assert.ok(victim !== null, 'alpha runs');
+    // A data directory whose server died long ago, its postmaster.pid naming a PID that alpha's postmaster now has.
+    const elsewhere = await mkdtemp(path.join(tmpdir(), 'pgwarden-elsewhere-'));
+    try {
+      await writeFile(path.join(elsewhere, 'postmaster.pid'), await readFile(path.join(alpha.dataDir, 'postmaster.pid'), 'utf8'));
+      assert.equal(livePostmasterPid(elsewhere), null, 'the PID works in another data directory');
+      assert.equal(stopPostgresAfterDeadline(elsewhere, true), null, 'nothing to stop there');
+      assert.equal(stopPostgresAfterDeadline(elsewhere, false), null, 'nothing to stop there');
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+    assert.equal(livePostmasterPid(alpha.dataDir), victim);
+    assert.ok(procState(victim) !== null && procState(victim) !== 'Z' && procState(victim) !== 'T', 'alpha\'s postmaster was not signalled');
+    assert.deepEqual(await psql(superuserOn(alpha), 'SELECT 1 AS one'), [{ one: 1 }]);
   });
 });
