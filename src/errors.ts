@@ -1,6 +1,6 @@
 /**
  * The one catalogue of error codes. Every error pgwarden raises on purpose carries one of these codes;
- * `test/unit/errors.test.ts` checks that each code is documented in the README's error table.
+ * `test/unit/errors.test.ts` checks that each code is documented in docs/errors.md.
  */
 export const ERROR_CODES = {
   CONFIG_INVALID: 'a configuration file or setting failed validation; the message names the field and the fix',

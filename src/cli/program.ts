@@ -249,7 +249,7 @@ Needs PostgreSQL 15 and etcd: apt-get install -y postgresql-15 etcd-server`,
       `
 Two ways to run it:
   pgwarden proxy --config proxy.yml
-      every setting from the file (see the README); with etcd: in it the proxy follows the cluster's primary
+      every setting from the file (see docs/proxy.md); with etcd: in it the proxy follows the cluster's primary
       and replicas. RELOAD on the admin console and SIGHUP re-read the file.
   pgwarden proxy --primary 10.0.0.1:5432 [--replica 10.0.0.2:5432 …] --auth-file userlist.txt
       no file needed: clients connect to --listen (127.0.0.1:6432) and reach the primary, any database name

@@ -24,7 +24,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(`npm run chaos -- [options]
-  --rounds N        rounds of faults (default 20; the README's table uses 100)
+  --rounds N        rounds of faults (default 20; docs/chaos.md's table uses 100)
   --seed S          schedule seed (default: random, printed)
   --round R         replay only round R of the seed's schedule
   --faults a,b      fault kinds to draw from (default all): ${CHAOS_FAULTS.join(', ')}
