@@ -12,6 +12,7 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { TransactionStatusByte } from '../src/proxy/protocol/constants.js';
 import { MessageFramer } from '../src/proxy/protocol/framer.js';
 import * as m from '../src/proxy/protocol/messages.js';
 import { MessageWriter } from '../src/proxy/protocol/writer.js';
@@ -83,7 +84,7 @@ async function run(chunks: Buffer[]): Promise<Result> {
         framer.push(chunk);
         while (framer.next()) {
           frames++;
-          if (framer.type === m.BackendType.ReadyForQuery && framer.buffer[framer.bodyStart] === 0x49) idle++;
+          if (framer.type === m.BackendType.ReadyForQuery && framer.buffer[framer.bodyStart] === TransactionStatusByte.Idle) idle++;
         }
       }
     }

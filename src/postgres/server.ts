@@ -22,7 +22,7 @@ import { stopPostgresAfterDeadline } from './emergency-stop.js';
 import { clearStaleLocks, livePostmasterPid } from './lock-files.js';
 import { parseLsnOrNull } from './lsn.js';
 import { type OsUser, runAsIdentity, runProgram, withSecretFile, writeFileAs } from './run.js';
-import { scramSha256Verifier } from './scram.js';
+import { scramSha256Verifier } from '../protocol/scram.js';
 
 export interface Credentials {
   username: string;

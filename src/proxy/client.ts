@@ -24,6 +24,7 @@ import { TLSSocket } from 'node:tls';
 import { md5Salt, verifyMd5Response } from './auth/md5.js';
 import { ScramServerSession } from './auth/scram.js';
 import { PgProtocolError, SQLSTATE, isPgProtocolError } from './protocol/errors.js';
+import { TargetKindByte, TransactionStatusByte } from './protocol/constants.js';
 import { MessageFramer, frontendAuthLimits, frontendLimits } from './protocol/framer.js';
 import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
@@ -578,10 +579,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           if (portalEnd >= 0 && portalEnd + 1 < f.end && f.buffer[portalEnd + 1] !== 0) inject = this.needsPrepare(server, portalEnd + 1);
         } else if (t === m.FrontendType.Describe) {
           this.midBatch = true;
-          if (f.buffer[f.bodyStart] === 0x53 && f.buffer[f.bodyStart + 1] !== 0) inject = this.needsPrepare(server, f.bodyStart + 1);
+          if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) inject = this.needsPrepare(server, f.bodyStart + 1);
         } else if (t === m.FrontendType.Close) {
           this.midBatch = true;
-          if (f.buffer[f.bodyStart] === 0x53 && f.buffer[f.bodyStart + 1] !== 0) {
+          if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) {
             const name = m.decodeClose(f.buffer, f.bodyStart, f.end).name;
             this.statements.delete(name);
             server.prepared.delete(name);
@@ -807,13 +808,13 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const counters = this.pool!.counters;
     counters.recordQuery(conn.queryStartedAt === 0 ? 0 : Math.round((now - conn.queryStartedAt) * 1000));
     conn.queryStartedAt = conn.outstanding > 0 ? now : 0;
-    if (status === 0x49) {
+    if (status === TransactionStatusByte.Idle) {
       counters.recordXact(conn.xactStartedAt === 0 ? 0 : Math.round((now - conn.xactStartedAt) * 1000));
       conn.xactStartedAt = 0;
     }
     if (this.mode !== 'transaction') return;
     if (conn.sessionTags !== 0 || this.sqlEffects !== 0) this.updatePins(conn);
-    if (status === 0x49 && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
+    if (status === TransactionStatusByte.Idle && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
       this.releaseServer();
     }
   }
@@ -896,7 +897,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.checking = false;
     this.checked = null;
     const error = conn.serverError;
-    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== 0x49, midBatch: this.midBatch, reason: message, error };
+    const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== TransactionStatusByte.Idle, midBatch: this.midBatch, reason: message, error };
     // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
     const pinned = this.pins !== 0;
     this.detachServer();
@@ -957,7 +958,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     if (this.waiting || this.checking || (server !== null && server.outstanding > 0)) return;
     const idleFor = now - this.idleSince;
-    const inTransaction = (server !== null && server.status !== 0x49) || (this.lost?.inTransaction ?? false);
+    const inTransaction = (server !== null && server.status !== TransactionStatusByte.Idle) || (this.lost?.inTransaction ?? false);
     if (idleInTransactionMs > 0 && inTransaction && idleFor > idleInTransactionMs) {
       this.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'idle transaction timeout'));
     } else if (clientIdleMs > 0 && idleFor > clientIdleMs) {
@@ -1027,7 +1028,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (server !== null) {
       const pinned = this.pins !== 0;
       this.detachServer();
-      if (server.outstanding === 0 && server.status === 0x49 && !this.midBatch) {
+      if (server.outstanding === 0 && server.status === TransactionStatusByte.Idle && !this.midBatch) {
         if (this.mode === 'session' && this.host.serverResetQuery !== '') {
           server.injectQuery(this.host.serverResetQuery);
           server.prepared.clear();

@@ -19,7 +19,7 @@ import {
   saslPrep,
   scramSecretFromPassword,
 } from '../../src/proxy/auth/scram.js';
-import { scramSha256Verifier } from '../../src/postgres/scram.js';
+import { scramSha256Verifier } from '../../src/protocol/scram.js';
 import { PgProtocolError } from '../../src/proxy/protocol/errors.js';
 
 const RFC = {

@@ -9,69 +9,41 @@
  * the server never advertises it. Messages are handled as latin1 strings so that every byte, including a
  * non-UTF-8 user name, goes into the AuthMessage exactly as the client sent it.
  */
-import { createHash, createHmac, pbkdf2, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
-import { scramSha256Verifier } from '../../postgres/scram.js';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import {
+  SCRAM_DEFAULT_ITERATIONS,
+  SCRAM_KEY_BYTES as KEY_BYTES,
+  SCRAM_SHA_256,
+  type ScramKeys,
+  type ScramSecret,
+  decodeBase64,
+  deriveScramKeys,
+  parseScramSecret,
+  scramSecretFromPassword,
+} from '../../protocol/scram.js';
 import { PgProtocolError, SQLSTATE, passwordAuthenticationFailed, protocolViolation } from '../protocol/errors.js';
 
-export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
-/** PostgreSQL's default scram_iterations. */
-export const SCRAM_DEFAULT_ITERATIONS = 4096;
+// The derivations live in src/protocol/scram.ts (shared with the agent); re-exported for the proxy's callers.
+export {
+  SCRAM_DEFAULT_ITERATIONS,
+  SCRAM_SHA_256,
+  type ScramKeys,
+  type ScramSecret,
+  deriveScramKeys,
+  deriveScramKeysAsync,
+  formatScramSecret,
+  parseScramSecret,
+  saslPrep,
+  scramSecretFromPassword,
+} from '../../protocol/scram.js';
+
 /** PostgreSQL's SCRAM_RAW_NONCE_LEN: random bytes behind each side's nonce. */
 const RAW_NONCE_BYTES = 18;
-const KEY_BYTES = 32;
-
-/** What PostgreSQL stores for a SCRAM password (pg_authid.rolpassword), decoded. */
-export interface ScramSecret {
-  iterations: number;
-  salt: Buffer;
-  storedKey: Buffer;
-  serverKey: Buffer;
-}
-
-/** What a client needs to prove itself: the password's derived keys for one salt and iteration count. */
-export interface ScramKeys {
-  iterations: number;
-  salt: Buffer;
-  clientKey: Buffer;
-  serverKey: Buffer;
-}
 
 /** Makes the random part of a nonce: printable ASCII without ','. Injectable so tests can replay RFC vectors. */
 export type NonceSource = () => string;
 
 export const randomNonce: NonceSource = () => randomBytes(RAW_NONCE_BYTES).toString('base64');
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
-function decodeBase64(text: string): Buffer | null {
-  return BASE64.test(text) ? Buffer.from(text, 'base64') : null;
-}
-
-/** Parses "SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>"; null if `text` is not such a secret. */
-export function parseScramSecret(text: string): ScramSecret | null {
-  const match = /^SCRAM-SHA-256\$(\d{1,10}):([^$:]+)\$([^$:]+):([^$:]+)$/.exec(text);
-  if (match === null) return null;
-  const iterations = Number(match[1]);
-  const salt = decodeBase64(match[2]);
-  const storedKey = decodeBase64(match[3]);
-  const serverKey = decodeBase64(match[4]);
-  if (iterations < 1 || iterations > 0x7fffffff || salt === null || salt.length === 0) return null;
-  if (storedKey === null || storedKey.length !== KEY_BYTES || serverKey === null || serverKey.length !== KEY_BYTES) return null;
-  return { iterations, salt, storedKey, serverKey };
-}
-
-/** The secret PostgreSQL would store for `password` (same derivation as CREATE ROLE ... PASSWORD). */
-export function scramSecretFromPassword(password: string, salt: Buffer = randomBytes(16), iterations = SCRAM_DEFAULT_ITERATIONS): ScramSecret {
-  // scramSha256Verifier applies NFKC only; the SASLprep mappings first keep this equal to deriveScramKeys.
-  const secret = parseScramSecret(scramSha256Verifier(saslPrep(password), salt, iterations));
-  if (secret === null) throw new RangeError('scramSha256Verifier produced an unparsable secret');
-  return secret;
-}
-
-/** The text form of a secret, as stored in pg_authid. */
-export function formatScramSecret(secret: ScramSecret): string {
-  return `SCRAM-SHA-256$${secret.iterations}:${secret.salt.toString('base64')}$${secret.storedKey.toString('base64')}:${secret.serverKey.toString('base64')}`;
-}
 
 function hmac(key: Buffer, text: string | Buffer): Buffer {
   return createHmac('sha256', key).update(text).digest();
@@ -85,41 +57,6 @@ function xor(a: Buffer, b: Buffer): Buffer {
   const out = Buffer.allocUnsafe(a.length);
   for (let i = 0; i < a.length; i++) out[i] = a[i] ^ b[i];
   return out;
-}
-
-/**
- * SASLprep's mappings (RFC 4013 §2.1: non-ASCII spaces to SPACE, "commonly mapped to nothing" removed) and NFKC,
- * as PostgreSQL and libpq apply them; the prohibited-character and bidi checks are left out, as node-postgres
- * does too. Exact for ASCII passwords and for the usual non-ASCII ones.
- */
-export function saslPrep(password: string): string {
-  return password
-    .replace(/[\u00A0\u1680\u2000-\u200B\u202F\u205F\u3000]/g, ' ')
-    .replace(/[\u00AD\u034F\u1806\u180B-\u180D\u200C\u200D\u2060\uFE00-\uFE0F\uFEFF]/g, '')
-    .normalize('NFKC');
-}
-
-function passwordBytes(password: string): Buffer {
-  return Buffer.from(saslPrep(password), 'utf8');
-}
-
-function keysFromSaltedPassword(salted: Buffer, salt: Buffer, iterations: number): ScramKeys {
-  return { iterations, salt, clientKey: hmac(salted, 'Client Key'), serverKey: hmac(salted, 'Server Key') };
-}
-
-/** PBKDF2 on the calling thread (about 2 ms for 4096 iterations); prefer deriveScramKeysAsync on busy event loops. */
-export function deriveScramKeys(password: string, salt: Buffer, iterations: number): ScramKeys {
-  return keysFromSaltedPassword(pbkdf2Sync(passwordBytes(password), salt, iterations, KEY_BYTES, 'sha256'), salt, iterations);
-}
-
-/** PBKDF2 on libuv's thread pool, so a burst of logins does not stall the proxy's event loop. */
-export function deriveScramKeysAsync(password: string, salt: Buffer, iterations: number): Promise<ScramKeys> {
-  return new Promise((resolve, reject) => {
-    pbkdf2(passwordBytes(password), salt, iterations, KEY_BYTES, 'sha256', (error, salted) => {
-      if (error) reject(error);
-      else resolve(keysFromSaltedPassword(salted, salt, iterations));
-    });
-  });
 }
 
 /** Printable ASCII except ',' (RFC 5802 "printable"). */

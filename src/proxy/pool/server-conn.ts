@@ -14,6 +14,7 @@ import { connect, type Socket } from 'node:net';
 import { md5PasswordResponse } from '../auth/md5.js';
 import { SCRAM_SHA_256, type ScramKeys, ScramClientSession } from '../auth/scram.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
+import { SslResponse, TransactionStatusByte } from '../protocol/constants.js';
 import { MessageFramer } from '../protocol/framer.js';
 import * as m from '../protocol/messages.js';
 import { MessageWriter } from '../protocol/writer.js';
@@ -102,8 +103,8 @@ export class ServerConn {
   readonly createdAt = wallNow();
   idleSince = wallNow();
   closed = false;
-  /** Transaction status from the last ReadyForQuery ('I' 0x49, 'T', 'E'). */
-  status = 0x49;
+  /** Transaction status byte from the last ReadyForQuery (TransactionStatusByte). */
+  status: number = TransactionStatusByte.Idle;
   /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
   settingsKey = '[]';
   /**
@@ -248,11 +249,11 @@ export class ServerConn {
         socket.off('data', onSslAnswer);
         const mode = tls!.sslmode;
         // Bytes after the answer were not protected by TLS (CVE-2021-23222): refuse rather than read them.
-        if (chunk.length !== 1 || (chunk[0] !== 0x53 && chunk[0] !== 0x4e)) {
+        if (chunk.length !== 1 || (chunk[0] !== SslResponse.Accept && chunk[0] !== SslResponse.Refuse)) {
           fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, `${where} answered the SSLRequest with unexpected data`));
           return;
         }
-        if (chunk[0] === 0x4e) {
+        if (chunk[0] === SslResponse.Refuse) {
           if (mode === 'prefer') sendStartup();
           else {
             fail(new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, `${where} does not support TLS, which server_tls_sslmode ${mode} requires`, {

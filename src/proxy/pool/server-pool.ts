@@ -11,6 +11,7 @@ import { serverCredentials } from '../auth/credentials.js';
 import type { ScramKeys } from '../auth/scram.js';
 import type { ServerTls } from '../server-tls.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
+import { TransactionStatusByte } from '../protocol/constants.js';
 import type { Endpoint, Topology } from '../topology.js';
 import { PoolCounters } from './counters.js';
 import { wallNow } from '../clock.js';
@@ -788,7 +789,7 @@ export class ServerPool {
     let n = 0;
     for (const conn of this.all) {
       if (conn.peer === null) continue;
-      if (!sessionMode || conn.outstanding > 0 || conn.status !== 0x49) n++;
+      if (!sessionMode || conn.outstanding > 0 || conn.status !== TransactionStatusByte.Idle) n++;
     }
     return n;
   }

@@ -13,56 +13,13 @@
  *   bytes never become the same key, and writing a decoded name back gives the client's exact bytes. Query
  *   texts, parameter values and startup parameters are UTF-8 (the proxy speaks client_encoding UTF8).
  */
+import { BackendType, ErrorField, FrontendType, TargetKindByte, TransactionStatusByte } from './constants.js';
 import { PgProtocolError, SQLSTATE, protocolViolation } from './errors.js';
 import { BodyReader } from './reader.js';
 import { MessageWriter } from './writer.js';
 
-/** Type bytes of messages a client sends. */
-export const FrontendType = {
-  Bind: 0x42, // 'B'
-  Close: 0x43, // 'C'
-  CopyData: 0x64, // 'd'
-  CopyDone: 0x63, // 'c'
-  CopyFail: 0x66, // 'f'
-  Describe: 0x44, // 'D'
-  Execute: 0x45, // 'E'
-  Flush: 0x48, // 'H'
-  FunctionCall: 0x46, // 'F'
-  Parse: 0x50, // 'P'
-  /** PasswordMessage, SASLInitialResponse and SASLResponse share it; the authentication step tells them apart. */
-  Password: 0x70, // 'p'
-  Query: 0x51, // 'Q'
-  Sync: 0x53, // 'S'
-  Terminate: 0x58, // 'X'
-} as const;
-
-/** Type bytes of messages a server sends. */
-export const BackendType = {
-  Authentication: 0x52, // 'R'
-  BackendKeyData: 0x4b, // 'K'
-  BindComplete: 0x32, // '2'
-  CloseComplete: 0x33, // '3'
-  CommandComplete: 0x43, // 'C'
-  CopyBothResponse: 0x57, // 'W'
-  CopyData: 0x64, // 'd'
-  CopyDone: 0x63, // 'c'
-  CopyInResponse: 0x47, // 'G'
-  CopyOutResponse: 0x48, // 'H'
-  DataRow: 0x44, // 'D'
-  EmptyQueryResponse: 0x49, // 'I'
-  ErrorResponse: 0x45, // 'E'
-  FunctionCallResponse: 0x56, // 'V'
-  NegotiateProtocolVersion: 0x76, // 'v'
-  NoData: 0x6e, // 'n'
-  NoticeResponse: 0x4e, // 'N'
-  NotificationResponse: 0x41, // 'A'
-  ParameterDescription: 0x74, // 't'
-  ParameterStatus: 0x53, // 'S'
-  ParseComplete: 0x31, // '1'
-  PortalSuspended: 0x73, // 's'
-  ReadyForQuery: 0x5a, // 'Z'
-  RowDescription: 0x54, // 'T'
-} as const;
+// The protocol's byte constants live in constants.ts; the message types are re-exported for existing callers.
+export { BackendType, FrontendType } from './constants.js';
 
 /** The int32 after the length of a startup-phase packet. */
 export const StartupCode = {
@@ -358,9 +315,9 @@ export function writeReadyForQuery(w: MessageWriter, status: TransactionStatus):
 export function decodeReadyForQuery(buffer: Buffer, bodyStart: number, end: number): TransactionStatus {
   if (end - bodyStart !== 1) throw protocolViolation('invalid message format', 'ReadyForQuery must carry exactly one status byte.');
   const status = buffer[bodyStart];
-  if (status === 0x49) return 'I';
-  if (status === 0x54) return 'T';
-  if (status === 0x45) return 'E';
+  if (status === TransactionStatusByte.Idle) return 'I';
+  if (status === TransactionStatusByte.InTransaction) return 'T';
+  if (status === TransactionStatusByte.Failed) return 'E';
   throw protocolViolation('invalid message format', `ReadyForQuery carries unknown transaction status ${status}.`);
 }
 
@@ -432,21 +389,21 @@ export interface ErrorFields {
 type OptionalErrorField = Exclude<keyof ErrorFields, 'severity' | 'code' | 'message'>;
 
 const OPTIONAL_FIELD_CODES: ReadonlyArray<readonly [number, OptionalErrorField]> = [
-  [0x56, 'severityNonLocalized'], // V
-  [0x44, 'detail'], // D
-  [0x48, 'hint'], // H
-  [0x50, 'position'], // P
-  [0x70, 'internalPosition'], // p
-  [0x71, 'internalQuery'], // q
-  [0x57, 'where'], // W
-  [0x73, 'schema'], // s
-  [0x74, 'table'], // t
-  [0x63, 'column'], // c
-  [0x64, 'dataType'], // d
-  [0x6e, 'constraint'], // n
-  [0x46, 'file'], // F
-  [0x4c, 'line'], // L
-  [0x52, 'routine'], // R
+  [ErrorField.SeverityNonLocalized, 'severityNonLocalized'],
+  [ErrorField.Detail, 'detail'],
+  [ErrorField.Hint, 'hint'],
+  [ErrorField.Position, 'position'],
+  [ErrorField.InternalPosition, 'internalPosition'],
+  [ErrorField.InternalQuery, 'internalQuery'],
+  [ErrorField.Where, 'where'],
+  [ErrorField.Schema, 'schema'],
+  [ErrorField.Table, 'table'],
+  [ErrorField.Column, 'column'],
+  [ErrorField.DataType, 'dataType'],
+  [ErrorField.Constraint, 'constraint'],
+  [ErrorField.File, 'file'],
+  [ErrorField.Line, 'line'],
+  [ErrorField.Routine, 'routine'],
 ];
 const FIELD_BY_CODE = new Map<number, OptionalErrorField>(OPTIONAL_FIELD_CODES);
 
@@ -457,10 +414,10 @@ function fieldText(value: string): string {
 
 function writeFields(w: MessageWriter, type: number, fields: ErrorFields): MessageWriter {
   w.begin(type);
-  w.int8(0x53).cstring(fieldText(fields.severity)); // S
-  w.int8(0x56).cstring(fieldText(fields.severityNonLocalized ?? fields.severity)); // V
-  w.int8(0x43).cstring(fieldText(fields.code)); // C
-  w.int8(0x4d).cstring(fieldText(fields.message)); // M
+  w.int8(ErrorField.Severity).cstring(fieldText(fields.severity));
+  w.int8(ErrorField.SeverityNonLocalized).cstring(fieldText(fields.severityNonLocalized ?? fields.severity));
+  w.int8(ErrorField.Code).cstring(fieldText(fields.code));
+  w.int8(ErrorField.Message).cstring(fieldText(fields.message));
   for (const [code, key] of OPTIONAL_FIELD_CODES) {
     if (key === 'severityNonLocalized') continue;
     const value = fields[key];
@@ -495,9 +452,9 @@ export function decodeErrorFields(buffer: Buffer, bodyStart: number, end: number
     const code = r.uint8();
     if (code === 0) break;
     const value = r.cstring();
-    if (code === 0x53) fields.severity = value;
-    else if (code === 0x43) fields.code = value;
-    else if (code === 0x4d) fields.message = value;
+    if (code === ErrorField.Severity) fields.severity = value;
+    else if (code === ErrorField.Code) fields.code = value;
+    else if (code === ErrorField.Message) fields.message = value;
     else {
       const key = FIELD_BY_CODE.get(code);
       if (key !== undefined) fields[key] = value;
@@ -700,10 +657,10 @@ export interface DescribeOrClose {
 function decodeTarget(what: 'DESCRIBE' | 'CLOSE', buffer: Buffer, bodyStart: number, end: number): DescribeOrClose {
   const r = reader.reset(buffer, bodyStart, end);
   const kind = r.uint8();
-  if (kind !== 0x53 && kind !== 0x50) throw protocolViolation(`invalid ${what} message subtype ${kind}`);
+  if (kind !== TargetKindByte.Statement && kind !== TargetKindByte.Portal) throw protocolViolation(`invalid ${what} message subtype ${kind}`);
   const name = r.cstring('latin1');
   r.done();
-  return { kind: kind === 0x53 ? 'S' : 'P', name };
+  return { kind: kind === TargetKindByte.Statement ? 'S' : 'P', name };
 }
 
 export function decodeDescribe(buffer: Buffer, bodyStart: number, end: number): DescribeOrClose {
