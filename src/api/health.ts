@@ -2,7 +2,8 @@
  * The health endpoints' rules (Patroni semantics), as pure functions of what the agent last saw. No I/O, no clock:
  * `now` is passed in. The HTTP layer (server.ts) only maps paths to these and writes the code.
  */
-import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type MemberStatus } from '../ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../cluster/dynamic-config.js';
+import type { ClusterView, MemberStatus } from '../cluster/types.js';
 
 export type HealthCheckName =
   | 'primary'

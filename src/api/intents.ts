@@ -5,7 +5,7 @@
  * 422 for a schedule in the past, 503 when the cluster state is unknown.
  */
 import { closest } from '../config/suggest.js';
-import type { ClusterView, FailoverIntent, MemberStatus } from '../ha/types.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../cluster/types.js';
 
 export type Refusal = { ok: false; status: 400 | 412 | 422 | 503; message: string };
 export type FailoverPlan = { ok: true; status: 200 | 202; intent: FailoverIntent; message: string } | Refusal;

@@ -4,7 +4,7 @@
  */
 import { closest } from '../config/suggest.js';
 import { PgwardenError } from '../errors.js';
-import type { ClusterView, FailoverIntent, MemberStatus } from '../ha/types.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../cluster/types.js';
 
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?)(Z|[+-]\d{2}:?\d{2})?$/i;
 

@@ -11,7 +11,7 @@ import { cliClusterFromEnv } from '../config/cli-env.js';
 import { loadAgentConfig } from '../config/load.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
-import type { ClusterView } from '../ha/types.js';
+import type { ClusterView } from '../cluster/types.js';
 import { LocalCluster } from '../up/local-cluster.js';
 import { FILES } from '../up/state.js';
 import { DEFAULT_DIR } from './options.js';

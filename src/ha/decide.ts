@@ -1,22 +1,11 @@
-import { KEYS } from '../dcs/dcs.js';
+import { KEYS } from '../cluster/keys.js';
 import { formatLsn } from '../postgres/lsn.js';
 import { mustStepDown } from './lease.js';
 import { slotNameFor } from './slots.js';
-import type {
-  Action,
-  AgentMemory,
-  CleanShutdown,
-  Clock,
-  ClusterView,
-  ControlState,
-  Decision,
-  DynamicConfig,
-  FailoverIntent,
-  HistoryEntry,
-  MemberStatus,
-  Observation,
-  PgObservation,
-} from './types.js';
+import type { Action, AgentMemory, Clock, Decision, Observation } from './types.js';
+import type { CleanShutdown, ClusterView, FailoverIntent, HistoryEntry, MemberStatus } from '../cluster/types.js';
+import type { ControlState, PgObservation } from '../postgres/observation.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * The whole HA policy: one pure, synchronous function. No I/O, no clock reads, no randomness — time comes in

@@ -1,6 +1,7 @@
 import { apiRequest } from '../api/client.js';
 import type { ApiClientTls } from '../api/tls.js';
-import type { ClusterView, MemberStatus, PeerProbe, Tags } from './types.js';
+import type { ClusterView, MemberStatus, Tags } from '../cluster/types.js';
+import type { PeerProbe } from './types.js';
 
 /**
  * Asks every other member's REST API for its current state, in parallel, each bounded by `timeoutMs`.

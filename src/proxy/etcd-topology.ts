@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Dcs } from '../dcs/dcs.js';
-import type { ClusterView, DrainRequest, MemberStatus } from '../ha/types.js';
+import type { ClusterView, DrainRequest, MemberStatus } from '../cluster/types.js';
 import type { Endpoint, Topology } from './topology.js';
 
 export interface Routes {

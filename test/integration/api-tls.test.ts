@@ -18,7 +18,7 @@ import { type ApiClientTls, loadApiClientTls, loadApiHttps } from '../../src/api
 import { postToMember } from '../../src/cli/rest.js';
 import { PgwardenError } from '../../src/errors.js';
 import { probePeers } from '../../src/ha/peers.js';
-import type { ClusterView, MemberStatus } from '../../src/ha/types.js';
+import type { ClusterView, MemberStatus } from '../../src/cluster/types.js';
 import { type LocalCaFiles, ensureLocalCa } from '../../src/proxy/tls.js';
 import { type CertificateFiles, issueCertificate } from '../../src/up/cluster-tls.js';
 import { member, viewOf } from '../unit/api-fixtures.js';
