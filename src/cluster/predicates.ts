@@ -38,6 +38,14 @@ export interface CandidateRules {
   maxLag: number | null;
 }
 
+/**
+ * What an operator's request holds its candidate to, the same in the REST API and the CLI: a switchover keeps the
+ * lag limit (the agents check it when they carry one out); a failover is forced, as in decide, so lag does not count.
+ */
+export function candidateRulesFor(view: Pick<ClusterView, 'config' | 'leader' | 'sync'>, kind: 'switchover' | 'failover'): CandidateRules {
+  return { syncMembers: syncMembersOf(view), maxLag: kind === 'switchover' ? view.config.maximum_lag_on_failover : null };
+}
+
 /** Why a member may not become primary now; the caller words it for its audience. */
 export type CandidateProblem =
   | { kind: 'nofailover' }
