@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { isStopped, postmasterPidOf } from '../up/processes.js';
+import { isStopped, postmasterPidOf } from '../processes.js';
 
 /**
  * A lease deadline found passed by more than this means whoever watches it (the agent's watchdog, the deadman) was

@@ -26,7 +26,7 @@ import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '
 import { ensureMemberTls, memberTlsAgentSettings, memberTlsPresent } from './cluster-tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePort, freePorts, portFreeWithin, portInUse } from './ports.js';
-import { isAlive, isOurProcess, postmasterPidOf, processStartTime, signal, terminate, waitUntil } from './processes.js';
+import { isAlive, isOurProcess, postmasterPidOf, processStartTime, signal, terminate, waitUntil } from '../processes.js';
 import {
   FILES,
   STATE_VERSION,

@@ -23,7 +23,7 @@ import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dy
 import type { ClusterView, MemberStatus } from '../../src/cluster/types.js';
 import { ETCD_BIN, PG_BIN_DIR } from '../../src/up/dependencies.js';
 import { newSecrets, type Secrets } from '../../src/up/state.js';
-import { isAlive, postmasterPidOf, signal } from '../../src/up/processes.js';
+import { isAlive, postmasterPidOf, signal } from '../../src/processes.js';
 import { exitOnSignals, type CutOptions, type Lab, type LabMode, type ServiceAddress } from './lab.js';
 import { NetLab } from './netlab.js';
 import { RelayLab } from './relaylab.js';

@@ -10,7 +10,7 @@ import { Etcd3 } from 'etcd3';
 import { EtcdDcs, type EtcdDcsOptions } from '../../src/dcs/etcd.js';
 import { clusterPrefix } from '../../src/cluster/keys.js';
 import { isPgwardenError } from '../../src/errors.js';
-import { isStopped } from '../../src/up/processes.js';
+import { isStopped } from '../../src/processes.js';
 import { DEFAULT_DYNAMIC_CONFIG } from '../../src/cluster/dynamic-config.js';
 import type { HistoryEntry, MemberStatus } from '../../src/cluster/types.js';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
