@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type ApiClientTls, loadApiClientTls } from '../api/tls.js';
+import { type ApiClientTls, loadApiClientTls } from '../config/api-tls.js';
 import { cliApiCaFileFromEnv, cliApiCredentialsFromEnv, cliEtcdTlsFromEnv, type CliApiCredentials } from '../config/cli.js';
 import { type EtcdTls, loadEtcdTls } from '../dcs/etcd-tls.js';
 import { cliClusterFromEnv } from '../config/cli-env.js';

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
-import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from '../api/tls.js';
+import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from './api-tls.js';
 import { etcdTlsProblems, type EtcdTlsFiles } from '../dcs/etcd-tls.js';
 import { closest } from './suggest.js';
 

@@ -1,5 +1,5 @@
 import { apiRequest } from '../api/client.js';
-import type { ApiClientTls } from '../api/tls.js';
+import type { ApiClientTls } from '../config/api-tls.js';
 import type { ClusterView, MemberStatus, Tags } from '../cluster/types.js';
 import type { PeerProbe } from './types.js';
 import { isRunningState } from '../cluster/predicates.js';

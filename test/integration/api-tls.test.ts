@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import type { ApiBackend } from '../../src/api/backend.js';
 import { apiRequest } from '../../src/api/client.js';
 import { startApi, type ApiServer } from '../../src/api/server.js';
-import { type ApiClientTls, loadApiClientTls, loadApiHttps } from '../../src/api/tls.js';
+import { type ApiClientTls, loadApiClientTls, loadApiHttps } from '../../src/config/api-tls.js';
 import { postToMember } from '../../src/cli/rest.js';
 import { PgwardenError } from '../../src/errors.js';
 import { probePeers } from '../../src/ha/peers.js';

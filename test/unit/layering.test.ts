@@ -44,16 +44,12 @@ const ALLOWED: Record<Layer, Layer[]> = {
  * removes the line here.
  */
 const KNOWN = new Set<string>([
-  // The static config schemas validate settings whose parsers and constants live with their users (the API's TLS
-  // modes, the proxy's pg_hba parser); they belong in config/ or in a small module below it.
+  // The proxy config schema checks auth_hba_file with the proxy's pg_hba parser; the parser (pure) belongs below.
   'config/proxy.ts -> proxy/auth/hba.ts',
-  'config/schema.ts -> api/tls.ts',
   // The agent serves the REST API through the ApiBackend interface and probes peers with the API client: the
-  // interface and the client (with its TLS options) belong below ha.
+  // interface and the client belong below ha.
   'ha/agent.ts -> api/backend.ts',
-  'ha/agent.ts -> api/tls.ts',
   'ha/peers.ts -> api/client.ts',
-  'ha/peers.ts -> api/tls.ts',
 ]);
 
 /** Cycles between files, each written as its members sorted and joined with ' | '. */
