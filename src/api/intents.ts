@@ -134,10 +134,15 @@ export function planFailover(
       (m) => m.name !== leader && candidateRefusal(m, view, kind) === null,
     );
     if (eligible.length === 0) {
+      const reasons = Object.values(view.members)
+        .filter((m) => m.name !== leader)
+        .map((m) => candidateRefusal(m, view, kind))
+        .filter((r): r is string => r !== null);
       return refuse(
         412,
         `${kind} is not possible: no member other than the leader is a healthy replica that may be promoted` +
-          (syncMembers !== null ? ' and is a synchronous standby' : ''),
+          (syncMembers !== null ? ' and is a synchronous standby' : '') +
+          (reasons.length > 0 ? ` (${reasons.join('; ')})` : ''),
       );
     }
   }

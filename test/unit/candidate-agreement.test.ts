@@ -32,6 +32,14 @@ describe('API and CLI candidate checks agree', () => {
     assert.match(v.cliMessage, /lags 2097152 bytes.*maximum_lag_on_failover \(1048576\)/);
   });
 
+  it('a switchover without a candidate is refused by both when the only replica lags too far, saying so', () => {
+    const view = viewOf([member('a', 'primary'), member('b', 'replica', { lagBytes: 2 * MB })]);
+    const api = apiPlan('switchover', {}, view, NOW);
+    assert.equal(api.ok, false);
+    assert.match(api.ok ? '' : api.message, /"b" lags 2097152 bytes/);
+    assert.throws(() => cliPlan(view, { kind: 'switchover', primary: null, candidate: null, at: null }, NOW), /b lags 2097152 bytes/);
+  });
+
   it('a failover to that lagging replica is forced: both accept it, as the agents carry it out regardless of lag', () => {
     const view = viewOf([member('a', 'primary'), member('b', 'replica', { lagBytes: 2 * MB })]);
     const v = verdicts(view, 'failover', 'b');
