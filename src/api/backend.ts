@@ -1,4 +1,5 @@
-import type { ClusterView, DynamicConfig, FailoverIntent, MemberStatus } from '../ha/types.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../cluster/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * What the REST API needs from the agent. The API only reads state and writes intents through these methods;

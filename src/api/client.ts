@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { ApiClientTls } from './tls.js';
+import type { ApiClientTls } from '../config/api-tls.js';
 
 export interface ApiRequest {
   method?: 'GET' | 'POST';

@@ -2,7 +2,9 @@
  * The health endpoints' rules (Patroni semantics), as pure functions of what the agent last saw. No I/O, no clock:
  * `now` is passed in. The HTTP layer (server.ts) only maps paths to these and writes the code.
  */
-import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type MemberStatus } from '../ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../cluster/dynamic-config.js';
+import type { ClusterView, MemberStatus } from '../cluster/types.js';
+import { isRunningState } from '../cluster/predicates.js';
 
 export type HealthCheckName =
   | 'primary'
@@ -86,10 +88,6 @@ function ttlMs(view: ClusterView | null): number {
   return (view?.config.ttl ?? DEFAULT_DYNAMIC_CONFIG.ttl) * 1000;
 }
 
-function isUp(status: MemberStatus): boolean {
-  return status.state === 'running' || status.state === 'streaming';
-}
-
 /**
  * This member holds the leader key as of the last view, and that view is recent: the agent publishes its status
  * every cycle, so a status older than ttl means the loop stalled and the lease may have expired since. Failing
@@ -106,7 +104,7 @@ function primaryCheck(inputs: HealthInputs): HealthResult {
   if (!status) return fail('no status published yet');
   if (!holdsLeader(inputs)) return fail('does not hold the leader key');
   if (status.role !== 'primary') return fail(`holds the leader key but runs as ${status.role}`);
-  if (!inputs.pgRunning || !isUp(status)) return fail(`PostgreSQL is ${inputs.pgRunning ? status.state : 'not running'}`);
+  if (!inputs.pgRunning || !isRunningState(status.state)) return fail(`PostgreSQL is ${inputs.pgRunning ? status.state : 'not running'}`);
   return ok('primary holding the leader key');
 }
 
@@ -136,7 +134,7 @@ function replicaCheck(inputs: HealthInputs, query: HealthQuery): HealthResult {
   const { status } = inputs;
   if (!status) return fail('no status published yet');
   if (status.role !== 'replica') return fail(`runs as ${status.role}, not replica`);
-  if (!inputs.pgRunning || !isUp(status)) return fail(`PostgreSQL is ${inputs.pgRunning ? status.state : 'not running'}`);
+  if (!inputs.pgRunning || !isRunningState(status.state)) return fail(`PostgreSQL is ${inputs.pgRunning ? status.state : 'not running'}`);
   if (status.tags.noloadbalance) return fail('the noloadbalance tag is set');
   const wantedState = query.replication_state;
   if (wantedState !== undefined && wantedState !== status.state) {

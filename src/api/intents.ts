@@ -5,7 +5,8 @@
  * 422 for a schedule in the past, 503 when the cluster state is unknown.
  */
 import { closest } from '../config/suggest.js';
-import type { ClusterView, FailoverIntent, MemberStatus } from '../ha/types.js';
+import { candidateProblem, candidateRulesFor, syncMembersOf } from '../cluster/predicates.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../cluster/types.js';
 
 export type Refusal = { ok: false; status: 400 | 412 | 422 | 503; message: string };
 export type FailoverPlan = { ok: true; status: 200 | 202; intent: FailoverIntent; message: string } | Refusal;
@@ -39,31 +40,26 @@ function parseSchedule(value: unknown): number | Refusal {
   return Date.parse(value);
 }
 
-function isRunningReplica(m: MemberStatus): boolean {
-  return m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
-}
-
-/** Why `member` may not become primary now, or null. */
-function candidateProblem(member: MemberStatus, syncMembers: string[] | null): string | null {
-  if (member.tags.nofailover || member.tags.failover_priority <= 0) {
-    return `candidate "${member.name}" has the nofailover tag (or failover_priority 0) and is never promoted`;
+/** Why `member` may not become primary by a `kind` request now, or null (the rule the CLI applies too). */
+function candidateRefusal(member: MemberStatus, view: ClusterView, kind: 'switchover' | 'failover'): string | null {
+  const problem = candidateProblem(member, candidateRulesFor(view, kind));
+  if (problem === null) return null;
+  switch (problem.kind) {
+    case 'nofailover':
+      return `candidate "${member.name}" has the nofailover tag (or failover_priority 0) and is never promoted`;
+    case 'not-running':
+      return `candidate "${member.name}" is not a running replica (role ${member.role}, state ${member.state})`;
+    case 'not-sync':
+      return (
+        `candidate "${member.name}" is not a synchronous standby and synchronous_mode is on, so it may lack acknowledged ` +
+        `commits: choose one of ${problem.syncMembers.length ? problem.syncMembers.join(', ') : '(none yet)'}, or turn synchronous_mode off first`
+      );
+    case 'lag':
+      return (
+        `candidate "${member.name}" lags ${problem.lag} bytes behind the primary, more than maximum_lag_on_failover ` +
+        `(${problem.maxLag}): wait for it to catch up, or choose another replica`
+      );
   }
-  if (!isRunningReplica(member)) {
-    return `candidate "${member.name}" is not a running replica (role ${member.role}, state ${member.state})`;
-  }
-  if (syncMembers !== null && !syncMembers.includes(member.name)) {
-    return (
-      `candidate "${member.name}" is not a synchronous standby and synchronous_mode is on, so it may lack acknowledged ` +
-      `commits: choose one of ${syncMembers.length ? syncMembers.join(', ') : '(none yet)'}, or turn synchronous_mode off first`
-    );
-  }
-  return null;
-}
-
-function syncMembersOf(view: ClusterView): string[] | null {
-  if (!view.config.synchronous_mode) return null;
-  const leader = view.leader?.name;
-  return view.sync && view.sync.leader === leader ? view.sync.members : [];
 }
 
 function unknownMember(view: ClusterView, name: string): Refusal {
@@ -131,17 +127,22 @@ export function planFailover(
   if (to !== null) {
     const member = view.members[to];
     if (!member) return unknownMember(view, to);
-    const problem = candidateProblem(member, syncMembers);
+    const problem = candidateRefusal(member, view, kind);
     if (problem !== null) return refuse(412, problem);
   } else {
     const eligible = Object.values(view.members).filter(
-      (m) => m.name !== leader && candidateProblem(m, syncMembers) === null,
+      (m) => m.name !== leader && candidateRefusal(m, view, kind) === null,
     );
     if (eligible.length === 0) {
+      const reasons = Object.values(view.members)
+        .filter((m) => m.name !== leader)
+        .map((m) => candidateRefusal(m, view, kind))
+        .filter((r): r is string => r !== null);
       return refuse(
         412,
         `${kind} is not possible: no member other than the leader is a healthy replica that may be promoted` +
-          (syncMembers !== null ? ' and is a synchronous standby' : ''),
+          (syncMembers !== null ? ' and is a synchronous standby' : '') +
+          (reasons.length > 0 ? ` (${reasons.join('; ')})` : ''),
       );
     }
   }

@@ -18,7 +18,7 @@ import {
   type HealthQuery,
 } from './health.js';
 import { planFailover, planReinitialize, planRestart } from './intents.js';
-import type { ApiHttpsOptions } from './tls.js';
+import type { ApiHttpsOptions } from '../config/api-tls.js';
 
 export interface ApiCredentials {
   username: string;

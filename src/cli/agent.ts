@@ -1,5 +1,5 @@
 import { startApi } from '../api/server.js';
-import { loadApiClientTls, loadApiHttps } from '../api/tls.js';
+import { loadApiClientTls, loadApiHttps } from '../config/api-tls.js';
 import { loadAgentConfig } from '../config/load.js';
 import { parseHostPort, type AgentConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';

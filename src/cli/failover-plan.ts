@@ -4,7 +4,8 @@
  */
 import { closest } from '../config/suggest.js';
 import { PgwardenError } from '../errors.js';
-import type { ClusterView, FailoverIntent, MemberStatus } from '../ha/types.js';
+import { candidateProblem, candidateRulesFor } from '../cluster/predicates.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../cluster/types.js';
 
 const ISO_TIME = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?)(Z|[+-]\d{2}:?\d{2})?$/i;
 
@@ -48,38 +49,26 @@ function reject(message: string): PgwardenError {
   return new PgwardenError('SWITCHOVER_REJECTED', message);
 }
 
-function isRunningReplica(m: MemberStatus): boolean {
-  return m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
-}
-
-function syncMembers(view: ClusterView): string[] | null {
-  if (!view.config.synchronous_mode) return null;
-  const leader = view.leader?.name ?? null;
-  return view.sync && (leader === null || view.sync.leader === leader) ? view.sync.members : [];
-}
-
-/** Why `m` may not become primary now, or null. */
-export function candidateProblem(m: MemberStatus, view: ClusterView, kind: FailoverRequest['kind']): string | null {
-  if (m.tags.nofailover || m.tags.failover_priority <= 0) {
-    return `${m.name} is tagged nofailover (or failover_priority 0), so it is never promoted: choose another member`;
+/** Why `m` may not become primary now, or null (the rule the REST API applies too). */
+export function candidateProblemText(m: MemberStatus, view: ClusterView, kind: FailoverRequest['kind']): string | null {
+  const problem = candidateProblem(m, candidateRulesFor(view, kind));
+  if (problem === null) return null;
+  switch (problem.kind) {
+    case 'nofailover':
+      return `${m.name} is tagged nofailover (or failover_priority 0), so it is never promoted: choose another member`;
+    case 'not-running':
+      return `${m.name} is not a running replica (role ${m.role}, state ${m.state}): choose a replica that is running, or wait until it is`;
+    case 'not-sync':
+      return (
+        `synchronous_mode is on and ${m.name} is not a synchronous standby, so it may lack acknowledged commits: ` +
+        `choose one of ${problem.syncMembers.length > 0 ? problem.syncMembers.join(', ') : '(none yet: wait for the primary to pick one)'}`
+      );
+    case 'lag':
+      return (
+        `${m.name} lags ${problem.lag} bytes behind the primary, more than maximum_lag_on_failover ` +
+        `(${problem.maxLag}): wait for it to catch up, or choose another replica`
+      );
   }
-  if (!isRunningReplica(m)) {
-    return `${m.name} is not a running replica (role ${m.role}, state ${m.state}): choose a replica that is running, or wait until it is`;
-  }
-  const sync = syncMembers(view);
-  if (sync !== null && !sync.includes(m.name)) {
-    return (
-      `synchronous_mode is on and ${m.name} is not a synchronous standby, so it may lack acknowledged commits: ` +
-      `choose one of ${sync.length > 0 ? sync.join(', ') : '(none yet: wait for the primary to pick one)'}`
-    );
-  }
-  if (kind === 'switchover' && m.lagBytes !== null && m.lagBytes > view.config.maximum_lag_on_failover) {
-    return (
-      `${m.name} lags ${m.lagBytes} bytes behind the primary, more than maximum_lag_on_failover ` +
-      `(${view.config.maximum_lag_on_failover}): wait for it to catch up, or choose another replica`
-    );
-  }
-  return null;
 }
 
 function memberOrThrow(view: ClusterView, name: string, what: string): MemberStatus {
@@ -118,17 +107,17 @@ export function planFailover(view: ClusterView, request: FailoverRequest, now: n
     if (candidate.name === leader) {
       throw reject(`${candidate.name} already holds the leader key: name another member as --candidate`);
     }
-    const problem = candidateProblem(candidate, view, kind);
+    const problem = candidateProblemText(candidate, view, kind);
     if (problem !== null) throw reject(problem);
   } else {
     if (leader === null) {
       throw reject('no member holds the leader key; the agents elect the most advanced healthy replica by themselves. To choose one, pass --candidate <member>');
     }
-    const eligible = Object.values(view.members).filter((m) => m.name !== leader && candidateProblem(m, view, kind) === null);
+    const eligible = Object.values(view.members).filter((m) => m.name !== leader && candidateProblemText(m, view, kind) === null);
     if (eligible.length === 0) {
       const reasons = Object.values(view.members)
         .filter((m) => m.name !== leader)
-        .map((m) => candidateProblem(m, view, kind))
+        .map((m) => candidateProblemText(m, view, kind))
         .filter((r): r is string => r !== null);
       throw reject(`no replica can take over now${reasons.length > 0 ? `: ${reasons.join('; ')}` : ': the cluster has no replica'}`);
     }

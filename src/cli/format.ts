@@ -3,7 +3,8 @@
  */
 import YAML from 'yaml';
 import type { ProxyRegistration } from '../dcs/codec.js';
-import type { ClusterView, DynamicConfig, FailoverIntent, HistoryEntry, MemberStatus } from '../ha/types.js';
+import type { ClusterView, FailoverIntent, HistoryEntry, MemberStatus } from '../cluster/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 import { formatLsn } from '../postgres/lsn.js';
 
 const MB = 1024 * 1024;

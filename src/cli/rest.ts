@@ -2,7 +2,7 @@
  * Calls of a member's REST API for the requests only its agent can carry out (restart, reload, reinitialize).
  */
 import { apiRequest, type ApiResponse } from '../api/client.js';
-import type { ApiClientTls } from '../api/tls.js';
+import type { ApiClientTls } from '../config/api-tls.js';
 import { PgwardenError } from '../errors.js';
 import type { CliApiCredentials } from '../config/cli.js';
 

@@ -4,14 +4,14 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { type ApiClientTls, loadApiClientTls } from '../api/tls.js';
+import { type ApiClientTls, loadApiClientTls } from '../config/api-tls.js';
 import { cliApiCaFileFromEnv, cliApiCredentialsFromEnv, cliEtcdTlsFromEnv, type CliApiCredentials } from '../config/cli.js';
 import { type EtcdTls, loadEtcdTls } from '../dcs/etcd-tls.js';
 import { cliClusterFromEnv } from '../config/cli-env.js';
 import { loadAgentConfig } from '../config/load.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
-import type { ClusterView } from '../ha/types.js';
+import type { ClusterView } from '../cluster/types.js';
 import { LocalCluster } from '../up/local-cluster.js';
 import { FILES } from '../up/state.js';
 import { DEFAULT_DIR } from './options.js';

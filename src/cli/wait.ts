@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dcs } from '../dcs/dcs.js';
 import { PgwardenError, describeError } from '../errors.js';
-import type { ClusterView } from '../ha/types.js';
+import type { ClusterView } from '../cluster/types.js';
 import type { Io } from './io.js';
 
 const POLL_MS = 200;

@@ -4,12 +4,13 @@
  */
 import { z } from 'zod';
 import { PgwardenError } from '../errors.js';
-import { DEFAULT_DYNAMIC_CONFIG, DEFAULT_TAGS, type DynamicConfig, type Tags } from '../ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import { DEFAULT_TAGS, type Tags } from '../cluster/types.js';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
 import { describeValue, expecting, parseOrThrow } from './issues.js';
 import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
-import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from '../api/tls.js';
+import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from './api-tls.js';
 import { etcdTlsProblems, type EtcdTlsFiles } from '../dcs/etcd-tls.js';
 import { closest } from './suggest.js';
 

@@ -5,20 +5,9 @@
  * stopping the HA loop that depends on reading the view every cycle.
  */
 import { z } from 'zod';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  DEFAULT_TAGS,
-  type CleanShutdown,
-  type ClusterView,
-  type DrainRequest,
-  type DynamicConfig,
-  type FailoverIntent,
-  type HistoryEntry,
-  type Lsn,
-  type MemberStatus,
-  type SyncState,
-} from '../ha/types.js';
-import { KEYS } from './dcs.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import { type CleanShutdown, type ClusterView, DEFAULT_TAGS, type DrainRequest, type FailoverIntent, type HistoryEntry, type Lsn, type MemberStatus, type SyncState } from '../cluster/types.js';
+import { KEYS } from '../cluster/keys.js';
 
 /** Raw values keyed by their path relative to the cluster prefix (`leader`, `members/a`, ...). */
 export type RawCluster = Readonly<Record<string, string>>;

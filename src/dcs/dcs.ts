@@ -1,33 +1,5 @@
-import type {
-  CleanShutdown,
-  ClusterView,
-  DrainRequest,
-  DynamicConfig,
-  FailoverIntent,
-  HistoryEntry,
-  Lsn,
-  MemberStatus,
-  SyncState,
-} from '../ha/types.js';
-
-/** Key names under `/pgwarden/<cluster>/` (DESIGN.md "Keys in etcd"). */
-export const KEYS = {
-  initialize: 'initialize',
-  config: 'config',
-  leader: 'leader',
-  members: 'members/',
-  sync: 'sync',
-  failover: 'failover',
-  history: 'history',
-  optime: 'optime',
-  proxies: 'proxies/',
-  drain: 'drain',
-  shutdown: 'shutdown',
-} as const;
-
-export function clusterPrefix(cluster: string): string {
-  return `/pgwarden/${cluster}/`;
-}
+import type { CleanShutdown, ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../cluster/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * The distributed configuration store as the rest of pgwarden sees it. The etcd implementation is the only

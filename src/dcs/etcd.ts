@@ -25,9 +25,11 @@ import {
   type Namespace,
   type Watcher,
 } from 'etcd3';
-import type { CleanShutdown, ClusterView, DrainRequest, DynamicConfig, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../ha/types.js';
+import type { CleanShutdown, ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../cluster/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 import { PgwardenError, isPgwardenError } from '../errors.js';
-import { KEYS, clusterPrefix, type Dcs } from './dcs.js';
+import { KEYS, clusterPrefix } from '../cluster/keys.js';
+import type { Dcs } from './dcs.js';
 import type { EtcdTls } from './etcd-tls.js';
 import {
   decodeCluster,

@@ -13,19 +13,11 @@ import { DEADLINE_LATE_MS } from '../postgres/emergency-stop.js';
 import { leaderSafeUntil, mustStepDown } from './lease.js';
 import { AgentMetrics } from './metrics.js';
 import { probePeers } from './peers.js';
-import type { ApiClientTls } from '../api/tls.js';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  EMPTY_MEMORY,
-  emptyClusterView,
-  type AgentMemory,
-  type ClusterView,
-  type Decision,
-  type DynamicConfig,
-  type FailoverIntent,
-  type MemberStatus,
-  type PgObservation,
-} from './types.js';
+import type { ApiClientTls } from '../config/api-tls.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import { type AgentMemory, type Decision, EMPTY_MEMORY } from './types.js';
+import { type ClusterView, emptyClusterView, type FailoverIntent, type MemberStatus } from '../cluster/types.js';
+import type { PgObservation } from '../postgres/observation.js';
 
 export const PGWARDEN_VERSION = '0.1.0';
 

@@ -3,7 +3,7 @@ import { existsSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSy
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEADLINE_LATE_MS, stopPostgresAfterDeadline } from '../postgres/emergency-stop.js';
-import { commandLine, isAlive, readPidFile } from '../up/processes.js';
+import { commandLine, isAlive, readPidFile } from '../processes.js';
 
 /**
  * The lease deadman: pgwarden's user-space counterpart of Patroni's /dev/watchdog.

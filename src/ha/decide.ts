@@ -1,22 +1,12 @@
-import { KEYS } from '../dcs/dcs.js';
+import { KEYS } from '../cluster/keys.js';
+import { isEligibleCandidate, isHealthyReplica, mayBePromoted, ranksAbove } from '../cluster/predicates.js';
 import { formatLsn } from '../postgres/lsn.js';
 import { mustStepDown } from './lease.js';
 import { slotNameFor } from './slots.js';
-import type {
-  Action,
-  AgentMemory,
-  CleanShutdown,
-  Clock,
-  ClusterView,
-  ControlState,
-  Decision,
-  DynamicConfig,
-  FailoverIntent,
-  HistoryEntry,
-  MemberStatus,
-  Observation,
-  PgObservation,
-} from './types.js';
+import type { Action, AgentMemory, Clock, Decision, Observation } from './types.js';
+import type { CleanShutdown, ClusterView, FailoverIntent, HistoryEntry, MemberStatus } from '../cluster/types.js';
+import type { ControlState, PgObservation } from '../postgres/observation.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * The whole HA policy: one pure, synchronous function. No I/O, no clock reads, no randomness — time comes in
@@ -91,7 +81,7 @@ export function cleanShutdownRecord(view: ClusterView, me: string, pg: PgObserva
   if (pg.running || pg.controlState !== 'shut down' || pg.checkpointLsn === null || pg.controlTimeline === null) return null;
   if (view.leader !== null && view.leader.name !== me) return null;
   const successor = Object.values(view.members).some(
-    (m) => m.name !== me && isHealthyReplicaStatus(m) && !m.tags.nofailover && m.tags.failover_priority > 0,
+    (m) => m.name !== me && isHealthyReplica(m) && mayBePromoted(m.tags),
   );
   if (successor) return null;
   return { leader: me, checkpoint: pg.checkpointLsn, timeline: pg.controlTimeline, at: wall };
@@ -104,17 +94,6 @@ function lsnText(position: number): string {
 
 /** Failures to start PostgreSQL in place after which a primary gives its key up for a failover. */
 export const MAX_START_FAILURES = 3;
-
-/** Among candidates to take over, the most advanced wins, then the higher failover_priority; anyone beats none. */
-function ranksAbove(m: MemberStatus, best: MemberStatus | null): boolean {
-  if (best === null) return true;
-  const [mine, theirs] = [m.walPosition ?? -1, best.walPosition ?? -1];
-  return mine > theirs || (mine === theirs && m.tags.failover_priority > best.tags.failover_priority);
-}
-
-function isHealthyReplicaStatus(m: MemberStatus | undefined): boolean {
-  return !!m && m.role === 'replica' && (m.state === 'running' || m.state === 'streaming');
-}
 
 class Decider {
   private readonly me: string;
@@ -197,7 +176,7 @@ class Decider {
   }
 
   private get canFailOver(): boolean {
-    return !this.obs.tags.nofailover && this.myPriority > 0;
+    return mayBePromoted(this.obs.tags);
   }
 
   /** The operator's failover/switchover request if it is due and not stale. */
@@ -540,8 +519,8 @@ class Decider {
   private candidateCheck(name: string, checkLag: boolean): { name: string } | { refusal: string } {
     const m = this.member(name);
     if (!m) return { refusal: `${name} is not a member` };
-    if (m.tags.nofailover || m.tags.failover_priority <= 0) return { refusal: `${name} is tagged nofailover` };
-    if (!isHealthyReplicaStatus(m)) return { refusal: `${name} is not a running replica (state ${m.state})` };
+    if (!mayBePromoted(m.tags)) return { refusal: `${name} is tagged nofailover` };
+    if (!isHealthyReplica(m)) return { refusal: `${name} is not a running replica (state ${m.state})` };
     if (this.config.synchronous_mode && !this.inSync(name)) return { refusal: `${name} is not a synchronous standby` };
     const row = this.obs.pg.replication.find((r) => r.name === name);
     if (!row || row.state !== 'streaming') return { refusal: `${name} is not streaming from this primary` };
@@ -555,12 +534,11 @@ class Decider {
   /** The replica that would best take over from this member (used before giving the key up). */
   private bestCandidate(exclude: string | null): MemberStatus | null {
     let best: MemberStatus | null = null;
+    // The sync key counts whoever owns it (as inSync), and lag is measured against optime, as in the election.
+    const rules = { syncMembers: this.config.synchronous_mode ? (this.view.sync?.members ?? []) : null, maxLag: this.config.maximum_lag_on_failover };
     for (const m of Object.values(this.view.members)) {
       if (m.name === this.me || m.name === exclude) continue;
-      if (!isHealthyReplicaStatus(m) || m.tags.nofailover || m.tags.failover_priority <= 0) continue;
-      if (this.config.synchronous_mode && !this.inSync(m.name)) continue;
-      const lag = this.lagOf(m.walPosition);
-      if (lag !== null && lag > this.config.maximum_lag_on_failover) continue;
+      if (!isEligibleCandidate(m, rules, this.lagOf(m.walPosition))) continue;
       if (ranksAbove(m, best)) best = m;
     }
     return best;
@@ -917,7 +895,7 @@ class Decider {
     // A primary published a position past that shutdown since: the record is left over.
     if (this.view.optime !== null && this.view.optime > shutdown.checkpoint + SHUTDOWN_CHECKPOINT_MAX_SPAN) return null;
     const former = this.member(shutdown.leader);
-    if (former && (former.tags.nofailover || former.tags.failover_priority <= 0)) return null;
+    if (former && !mayBePromoted(former.tags)) return null;
     const waitMs = this.config.primary_start_timeout * 1000;
     const since = this.obs.memory.shutdownHoldSince ?? this.clock.mono;
     const left = waitMs - (this.clock.mono - since);
@@ -937,7 +915,7 @@ class Decider {
       if (name === this.me || !probe.reachable || !probe.healthy) continue;
       if (probe.role === 'primary') return `${name} is still running as a primary`;
       const tags = probe.tags;
-      if (tags && (tags.nofailover || tags.failover_priority <= 0)) continue;
+      if (tags && !mayBePromoted(tags)) continue;
       // A peer too far behind the optime will refuse the key itself: it must not hold the election back.
       const peerLag = this.lagOf(probe.walPosition);
       if (peerLag !== null && peerLag > this.config.maximum_lag_on_failover) continue;

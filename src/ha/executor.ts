@@ -4,7 +4,9 @@ import type { Dcs } from '../dcs/dcs.js';
 import { RewindFailedError, type PeerAddress, type PostgresServer } from '../postgres/server.js';
 import { parseLsnOrNull } from '../postgres/lsn.js';
 import { newestTimeline } from './decide.js';
-import type { Action, AgentMemory, ClusterView, DynamicConfig } from './types.js';
+import type { Action, AgentMemory } from './types.js';
+import type { ClusterView } from '../cluster/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 export interface ExecutorContext {
   me: string;

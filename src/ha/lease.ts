@@ -1,4 +1,5 @@
-import type { AgentMemory, DynamicConfig } from './types.js';
+import type { AgentMemory } from './types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * Seconds before the leader lease's earliest possible expiry at which the primary stops accepting writes.

@@ -1,6 +1,8 @@
 import { apiRequest } from '../api/client.js';
-import type { ApiClientTls } from '../api/tls.js';
-import type { ClusterView, MemberStatus, PeerProbe, Tags } from './types.js';
+import type { ApiClientTls } from '../config/api-tls.js';
+import type { ClusterView, MemberStatus, Tags } from '../cluster/types.js';
+import type { PeerProbe } from './types.js';
+import { isRunningState } from '../cluster/predicates.js';
 
 /**
  * Asks every other member's REST API for its current state, in parallel, each bounded by `timeoutMs`.
@@ -37,7 +39,7 @@ export function parsePeerStatus(body: Record<string, unknown>): PeerProbe {
   const member = (body.member ?? body) as Partial<MemberStatus>;
   const wal = typeof member.walPosition === 'number' ? member.walPosition : null;
   const role = member.role === 'primary' || member.role === 'replica' ? member.role : null;
-  const healthy = member.state === 'running' || member.state === 'streaming';
+  const healthy = isRunningState(member.state);
   const tags = member.tags && typeof member.tags === 'object' ? (member.tags as Tags) : null;
   return { reachable: true, walPosition: wal, healthy, role, tags };
 }

@@ -1,5 +1,6 @@
 import path from 'node:path';
-import type { ControlState, Lsn } from '../ha/types.js';
+import type { ControlState } from './observation.js';
+import type { Lsn } from '../cluster/types.js';
 import { parseLsn } from './lsn.js';
 import { type OsUser, runProgram } from './run.js';
 

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { isStopped, livePostmasterPid } from './lock-files.js';
+import { isStopped } from '../processes.js';
+import { livePostmasterPid } from './lock-files.js';
 
 /**
  * A lease deadline found passed by more than this means whoever watches it (the agent's watchdog, the deadman) was

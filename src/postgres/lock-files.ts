@@ -61,17 +61,6 @@ export function readProcess(pid: number): ProcessInfo {
   return info;
 }
 
-/** The process is stopped (state T, or t under a tracer): it cannot act on any signal but SIGKILL until continued. */
-export function isStopped(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const state = stat.charAt(stat.lastIndexOf(')') + 2);
-    return state === 'T' || state === 't';
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The PID in `dataDir`/postmaster.pid when it is a live PostgreSQL of that data directory, else null. Whoever signals
  * the postmaster (the agent, the deadman, `pgwarden down`) asks this: a zombie serves nothing, and a PID reused by

@@ -1,5 +1,5 @@
 import { PgwardenError } from '../errors.js';
-import type { Lsn } from '../ha/types.js';
+import type { Lsn } from '../cluster/types.js';
 
 const TWO_POW_32 = 0x1_0000_0000;
 const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;

@@ -3,7 +3,7 @@ import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat } from '
 import path from 'node:path';
 import pg from 'pg';
 import { PgwardenError } from '../errors.js';
-import type { PgObservation, ReplicationPeer } from '../ha/types.js';
+import type { PgObservation, ReplicationPeer } from './observation.js';
 import {
   type ConfValue,
   type PgClientSsl,

@@ -7,8 +7,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Dcs } from '../dcs/dcs.js';
-import type { ClusterView, DrainRequest, MemberStatus } from '../ha/types.js';
+import type { ClusterView, DrainRequest, MemberStatus } from '../cluster/types.js';
 import type { Endpoint, Topology } from './topology.js';
+import { isHealthyReplica } from '../cluster/predicates.js';
 
 export interface Routes {
   /** The member holding `leader`, whether or not it runs as primary yet. */
@@ -27,8 +28,7 @@ export function routesFromView(view: ClusterView, maxReplicaLagBytes: number): R
   const replicas: Routes['replicas'] = [];
   for (const name of Object.keys(view.members).sort()) {
     const m = view.members[name];
-    if (name === leader || m.role !== 'replica') continue;
-    if (m.state !== 'running' && m.state !== 'streaming') continue;
+    if (name === leader || !isHealthyReplica(m)) continue;
     if (m.tags.noloadbalance) continue;
     // Unknown lag is not "within the limit": such a replica may be arbitrarily far behind.
     if (m.lagBytes === null || m.lagBytes > maxReplicaLagBytes) continue;

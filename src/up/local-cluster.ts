@@ -19,14 +19,15 @@ import { clusterNameSchema, validateDynamicConfig } from '../config/schema.js';
 import { EtcdDcs } from '../dcs/etcd.js';
 import { PgwardenError, describeError } from '../errors.js';
 import { deadmanPidOf } from '../ha/deadman.js';
-import { DEFAULT_DYNAMIC_CONFIG, type ClusterView, type DynamicConfig, type MemberStatus } from '../ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import type { ClusterView, MemberStatus } from '../cluster/types.js';
 import { lookupOsUser, runAsIdentity } from '../postgres/run.js';
 import { type LocalCaFiles, ensureLocalCa, localCaFiles, opensslMissing } from '../proxy/tls.js';
 import { ensureMemberTls, memberTlsAgentSettings, memberTlsPresent } from './cluster-tls.js';
 import { ETCD_BIN, PG_BIN_DIR, checkDependencies } from './dependencies.js';
 import { freePort, freePorts, portFreeWithin, portInUse } from './ports.js';
 import { livePostmasterPid } from '../postgres/lock-files.js';
-import { isAlive, isOurProcess, processStartTime, signal, terminate, waitUntil } from './processes.js';
+import { isAlive, isOurProcess, processStartTime, signal, terminate, waitUntil } from '../processes.js';
 import {
   FILES,
   STATE_VERSION,

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { chmod, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PgwardenError } from '../errors.js';
-import type { DynamicConfig } from '../ha/types.js';
+import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 export const STATE_VERSION = 1;
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { agentChildEnv } from '../config/cli.js';
 import { PgwardenError } from '../errors.js';
 import { LocalCluster } from './local-cluster.js';
-import { isAlive, waitUntil } from './processes.js';
+import { isAlive, waitUntil } from '../processes.js';
 import { Supervisor, type SupervisedComponent } from './supervisor.js';
 
 /**

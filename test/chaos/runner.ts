@@ -6,7 +6,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ClusterView } from '../../src/ha/types.js';
+import type { ClusterView } from '../../src/cluster/types.js';
 import { check, faultTable, impossibleReads, leaderSpans, type CheckReport, type FaultWindow } from './checker.js';
 import { ChaosCluster } from './cluster.js';
 import { parseRejoinCounters, roundRejoins, type RejoinCounters, type RejoinCounts } from './rejoins.js';

@@ -8,7 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import type { ApiBackend } from '../../src/api/backend.js';
 import { startApi, type ApiServer } from '../../src/api/server.js';
 import { PgwardenError } from '../../src/errors.js';
-import type { ClusterView, DynamicConfig, FailoverIntent, MemberStatus } from '../../src/ha/types.js';
+import type { ClusterView, FailoverIntent, MemberStatus } from '../../src/cluster/types.js';
+import type { DynamicConfig } from '../../src/cluster/dynamic-config.js';
 import { NOW, member, viewOf } from '../unit/api-fixtures.js';
 
 const AUTH = { username: 'admin', password: 's3cret:with:colons' };

@@ -18,7 +18,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { LocalCluster } from '../../src/up/local-cluster.js';
 import { SHUTDOWN_CHECKPOINT_MAX_SPAN } from '../../src/ha/decide.js';
-import type { ClusterView } from '../../src/ha/types.js';
+import type { ClusterView } from '../../src/cluster/types.js';
 import { sleep } from '../helpers/writer.js';
 import { waitFor as pollFor } from '../helpers/pg.js';
 

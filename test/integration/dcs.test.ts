@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { EtcdDcs, type EtcdDcsOptions } from '../../src/dcs/etcd.js';
-import { clusterPrefix } from '../../src/dcs/dcs.js';
+import { clusterPrefix } from '../../src/cluster/keys.js';
 import { isPgwardenError } from '../../src/errors.js';
-import { isStopped } from '../../src/up/processes.js';
-import { DEFAULT_DYNAMIC_CONFIG, type HistoryEntry, type MemberStatus } from '../../src/ha/types.js';
+import { isStopped } from '../../src/processes.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../../src/cluster/dynamic-config.js';
+import type { HistoryEntry, MemberStatus } from '../../src/cluster/types.js';
 import { startEtcd, type EtcdInstance } from '../helpers/etcd.js';
 import { freePort } from '../helpers/ports.js';
 

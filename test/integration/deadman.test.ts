@@ -14,7 +14,7 @@ import pg from 'pg';
 import { DEADMAN_PID_FILE, LeaseDeadman } from '../../src/ha/deadman.js';
 import { stopPostgresAfterDeadline } from '../../src/postgres/emergency-stop.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { isAlive as alive, isStopped, readPidFile } from '../../src/up/processes.js';
+import { isAlive as alive, isStopped, readPidFile } from '../../src/processes.js';
 import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
 
 function reaped(pid: number): boolean {

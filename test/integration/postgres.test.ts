@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import type { PgObservation } from '../../src/ha/types.js';
+import type { PgObservation } from '../../src/postgres/observation.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import {
   addressOf,

@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import type { ListJson } from '../../src/cli/format.js';
 import { agentChildEnv } from '../../src/config/cli.js';
-import type { ClusterView } from '../../src/ha/types.js';
+import type { ClusterView } from '../../src/cluster/types.js';
 import { LocalCluster } from '../../src/up/local-cluster.js';
 import { waitFor } from '../helpers/pg.js';
 

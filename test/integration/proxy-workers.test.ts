@@ -14,7 +14,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import { EtcdDcs } from '../../src/dcs/etcd.js';
-import { DEFAULT_TAGS } from '../../src/ha/types.js';
+import { DEFAULT_TAGS } from '../../src/cluster/types.js';
 import { EtcdTopology } from '../../src/proxy/etcd-topology.js';
 import { ProxyRegistrar } from '../../src/proxy/registration.js';
 import { startEtcd } from '../helpers/etcd.js';

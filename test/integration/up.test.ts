@@ -17,7 +17,7 @@ import type { ListJson } from '../../src/cli/format.js';
 import { agentChildEnv } from '../../src/config/cli.js';
 import { deadmanPidOf } from '../../src/ha/deadman.js';
 import { LocalCluster } from '../../src/up/local-cluster.js';
-import { isAlive, waitUntil } from '../../src/up/processes.js';
+import { isAlive, waitUntil } from '../../src/processes.js';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 

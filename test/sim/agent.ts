@@ -14,19 +14,10 @@
  */
 import { decide, newestTimeline, noteShutdownHold } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown } from '../../src/ha/lease.js';
-import {
-  EMPTY_MEMORY,
-  emptyClusterView,
-  type Action,
-  type AgentMemory,
-  type ClusterView,
-  type Decision,
-  type DynamicConfig,
-  type MemberStatus,
-  type PeerProbe,
-  type PgObservation,
-  type Tags,
-} from '../../src/ha/types.js';
+import { type Action, type AgentMemory, type Decision, EMPTY_MEMORY, type PeerProbe } from '../../src/ha/types.js';
+import { type ClusterView, emptyClusterView, type MemberStatus, type Tags } from '../../src/cluster/types.js';
+import type { DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import type { PgObservation } from '../../src/postgres/observation.js';
 import { PgwardenError } from '../../src/errors.js';
 import { LeaseInvalid, type SimDcsClient } from './etcd.js';
 import type { SimDeadman } from './deadman.js';

@@ -11,17 +11,8 @@
  */
 import { decodeCluster, decodeHistory, encodeDrain, encodeHistory } from '../../src/dcs/codec.js';
 import { PgwardenError } from '../../src/errors.js';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  type ClusterView,
-  type DrainRequest,
-  type DynamicConfig,
-  type FailoverIntent,
-  type HistoryEntry,
-  type Lsn,
-  type MemberStatus,
-  type SyncState,
-} from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import type { ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../../src/cluster/types.js';
 import type { Kernel, Proc } from './kernel.js';
 import type { Rng } from './prng.js';
 

@@ -22,7 +22,8 @@
  * control files name the same timeline ("source and target cluster are on the same timeline"), as
  * PostgreSQL 15's does, whatever the WAL says.
  */
-import type { ControlState, Lsn, PgObservation, ReplicationPeer } from '../../src/ha/types.js';
+import type { ControlState, PgObservation, ReplicationPeer } from '../../src/postgres/observation.js';
+import type { Lsn } from '../../src/cluster/types.js';
 import { slotNameFor } from '../../src/ha/slots.js';
 import type { Kernel } from './kernel.js';
 import type { Rng } from './prng.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { DEFAULT_TAGS, type Tags } from '../../src/ha/types.js';
+import { DEFAULT_TAGS, type Tags } from '../../src/cluster/types.js';
 import { Rng } from './prng.js';
 import { addRun, emptyTotals, summaryLines } from './summary.js';
 import { FAULT_KINDS, runSimulation, type SimEvent, type SimOptions, type SimResult, type Simulation } from './world.js';

@@ -20,15 +20,9 @@
  * A run is a pure function of its options: same seed, same trace.
  */
 import { intentTimeoutMs, isWakeKey } from '../../src/ha/decide.js';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  DEFAULT_TAGS,
-  type ClusterView,
-  type DynamicConfig,
-  type FailoverIntent,
-  type PgObservation,
-  type Tags,
-} from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import { type ClusterView, DEFAULT_TAGS, type FailoverIntent, type Tags } from '../../src/cluster/types.js';
+import type { PgObservation } from '../../src/postgres/observation.js';
 import { SimAgent, type AgentClock, type AgentHost } from './agent.js';
 import { SimDeadman, type DeadmanHost } from './deadman.js';
 import { defaultLatency, SimDcsClient, SimEtcd } from './etcd.js';

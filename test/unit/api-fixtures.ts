@@ -1,5 +1,6 @@
 /** Member statuses and cluster views for the REST API tests (unit and integration). */
-import { DEFAULT_DYNAMIC_CONFIG, DEFAULT_TAGS, type ClusterView, type MemberStatus } from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../../src/cluster/dynamic-config.js';
+import { type ClusterView, DEFAULT_TAGS, type MemberStatus } from '../../src/cluster/types.js';
 import type { HealthInputs } from '../../src/api/health.js';
 
 export const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);

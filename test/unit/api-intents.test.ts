@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { planFailover, planReinitialize, planRestart, type FailoverPlan } from '../../src/api/intents.js';
-import { DEFAULT_TAGS } from '../../src/ha/types.js';
+import { DEFAULT_TAGS } from '../../src/cluster/types.js';
 import { NOW, member, viewOf } from './api-fixtures.js';
 
 function refused(plan: FailoverPlan | ReturnType<typeof planRestart>, status: number, message: RegExp): void {

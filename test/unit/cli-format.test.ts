@@ -15,7 +15,7 @@ import {
   renderList,
   renderTable,
 } from '../../src/cli/format.js';
-import { DEFAULT_DYNAMIC_CONFIG } from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../../src/cluster/dynamic-config.js';
 import { cluster } from './cluster-builder.js';
 
 describe('renderTable', () => {

@@ -5,22 +5,10 @@
  * sees them in pg_stat_replication and has their slots), so a test states only what differs.
  */
 import { slotNameFor } from '../../src/ha/slots.js';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  DEFAULT_TAGS,
-  EMPTY_MEMORY,
-  type AgentMemory,
-  type Clock,
-  type ClusterView,
-  type DynamicConfig,
-  type FailoverIntent,
-  type MemberStatus,
-  type Observation,
-  type PeerProbe,
-  type PgObservation,
-  type ProxyState,
-  type Tags,
-} from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import { type ClusterView, DEFAULT_TAGS, type FailoverIntent, type MemberStatus, type ProxyState, type Tags } from '../../src/cluster/types.js';
+import { type AgentMemory, type Clock, EMPTY_MEMORY, type Observation, type PeerProbe } from '../../src/ha/types.js';
+import type { PgObservation } from '../../src/postgres/observation.js';
 
 export const NOW: Clock = { mono: 1_000_000, wall: Date.UTC(2026, 0, 1) };
 

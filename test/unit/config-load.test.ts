@@ -7,7 +7,7 @@ import YAML from 'yaml';
 import { cliClusterFromEnv } from '../../src/config/cli-env.js';
 import { applyEnvOverrides, loadAgentConfig, parseAgentConfig } from '../../src/config/load.js';
 import { PgwardenError, type ErrorCode } from '../../src/errors.js';
-import { DEFAULT_TAGS } from '../../src/ha/types.js';
+import { DEFAULT_TAGS } from '../../src/cluster/types.js';
 
 let dir: string;
 before(() => {

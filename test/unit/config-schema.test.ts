@@ -11,7 +11,7 @@ import {
 } from '../../src/config/schema.js';
 import { closest, didYouMean, editDistance } from '../../src/config/suggest.js';
 import { PgwardenError } from '../../src/errors.js';
-import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 
 /** Runs `fn`, expects CONFIG_INVALID, and checks every pattern against the message. */
 function invalid(fn: () => unknown, ...patterns: RegExp[]): string {

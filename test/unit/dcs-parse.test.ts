@@ -18,13 +18,8 @@ import {
   encodeSync,
   type RawCluster,
 } from '../../src/dcs/codec.js';
-import {
-  DEFAULT_DYNAMIC_CONFIG,
-  type DynamicConfig,
-  type FailoverIntent,
-  type HistoryEntry,
-  type MemberStatus,
-} from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import type { FailoverIntent, HistoryEntry, MemberStatus } from '../../src/cluster/types.js';
 
 function member(name: string, overrides: Partial<MemberStatus> = {}): MemberStatus {
   return {

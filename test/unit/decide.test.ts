@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { cleanShutdownRecord, decide, drainIdFor, MAX_START_FAILURES, noteShutdownHold, SHUTDOWN_CHECKPOINT_MAX_SPAN } from '../../src/ha/decide.js';
 import { leaderSafeUntil, mustStepDown, safetyMarginSeconds } from '../../src/ha/lease.js';
-import { DEFAULT_DYNAMIC_CONFIG, EMPTY_MEMORY, type Action, type ClusterView, type Decision, type Observation } from '../../src/ha/types.js';
+import { DEFAULT_DYNAMIC_CONFIG } from '../../src/cluster/dynamic-config.js';
+import { type Action, type Decision, EMPTY_MEMORY, type Observation } from '../../src/ha/types.js';
+import type { ClusterView } from '../../src/cluster/types.js';
 import { cluster, NOW, type ClusterBuilder } from './cluster-builder.js';
 
 /** Runs decide() and checks it left its inputs untouched. */

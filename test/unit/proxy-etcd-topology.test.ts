@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DRAIN_HOLD_GRACE_MS, drainHolds, EtcdTopology, routesFromView } from '../../src/proxy/etcd-topology.js';
-import type { ClusterView } from '../../src/ha/types.js';
+import type { ClusterView } from '../../src/cluster/types.js';
 import { cluster } from './cluster-builder.js';
 
 const MB = 1024 * 1024;

@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { RestartBackoff } from '../../src/up/backoff.js';
 import { Supervisor, type SupervisedComponent } from '../../src/up/supervisor.js';
-import { waitUntil } from '../../src/up/processes.js';
+import { waitUntil } from '../../src/processes.js';
 
 describe('RestartBackoff', () => {
   it('restarts at once, then waits 100 ms doubling up to 30 s while the process keeps exiting', () => {

@@ -49,7 +49,16 @@ export function readPidFile(file: string): number | null {
   }
 }
 
-export { isStopped } from '../postgres/lock-files.js';
+/** The process is stopped (state T, or t under a tracer): it cannot act on any signal but SIGKILL until continued. */
+export function isStopped(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.charAt(stat.lastIndexOf(')') + 2);
+    return state === 'T' || state === 't';
+  } catch {
+    return false;
+  }
+}
 
 /** The NUL-separated command line of `pid`, or null when the process is gone (or a zombie). */
 export function commandLine(pid: number): string[] | null {
