@@ -1,4 +1,4 @@
-/** Key names under `/pgwarden/<cluster>/` (DESIGN.md "Keys in etcd"). */
+/** Key names under `/pgwarden/<cluster>/` (docs/architecture.md "Keys in etcd"). */
 export const KEYS = {
   initialize: 'initialize',
   config: 'config',

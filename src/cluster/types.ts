@@ -1,6 +1,6 @@
 /**
  * The cluster model: what each member publishes and what the cluster keeps in etcd. The values stored in etcd are
- * exactly these objects serialised as JSON (see DESIGN.md "Keys in etcd"). This folder imports nothing of the
+ * exactly these objects serialised as JSON (see docs/architecture.md, etcd keys). This folder imports nothing of the
  * project, so every layer may depend on it (test/unit/layering.test.ts holds that).
  */
 import type { DynamicConfig } from './dynamic-config.js';
@@ -81,7 +81,7 @@ export interface RecloneRecord {
   reason: string;
 }
 
-/** Value of `sync`: the members that have every acknowledged commit of `leader` (DESIGN.md safety rules). */
+/** Value of `sync`: the members that have every acknowledged commit of `leader` (docs/ha.md safety rules). */
 export interface SyncState {
   leader: string;
   members: string[];

@@ -42,7 +42,7 @@ export interface AgentOptions {
 }
 
 /**
- * One agent per PostgreSQL server: the loop of DESIGN.md (observe → decide → act → publish), plus two timers
+ * One agent per PostgreSQL server: the loop of docs/architecture.md (observe → decide → act → publish), plus two timers
  * that must not depend on the loop being responsive:
  *  - the lease keeper refreshes the agent's lease (and the leader key while the loop wants it held), so a
  *    long action such as a restart in place does not lose the key;

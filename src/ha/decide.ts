@@ -10,7 +10,7 @@ import type { DynamicConfig } from '../cluster/dynamic-config.js';
 
 /**
  * The whole HA policy: one pure, synchronous function. No I/O, no clock reads, no randomness — time comes in
- * through `clock`, everything remembered between cycles through `obs.memory`. Every safety rule of DESIGN.md
+ * through `clock`, everything remembered between cycles through `obs.memory`. Every safety rule of docs/ha.md
  * lives here (or in lease.ts, which this calls), so scenario tables and the simulator can test them all.
  */
 export function decide(view: ClusterView, obs: Observation, config: DynamicConfig, clock: Clock): Decision {
@@ -428,7 +428,7 @@ class Decider {
   }
 
   /**
-   * DESIGN.md "Switchover without errors": before shutting down for a handover, the primary asks the live proxies
+   * docs/ha.md "Switchover without errors": before shutting down for a handover, the primary asks the live proxies
    * to finish the transactions in flight and hold new ones, and waits for each one's acknowledgement, at most
    * `drain_timeout`. 'asked': the request must be written now; 'waiting': acknowledgements are missing (the
    * primary keeps doing its job meanwhile); otherwise the prefix for the handover's reason.
@@ -550,7 +550,7 @@ class Decider {
   }
 
   /**
-   * Synchronous replication bookkeeping on the primary. Order is the safety rule of DESIGN.md: a member is
+   * Synchronous replication bookkeeping on the primary. Order is the safety rule of docs/ha.md: a member is
    * removed from `sync` before it leaves synchronous_standby_names, and added to `sync` only after
    * PostgreSQL reports it synchronous and it has flushed past the point where it was added.
    */

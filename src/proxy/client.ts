@@ -2,7 +2,8 @@
  * One client connection: startup and authentication, then forwarding of whole frames to the server connection
  * it holds (for a transaction in transaction mode, for its lifetime in session mode).
  *
- * Forwarding follows DESIGN.md's hot path: consecutive frames are written as one slice of the received chunk
+ * Forwarding follows the hot-path rules (docs/decisions/0011-proxy-read-buffer-and-cork.md): consecutive frames
+ * are written as one slice of the received chunk
  * inside cork/uncork; the client frames looked at are Parse/Bind/Describe/Close (prepared statements), Sync,
  * Query, FunctionCall (answers owed) and Terminate. When no server connection is free the client's unread
  * frames stay in the framer (its socket is paused only if it sends more than HIGH_WATER_MARK meanwhile): the

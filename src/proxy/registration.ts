@@ -1,6 +1,6 @@
 /**
  * The proxy's key `proxies/<id>` in etcd: liveness on the proxy's own lease (re-published after an etcd outage
- * cost the lease), and its side of DESIGN.md's zero-error switchover. When the primary asks for a drain, the
+ * cost the lease), and its side of the zero-error switchover (docs/ha.md). When the primary asks for a drain, the
  * EtcdTopology makes the rw pools hold new transactions; this registrar watches the transactions still running
  * and, once none is left, acknowledges the drain under the proxy's key so the primary can shut down.
  * With a reachability source it also publishes which members' PostgreSQL the proxy cannot reach, again on every

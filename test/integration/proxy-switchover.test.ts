@@ -1,5 +1,5 @@
 /**
- * DESIGN.md "Switchover without errors", end to end: a real 3-node cluster with its proxy (LocalCluster, as
+ * docs/ha.md "Switchover without errors", end to end: a real 3-node cluster with its proxy (LocalCluster, as
  * `pgwarden up` runs it), pgbench writing through the proxy's rw port, and `pgwarden switchover` in the middle of
  * the run. The old primary asks the proxy to drain, the proxy lets in-flight transactions finish, holds new ones,
  * acknowledges under proxies/<id>; the primary shuts down; the proxy resumes on the new primary. pgbench must end

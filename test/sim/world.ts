@@ -1,5 +1,5 @@
 /**
- * The deterministic simulation of DESIGN.md "How it is tested → Simulation": the real decide() and the real
+ * The deterministic simulation (docs/architecture.md "The simulator"): the real decide() and the real
  * etcd codec (through the modelled agents of agent.ts) driven by a simulated clock, an in-memory etcd,
  * modelled PostgreSQL servers, a lease deadman process per host (deadman.ts), a client workload and a seeded
  * fault scheduler. Each host has its own clocks (monotonic rate drift, wall-clock offset), shared by every
@@ -14,7 +14,7 @@
  *     afterwards (checked at each promotion/start as primary and at the end);
  *  4. once every fault has healed, the cluster converges — one primary holding the key, every other member
  *     streaming from it — within a bound (30 s, more for a long ttl: see convergenceBoundMs);
- *  5. a former primary never comes back writable after another member was promoted (DESIGN.md safety rule):
+ *  5. a former primary never comes back writable after another member was promoted (docs/ha.md safety rule):
  *     a server started as primary holds every promotion record newer than its own last record.
  *
  * A run is a pure function of its options: same seed, same trace.
@@ -475,7 +475,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   }
 
   /**
-   * Invariant 5 (DESIGN.md: "a former primary never comes back writable"): a server started as primary (not
+   * Invariant 5 (docs/ha.md: "a former primary never comes back writable"): a server started as primary (not
    * promoted) must not be behind a promotion that happened after its last record — that would fork the history
    * and drop whatever the newer primary acknowledged.
    */

@@ -2,7 +2,8 @@
  * One connection from the proxy to PostgreSQL: login (SCRAM with a password or pass-through keys, md5,
  * cleartext), then forwarding of whole server frames to the client it is attached to.
  *
- * The forwarding path keeps DESIGN.md's hot-path rules: frames are views into the received chunk (read into a
+ * The forwarding path keeps the hot-path rules (docs/decisions/0011-proxy-read-buffer-and-cork.md): frames are
+ * views into the received chunk (read into a
  * reused buffer, see onRead); consecutive frames that go to the client unchanged are written as one slice of
  * that chunk (cork/uncork only when one answer needs several writes); the only
  * frames looked at are ReadyForQuery, ParseComplete/CloseComplete (to swallow answers to messages the proxy

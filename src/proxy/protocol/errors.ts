@@ -1,6 +1,6 @@
 /**
  * Errors that reach a PostgreSQL client. Everything the proxy refuses on the wire becomes one of these and, from
- * there, an ErrorResponse with a SQLSTATE (DESIGN.md: only PostgreSQL-style errors reach a client). They are
+ * there, an ErrorResponse with a SQLSTATE (only PostgreSQL-style errors reach a client). They are
  * deliberately not PgwardenErrors: their "code" is the SQLSTATE clients and drivers already understand, and
  * they describe the client's mistake, not pgwarden's state.
  */

@@ -1,5 +1,6 @@
 /*
- * The proxy's socket I/O for plain TCP connections in steady state (DESIGN.md "hot path"), written in C because
+ * The proxy's socket I/O for plain TCP connections in steady state (the hot path: docs/proxy.md "Native socket
+ * I/O"), written in C because
  * Node's per-socket machinery costs more CPU than the forwarding itself: every read is a libuv callback into
  * JavaScript through a Readable stream, and every write a Writable stream entry, several microseconds per
  * statement on a 2-core machine where the proxy competes with pgbench and PostgreSQL for the CPUs.
