@@ -9,7 +9,8 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { promisify } from 'node:util';
-import { type ScramKeys, ScramClientSession } from '../../src/proxy/auth/scram.js';
+import type { ScramKeys } from '../../src/protocol/scram.js';
+import { ScramClientSession } from '../../src/proxy/auth/scram.js';
 
 const run = promisify(execFile);
 

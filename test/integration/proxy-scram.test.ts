@@ -11,7 +11,8 @@ import { type AddressInfo, type Server, type Socket, connect, createServer } fro
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { md5Salt, md5Secret, verifyMd5Response } from '../../src/proxy/auth/md5.js';
-import { SCRAM_SHA_256, type ScramKeys, ScramClientSession, ScramServerSession } from '../../src/proxy/auth/scram.js';
+import { SCRAM_SHA_256, type ScramKeys } from '../../src/protocol/scram.js';
+import { ScramClientSession, ScramServerSession } from '../../src/proxy/auth/scram.js';
 import { PgProtocolError } from '../../src/proxy/protocol/errors.js';
 import { type Frame, MessageFramer } from '../../src/proxy/protocol/framer.js';
 import * as m from '../../src/proxy/protocol/messages.js';

@@ -8,18 +8,17 @@ import { createHash, createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
 import { md5PasswordResponse, md5Secret, isMd5Secret, md5Salt, verifyMd5Response } from '../../src/proxy/auth/md5.js';
+import { ScramClientSession, ScramServerSession } from '../../src/proxy/auth/scram.js';
 import {
   SCRAM_SHA_256,
-  ScramClientSession,
-  ScramServerSession,
   deriveScramKeys,
   deriveScramKeysAsync,
   formatScramSecret,
   parseScramSecret,
   saslPrep,
   scramSecretFromPassword,
-} from '../../src/proxy/auth/scram.js';
-import { scramSha256Verifier } from '../../src/protocol/scram.js';
+  scramSha256Verifier,
+} from '../../src/protocol/scram.js';
 import { PgProtocolError } from '../../src/proxy/protocol/errors.js';
 
 const RFC = {

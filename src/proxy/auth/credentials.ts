@@ -4,7 +4,7 @@
  * revealed in its own SCRAM exchange with the proxy work, pass-through as PgBouncer does).
  */
 import { isMd5Secret } from './md5.js';
-import type { ScramKeys } from './scram.js';
+import type { ScramKeys } from '../../protocol/scram.js';
 import type { ServerCredentials } from '../pool/server-conn.js';
 
 export function serverCredentials(secret: string | null, scramKeys: ScramKeys | null): ServerCredentials {

@@ -23,20 +23,6 @@ import {
 } from '../../protocol/scram.js';
 import { PgProtocolError, SQLSTATE, passwordAuthenticationFailed, protocolViolation } from '../protocol/errors.js';
 
-// The derivations live in src/protocol/scram.ts (shared with the agent); re-exported for the proxy's callers.
-export {
-  SCRAM_DEFAULT_ITERATIONS,
-  SCRAM_SHA_256,
-  type ScramKeys,
-  type ScramSecret,
-  deriveScramKeys,
-  deriveScramKeysAsync,
-  formatScramSecret,
-  parseScramSecret,
-  saslPrep,
-  scramSecretFromPassword,
-} from '../../protocol/scram.js';
-
 /** PostgreSQL's SCRAM_RAW_NONCE_LEN: random bytes behind each side's nonce. */
 const RAW_NONCE_BYTES = 18;
 

@@ -13,7 +13,8 @@
  */
 import { connect, type Socket } from 'node:net';
 import { md5PasswordResponse } from '../auth/md5.js';
-import { SCRAM_SHA_256, type ScramKeys, ScramClientSession } from '../auth/scram.js';
+import { SCRAM_SHA_256, type ScramKeys } from '../../protocol/scram.js';
+import { ScramClientSession } from '../auth/scram.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { SslResponse, TransactionStatusByte } from '../protocol/constants.js';
 import { MessageFramer } from '../protocol/framer.js';

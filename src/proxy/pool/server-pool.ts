@@ -8,7 +8,7 @@
  * target refuses connections, waiters keep waiting (bounded by queryWaitTimeoutMs) and opening is retried.
  */
 import { serverCredentials } from '../auth/credentials.js';
-import type { ScramKeys } from '../auth/scram.js';
+import type { ScramKeys } from '../../protocol/scram.js';
 import type { ServerTls } from '../server-tls.js';
 import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { TransactionStatusByte } from '../protocol/constants.js';
