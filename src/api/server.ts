@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify';
 import { applyConfigPatch, formatHostPort, parseHostPort, validateDynamicConfig } from '../config/schema.js';
 import { PgwardenError, describeError, isPgwardenError, type ErrorCode } from '../errors.js';
-import type { ApiBackend } from './backend.js';
+import type { ApiBackend } from '../ha/api-backend.js';
 import {
   HEALTH_ROUTES,
   clusterBody,

@@ -6,6 +6,8 @@ import { EtcdDcs } from '../dcs/etcd.js';
 import { loadEtcdTls } from '../dcs/etcd-tls.js';
 import { describeError } from '../errors.js';
 import { Agent } from '../ha/agent.js';
+import { LeaseDeadman } from '../ha/deadman.js';
+import { probePeers } from '../api/peer-probe.js';
 import { createLogger } from '../log.js';
 import { PostgresServer } from '../postgres/server.js';
 
@@ -50,7 +52,14 @@ export async function runAgent(configPath: string): Promise<void> {
   const pg = postgresServerFor(config, (message) => log.warn(message));
   const https = loadApiHttps(config.api.tls);
   const peerTls = loadApiClientTls(config.api.tls);
-  const agent = new Agent({ config, dcs, pg, log, peerTls });
+  const deadman = new LeaseDeadman(
+    pg.runDir,
+    pg.dataDir,
+    (e) => log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
+    (message) => log.warn(message),
+  );
+  const peers = (view: Parameters<typeof probePeers>[0], me: string, timeoutMs: number) => probePeers(view, me, timeoutMs, peerTls);
+  const agent = new Agent({ config, dcs, pg, log, peers, deadman });
   const api = await startApi({
     listen: config.api.listen,
     https,

@@ -1,23 +1,19 @@
-import { performance } from 'node:perf_hooks';
-import type { ApiBackend } from '../api/backend.js';
+import type { ApiBackend } from './api-backend.js';
 import type { AgentConfig } from '../config/schema.js';
 import { parseHostPort } from '../config/schema.js';
 import type { Dcs } from '../dcs/dcs.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { PostgresServer } from '../postgres/server.js';
 import { cleanShutdownRecord, decide, isWakeKey, noteShutdownHold } from './decide.js';
 import { execute, refreshLeader, type ExecutorContext } from './executor.js';
-import { LeaseDeadman } from './deadman.js';
 import { DEADLINE_LATE_MS } from '../postgres/emergency-stop.js';
 import { leaderSafeUntil, mustStepDown } from './lease.js';
 import { AgentMetrics } from './metrics.js';
-import { probePeers } from './peers.js';
-import type { ApiClientTls } from '../config/api-tls.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
 import { type AgentMemory, type Decision, EMPTY_MEMORY } from './types.js';
 import { type ClusterView, emptyClusterView, type FailoverIntent, type MemberStatus } from '../cluster/types.js';
 import type { PgObservation } from '../postgres/observation.js';
+import { type AgentClock, type Deadman, type PeerProber, type PostgresControl, systemClock, type Timer } from './world.js';
 
 export const PGWARDEN_VERSION = '0.1.0';
 
@@ -35,10 +31,16 @@ const PEER_PROBE_TIMEOUT_MS = 700;
 export interface AgentOptions {
   config: AgentConfig;
   dcs: Dcs;
-  pg: PostgresServer;
+  pg: PostgresControl;
   log: Logger;
-  /** TLS towards the other agents' REST APIs (their CA, our client certificate); null: plain defaults. */
-  peerTls?: ApiClientTls | null;
+  /** Asks the other agents' REST APIs during an election (src/api/peer-probe.ts). */
+  peers: PeerProber;
+  /** The lease deadman of this member's PostgreSQL (LeaseDeadman). */
+  deadman: Deadman;
+  /** Clocks and timers; the process's own by default (the simulator passes simulated ones). */
+  clock?: AgentClock;
+  /** Export Node's process metrics beside the agent's (default true; the simulator runs many agents in one process). */
+  processMetrics?: boolean;
 }
 
 /**
@@ -54,8 +56,9 @@ export class Agent implements ApiBackend {
   readonly metricsRegistry: AgentMetrics;
   private readonly config: AgentConfig;
   private readonly dcs: Dcs;
-  private readonly pg: PostgresServer;
-  private readonly peerTls: ApiClientTls | null;
+  private readonly pg: PostgresControl;
+  private readonly peers: PeerProber;
+  private readonly clock: AgentClock;
   private readonly log: Logger;
   private readonly memory: AgentMemory = structuredClone(EMPTY_MEMORY);
   private lastView: ClusterView | null = null;
@@ -67,8 +70,8 @@ export class Agent implements ApiBackend {
   private wakePending = false;
   private loopDone: Promise<void> | null = null;
   private watchHandle: { close(): Promise<void> } | null = null;
-  private keeperTimer: NodeJS.Timeout | null = null;
-  private watchdogTimer: NodeJS.Timeout | null = null;
+  private keeperTimer: Timer | null = null;
+  private watchdogTimer: Timer | null = null;
   private keeperBusy = false;
   /**
    * Monotonic ms until which the keeper may refresh the lease. Every finished cycle extends it by `ttl`; while
@@ -77,23 +80,19 @@ export class Agent implements ApiBackend {
    */
   private loopAliveUntil = 0;
   private appliedParameters = '';
-  private readonly deadman: LeaseDeadman;
+  private readonly deadman: Deadman;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
     this.dcs = options.dcs;
     this.pg = options.pg;
     this.log = options.log;
-    this.peerTls = options.peerTls ?? null;
+    this.peers = options.peers;
+    this.clock = options.clock ?? systemClock;
     this.memberName = options.config.name;
     this.cluster = options.config.cluster;
-    this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName });
-    this.deadman = new LeaseDeadman(
-      this.pg.runDir,
-      this.pg.dataDir,
-      (e) => this.log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
-      (message) => this.log.warn(message),
-    );
+    this.metricsRegistry = new AgentMetrics({ cluster: this.cluster, member: this.memberName }, options.processMetrics ?? true);
+    this.deadman = options.deadman;
   }
 
   /** Keeps the deadman's deadline equal to the leader lease's safety deadline, or disarmed without the key. */
@@ -122,7 +121,7 @@ export class Agent implements ApiBackend {
       // The loop works without a watch (it polls every loop_wait); it is retried at the next start.
       this.log.warn({ err: describeError(e) }, 'could not watch etcd; elections will wait for the next loop');
     }
-    this.watchdogTimer = setInterval(() => this.watchdog(), WATCHDOG_INTERVAL_MS);
+    this.watchdogTimer = this.clock.every(WATCHDOG_INTERVAL_MS, () => this.watchdog());
     this.scheduleKeeper();
     this.loopDone = this.loop();
   }
@@ -140,8 +139,8 @@ export class Agent implements ApiBackend {
     this.running = false;
     this.wakeUp();
     await this.loopDone;
-    if (this.keeperTimer) clearTimeout(this.keeperTimer);
-    if (this.watchdogTimer) clearInterval(this.watchdogTimer);
+    this.keeperTimer?.cancel();
+    this.watchdogTimer?.cancel();
     await this.watchHandle?.close().catch(() => undefined);
     const wasLeadingPrimary = this.memory.holdsLeader && this.lastPg?.running === true && this.lastPg.inRecovery === false;
     if (stopPostgres && this.pg.postmasterPid() !== null) {
@@ -167,7 +166,7 @@ export class Agent implements ApiBackend {
   private async recordCleanShutdown(): Promise<void> {
     try {
       const view = await this.dcs.load();
-      const record = cleanShutdownRecord(view, this.memberName, await this.pg.observe(), Date.now());
+      const record = cleanShutdownRecord(view, this.memberName, await this.pg.observe(), this.clock.wall());
       if (record === null) return;
       await this.dcs.setShutdown(record);
       this.log.info({ checkpoint: record.checkpoint, timeline: record.timeline }, 'recorded the clean shutdown: no replica was left to take over, so this member comes back as primary');
@@ -195,21 +194,21 @@ export class Agent implements ApiBackend {
   private async loop(): Promise<void> {
     while (this.running) {
       this.wakePending = false;
-      const started = performance.now();
+      const started = this.clock.mono();
       try {
         await this.cycle();
       } catch (e) {
         this.log.error({ err: describeError(e) }, 'HA cycle failed');
       }
       this.metricsRegistry.cycles.inc();
-      this.metricsRegistry.cycleDuration.observe((performance.now() - started) / 1000);
+      this.metricsRegistry.cycleDuration.observe((this.clock.mono() - started) / 1000);
       if (!this.running) break;
-      const waitMs = Math.max(0, this.dynamicConfig().loop_wait * 1000 - (performance.now() - started));
+      const waitMs = Math.max(0, this.dynamicConfig().loop_wait * 1000 - (this.clock.mono() - started));
       if (this.wakePending) continue;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, waitMs);
+        const timer = this.clock.after(waitMs, done);
         function done(): void {
-          clearTimeout(timer);
+          timer.cancel();
           resolve();
         }
         this.wake = done;
@@ -223,7 +222,7 @@ export class Agent implements ApiBackend {
   private async cycle(): Promise<void> {
     const memory = this.memory;
     // Observing is bounded by per-call timeouts; give it one ttl.
-    this.loopAliveUntil = Math.max(this.loopAliveUntil, performance.now() + this.dynamicConfig().ttl * 1000);
+    this.loopAliveUntil = Math.max(this.loopAliveUntil, this.clock.mono() + this.dynamicConfig().ttl * 1000);
     let reachable = true;
     try {
       await this.dcs.ensureLease(this.dynamicConfig().ttl);
@@ -238,7 +237,7 @@ export class Agent implements ApiBackend {
     await this.applyParameters(config);
     const pgObs = await this.pg.observe();
     this.lastPg = pgObs;
-    if (pgObs.running && pgObs.inRecovery === true && !pgObs.streaming) memory.notStreamingSince ??= performance.now();
+    if (pgObs.running && pgObs.inRecovery === true && !pgObs.streaming) memory.notStreamingSince ??= this.clock.mono();
     else memory.notStreamingSince = null;
 
     if (reachable) {
@@ -246,14 +245,14 @@ export class Agent implements ApiBackend {
         memory.holdsLeader = false;
         memory.leaderRefreshSentAt = null;
       }
-      const wall = Date.now();
+      const wall = this.clock.wall();
       for (const name of Object.keys(view.members)) memory.memberLastSeen[name] = wall;
-      noteShutdownHold(memory, view, performance.now());
+      noteShutdownHold(memory, view, this.clock.mono());
     }
     const electionPossible = reachable && view.leader === null && pgObs.dataDir === 'initialized';
-    const peers = electionPossible ? await probePeers(view, this.memberName, PEER_PROBE_TIMEOUT_MS, this.peerTls) : {};
+    const peers = electionPossible ? await this.peers(view, this.memberName, PEER_PROBE_TIMEOUT_MS) : {};
 
-    const clock = { mono: performance.now(), wall: Date.now() };
+    const clock = { mono: this.clock.mono(), wall: this.clock.wall() };
     const decision = decide(
       view,
       { me: this.memberName, tags: this.config.tags, pg: pgObs, dcsReachable: reachable, peers, memory: structuredClone(memory) },
@@ -298,7 +297,7 @@ export class Agent implements ApiBackend {
         break;
       }
     }
-    this.loopAliveUntil = performance.now() + config.ttl * 1000;
+    this.loopAliveUntil = this.clock.mono() + config.ttl * 1000;
     this.syncDeadman();
 
     const after = decision.actions.length > 0 ? await this.pg.observe() : pgObs;
@@ -341,8 +340,7 @@ export class Agent implements ApiBackend {
       memory: this.memory,
       view,
       bootstrapConfig: this.bootstrapConfig(),
-      monoNow: () => performance.now(),
-      wallNow: () => Date.now(),
+      clock: this.clock,
       log: this.log,
     };
   }
@@ -396,7 +394,7 @@ export class Agent implements ApiBackend {
       paused: config.pause,
       pendingRestart: pg.pendingRestart,
       reason: decision.reason,
-      updatedAt: Date.now(),
+      updatedAt: this.clock.wall(),
       version: PGWARDEN_VERSION,
       systemId: pg.systemId,
       reclone: this.memory.lastReclone,
@@ -419,18 +417,18 @@ export class Agent implements ApiBackend {
   private scheduleKeeper(): void {
     const config = this.dynamicConfig();
     const intervalMs = Math.max(100, Math.min(config.loop_wait, config.ttl / 3) * 1000);
-    this.keeperTimer = setTimeout(() => {
+    this.keeperTimer = this.clock.after(intervalMs, () => {
       void this.keepLease().finally(() => {
         if (this.running) this.scheduleKeeper();
       });
-    }, intervalMs);
+    });
   }
 
   private async keepLease(): Promise<void> {
     if (this.keeperBusy) return;
     this.keeperBusy = true;
     try {
-      if (performance.now() >= this.loopAliveUntil) return;
+      if (this.clock.mono() >= this.loopAliveUntil) return;
       if (this.memory.holdsLeader) {
         try {
           await refreshLeader(this.executorContext(this.lastView ?? emptyClusterView(this.bootstrapConfig())));
@@ -461,7 +459,7 @@ export class Agent implements ApiBackend {
     }
     const memory = this.memory;
     if (memory.leaderRefreshSentAt === null) return;
-    const now = performance.now();
+    const now = this.clock.mono();
     if (!mustStepDown(memory, this.dynamicConfig(), now)) return;
     // Found long past, this process was not running at the deadline (a frozen host): PostgreSQL woke up too, and
     // its backends may be answering writes queued meanwhile while another member holds the key; a fast shutdown
@@ -477,6 +475,11 @@ export class Agent implements ApiBackend {
       this.log.warn({ member: this.memberName }, `leader lease not refreshed before its safety deadline: ${how}`);
     }
     this.wakeUp();
+  }
+
+  /** This agent holds the leader key as far as it knows (the `pgwarden_is_leader` gauge). */
+  get holdsLeader(): boolean {
+    return this.memory.holdsLeader;
   }
 
   // ---- ApiBackend ----------------------------------------------------------------------------------------

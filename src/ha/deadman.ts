@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEADLINE_LATE_MS, stopPostgresAfterDeadline } from '../postgres/emergency-stop.js';
 import { commandLine, isAlive, readPidFile } from '../processes.js';
+import type { Deadman } from './world.js';
 
 /**
  * The lease deadman: pgwarden's user-space counterpart of Patroni's /dev/watchdog.
@@ -19,7 +20,7 @@ import { commandLine, isAlive, readPidFile } from '../processes.js';
  */
 export const DEADLINE_FILE = 'pgwarden.deadline';
 export const DEADMAN_PID_FILE = 'pgwarden.deadman.pid';
-const POLL_MS = 100;
+export const DEADMAN_POLL_MS = 100;
 /** The deadman exits once it has been disarmed this long (the agent starts it again when it next arms). */
 const IDLE_EXIT_MS = 3000;
 
@@ -34,28 +35,44 @@ interface DeadlineFile {
   deadlineNs: string;
 }
 
+/**
+ * Where the deadline lives and how the deadman process is started: a file in the run directory and a detached
+ * `pgwarden deadman` process in production (FileDeadlineStore); a simulated host in test/sim.
+ */
+export interface DeadlineStore {
+  /** Writes the deadline (monotonic ms on performance.now()'s clock); throws when it could not. */
+  write(deadlineMonoMs: number): void;
+  /** Removes the deadline (nothing to do when there is none). */
+  remove(): void;
+  /** A deadline is in force (possibly written by an earlier agent process). */
+  present(): boolean;
+  /** Starts the deadman process unless it runs. */
+  ensureRunning(): void;
+}
+
 /** The agent's side: arm with a deadline, disarm when it no longer holds the key. */
-export class LeaseDeadman {
-  private armedNs: bigint | null = null;
+export class LeaseDeadman implements Deadman {
+  private armedMs: number | null = null;
+  private readonly store: DeadlineStore;
 
   constructor(
-    private readonly runDir: string,
-    private readonly dataDir: string,
+    runDir: string,
+    dataDir: string,
     private readonly onError: (e: unknown) => void,
-    private readonly onWarning: (message: string) => void = () => undefined,
-  ) {}
+    onWarning: (message: string) => void = () => undefined,
+    store?: DeadlineStore,
+  ) {
+    this.store = store ?? new FileDeadlineStore(runDir, dataDir, onWarning);
+  }
 
   /** Sets the deadline (monotonic ms, performance.now()'s clock) and makes sure the deadman runs. */
   arm(deadlineMonoMs: number): void {
-    const ns = monoMsToHrtimeNs(deadlineMonoMs);
-    if (this.armedNs === ns) return;
+    // Re-armed with the same deadline on every action and refresh: skip the write when nothing changed.
+    if (this.armedMs === deadlineMonoMs) return;
     try {
-      const file = path.join(this.runDir, DEADLINE_FILE);
-      const tmp = `${file}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ deadlineNs: ns.toString() } satisfies DeadlineFile));
-      renameSync(tmp, file);
-      this.armedNs = ns;
-      this.ensureRunning();
+      this.store.write(deadlineMonoMs);
+      this.armedMs = deadlineMonoMs;
+      this.store.ensureRunning();
     } catch (e) {
       this.onError(e);
     }
@@ -63,17 +80,41 @@ export class LeaseDeadman {
 
   /** This process armed the deadline now in force (a deadline left by an earlier agent process does not count). */
   get armedHere(): boolean {
-    return this.armedNs !== null;
+    return this.armedMs !== null;
   }
 
   disarm(): void {
-    if (this.armedNs === null && !existsSync(path.join(this.runDir, DEADLINE_FILE))) return;
-    this.armedNs = null;
+    if (this.armedMs === null && !this.store.present()) return;
+    this.armedMs = null;
+    this.store.remove();
+  }
+}
+
+/** The production store: `pgwarden.deadline` in the run directory, read by a detached `pgwarden deadman`. */
+export class FileDeadlineStore implements DeadlineStore {
+  constructor(
+    private readonly runDir: string,
+    private readonly dataDir: string,
+    private readonly onWarning: (message: string) => void,
+  ) {}
+
+  write(deadlineMonoMs: number): void {
+    const file = path.join(this.runDir, DEADLINE_FILE);
+    const tmp = `${file}.tmp`;
+    writeFileSync(tmp, JSON.stringify({ deadlineNs: monoMsToHrtimeNs(deadlineMonoMs).toString() } satisfies DeadlineFile));
+    renameSync(tmp, file);
+  }
+
+  remove(): void {
     try {
       unlinkSync(path.join(this.runDir, DEADLINE_FILE));
     } catch {
       // Already gone.
     }
+  }
+
+  present(): boolean {
+    return existsSync(path.join(this.runDir, DEADLINE_FILE));
   }
 
   private priorityRefused = false;
@@ -87,7 +128,7 @@ export class LeaseDeadman {
     });
   }
 
-  private ensureRunning(): void {
+  ensureRunning(): void {
     if (deadmanPidOf(this.runDir) !== null) return;
     const main = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
     const log = openSync(path.join(this.runDir, 'deadman.log'), 'a');
@@ -122,37 +163,51 @@ const DEADMAN_RT_PRIORITY = '10';
 export async function runDeadman(runDir: string, dataDir: string): Promise<void> {
   const deadlineFile = path.join(runDir, DEADLINE_FILE);
   const pidFile = path.join(runDir, DEADMAN_PID_FILE);
-  let idleSince = process.hrtime.bigint();
+  const nowMs = (): number => Number(process.hrtime.bigint() / 1000n) / 1000;
+  const state: DeadmanState = { idleSinceMs: nowMs() };
   for (;;) {
     // A newer deadman took over (the agent found this one dead-looking): leave.
     const owner = readPidFile(pidFile);
     if (owner !== null && owner !== process.pid) return;
-    const now = process.hrtime.bigint();
     const deadline = readDeadline(deadlineFile);
-    if (deadline === null) {
-      if (now - idleSince > BigInt(IDLE_EXIT_MS) * 1_000_000n) {
-        try {
-          if (readPidFile(pidFile) === process.pid) unlinkSync(pidFile);
-        } catch {
-          // Nothing to clean.
-        }
-        return;
+    const step = deadmanPoll(state, nowMs(), deadline === null ? null : Number(deadline / 1000n) / 1000);
+    if (step.kind === 'exit') {
+      try {
+        if (readPidFile(pidFile) === process.pid) unlinkSync(pidFile);
+      } catch {
+        // Nothing to clean.
       }
-    } else {
-      idleSince = now;
-      if (now >= deadline) {
-        const late = now - deadline > BigInt(DEADLINE_LATE_MS) * 1_000_000n;
-        const how = stopPostgresAfterDeadline(dataDir, late);
-        if (how !== null) process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: ${how}\n`);
-        try {
-          unlinkSync(deadlineFile);
-        } catch {
-          // Already gone.
-        }
+      return;
+    }
+    if (step.kind === 'fire') {
+      const how = stopPostgresAfterDeadline(dataDir, step.late);
+      if (how !== null) process.stderr.write(`${new Date().toISOString()} leader lease deadline passed without a refresh from the agent: ${how}\n`);
+      try {
+        unlinkSync(deadlineFile);
+      } catch {
+        // Already gone.
       }
     }
-    await new Promise((r) => setTimeout(r, POLL_MS));
+    await new Promise((r) => setTimeout(r, DEADMAN_POLL_MS));
   }
+}
+
+/** What the deadman process remembers between polls. */
+export interface DeadmanState {
+  /** Monotonic ms since which no deadline has been armed. */
+  idleSinceMs: number;
+}
+
+/**
+ * One poll of the deadman process (every DEADMAN_POLL_MS), on monotonic ms: `fire` when an armed deadline has
+ * passed (stop PostgreSQL — every process at once when `late` — and remove the deadline), `exit` after
+ * IDLE_EXIT_MS disarmed, `wait` otherwise. The simulator runs this same rule.
+ */
+export function deadmanPoll(state: DeadmanState, nowMs: number, deadlineMs: number | null): { kind: 'wait' | 'exit' } | { kind: 'fire'; late: boolean } {
+  if (deadlineMs === null) return nowMs - state.idleSinceMs > IDLE_EXIT_MS ? { kind: 'exit' } : { kind: 'wait' };
+  state.idleSinceMs = nowMs;
+  if (nowMs < deadlineMs) return { kind: 'wait' };
+  return { kind: 'fire', late: nowMs - deadlineMs > DEADLINE_LATE_MS };
 }
 
 function readDeadline(file: string): bigint | null {

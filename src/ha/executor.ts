@@ -1,8 +1,8 @@
 import { describeError, PgwardenError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Dcs } from '../dcs/dcs.js';
-import { RewindFailedError, type PeerAddress, type PostgresServer } from '../postgres/server.js';
-import { parseLsnOrNull } from '../postgres/lsn.js';
+import { RewindFailedError, type PeerAddress } from '../postgres/server.js';
+import type { AgentClock, PostgresControl } from './world.js';
 import { newestTimeline } from './decide.js';
 import type { Action, AgentMemory } from './types.js';
 import type { ClusterView } from '../cluster/types.js';
@@ -11,14 +11,13 @@ import type { DynamicConfig } from '../cluster/dynamic-config.js';
 export interface ExecutorContext {
   me: string;
   dcs: Dcs;
-  pg: PostgresServer;
+  pg: PostgresControl;
   memory: AgentMemory;
   /** The view decide() saw this cycle (member addresses come from it). */
   view: ClusterView;
   /** Dynamic settings written to etcd by the member that bootstraps the cluster. */
   bootstrapConfig: DynamicConfig;
-  monoNow: () => number;
-  wallNow: () => number;
+  clock: AgentClock;
   log: Logger;
   /** The reason sentence of the decision whose actions run (a re-clone records it). */
   reason?: string;
@@ -92,13 +91,13 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       await pg.reclone(from);
       memory.rewindFailed = false;
       memory.rewindError = null;
-      memory.lastReclone = { at: ctx.wallNow(), reason };
+      memory.lastReclone = { at: ctx.clock.wall(), reason };
       return;
     }
     case 'acquireLeader': {
       // The key inherits the lease's expiry, so the lease is refreshed first and its send time is what the
       // safety deadline counts from.
-      const sentAt = ctx.monoNow();
+      const sentAt = ctx.clock.mono();
       if (!(await dcs.keepAlive())) throw new PgwardenError('DCS_CONFLICT', 'The agent lease had expired; it is re-created next cycle.');
       if (!(await dcs.acquireLeader(me))) {
         throw new PgwardenError('DCS_CONFLICT', 'Another member took the leader key first.');
@@ -134,7 +133,7 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
       await dcs.appendHistory({
         timeline: action.timeline,
         lsn: action.lsn,
-        at: ctx.wallNow(),
+        at: ctx.clock.wall(),
         reason: action.reason,
         leader: me,
         ...(action.parent !== null ? { parent: action.parent } : {}),
@@ -152,7 +151,7 @@ export async function execute(action: Action, ctx: ExecutorContext): Promise<voi
  */
 export async function refreshLeader(ctx: ExecutorContext): Promise<void> {
   const { memory } = ctx;
-  const sentAt = ctx.monoNow();
+  const sentAt = ctx.clock.mono();
   const ok = await ctx.dcs.refreshLeader(ctx.me);
   if (ok) {
     memory.holdsLeader = true;
@@ -163,7 +162,7 @@ export async function refreshLeader(ctx: ExecutorContext): Promise<void> {
   const wasHolding = memory.holdsLeader;
   memory.holdsLeader = false;
   memory.leaderRefreshSentAt = null;
-  if (wasHolding && ctx.pg.emergencyStop()) {
+  if (wasHolding && ctx.pg.emergencyStop(false)) {
     ctx.log.warn('the leader key is no longer ours: stopped PostgreSQL at once');
   }
   throw new PgwardenError('DCS_CONFLICT', 'The leader key is no longer held by this member.');
@@ -177,7 +176,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<void> {
   try {
     // The key first: even a brand-new primary accepts writes only while holding it. The lease keeper
     // refreshes it while initdb runs.
-    const sentAt = ctx.monoNow();
+    const sentAt = ctx.clock.mono();
     if (!(await dcs.keepAlive()) || !(await dcs.acquireLeader(me))) {
       throw new PgwardenError('DCS_CONFLICT', 'Won the bootstrap, but could not take the leader key; retrying.');
     }
@@ -196,7 +195,7 @@ async function bootstrap(ctx: ExecutorContext): Promise<void> {
     throw e;
   }
   await dcs.setInitialize(systemId);
-  await dcs.appendHistory({ timeline: 1, lsn: 0, at: ctx.wallNow(), reason: 'bootstrap', leader: me });
+  await dcs.appendHistory({ timeline: 1, lsn: 0, at: ctx.clock.wall(), reason: 'bootstrap', leader: me });
 }
 
 /**
@@ -209,18 +208,14 @@ async function setSynchronousStandbys(ctx: ExecutorContext, names: string[]): Pr
   await pg.setSynchronousStandbys(names);
   for (const n of Object.keys(memory.syncAddedAt)) if (!names.includes(n)) delete memory.syncAddedAt[n];
   const waiting = new Set(names.filter((n) => n !== '*' && memory.syncAddedAt[n] === undefined));
-  const deadline = ctx.monoNow() + SYNC_CONFIRM_MS;
-  while (waiting.size > 0 && ctx.monoNow() < deadline) {
-    const rows = await pg.query<{ name: string; sync_state: string; lsn: string }>(
-      "SELECT application_name AS name, sync_state, pg_current_wal_lsn()::text AS lsn FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
-    );
-    for (const row of rows) {
+  const deadline = ctx.clock.mono() + SYNC_CONFIRM_MS;
+  while (waiting.size > 0 && ctx.clock.mono() < deadline) {
+    for (const row of await pg.synchronousStandbys()) {
       if (!waiting.has(row.name)) continue;
-      const lsn = parseLsnOrNull(row.lsn);
-      if (lsn !== null) memory.syncAddedAt[row.name] = lsn;
+      if (row.lsn !== null) memory.syncAddedAt[row.name] = row.lsn;
       waiting.delete(row.name);
     }
-    if (waiting.size > 0) await new Promise((r) => setTimeout(r, 50));
+    if (waiting.size > 0) await ctx.clock.sleep(50);
   }
 }
 

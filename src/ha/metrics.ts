@@ -19,9 +19,10 @@ export class AgentMetrics {
   readonly rewinds: Counter;
   readonly reclones: Counter;
 
-  constructor(labels: { cluster: string; member: string }) {
+  /** `processMetrics`: Node's process metrics too (CPU, memory, event loop lag): one agent per process has them. */
+  constructor(labels: { cluster: string; member: string }, processMetrics = true) {
     this.registry.setDefaultLabels(labels);
-    collectDefaultMetrics({ register: this.registry, prefix: 'pgwarden_agent_' });
+    if (processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'pgwarden_agent_' });
     const r = [this.registry];
     this.isLeader = new Gauge({ name: 'pgwarden_leader', help: '1 while this member holds the leader key', registers: r });
     this.pgRunning = new Gauge({ name: 'pgwarden_postgres_running', help: '1 while the local PostgreSQL runs', registers: r });

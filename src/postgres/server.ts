@@ -4,6 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { PgwardenError } from '../errors.js';
 import type { PgObservation, ReplicationPeer } from './observation.js';
+import type { Lsn } from '../cluster/types.js';
 import {
   type ConfValue,
   type PgClientSsl,
@@ -968,6 +969,14 @@ export class PostgresServer {
   async setSynchronousStandbys(names: string[]): Promise<void> {
     await this.writeConfiguration({ ...(await this.readState()), synchronousStandbyNames: [...names] });
     if (this.postmasterPid() !== null) await this.reload();
+  }
+
+  /** The standbys this primary reports as synchronous (or quorum), each with pg_current_wal_lsn() as the row was read. */
+  async synchronousStandbys(): Promise<Array<{ name: string; lsn: Lsn | null }>> {
+    const rows = await this.query<{ name: string; lsn: string }>(
+      "SELECT application_name AS name, pg_current_wal_lsn()::text AS lsn FROM pg_stat_replication WHERE sync_state IN ('sync', 'quorum')",
+    );
+    return rows.map((r) => ({ name: r.name, lsn: parseLsnOrNull(r.lsn) }));
   }
 
   /** Replaces the user parameters (from the cluster's dynamic configuration) and rewrites postgresql.conf; reload or restart to apply. */

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import type { ApiBackend } from '../../src/api/backend.js';
+import type { ApiBackend } from '../../src/ha/api-backend.js';
 import { startApi, type ApiServer } from '../../src/api/server.js';
 import { PgwardenError } from '../../src/errors.js';
 import type { ClusterView, FailoverIntent, MemberStatus } from '../../src/cluster/types.js';

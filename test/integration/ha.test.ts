@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import YAML from 'yaml';
 import { LocalCluster } from '../../src/up/local-cluster.js';
-import { parsePeerStatus } from '../../src/ha/peers.js';
+import { parsePeerStatus } from '../../src/api/peer-probe.js';
 import type { ClusterView } from '../../src/cluster/types.js';
 import type { PeerProbe } from '../../src/ha/types.js';
 import { spawn, type ChildProcess } from 'node:child_process';

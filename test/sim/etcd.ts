@@ -9,11 +9,12 @@
  * round trip taking simulated time: a request is applied when it arrives, and an answer that does not come
  * back before the call's deadline is a DCS_UNAVAILABLE error even when the request was applied.
  */
-import { decodeCluster, decodeHistory, encodeDrain, encodeHistory } from '../../src/dcs/codec.js';
+import { decodeCluster, decodeHistory, encodeDrain, encodeHistory, encodeShutdown } from '../../src/dcs/codec.js';
 import { PgwardenError } from '../../src/errors.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
-import type { ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../../src/cluster/types.js';
-import type { Kernel, Proc } from './kernel.js';
+import type { CleanShutdown, ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../../src/cluster/types.js';
+import type { Kernel, SimProcess } from './kernel.js';
+import type { Dcs } from '../../src/dcs/dcs.js';
 import type { Rng } from './prng.js';
 
 /** etcd answered that the lease is unknown or expired (EtcdLeaseInvalidError). */
@@ -147,6 +148,14 @@ export class SimEtcd {
     return this.get('leader')?.value ?? null;
   }
 
+  /** Revokes a lease at once: its keys go. */
+  revoke(id: number): void {
+    const l = this.leases.get(id);
+    if (!l) return;
+    l.expiresAt = this.now;
+    this.expire();
+  }
+
   /** Lease expiry happens on etcd's clock, never while etcd has no leader. */
   expire(): void {
     if (this.quorumLost) return;
@@ -202,22 +211,50 @@ function unavailable(what: string): PgwardenError {
   return new PgwardenError('DCS_UNAVAILABLE', `simulated etcd did not ${what} in time`);
 }
 
+export interface ClientHooks {
+  onCycle?: () => void;
+  onFailoverRequest?: () => void;
+}
+
 /**
  * One agent incarnation's etcd client: the EtcdDcs methods the HA loop uses, as simulated-time processes.
  * Every method has one deadline (`callTimeoutMs` from its start) for all its round trips, like EtcdDcs.call.
  */
-export class SimDcsClient {
+export class SimDcsClient implements Dcs {
+  readonly cluster = 'sim';
   private lease: number | null = null;
   private leaseLost = false;
   private ttlSeconds: number | null = null;
+  private readonly kernel: Kernel;
+  private readonly watchers = new Set<(key: string) => void>();
 
   constructor(
     private readonly etcd: SimEtcd,
-    private readonly kernel: Kernel,
+    private readonly proc: SimProcess,
     readonly member: string,
     private readonly latency: LatencyModel,
+    /** What the world counts: HA cycles (the loop's first call is ensureLease) and switchovers an agent asked for. */
+    private readonly hooks: ClientHooks = {},
     readonly callTimeoutMs = 1000,
-  ) {}
+  ) {
+    this.kernel = proc.kernel;
+  }
+
+  /** The watch stream delivers a change of `key` ('' after a reconnection: anything may have changed). */
+  notify(key: string): void {
+    this.proc.enter(() => {
+      for (const w of this.watchers) w(key);
+    });
+  }
+
+  async watch(onChange: (key: string) => void): Promise<{ close(): Promise<void> }> {
+    this.watchers.add(onChange);
+    return {
+      close: async () => {
+        this.watchers.delete(onChange);
+      },
+    };
+  }
 
   /** The lease id this client currently uses (for the trace). */
   get leaseId(): number | null {
@@ -228,7 +265,7 @@ export class SimDcsClient {
    * One round trip. The request is applied when it arrives (even when the caller gave up waiting); the
    * answer counts only if it comes back before the deadline over a working link.
    */
-  private *rpc<T>(what: string, deadline: number, op: () => T): Proc<T> {
+  private async rpc<T>(what: string, deadline: number, op: () => T): Promise<T> {
     const k = this.kernel;
     const there = this.latency.oneWay();
     const back = this.latency.oneWay();
@@ -243,12 +280,12 @@ export class SimDcsClient {
           }
         }
       });
-      yield deadline - k.now;
+      await this.proc.sleep(deadline - k.now);
       throw unavailable(what);
     }
-    yield there;
+    await this.proc.sleep(there);
     if (!this.etcd.reachable(this.member)) {
-      yield Math.max(0, deadline - k.now);
+      await this.proc.sleep(Math.max(0, deadline - k.now));
       throw unavailable(what);
     }
     let result: T | undefined;
@@ -259,12 +296,12 @@ export class SimDcsClient {
       error = e;
     }
     if (k.now + back >= deadline) {
-      yield deadline - k.now;
+      await this.proc.sleep(deadline - k.now);
       throw unavailable(what);
     }
-    yield back;
+    await this.proc.sleep(back);
     if (!this.etcd.reachable(this.member)) {
-      yield Math.max(0, deadline - k.now);
+      await this.proc.sleep(Math.max(0, deadline - k.now));
       throw unavailable(what);
     }
     if (error !== null) throw error;
@@ -275,37 +312,38 @@ export class SimDcsClient {
     return this.kernel.now + this.callTimeoutMs;
   }
 
-  *load(): Proc<ClusterView> {
-    const kvs = yield* this.rpc('read the cluster', this.deadline(), () => new Map(this.etcd.all()));
+  async load(): Promise<ClusterView> {
+    const kvs = await this.rpc('read the cluster', this.deadline(), () => new Map(this.etcd.all()));
     return decodeView(kvs);
   }
 
-  *ensureLease(ttlSeconds: number): Proc<void> {
+  async ensureLease(ttlSeconds: number): Promise<void> {
+    this.hooks.onCycle?.();
     this.ttlSeconds = Math.ceil(ttlSeconds);
     if (this.lease !== null && !this.leaseLost) return;
-    yield* this.grantLease(this.deadline());
+    await this.grantLease(this.deadline());
   }
 
-  *keepAlive(): Proc<boolean> {
+  async keepAlive(): Promise<boolean> {
     const lease = this.lease;
     if (lease === null || this.leaseLost) return false;
-    return yield* this.keepAliveOnce(lease, this.deadline());
+    return await this.keepAliveOnce(lease, this.deadline());
   }
 
-  *publishMember(status: MemberStatus): Proc<void> {
+  async publishMember(status: MemberStatus): Promise<void> {
     const deadline = this.deadline();
-    yield* this.withLease(deadline, (lease) =>
+    await this.withLease(deadline, (lease) =>
       this.rpc('publish the member', deadline, () => this.etcd.put(`members/${status.name}`, JSON.stringify(status), lease)),
     );
   }
 
-  *acquireLeader(name: string): Proc<boolean> {
+  async acquireLeader(name: string): Promise<boolean> {
     const deadline = this.deadline();
-    return yield* this.withLease(deadline, (lease) => this.acquireWith(name, lease, deadline));
+    return await this.withLease(deadline, (lease) => this.acquireWith(name, lease, deadline));
   }
 
-  private *acquireWith(name: string, lease: number, deadline: number): Proc<boolean> {
-    const first = yield* this.rpc('acquire the leader key', deadline, () => {
+  private async acquireWith(name: string, lease: number, deadline: number): Promise<boolean> {
+    const first = await this.rpc('acquire the leader key', deadline, () => {
       if (this.etcd.createIfAbsent('leader', name, lease)) return { created: true as const };
       return { created: false as const, existing: this.etcd.get('leader') };
     });
@@ -314,71 +352,92 @@ export class SimDcsClient {
     if (existing === undefined || existing.value !== name) return false;
     if (existing.lease === lease) return true;
     // Our previous incarnation's key: rebind it to our lease by a compare-and-swap on its revision.
-    return yield* this.rpc('rebind the leader key', deadline, () => this.etcd.putIfModRev('leader', existing.modRev, name, lease));
+    return await this.rpc('rebind the leader key', deadline, () => this.etcd.putIfModRev('leader', existing.modRev, name, lease));
   }
 
-  *refreshLeader(name: string): Proc<boolean> {
+  async refreshLeader(name: string): Promise<boolean> {
     const lease = this.lease;
     if (lease === null || this.leaseLost) return false;
     const deadline = this.deadline();
-    if (!(yield* this.keepAliveOnce(lease, deadline))) return false;
-    const kv = yield* this.rpc('read the leader key', deadline, () => this.etcd.get('leader'));
+    if (!(await this.keepAliveOnce(lease, deadline))) return false;
+    const kv = await this.rpc('read the leader key', deadline, () => this.etcd.get('leader'));
     return kv !== undefined && kv.value === name && kv.lease === lease;
   }
 
-  *releaseLeader(name: string): Proc<void> {
-    yield* this.rpc('release the leader key', this.deadline(), () => this.etcd.deleteIfValue('leader', name));
+  async releaseLeader(name: string): Promise<void> {
+    await this.rpc('release the leader key', this.deadline(), () => this.etcd.deleteIfValue('leader', name));
   }
 
-  *claimInitialize(): Proc<boolean> {
-    return yield* this.rpc('claim the bootstrap', this.deadline(), () => this.etcd.createIfAbsent('initialize', ''));
+  async deleteMember(name: string): Promise<void> {
+    await this.rpc('delete the member', this.deadline(), () => this.etcd.delete(`members/${name}`));
   }
 
-  *setInitialize(systemId: string): Proc<void> {
-    yield* this.rpc('record the system id', this.deadline(), () => this.etcd.put('initialize', systemId));
+  async setConfig(config: DynamicConfig): Promise<void> {
+    await this.rpc('store the config', this.deadline(), () => this.etcd.put('config', JSON.stringify(config)));
   }
 
-  *deleteInitialize(): Proc<void> {
-    yield* this.rpc('remove the bootstrap claim', this.deadline(), () => this.etcd.deleteIfValue('initialize', ''));
+  async setShutdown(shutdown: CleanShutdown): Promise<void> {
+    await this.rpc('record the clean shutdown', this.deadline(), () => this.etcd.put('shutdown', encodeShutdown(shutdown)));
   }
 
-  *initConfig(config: DynamicConfig): Proc<boolean> {
-    return yield* this.rpc('initialise the config', this.deadline(), () => this.etcd.createIfAbsent('config', JSON.stringify(config)));
+  async close(options: { revoke?: boolean } = {}): Promise<void> {
+    this.watchers.clear();
+    const lease = this.lease;
+    this.lease = null;
+    if (options.revoke && lease !== null) await this.rpc('revoke the lease', this.deadline(), () => this.etcd.revoke(lease)).catch(() => undefined);
   }
 
-  *setSync(sync: SyncState): Proc<void> {
-    yield* this.rpc('store the sync state', this.deadline(), () => this.etcd.put('sync', JSON.stringify(sync)));
+  async claimInitialize(): Promise<boolean> {
+    return await this.rpc('claim the bootstrap', this.deadline(), () => this.etcd.createIfAbsent('initialize', ''));
   }
 
-  *setDrain(drain: DrainRequest): Proc<void> {
+  async setInitialize(systemId: string): Promise<void> {
+    await this.rpc('record the system id', this.deadline(), () => this.etcd.put('initialize', systemId));
+  }
+
+  async deleteInitialize(): Promise<void> {
+    await this.rpc('remove the bootstrap claim', this.deadline(), () => this.etcd.deleteIfValue('initialize', ''));
+  }
+
+  async initConfig(config: DynamicConfig): Promise<boolean> {
+    return await this.rpc('initialise the config', this.deadline(), () => this.etcd.createIfAbsent('config', JSON.stringify(config)));
+  }
+
+  async setSync(sync: SyncState): Promise<void> {
+    await this.rpc('store the sync state', this.deadline(), () => this.etcd.put('sync', JSON.stringify(sync)));
+  }
+
+  async setDrain(drain: DrainRequest): Promise<void> {
     const deadline = this.deadline();
-    yield* this.withLease(deadline, (lease) => this.rpc('ask the proxies to drain', deadline, () => this.etcd.put('drain', encodeDrain(drain), lease)));
+    await this.withLease(deadline, (lease) => this.rpc('ask the proxies to drain', deadline, () => this.etcd.put('drain', encodeDrain(drain), lease)));
   }
 
-  *clearDrain(): Proc<void> {
-    yield* this.rpc('clear the drain request', this.deadline(), () => this.etcd.delete('drain'));
+  async clearDrain(): Promise<void> {
+    await this.rpc('clear the drain request', this.deadline(), () => this.etcd.delete('drain'));
   }
 
-  *clearShutdown(): Proc<void> {
-    yield* this.rpc('clear the clean shutdown record', this.deadline(), () => this.etcd.delete('shutdown'));
+  async clearShutdown(): Promise<void> {
+    await this.rpc('clear the clean shutdown record', this.deadline(), () => this.etcd.delete('shutdown'));
   }
 
-  *setFailover(intent: FailoverIntent): Proc<void> {
-    yield* this.rpc('request a switchover', this.deadline(), () => this.etcd.put('failover', JSON.stringify(intent)));
+  async setFailover(intent: FailoverIntent): Promise<void> {
+    await this.rpc('request a switchover', this.deadline(), () => this.etcd.put('failover', JSON.stringify(intent)));
+    // The HA loop writes `failover` only for a primary that every proxy reports unreachable (requestSwitchover).
+    this.hooks.onFailoverRequest?.();
   }
 
-  *clearFailover(): Proc<void> {
-    yield* this.rpc('clear the failover request', this.deadline(), () => this.etcd.delete('failover'));
+  async clearFailover(): Promise<void> {
+    await this.rpc('clear the failover request', this.deadline(), () => this.etcd.delete('failover'));
   }
 
-  *appendHistory(entry: HistoryEntry): Proc<void> {
+  async appendHistory(entry: HistoryEntry): Promise<void> {
     const deadline = this.deadline();
     // One read-modify-write with a revision check, retried like EtcdDcs.appendHistory.
     while (this.kernel.now < deadline) {
-      const current = yield* this.rpc('read the history', deadline, () => this.etcd.get('history'));
+      const current = await this.rpc('read the history', deadline, () => this.etcd.get('history'));
       const entries = decodeHistory(current?.value);
       if (entries.some((e) => sameHistoryEntry(e, entry))) return;
-      const written = yield* this.rpc('append to the history', deadline, () => {
+      const written = await this.rpc('append to the history', deadline, () => {
         if ((this.etcd.get('history')?.modRev ?? 0) !== (current?.modRev ?? 0)) return false;
         this.etcd.put('history', encodeHistory([...entries, entry]));
         return true;
@@ -388,37 +447,37 @@ export class SimDcsClient {
     throw new PgwardenError('DCS_CONFLICT', 'history kept changing under concurrent writers; retry the append');
   }
 
-  *setOptime(lsn: Lsn): Proc<void> {
-    yield* this.rpc('store the optime', this.deadline(), () => this.etcd.put('optime', JSON.stringify(lsn)));
+  async setOptime(lsn: Lsn): Promise<void> {
+    await this.rpc('store the optime', this.deadline(), () => this.etcd.put('optime', JSON.stringify(lsn)));
   }
 
   // ---- lease handling, as in EtcdDcs ----
 
-  private *grantLease(deadline: number): Proc<number> {
+  private async grantLease(deadline: number): Promise<number> {
     const ttl = this.ttlSeconds;
     if (ttl === null) throw new PgwardenError('INTERNAL', 'a lease-bound write was made before ensureLease()');
-    const id = yield* this.rpc('grant a lease', deadline, () => this.etcd.grant(ttl));
+    const id = await this.rpc('grant a lease', deadline, () => this.etcd.grant(ttl));
     this.lease = id;
     this.leaseLost = false;
     return id;
   }
 
-  private *keepAliveOnce(lease: number, deadline: number): Proc<boolean> {
-    const ok = yield* this.rpc('refresh the lease', deadline, () => this.etcd.keepAlive(lease));
+  private async keepAliveOnce(lease: number, deadline: number): Promise<boolean> {
+    const ok = await this.rpc('refresh the lease', deadline, () => this.etcd.keepAlive(lease));
     if (!ok && this.lease === lease) this.leaseLost = true;
     return ok;
   }
 
-  private *withLease<T>(deadline: number, write: (lease: number) => Proc<T>): Proc<T> {
+  private async withLease<T>(deadline: number, write: (lease: number) => Promise<T>): Promise<T> {
     let lease = this.lease;
-    if (lease === null || this.leaseLost) lease = yield* this.grantLease(deadline);
+    if (lease === null || this.leaseLost) lease = await this.grantLease(deadline);
     try {
-      return yield* write(lease);
+      return await write(lease);
     } catch (e) {
       if (!(e instanceof LeaseInvalid)) throw e;
       if (this.lease === lease) this.leaseLost = true;
-      const fresh = yield* this.grantLease(deadline);
-      return yield* write(fresh);
+      const fresh = await this.grantLease(deadline);
+      return await write(fresh);
     }
   }
 }

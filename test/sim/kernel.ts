@@ -1,13 +1,13 @@
 /**
  * The simulated clock and scheduler. Time is a number of milliseconds that only moves when the next event is
- * taken from the queue; events at the same time run in the order they were scheduled, so a run is
- * deterministic. Concurrent activities (an agent's loop, its lease keeper, a PostgreSQL shutdown) are
- * generators that yield how long they sleep; effects happen synchronously between two yields.
+ * taken from the queue; events at the same time run in the order they were scheduled.
+ *
+ * The agents are the production code (src/ha/agent.ts), written with async/await: their timers and I/O are
+ * promises that simulated events settle. After an event that settled one, the run loop lets every continuation
+ * run (a macrotask boundary drains Node's microtask queue) before it takes the next event, so an agent's code
+ * runs "at" the simulated instant its I/O finished, and the order of everything stays a function of the seed:
+ * nothing in a run reads the real clock or waits for real I/O.
  */
-
-/** What a process yields: a sleep in ms, or an interruptible wait (the agent's loop_wait, cut short by a watch). */
-export type Yield = number | { wait: number };
-export type Proc<T = void> = Generator<Yield, T, void>;
 
 interface Entry {
   t: number;
@@ -19,6 +19,7 @@ export class Kernel {
   now = 0;
   private heap: Entry[] = [];
   private seq = 0;
+  private pendingContinuations = false;
 
   at(t: number, fn: () => void): void {
     const e: Entry = { t: Math.max(t, this.now), seq: this.seq++, fn };
@@ -38,14 +39,23 @@ export class Kernel {
     this.at(this.now + ms, fn);
   }
 
+  /** Says that the current event settled a promise: its continuations run before the next event. */
+  settled(): void {
+    this.pendingContinuations = true;
+  }
+
   /** Runs events until the queue is empty, time would pass `until`, or `stop()` says so (checked after each event). */
-  run(until: number, stop?: () => boolean): void {
+  async run(until: number, stop?: () => boolean): Promise<void> {
     while (this.heap.length > 0) {
       const top = this.heap[0]!;
       if (top.t > until) break;
       this.pop();
       this.now = top.t;
       top.fn();
+      if (this.pendingContinuations) {
+        this.pendingContinuations = false;
+        await drainMicrotasks();
+      }
       if (stop?.()) return;
     }
     this.now = Math.max(this.now, until);
@@ -74,27 +84,19 @@ function less(a: Entry, b: Entry): boolean {
   return a.t < b.t || (a.t === b.t && a.seq < b.seq);
 }
 
+/** Node runs every queued microtask (and those they queue) before the next macrotask. */
+function drainMicrotasks(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 /**
- * A running generator. `kill()` abandons it where it stands (a crashed process runs no cleanup). A task may be
- * held back while `blockedUntil()` is in the future (a stalled disk or a stopped process).
+ * One simulated OS process (an agent incarnation): its timers fire and its pending I/O completes only while it
+ * lives. kill() is kill -9: nothing it awaited ever settles, no clean-up runs.
  */
-export class Task {
+export class SimProcess {
   private dead = false;
-  private token = 0;
-  /** Set while the task sits in an interruptible wait: the time it would wake by itself. */
-  private waitingUntil: number | null = null;
 
-  constructor(
-    private readonly kernel: Kernel,
-    private readonly gen: Proc,
-    private readonly onError: (e: unknown) => void,
-    private readonly blockedUntil: () => number = () => 0,
-  ) {}
-
-  start(delay = 0): this {
-    this.schedule(this.kernel.now + delay);
-    return this;
-  }
+  constructor(readonly kernel: Kernel) {}
 
   get alive(): boolean {
     return !this.dead;
@@ -102,49 +104,37 @@ export class Task {
 
   kill(): void {
     this.dead = true;
-    this.token++;
   }
 
-  /** Ends an interruptible wait now (a watch event or an explicit wake-up). */
-  wake(): void {
-    if (this.dead || this.waitingUntil === null) return;
-    this.waitingUntil = null;
-    this.schedule(this.kernel.now);
-  }
-
-  private schedule(t: number): void {
-    const token = ++this.token;
+  /** Runs `fn` at simulated time `t` unless the process has died by then. */
+  at(t: number, fn: () => void): void {
     this.kernel.at(t, () => {
-      if (this.dead || token !== this.token) return;
-      const blocked = this.blockedUntil();
-      if (blocked > this.kernel.now) {
-        this.schedule(blocked);
-        return;
-      }
-      this.step();
+      if (this.dead) return;
+      fn();
+      this.kernel.settled();
     });
   }
 
-  private step(): void {
-    this.waitingUntil = null;
-    let r: IteratorResult<Yield, void>;
-    try {
-      r = this.gen.next();
-    } catch (e) {
-      this.dead = true;
-      this.onError(e);
-      return;
-    }
-    if (r.done) {
-      this.dead = true;
-      return;
-    }
-    const y = r.value;
-    if (typeof y === 'number') {
-      this.schedule(this.kernel.now + Math.max(0, y));
-    } else {
-      this.waitingUntil = this.kernel.now + Math.max(0, y.wait);
-      this.schedule(this.waitingUntil);
-    }
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.at(this.kernel.now + Math.max(0, ms), resolve));
+  }
+
+  /** A callback-style operation of the simulated world as a promise of this process. */
+  op(start: (done: (err?: Error) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) =>
+      start((err) => {
+        if (this.dead) return;
+        this.kernel.settled();
+        if (err) reject(err);
+        else resolve();
+      }),
+    );
+  }
+
+  /** Calls into the process's code from outside (a signal, a watch event): its continuations run next. */
+  enter(fn: () => void): void {
+    if (this.dead) return;
+    fn();
+    this.kernel.settled();
   }
 }

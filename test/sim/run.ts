@@ -41,11 +41,11 @@ function replayCommand(r: SimResult, a: Args): string {
   return `node dist/test/sim/run.js --verbose-seed ${r.seed} --ticks ${a.ticks}${r.sync ? ' --sync' : ''}${a.deadman ? '' : ' --no-deadman'}`;
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));
   const windowMs = a.ticks * TICK_MS;
   if (a.verboseSeed !== undefined) {
-    const r = runSimulation({
+    const r = await runSimulation({
       seed: a.verboseSeed,
       sync: a.sync,
       faultWindowMs: windowMs,
@@ -63,7 +63,7 @@ function main(): number {
   const totals = emptyTotals();
   const t0 = performance.now();
   for (let seed = a.start; seed < a.start + a.seeds; seed++) {
-    for (const sync of modes) addRun(totals, runSimulation({ seed, sync, faultWindowMs: windowMs, deadman: a.deadman }));
+    for (const sync of modes) addRun(totals, await runSimulation({ seed, sync, faultWindowMs: windowMs, deadman: a.deadman }));
   }
   const heading =
     `seeds ${a.start}..${a.start + a.seeds - 1} (${modes.map((m) => (m ? 'sync' : 'async')).join(' + ')}), fault window ${windowMs / 1000} s, ` +
@@ -72,4 +72,4 @@ function main(): number {
   return totals.failed.length > 0 ? 1 : 0;
 }
 
-process.exitCode = main();
+process.exitCode = await main();

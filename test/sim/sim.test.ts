@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { DEFAULT_TAGS, type Tags } from '../../src/cluster/types.js';
 import { Rng } from './prng.js';
@@ -34,7 +35,7 @@ function eventsOf(r: SimResult, kind: SimEvent['kind'], member?: string): SimEve
 }
 
 describe('simulation: prng', () => {
-  it('is deterministic per seed and spreads values', () => {
+  it('is deterministic per seed and spreads values', async () => {
     const a = new Rng(42);
     const b = new Rng(42);
     const xs = Array.from({ length: 1000 }, () => a.next());
@@ -46,20 +47,29 @@ describe('simulation: prng', () => {
     assert.notDeepEqual(xs.slice(0, 10), Array.from({ length: 10 }, () => other.next()));
   });
 
-  it('a run replays exactly from its seed', () => {
-    const first = runSimulation({ seed: 7, faultWindowMs: 20_000, tracing: true });
-    const again = runSimulation({ seed: 7, faultWindowMs: 20_000, tracing: true });
-    assert.equal(first.trace.join('\n'), again.trace.join('\n'));
-    assert.ok(first.trace.length > 50);
+  it('a run replays exactly from its seed: the same seed twice gives the same trace (hashed), another seed another', async () => {
+    const digest = (r: SimResult): string =>
+      createHash('sha256')
+        .update(r.trace.join('\n'))
+        .update(JSON.stringify(r.events))
+        .digest('hex');
+    for (const sync of [false, true]) {
+      const first = await runSimulation({ seed: 7, sync, faultWindowMs: 20_000, tracing: true, recordEvents: true });
+      const again = await runSimulation({ seed: 7, sync, faultWindowMs: 20_000, tracing: true, recordEvents: true });
+      const other = await runSimulation({ seed: 8, sync, faultWindowMs: 20_000, tracing: true, recordEvents: true });
+      assert.ok(first.trace.length > 50 && first.events.length > 50, `a trace of ${first.trace.length} lines, ${first.events.length} events`);
+      assert.equal(digest(again), digest(first), `seed 7 (${sync ? 'sync' : 'async'}) replayed differently`);
+      assert.notEqual(digest(other), digest(first));
+    }
   });
 });
 
 describe('simulation: seed sweep', () => {
-  it(`seeds 1..${SWEEP.seeds}, each in async and in synchronous mode: no invariant violated, every fault injected, every run converges`, (t) => {
+  it(`seeds 1..${SWEEP.seeds}, each in async and in synchronous mode: no invariant violated, every fault injected, every run converges`, async (t) => {
     const totals = emptyTotals();
     const started = performance.now();
     for (let seed = 1; seed <= SWEEP.seeds; seed++) {
-      for (const sync of [false, true]) addRun(totals, runSimulation({ seed, sync, faultWindowMs: SWEEP.faultWindowMs }));
+      for (const sync of [false, true]) addRun(totals, await runSimulation({ seed, sync, faultWindowMs: SWEEP.faultWindowMs }));
     }
     const lines = summaryLines(totals, `simulation sweep, fault window ${SWEEP.faultWindowMs / 1000} s`, performance.now() - started, replay, 10);
     for (const line of lines) t.diagnostic(line);
@@ -76,10 +86,10 @@ describe('simulation: seed sweep', () => {
 });
 
 describe('simulation: targeted scenarios', () => {
-  it('a primary cut from etcd stops acknowledging before its lease can expire, and a replica takes over', () => {
+  it('a primary cut from etcd stops acknowledging before its lease can expire, and a replica takes over', async () => {
     let primary = '';
     let cutAt = 0;
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 101,
         script: [
@@ -111,11 +121,11 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(eventsOf(r, 'ack', promoted.member!).some((e) => e.t > promoted.t));
   });
 
-  it('host crash of the primary: a replica is promoted after the lease expires, within ttl plus a few loops', () => {
+  it('host crash of the primary: a replica is promoted after the lease expires, within ttl plus a few loops', async () => {
     let primary = '';
     let crashAt = 0;
     const ttlMs = 5000;
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 202,
         script: [
@@ -141,11 +151,11 @@ describe('simulation: targeted scenarios', () => {
     assert.notEqual(promoted.member, primary);
   });
 
-  it('synchronous mode: the primary host crashes, a synchronous standby takes over with every acknowledged commit', () => {
+  it('synchronous mode: the primary host crashes, a synchronous standby takes over with every acknowledged commit', async () => {
     let primary = '';
     let syncMembers: string[] = [];
     let crashAt = 0;
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 303,
         sync: true,
@@ -171,9 +181,9 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(eventsOf(r, 'ack', promoted.member!).some((e) => e.t > promoted.t));
   });
 
-  it('etcd loses its quorum: the primary stops before its lease could expire, and the cluster recovers afterwards', () => {
+  it('etcd loses its quorum: the primary stops before its lease could expire, and the cluster recovers afterwards', async () => {
     let lostAt = 0;
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 404,
         scenarioMs: 40_000,
@@ -195,10 +205,10 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(r.events.some((e) => e.kind === 'ack' && e.t > lostAt + 15_000), 'writes resume after etcd is back');
   });
 
-  it('the agent of the primary is killed: its deadman stops PostgreSQL before the key expires; without one, invariant 1 catches it', () => {
+  it('the agent of the primary is killed: its deadman stops PostgreSQL before the key expires; without one, invariant 1 catches it', async () => {
     let primary = '';
     let killedAt = 0;
-    const run = (deadman: boolean): SimResult =>
+    const run = (deadman: boolean): Promise<SimResult> =>
       runSimulation(
         scenario({
           seed: 505,
@@ -216,12 +226,12 @@ describe('simulation: targeted scenarios', () => {
         }),
       );
     // Without it PostgreSQL keeps accepting writes after the lease expired: nothing in the policy can stop it.
-    const without = run(false);
+    const without = await run(false);
     assert.ok(
       without.violations.some((v) => v.invariant === 1),
       `expected invariant 1 to be violated, got ${JSON.stringify(without.violations.slice(0, 2))}`,
     );
-    const withDeadman = run(true);
+    const withDeadman = await run(true);
     assert.deepEqual(withDeadman.violations, []);
     const fired = eventsOf(withDeadman, 'deadman', primary)[0];
     const keyFreed = eventsOf(withDeadman, 'leader').find((e) => e.t > killedAt && e.member === null);
@@ -233,9 +243,9 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(promoted && promoted.member !== primary, 'another member took over');
   });
 
-  it('the agent of the primary restarts while etcd answers slowly: the deadline its predecessor armed still stops PostgreSQL in time', () => {
+  it('the agent of the primary restarts while etcd answers slowly: the deadline its predecessor armed still stops PostgreSQL in time', async () => {
     let primary = '';
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 5,
         script: [
@@ -256,10 +266,10 @@ describe('simulation: targeted scenarios', () => {
     assert.ok(eventsOf(r, 'deadman', primary).length > 0, 'the deadman armed by the killed agent fired');
   });
 
-  it('the agent is killed in the middle of a promotion: PostgreSQL finishes promoting, and the deadman stops it before the key expires', () => {
+  it('the agent is killed in the middle of a promotion: PostgreSQL finishes promoting, and the deadman stops it before the key expires', async () => {
     let victim = '';
     let killedAt = 0;
-    const r = runSimulation(
+    const r = await runSimulation(
       scenario({
         seed: 606,
         scenarioMs: 40_000,

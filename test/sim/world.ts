@@ -1,8 +1,8 @@
 /**
- * The deterministic simulation (docs/architecture.md "The simulator"): the real decide() and the real
- * etcd codec (through the modelled agents of agent.ts) driven by a simulated clock, an in-memory etcd,
- * modelled PostgreSQL servers, a lease deadman process per host (deadman.ts), a client workload and a seeded
- * fault scheduler. Each host has its own clocks (monotonic rate drift, wall-clock offset), shared by every
+ * The deterministic simulation (docs/architecture.md "The simulator"): the production agents (src/ha/agent.ts
+ * with its executor, decide() and the lease deadman's logic; their world in agent-world.ts) and the real etcd
+ * codec, driven by a simulated clock, an in-memory etcd, modelled PostgreSQL servers, a lease deadman process per
+ * host (deadman.ts), a client workload and a seeded fault scheduler. Each host has its own clocks (monotonic rate drift, wall-clock offset), shared by every
  * agent process it runs and by its deadman; a reboot starts them again. The invariants are checked as the run
  * goes:
  *
@@ -23,10 +23,11 @@ import { intentTimeoutMs, isWakeKey } from '../../src/ha/decide.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 import { type ClusterView, DEFAULT_TAGS, type FailoverIntent, type Tags } from '../../src/cluster/types.js';
 import type { PgObservation } from '../../src/postgres/observation.js';
-import { SimAgent, type AgentClock, type AgentHost } from './agent.js';
+import type { Agent } from '../../src/ha/agent.js';
+import { type AgentHost, createSimAgent, type HostClock } from './agent-world.js';
 import { SimDeadman, type DeadmanHost } from './deadman.js';
 import { defaultLatency, SimDcsClient, SimEtcd } from './etcd.js';
-import { Kernel } from './kernel.js';
+import { Kernel, SimProcess } from './kernel.js';
 import { DEFAULT_PG_TIMINGS, SimPostgres, syncStates, WalRegistry, type PgListener, type WalRecord } from './postgres.js';
 import { Rng } from './prng.js';
 import { SimProxy } from './proxy.js';
@@ -61,6 +62,13 @@ export interface SimEvent {
   kind: 'ack' | 'promoted' | 'started-primary' | 'leader' | 'fault' | 'heal' | 'pg' | 'deadman';
   member: string | null;
   detail: string;
+}
+
+/** One agent process on its host: the production Agent, the process it runs in, its etcd client. */
+interface AgentProcess {
+  agent: Agent;
+  proc: SimProcess;
+  dcs: SimDcsClient;
 }
 
 export interface ScriptStep {
@@ -147,7 +155,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   readonly etcd: SimEtcd;
   readonly registry = new WalRegistry();
   readonly servers = new Map<string, SimPostgres>();
-  readonly agents = new Map<string, SimAgent | null>();
+  readonly agents = new Map<string, AgentProcess | null>();
   readonly names: string[];
   readonly config: DynamicConfig;
   readonly memberTags: Record<string, Tags> = {};
@@ -166,7 +174,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   private readonly pgRng: Rng;
   private readonly hostUp = new Map<string, boolean>();
   /** Each host's clocks (CLOCK_MONOTONIC survives an agent restart, not a reboot). */
-  private readonly hostClocks = new Map<string, AgentClock>();
+  private readonly hostClocks = new Map<string, HostClock>();
   private readonly deadmen = new Map<string, SimDeadman>();
   private readonly clockRng: Rng;
   /** 0–2 proxies that take part in switchover drains (src/proxy/registration.ts). */
@@ -229,6 +237,10 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       synchronous_node_count: this.sync && n >= 4 && shapeRng.chance(0.4) ? 2 : 1,
       ...opts.config,
     };
+    // The agent's settings file is validated like a user's: the lease must outlive loop_wait + 2 * retry_timeout.
+    if (opts.config?.retry_timeout === undefined) {
+      this.config.retry_timeout = Math.min(DEFAULT_DYNAMIC_CONFIG.retry_timeout, (this.config.ttl - this.config.loop_wait) / 2);
+    }
     // A replica is judged diverged only after ttl + loop_wait without streaming, and a failed pg_rewind costs
     // that wait again before the re-clone: the bound leaves room for both.
     this.convergenceBoundMs = opts.convergenceBoundMs ?? Math.max(30_000, 20_000 + 2 * (this.config.ttl + this.config.loop_wait) * 1000);
@@ -255,7 +267,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
 
   // ---- running ----------------------------------------------------------------------------------------
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     if (this.tracing) {
       this.log(
         `seed ${this.opts.seed}: members ${this.names.map((n) => `${n}${describeTags(this.memberTags[n]!)}`).join(' ')}; ` +
@@ -270,7 +282,9 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       if (!this.done) this.kernel.after(TICK_MS, tick);
     };
     this.kernel.after(TICK_MS, tick);
-    this.kernel.run(3_600_000, () => this.done);
+    await this.kernel.run(3_600_000, () => this.done);
+    // Every agent process ends with the run (their pending timers and I/O are dropped with the kernel).
+    for (const a of this.agents.values()) a?.proc.kill();
     this.finish();
     return this.result();
   }
@@ -385,13 +399,13 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   converged(): boolean {
     const leader = this.etcd.leaderName();
     if (!leader) return false;
-    const agent = this.agents.get(leader);
+    const a = this.agents.get(leader);
     const primary = this.servers.get(leader);
-    if (!agent || !agent.running || !agent.memory.holdsLeader || !primary?.acceptsWrites) return false;
+    if (!a || !a.proc.alive || !a.agent.holdsLeader || !primary?.acceptsWrites) return false;
     for (const [name, s] of this.servers) {
       if (name === leader) continue;
       const a = this.agents.get(name);
-      if (!a || !a.running) return false;
+      if (!a || !a.proc.alive) return false;
       if (s.status !== 'running' || !s.inRecovery || s.following !== leader || s.upstream !== leader) return false;
     }
     return true;
@@ -406,7 +420,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       // Whether the replica could stream at all: its WAL must be a prefix of its upstream's.
       const forked = s.inRecovery && !s.upstream && leaderServer && s.following === leaderName && !s.isPrefixOf(leaderServer) ? ' (forked off)' : '';
       const role = !s.running ? `stopped(${s.controlState ?? s.dataDir})` : s.inRecovery ? `replica of ${s.following ?? 'none'}${s.upstream ? ' streaming' : ` not streaming${forked}`}` : 'primary';
-      parts.push(`${name}: ${s.status} ${role} tl${s.timeline ?? '-'} lsn ${s.position}${a?.running ? '' : ' (agent down)'}${a?.lastDecision ? ` — "${a.lastDecision.reason}"` : ''}`);
+      parts.push(`${name}: ${s.status} ${role} tl${s.timeline ?? '-'} lsn ${s.position}${a?.proc.alive ? '' : ' (agent down)'}${a?.agent.status() ? ` — "${a.agent.status()!.reason}"` : ''}`);
     }
     const history = this.etcd.get('history');
     if (history) {
@@ -511,15 +525,15 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     }
   }
 
-  promoting(agent: SimAgent, view: ClusterView): void {
-    this.opts.onPromote?.(this, agent.name);
+  promoting(name: string, view: ClusterView | null): void {
+    this.opts.onPromote?.(this, name);
     const optimeKv = this.etcd.get('optime');
     const optime = optimeKv ? (JSON.parse(optimeKv.value) as number) : null;
-    const position = agent.pg.position;
-    const forced = view.failover?.kind === 'failover' && view.failover.to === agent.name;
-    const limit = view.config.maximum_lag_on_failover;
+    const position = this.servers.get(name)!.position;
+    const forced = view?.failover?.kind === 'failover' && view.failover.to === name;
+    const limit = (view?.config ?? this.config).maximum_lag_on_failover;
     if (optime !== null && optime - position > limit && !forced) {
-      this.violation(2, `${agent.name} is being promoted lagging ${optime - position} bytes behind the optime ${optime} (maximum_lag_on_failover ${limit})`);
+      this.violation(2, `${name} is being promoted lagging ${optime - position} bytes behind the optime ${optime} (maximum_lag_on_failover ${limit})`);
     }
   }
 
@@ -533,9 +547,9 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     return this.hostUp.get(a)! && this.hostUp.get(b)! && !this.isolatedSet.has(a) && !this.isolatedSet.has(b);
   }
 
-  agentOf(name: string): SimAgent | null {
+  agentOf(name: string): Agent | null {
     const a = this.agents.get(name);
-    return a && a.running ? a : null;
+    return a && a.proc.alive ? a.agent : null;
   }
 
   private standbysOf(server: SimPostgres): SimPostgres[] {
@@ -625,9 +639,9 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     }
     if (!isWakeKey(key)) return;
     for (const [name, a] of this.agents) {
-      if (!a || !a.running) continue;
+      if (!a || !a.proc.alive) continue;
       this.kernel.after(this.netRng.int(1, 8), () => {
-        if (a.running && this.etcd.reachable(name)) a.wakeUp();
+        if (this.etcd.reachable(name)) a.dcs.notify(key);
       });
     }
   }
@@ -850,22 +864,36 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
 
   startAgent(name: string): void {
     const old = this.agents.get(name);
-    if (old?.running) return;
+    if (old?.proc.alive) return;
     const rng = this.agentRng.fork(this.kernel.now ^ name.charCodeAt(0));
-    const client = new SimDcsClient(this.etcd, this.kernel, name, defaultLatency(this.netRng.fork(name.charCodeAt(0) + this.kernel.now), this.etcd));
-    const agent = new SimAgent(name, this.memberTags[name]!, this, client, this.servers.get(name)!, this.config, this.hostClocks.get(name)!, rng);
-    this.agents.set(name, agent);
-    agent.start();
+    const proc = new SimProcess(this.kernel);
+    const latency = defaultLatency(this.netRng.fork(name.charCodeAt(0) + this.kernel.now), this.etcd);
+    const dcs = new SimDcsClient(this.etcd, proc, name, latency, {
+      onCycle: () => this.cycleStarted(name),
+      onFailoverRequest: () => this.noteProxyHandover(),
+    });
+    const agent = createSimAgent(this, {
+      proc,
+      dcs,
+      server: this.servers.get(name)!,
+      clock: this.hostClocks.get(name)!,
+      deadman: this.deadmen.get(name) ?? null,
+      tags: this.memberTags[name]!,
+      bootstrap: this.config,
+      rng,
+    });
+    this.agents.set(name, { agent, proc, dcs });
+    proc.enter(() => void agent.start());
     this.log(`* agent ${name} started`);
   }
 
   /** kill -9 of the agent process: its PostgreSQL and its deadman keep running. */
   crashAgent(name: string): void {
-    this.agents.get(name)?.kill();
+    this.agents.get(name)?.proc.kill();
   }
 
   crashHost(name: string): void {
-    this.agents.get(name)?.kill();
+    this.agents.get(name)?.proc.kill();
     this.deadmen.get(name)?.hostCrashed();
     this.servers.get(name)!.crash('host crashed');
     this.hostUp.set(name, false);
@@ -878,7 +906,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     this.startAgent(name);
   }
 
-  private newHostClock(): AgentClock {
+  private newHostClock(): HostClock {
     const rng = this.clockRng;
     const drift = (rng.next() - 0.5) * 0.004;
     return { rate: 1 + drift, monoOffset: rng.int(1_000_000, 9_000_000) - this.kernel.now * (1 + drift), wallOffset: WALL_EPOCH + rng.int(-200, 200) };
@@ -895,20 +923,19 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
     return this.deadmen.get(name) ?? null;
   }
 
-  sigint(server: SimPostgres): boolean {
+  deadmanStop(server: SimPostgres, late: boolean): boolean {
     if (!server.running) return false;
-    server.stop('fast', () => undefined, (s) => this.shipOnShutdown(s));
-    return true;
-  }
-
-  noteProxyHandover(): void {
-    this.proxyHandovers++;
-  }
-
-  deadmanFired(server: SimPostgres): void {
+    if (late) server.crash('killed by the deadman: the lease deadline had passed long ago');
+    else server.stop('fast', () => undefined, (s) => this.shipOnShutdown(s));
     this.deadmanStops++;
     this.event('deadman', server.name, 'lease deadline passed without a re-arm: SIGINT to the postmaster');
     this.log(`* ${server.name}: deadman: lease deadline passed without a refresh from the agent: stopped PostgreSQL`);
+    return true;
+  }
+
+  /** A primary asked for its own switchover because every live proxy reported it unreachable. */
+  noteProxyHandover(): void {
+    this.proxyHandovers++;
   }
 
   crashPg(name: string): void {
@@ -944,7 +971,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   /** The watch stream comes back after a partition: it reports "anything may have changed". */
   private reconnected(name: string): void {
     const a = this.agents.get(name);
-    if (a?.running && this.etcd.reachable(name)) a.wakeUp();
+    if (a?.proc.alive && this.etcd.reachable(name)) a.dcs.notify('');
   }
 }
 
@@ -960,6 +987,6 @@ export function fmt(ms: number): string {
   return `${(ms / 1000).toFixed(3)}s`;
 }
 
-export function runSimulation(opts: SimOptions): SimResult {
+export function runSimulation(opts: SimOptions): Promise<SimResult> {
   return new Simulation(opts).run();
 }

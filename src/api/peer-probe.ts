@@ -1,7 +1,7 @@
-import { apiRequest } from '../api/client.js';
+import { apiRequest } from './client.js';
 import type { ApiClientTls } from '../config/api-tls.js';
 import type { ClusterView, MemberStatus, Tags } from '../cluster/types.js';
-import type { PeerProbe } from './types.js';
+import type { PeerProbe } from '../ha/types.js';
 import { isRunningState } from '../cluster/predicates.js';
 
 /**
