@@ -1,13 +1,14 @@
 /**
  * Runs the simulation over many seeds and prints what it found.
  *
- *   node dist/test/sim/run.js --seeds 500 [--start 1] [--ticks 600] [--sync | --both] [--no-deadman] [--verbose-seed S]
+ *   node dist/test/sim/run.js --seeds 500 [--start 1] [--ticks 600] [--sync | --both] [--no-deadman] [--workers N] [--verbose-seed S]
  *
  * --ticks is the length of the fault window in 100 ms ticks (default 600 = 60 s of simulated time).
  * Exit code 1 when any invariant was violated; every failure prints the command that replays it with a trace.
  */
 import { Command } from 'commander';
-import { addRun, emptyTotals, summaryLines } from './summary.js';
+import { summaryLines } from './summary.js';
+import { runSweep } from './sweep.js';
 import { runSimulation, TICK_MS, type SimResult } from './world.js';
 
 interface Args {
@@ -18,6 +19,7 @@ interface Args {
   both: boolean;
   verboseSeed?: number;
   deadman: boolean;
+  workers?: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -29,12 +31,13 @@ function parseArgs(argv: string[]): Args {
     .option('--ticks <t>', 'fault window length in 100 ms ticks', (v) => Number.parseInt(v, 10), 600)
     .option('--sync', 'synchronous mode', false)
     .option('--both', 'run every seed in async and in synchronous mode', false)
+    .option('--workers <n>', 'worker threads (default: one per core)', (v) => Number.parseInt(v, 10))
     .option('--verbose-seed <s>', 'run only this seed and print its trace', (v) => Number.parseInt(v, 10))
     .option('--no-deadman', 'leave out the lease deadman (src/ha/deadman.ts): a killed agent leaves its PostgreSQL running, to show why the deadman exists')
     .exitOverride();
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{ seeds: number; start: number; ticks: number; sync: boolean; both: boolean; verboseSeed?: number; deadman: boolean }>();
-  return { seeds: o.seeds, start: o.start, ticks: o.ticks, sync: o.sync, both: o.both, verboseSeed: o.verboseSeed, deadman: o.deadman };
+  const o = program.opts<{ seeds: number; start: number; ticks: number; sync: boolean; both: boolean; verboseSeed?: number; deadman: boolean; workers?: number }>();
+  return { seeds: o.seeds, start: o.start, ticks: o.ticks, sync: o.sync, both: o.both, verboseSeed: o.verboseSeed, deadman: o.deadman, workers: o.workers };
 }
 
 function replayCommand(r: SimResult, a: Args): string {
@@ -60,11 +63,8 @@ async function main(): Promise<number> {
   }
 
   const modes = a.both ? [false, true] : [a.sync];
-  const totals = emptyTotals();
   const t0 = performance.now();
-  for (let seed = a.start; seed < a.start + a.seeds; seed++) {
-    for (const sync of modes) addRun(totals, await runSimulation({ seed, sync, faultWindowMs: windowMs, deadman: a.deadman }));
-  }
+  const totals = await runSweep({ seeds: a.seeds, start: a.start, modes, faultWindowMs: windowMs, deadman: a.deadman, workers: a.workers });
   const heading =
     `seeds ${a.start}..${a.start + a.seeds - 1} (${modes.map((m) => (m ? 'sync' : 'async')).join(' + ')}), fault window ${windowMs / 1000} s, ` +
     (a.deadman ? 'with the lease deadman' : 'WITHOUT the lease deadman (--no-deadman)');

@@ -3,7 +3,8 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { DEFAULT_TAGS, type Tags } from '../../src/cluster/types.js';
 import { Rng } from './prng.js';
-import { addRun, emptyTotals, summaryLines } from './summary.js';
+import { summaryLines } from './summary.js';
+import { runSweep } from './sweep.js';
 import { FAULT_KINDS, runSimulation, type SimEvent, type SimOptions, type SimResult, type Simulation } from './world.js';
 
 /**
@@ -66,11 +67,8 @@ describe('simulation: prng', () => {
 
 describe('simulation: seed sweep', () => {
   it(`seeds 1..${SWEEP.seeds}, each in async and in synchronous mode: no invariant violated, every fault injected, every run converges`, async (t) => {
-    const totals = emptyTotals();
     const started = performance.now();
-    for (let seed = 1; seed <= SWEEP.seeds; seed++) {
-      for (const sync of [false, true]) addRun(totals, await runSimulation({ seed, sync, faultWindowMs: SWEEP.faultWindowMs }));
-    }
+    const totals = await runSweep({ seeds: SWEEP.seeds, start: 1, modes: [false, true], faultWindowMs: SWEEP.faultWindowMs });
     const lines = summaryLines(totals, `simulation sweep, fault window ${SWEEP.faultWindowMs / 1000} s`, performance.now() - started, replay, 10);
     for (const line of lines) t.diagnostic(line);
     // The sweep only means something if the scheduler really injected every kind of fault, many times.
