@@ -4,7 +4,6 @@
  * `drain_timeout`.
  */
 import type { ClusterView, FailoverIntent } from '../../cluster/types.js';
-import type { RuleId } from '../types.js';
 import { decision, keepKey, type LeaderOutcome, type RuleInput } from './input.js';
 
 /** Names the drain that belongs to one switchover request, so a later request gets a fresh one. */
@@ -17,9 +16,9 @@ export function proxiesReachingMe(input: RuleInput): ClusterView['proxies'] {
   return input.view.proxies.filter((p) => p.unreachable[input.obs.me] === undefined);
 }
 
-/** The handover may go on: the rule id and the start of its reason (what came of the drain). */
+/** The handover may go on: how the drain ended, and the start of the handover's reason that says so. */
 export interface DrainSettled {
-  proceed: { rule: RuleId; prefix: string };
+  proceed: { drain: 'none' | 'drained' | 'timed-out'; prefix: string };
 }
 
 /**
@@ -31,7 +30,7 @@ export function drainBeforeHandover(input: RuleInput, intent: FailoverIntent, ta
   const { view, obs, config, clock } = input;
   const proxies = proxiesReachingMe(input);
   const timeoutMs = config.drain_timeout * 1000;
-  if (proxies.length === 0 || timeoutMs <= 0) return { proceed: { rule: 'handover.release', prefix: '' } };
+  if (proxies.length === 0 || timeoutMs <= 0) return { proceed: { drain: 'none', prefix: '' } };
   const drain = view.drain;
   const id = drainIdFor(intent);
   if (drain === null || drain.id !== id || drain.from !== obs.me) {
@@ -48,7 +47,7 @@ export function drainBeforeHandover(input: RuleInput, intent: FailoverIntent, ta
   }
   const pending = proxies.filter((p) => p.drained !== id).map((p) => p.id);
   if (pending.length === 0) {
-    return { proceed: { rule: 'handover.release-drained', prefix: `${proxies.length} ${proxies.length === 1 ? 'proxy' : 'proxies'} drained; ` } };
+    return { proceed: { drain: 'drained', prefix: `${proxies.length} ${proxies.length === 1 ? 'proxy' : 'proxies'} drained; ` } };
   }
   const waited = clock.wall - drain.requestedAt;
   if (waited < drain.timeoutMs) {
@@ -61,5 +60,5 @@ export function drainBeforeHandover(input: RuleInput, intent: FailoverIntent, ta
       },
     };
   }
-  return { proceed: { rule: 'handover.release-drain-timeout', prefix: `drain timed out for ${pending.join(', ')} after ${config.drain_timeout} s; ` } };
+  return { proceed: { drain: 'timed-out', prefix: `drain timed out for ${pending.join(', ')} after ${config.drain_timeout} s; ` } };
 }

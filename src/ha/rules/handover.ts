@@ -34,9 +34,10 @@ export function handoverRule(input: RuleInput): LeaderOutcome | null {
   }
   const drain = drainBeforeHandover(input, intent, chosen.name);
   if (!('proceed' in drain)) return drain;
+  const rule = { none: 'handover.release', drained: 'handover.release-drained', 'timed-out': 'handover.release-drain-timeout' } as const;
   return {
     decision: decision(
-      drain.proceed.rule,
+      rule[drain.proceed.drain],
       [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }],
       `${intent.kind}: ${drain.proceed.prefix}shut down cleanly and released the leader key for ${chosen.name}`,
       'primary',
