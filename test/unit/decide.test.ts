@@ -371,6 +371,7 @@ describe('decide: a former primary rejoins', () => {
       { type: 'start', role: 'replica', follow: 'b' },
     ]);
     assert.equal(d.rule, 'follower.reclone');
+    assert.match(d.reason, /pg_rewind failed, cloning again/);
   });
 
   it('a replica that keeps failing to start is rewound, then cloned again', () => {
@@ -378,8 +379,10 @@ describe('decide: a former primary rejoins', () => {
     const rewind = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES } });
     assert.deepEqual(types(rewind), ['rewind', 'start']);
     assert.equal(rewind.rule, 'follower.rewind');
+    assert.match(rewind.reason, /failed to start as a replica 3 times: rewinding it first/);
     const reclone = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES * 2 } });
     assert.deepEqual(types(reclone), ['reinitialize', 'start']);
+    assert.equal(reclone.rule, 'follower.reclone');
   });
 
   it('a running primary whose key expired takes it back when nothing happened meanwhile', () => {
@@ -574,6 +577,7 @@ describe('decide: regressions found by the simulator', () => {
       { type: 'rewind', from: 'b' },
       { type: 'start', role: 'replica', follow: 'b' },
     ]);
+    assert.equal(d.rule, 'follower.diverged-rewind');
     const behind = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 1400, streaming: false, following: 'b' }, memory: { notStreamingSince: NOW.mono - 6000 } });
     assert.deepEqual(behind.actions, [], 'a replica before the fork just catches up');
   });
@@ -825,6 +829,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     const d = decideFor(restarted(C + SHUTDOWN_CHECKPOINT_MAX_SPAN + 8), 'a', stoppedCleanly);
     assert.deepEqual(d.actions, []);
     assert.equal(d.rule, 'former-primary.yield');
+    assert.match(d.reason, /former primary stays stopped: b is more advanced/);
   });
 
   it('a malformed position in a peer\'s answer does not make decide() throw', () => {
@@ -856,6 +861,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     const d = decideFor(c, 'a', stoppedCleanly);
     assert.deepEqual(d.actions, []);
     assert.equal(d.rule, 'former-primary.yield');
+    assert.match(d.reason, /holds all of this server's WAL/);
   });
 
   it('a replica that starts first waits primary_start_timeout for the former primary', () => {
@@ -907,6 +913,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     const d = decideFor(restarted(), 'a', { ...stoppedCleanly, memory: { holdsLeader: false, startFailures: 1 } });
     assert.deepEqual(d.actions, []);
     assert.equal(d.rule, 'former-primary.yield');
+    assert.match(d.reason, /holds all of this server's WAL/);
   });
 
   it('synchronous mode: the former primary named in `sync` takes the key back; the replicas outside `sync` never take it', () => {

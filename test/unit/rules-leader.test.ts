@@ -22,13 +22,13 @@ describe('rules/leader: keepLeadingRule', () => {
     assert.equal(d.reason, 'primary holding the leader key; switchover waiting: x');
   });
 
-  it('whether a drain is kept depends only on its argument, not on which rule ran before (the former call-order dependency)', () => {
+  it('whether a drain is kept depends only on its argument, not on which rules ran before it', () => {
     const c = cluster().primary('a').replica('b').replica('c').failover({ from: 'a', to: 'b' }).proxies([{ id: 'p1', drained: null }]);
     const id = drainIdFor(c.view().failover!);
     c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 1000, timeoutMs: 5000 });
     const input = c.input('a');
-    // Before, a drain wait was a field the handover step set and the steady-state step read: calling the steady
-    // state alone, or the steps in another order, changed the answer. Now the note is a value passed in.
+    // The steady state learns of a drain wait only through its argument: no rule leaves anything behind for another
+    // to read, so calling other rules first, in any order, changes nothing.
     const before = keepLeadingRule(input, null);
     const outcome = handoverRule(input);
     cutOffRule(input);

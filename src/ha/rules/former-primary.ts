@@ -1,6 +1,6 @@
 /** Nobody holds the leader key and this server is (or was last) a primary: may it take the key back? */
 import { mayBePromoted } from '../../cluster/predicates.js';
-import type { Decision } from '../types.js';
+import type { Action, Decision } from '../types.js';
 import { moreAdvancedPeer } from './candidates.js';
 import { decision, lsnText, pgRole, pgState, type RuleInput } from './input.js';
 import { cleanShutdownCheckpoint } from './shutdown.js';
@@ -57,16 +57,17 @@ export function stoppedPrimaryRule(input: RuleInput, intentFor: string | null): 
     checkpoint !== null && shutdown !== null && shutdown.leader === obs.me && shutdown.checkpoint === checkpoint && obs.memory.startFailures === 0;
   const moreAdvanced = moreAdvancedPeer(input, null, checkpoint === null ? null : { checkpoint, yieldToEqual: !resuming });
   if (moreAdvanced) return decision('former-primary.yield', [], `former primary stays stopped: ${moreAdvanced}`, 'primary', pgState(pg));
-  const actions = [{ type: 'acquireLeader' } as const, { type: 'start', role: 'primary', follow: null } as const];
-  return resuming
-    ? decision(
-        'former-primary.resume',
-        [...actions],
-        `taking the free leader key and starting this former primary again: it shut down cleanly at ${lsnText(checkpoint)} and no other member is ahead of it`,
-        'primary',
-        'starting',
-      )
-    : decision('former-primary.restart', [...actions], 'taking the free leader key and starting this former primary again: no other member is ahead of it', 'primary', 'starting');
+  const start: Action[] = [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }];
+  if (resuming) {
+    return decision(
+      'former-primary.resume',
+      start,
+      `taking the free leader key and starting this former primary again: it shut down cleanly at ${lsnText(checkpoint)} and no other member is ahead of it`,
+      'primary',
+      'starting',
+    );
+  }
+  return decision('former-primary.restart', start, 'taking the free leader key and starting this former primary again: no other member is ahead of it', 'primary', 'starting');
 }
 
 /** Whether the election treats this stopped server as a former primary (its control file says it was one). */

@@ -1,5 +1,5 @@
 /** An operator's switchover or failover request, on the primary that is to hand over. */
-import type { Action } from '../types.js';
+import type { Action, RuleId } from '../types.js';
 import { bestCandidate, candidateCheck } from './candidates.js';
 import { drainBeforeHandover } from './drain.js';
 import { activeIntent, decision, keepKey, memberOf, type LeaderOutcome, type RuleInput } from './input.js';
@@ -15,7 +15,7 @@ export function handoverRule(input: RuleInput): LeaderOutcome | null {
   if (!active) return null;
   const { intent, due, stale } = active;
   const keep: Action[] = [keepKey(input)];
-  const drop = (rule: 'handover.drop-wrong-leader' | 'handover.drop-to-self' | 'handover.drop-stale' | 'handover.drop-not-member', why: string): LeaderOutcome => ({
+  const drop = (rule: RuleId, why: string): LeaderOutcome => ({
     decision: decision(rule, [...keep, { type: 'clearFailover' }], why, 'primary', 'running'),
   });
   if (intent.from && intent.from !== obs.me) return drop('handover.drop-wrong-leader', `dropped a ${intent.kind} request from ${intent.from}, which is not the leader`);
