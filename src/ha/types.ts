@@ -110,7 +110,91 @@ export type Action =
   | { type: 'requestSwitchover'; intent: FailoverIntent }
   | { type: 'clearRequests' };
 
+/**
+ * Every rule id a Decision can carry, grouped by the file of src/ha/rules/ that holds the rule (the id's prefix).
+ * Stable: logs, tests and operators match on them; the reason sentence is for humans and may be reworded.
+ * docs/ha.md "Rule ids" says what each one means.
+ */
+export const RULE_IDS = [
+  'bootstrap.wait-etcd',
+  'bootstrap.paused',
+  'bootstrap.nofailover',
+  'bootstrap.init',
+  'bootstrap.wait-other',
+  'bootstrap.wait-primary',
+  'bootstrap.clone',
+  'system.foreign-data-directory',
+  'dcs.demote',
+  'dcs.keep-primary',
+  'dcs.start-replica',
+  'dcs.wait',
+  'request.reinit-refused',
+  'request.reinit-wait-primary',
+  'request.reinit',
+  'request.restart',
+  'request.reload',
+  'request.restart-not-running',
+  'pause.keep-leader',
+  'pause.take-free-key',
+  'pause.idle',
+  'leader.finish-promotion',
+  'leader.wait-accepting',
+  'leader.lease-expired',
+  'leader.keep',
+  'leader.release-not-primary',
+  'leader.release-for-candidate',
+  'leader.release-start-failed',
+  'leader.restart-in-place',
+  'handover.drop-wrong-leader',
+  'handover.drop-to-self',
+  'handover.scheduled',
+  'handover.drop-stale',
+  'handover.drop-not-member',
+  'handover.wait-candidate',
+  'handover.release',
+  'handover.release-drained',
+  'handover.release-drain-timeout',
+  'drain.request',
+  'drain.wait',
+  'cutoff.wait',
+  'cutoff.no-candidate',
+  'cutoff.request-switchover',
+  'follower.demote',
+  'follower.paused',
+  'follower.start',
+  'follower.wait-primary',
+  'follower.rewind',
+  'follower.reclone',
+  'follower.wait-address',
+  'follower.diverged-rewind',
+  'follower.diverged-reclone',
+  'follower.follow',
+  'follower.streaming',
+  'follower.not-streaming',
+  'election.wait-accepting',
+  'election.start-replica',
+  'election.refuse-nofailover',
+  'election.refuse-not-accepting',
+  'election.refuse-requested-elsewhere',
+  'election.refuse-not-sync',
+  'election.refuse-lag',
+  'election.refuse-shutdown-hold',
+  'election.refuse-peer-ahead',
+  'election.take-leader',
+  'former-primary.demote',
+  'former-primary.retake',
+  'former-primary.stay-stopped',
+  'former-primary.yield',
+  'former-primary.resume',
+  'former-primary.restart',
+] as const;
+
+/** The stable id of the rule that made a decision. */
+export type RuleId = (typeof RULE_IDS)[number];
+
 export interface Decision {
+  /** The rule that made this decision (see RULE_IDS). */
+  rule: RuleId;
   actions: Action[];
   /** One human sentence, logged once per cycle, published in the member key. */
   reason: string;

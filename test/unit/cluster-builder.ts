@@ -9,6 +9,7 @@ import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dy
 import { type ClusterView, DEFAULT_TAGS, type FailoverIntent, type MemberStatus, type ProxyState, type Tags } from '../../src/cluster/types.js';
 import { type AgentMemory, type Clock, EMPTY_MEMORY, type Observation, type PeerProbe } from '../../src/ha/types.js';
 import type { PgObservation } from '../../src/postgres/observation.js';
+import type { RuleInput } from '../../src/ha/rules/input.js';
 
 export const NOW: Clock = { mono: 1_000_000, wall: Date.UTC(2026, 0, 1) };
 
@@ -191,6 +192,15 @@ export class ClusterBuilder {
     };
   }
 
+  /**
+   * decide()'s arguments in the shape the rules of src/ha/rules/ take, deep-frozen: a rule that modified its input
+   * would throw (ESM code runs in strict mode).
+   */
+  input(name: string, o: Parameters<ClusterBuilder['observe']>[1] = {}, clock: Clock = NOW): RuleInput {
+    const view = this.view();
+    return deepFreeze({ view, obs: this.observe(name, o), config: view.config, clock: { ...clock } });
+  }
+
   private status(name: string, role: 'primary' | 'replica', o: MemberOptions): MemberStatus {
     return {
       name,
@@ -218,4 +228,12 @@ export class ClusterBuilder {
 
 export function cluster(): ClusterBuilder {
   return new ClusterBuilder();
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }

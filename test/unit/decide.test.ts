@@ -26,14 +26,14 @@ describe('decide: bootstrap and cloning', () => {
     const c = cluster().uninitialized(null);
     const d = decideFor(c, 'a', { pg: { dataDir: 'empty', running: false, accepting: false, inRecovery: null } });
     assert.deepEqual(d.actions, [{ type: 'bootstrap' }]);
-    assert.match(d.reason, /bootstrapping a new cluster/);
+    assert.equal(d.rule, 'bootstrap.init');
   });
 
   it('waits while another member bootstraps', () => {
     const c = cluster().uninitialized('');
     const d = decideFor(c, 'b', { pg: { dataDir: 'missing', running: false } });
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /another member is bootstrapping/);
+    assert.equal(d.rule, 'bootstrap.wait-other');
   });
 
   it('a nofailover member never bootstraps', () => {
@@ -55,13 +55,14 @@ describe('decide: bootstrap and cloning', () => {
     const c = cluster().primary('a').leaderGone();
     const d = decideFor(c, 'b', { pg: { dataDir: 'empty', running: false } });
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /waiting for a running primary/);
+    assert.equal(d.rule, 'bootstrap.wait-primary');
   });
 
   it('refuses to act on a data directory of another system', () => {
     const c = cluster().primary('a').replica('b');
     const d = decideFor(c, 'b', { pg: { systemId: 'other' } });
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'system.foreign-data-directory');
     assert.match(d.reason, /belongs to system other/);
   });
 });
@@ -71,7 +72,7 @@ describe('decide: steady state', () => {
     const c = cluster().primary('a').replica('b').replica('c');
     const d = decideFor(c, 'a');
     assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
-    assert.equal(d.reason, 'primary holding the leader key');
+    assert.equal(d.rule, 'leader.keep');
     assert.equal(d.role, 'primary');
   });
 
@@ -79,7 +80,7 @@ describe('decide: steady state', () => {
     const c = cluster().primary('a').replica('b');
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /replica streaming from a/);
+    assert.equal(d.rule, 'follower.streaming');
   });
 
   it('a replica pointed at the wrong server follows the leader', () => {
@@ -111,6 +112,7 @@ describe('decide: PostgreSQL crash on the primary under a live agent', () => {
     const c = cluster().primary('a').replica('b');
     const d = decideFor(c, 'a', { pg: crashed });
     assert.deepEqual(d.actions, [{ type: 'releaseLeader' }]);
+    assert.equal(d.rule, 'leader.release-for-candidate');
     assert.match(d.reason, /b can take over/);
   });
 
@@ -144,12 +146,13 @@ describe('decide: election when the leader key is free', () => {
       { type: 'promote' },
       { type: 'checkpoint' },
     ]);
-    assert.match(d.reason, /promoting: the leader key was free and this is the most advanced healthy replica/);
+    assert.equal(d.rule, 'election.take-leader');
   });
 
   it('a less advanced replica defers to the more advanced one', () => {
     const d = decideFor(base(), 'c');
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'election.refuse-peer-ahead');
     assert.match(d.reason, /b is more advanced \(1000 > 900\)/);
   });
 
@@ -172,7 +175,7 @@ describe('decide: election when the leader key is free', () => {
     assert.deepEqual(types(decideFor(c, 'c')), ['acquireLeader', 'recordHistory', 'promote', 'checkpoint']);
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /nofailover/);
+    assert.equal(d.rule, 'election.refuse-nofailover');
   });
 
   it('failover_priority 0 behaves like nofailover', () => {
@@ -184,6 +187,7 @@ describe('decide: election when the leader key is free', () => {
     const c = cluster().primary('a', { wal: 5_000_000 }).replica('b', { wal: 1000 }).leaderGone().config({ maximum_lag_on_failover: 1_000_000 });
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'election.refuse-lag');
     assert.match(d.reason, /lag of 4999000 bytes exceeds maximum_lag_on_failover/);
   });
 
@@ -193,6 +197,7 @@ describe('decide: election when the leader key is free', () => {
     obs.peers.a = { reachable: true, healthy: true, walPosition: 1000, role: 'primary', tags: null };
     const d = run(c.view(), obs);
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'election.refuse-peer-ahead');
     assert.match(d.reason, /a is still running as a primary/);
   });
 
@@ -215,7 +220,7 @@ describe('decide: synchronous mode', () => {
     const c = syncCluster().leaderGone();
     const dc = decideFor(c, 'c');
     assert.deepEqual(dc.actions, []);
-    assert.match(dc.reason, /not listed in the sync key/);
+    assert.equal(dc.rule, 'election.refuse-not-sync');
     const db = decideFor(c, 'b');
     assert.deepEqual(db.actions, [
       { type: 'acquireLeader' },
@@ -267,6 +272,7 @@ describe('decide: synchronous mode', () => {
     const c = cluster().config({ synchronous_mode: true, synchronous_mode_strict: true }).primary('a').sync('a', []);
     const d = decideFor(c, 'a', { pg: { synchronousStandbyNames: [] } });
     assert.deepEqual(d.actions, [{ type: 'refreshLeader' }, { type: 'setSynchronousStandbys', names: ['*'] }]);
+    assert.equal(d.rule, 'leader.keep');
     assert.match(d.reason, /writes block \(strict mode\)/);
   });
 
@@ -306,7 +312,7 @@ describe('decide: the leader lease and a primary cut off from etcd', () => {
     const c = cluster().primary('a').replica('b');
     const d = decideFor(c, 'a', { dcsReachable: false, memory: { leaderRefreshSentAt: NOW.mono - 3750 } });
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
-    assert.match(d.reason, /etcd is unreachable/);
+    assert.equal(d.rule, 'dcs.demote');
   });
 
   it('a primary whose agent lost the key stops when etcd is unreachable', () => {
@@ -327,7 +333,7 @@ describe('decide: a former primary rejoins', () => {
   it('a running former primary stops at once when another holds the key', () => {
     const d = decideFor(after(), 'a', { pg: { inRecovery: false, following: null, streaming: false } });
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
-    assert.match(d.reason, /b holds the leader key/);
+    assert.equal(d.rule, 'follower.demote');
   });
 
   it('a running server that cannot be queried and may be a primary is stopped too', () => {
@@ -364,6 +370,7 @@ describe('decide: a former primary rejoins', () => {
       { type: 'reinitialize', from: 'b' },
       { type: 'start', role: 'replica', follow: 'b' },
     ]);
+    assert.equal(d.rule, 'follower.reclone');
     assert.match(d.reason, /pg_rewind failed, cloning again/);
   });
 
@@ -371,9 +378,11 @@ describe('decide: a former primary rejoins', () => {
     assert.deepEqual(types(decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES - 1 } })), ['start']);
     const rewind = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES } });
     assert.deepEqual(types(rewind), ['rewind', 'start']);
+    assert.equal(rewind.rule, 'follower.rewind');
     assert.match(rewind.reason, /failed to start as a replica 3 times: rewinding it first/);
     const reclone = decideFor(after(), 'a', { pg: stoppedReplica, memory: { startFailures: MAX_START_FAILURES * 2 } });
     assert.deepEqual(types(reclone), ['reinitialize', 'start']);
+    assert.equal(reclone.rule, 'follower.reclone');
   });
 
   it('a running primary whose key expired takes it back when nothing happened meanwhile', () => {
@@ -386,6 +395,7 @@ describe('decide: a former primary rejoins', () => {
     const c = cluster().primary('a').replica('b').leaderGone(true).history([{ timeline: 2, lsn: 900, at: 0, reason: 'failover', leader: 'b' }]);
     const d = decideFor(c, 'a', { memory: { holdsLeader: false } });
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }]);
+    assert.equal(d.rule, 'former-primary.demote');
     assert.match(d.reason, /timeline 2 was started by b/);
   });
 });
@@ -396,7 +406,7 @@ describe('decide: switchover and failover requests', () => {
   it('the primary shuts down cleanly and releases the key for the candidate', () => {
     const d = decideFor(c3().failover({ from: 'a', to: 'b' }), 'a');
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
-    assert.match(d.reason, /switchover: shut down cleanly and released the leader key for b/);
+    assert.equal(d.rule, 'handover.release');
   });
 
   it('the named candidate promotes, and clears the request', () => {
@@ -415,7 +425,7 @@ describe('decide: switchover and failover requests', () => {
     const c = c3().failover({ from: 'a', to: 'c' }).leaderGone();
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /switchover to c was requested/);
+    assert.equal(d.rule, 'election.refuse-requested-elsewhere');
   });
 
   it('a stale request no longer holds the election back', () => {
@@ -427,12 +437,15 @@ describe('decide: switchover and failover requests', () => {
     const c = c3().failover({ to: 'b' });
     const d = decideFor(c, 'a', { pg: { replication: [] } });
     assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
+    assert.equal(d.rule, 'handover.wait-candidate');
     assert.match(d.reason, /b is not streaming from this primary/);
   });
 
   it('refuses a nofailover candidate', () => {
     const c = cluster().primary('a').replica('b', { tags: { nofailover: true } }).failover({ to: 'b' });
-    assert.match(decideFor(c, 'a').reason, /b is tagged nofailover/);
+    const d = decideFor(c, 'a');
+    assert.equal(d.rule, 'handover.wait-candidate');
+    assert.match(d.reason, /b is tagged nofailover/);
   });
 
   it('drops a request naming another leader', () => {
@@ -444,12 +457,13 @@ describe('decide: switchover and failover requests', () => {
     const c = c3().failover({ to: 'b', at: NOW.wall + 60_000 });
     const d = decideFor(c, 'a');
     assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
-    assert.match(d.reason, /scheduled at/);
+    assert.equal(d.rule, 'handover.scheduled');
   });
 
   it('with no candidate named, hands over to the best replica', () => {
     const c = cluster().primary('a', { wal: 1000 }).replica('b', { wal: 800 }).replica('c', { wal: 1000 }).failover({});
     const d = decideFor(c, 'a');
+    assert.equal(d.rule, 'handover.release');
     assert.match(d.reason, /released the leader key for c/);
   });
 
@@ -467,14 +481,14 @@ describe('decide: pause and operator requests', () => {
     const c = cluster().config({ pause: true }).primary('a').replica('b');
     const d = decideFor(c, 'a');
     assert.deepEqual(d.actions, [{ type: 'refreshLeader' }]);
-    assert.match(d.reason, /paused/);
+    assert.equal(d.rule, 'pause.keep-leader');
   });
 
   it('paused replicas do not fail over', () => {
     const c = cluster().config({ pause: true }).primary('a').replica('b').leaderGone();
     const d = decideFor(c, 'b');
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /paused/);
+    assert.equal(d.rule, 'pause.idle');
   });
 
   it('paused: a crashed primary is not restarted', () => {
@@ -493,7 +507,7 @@ describe('decide: pause and operator requests', () => {
     const c = cluster().primary('a').replica('b');
     const d = decideFor(c, 'a', { memory: { requests: { restart: false, reload: false, reinitialize: true } } });
     assert.deepEqual(types(d), ['clearRequests', 'refreshLeader']);
-    assert.match(d.reason, /refused to reinitialize/);
+    assert.equal(d.rule, 'request.reinit-refused');
   });
 
   it('restart on the primary keeps the key first', () => {
@@ -546,6 +560,7 @@ describe('decide: regressions found by the simulator', () => {
       pg: { synchronousStandbyNames: [], replication: [{ name: 'b', state: 'streaming', syncState: 'async', flushLsn: 1000, replayLsn: 1000 }] },
     });
     assert.deepEqual(types(d), ['refreshLeader', 'setSynchronousStandbys']);
+    assert.equal(d.rule, 'handover.wait-candidate');
     assert.match(d.reason, /switchover waiting: c is not a synchronous standby/);
   });
 
@@ -562,6 +577,7 @@ describe('decide: regressions found by the simulator', () => {
       { type: 'rewind', from: 'b' },
       { type: 'start', role: 'replica', follow: 'b' },
     ]);
+    assert.equal(d.rule, 'follower.diverged-rewind');
     const behind = decideFor(c, 'a', { pg: { timeline: 1, walPosition: 1400, streaming: false, following: 'b' }, memory: { notStreamingSince: NOW.mono - 6000 } });
     assert.deepEqual(behind.actions, [], 'a replica before the fork just catches up');
   });
@@ -570,7 +586,7 @@ describe('decide: regressions found by the simulator', () => {
     const c = cluster().primary('a').replica('b').leader('z');
     const d = decideFor(c, 'b', { pg: { following: 'a' } });
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /waiting for the primary z to publish its address/);
+    assert.equal(d.rule, 'follower.wait-address');
   });
 });
 
@@ -641,7 +657,7 @@ describe('decide: draining the proxies before a switchover', () => {
       { type: 'refreshLeader' },
       { type: 'requestDrain', drain: { id: drainIdFor(intentOf(c)), from: 'a', to: 'b', requestedAt: NOW.wall, timeoutMs: 5000 } },
     ]);
-    assert.match(d.reason, /switchover: asked 2 proxies to drain before handing over to b/);
+    assert.equal(d.rule, 'drain.request');
   });
 
   it('waits for every acknowledgement, doing its primary work meanwhile and keeping the request', () => {
@@ -651,6 +667,7 @@ describe('decide: draining the proxies before a switchover', () => {
     const d = decideFor(c, 'a');
     assert.equal(d.actions[0].type, 'refreshLeader');
     assert.ok(!types(d).includes('stop') && !types(d).includes('clearDrain'), `no stop, no clearDrain: ${types(d).join(',')}`);
+    assert.equal(d.rule, 'drain.wait');
     assert.match(d.reason, /waiting for proxy p2 to drain \(4 s left\)/);
   });
 
@@ -660,7 +677,7 @@ describe('decide: draining the proxies before a switchover', () => {
     c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 300, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: id }, { id: 'p2', drained: id }]);
     const d = decideFor(c, 'a');
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
-    assert.match(d.reason, /switchover: 2 proxies drained; shut down cleanly and released the leader key for b/);
+    assert.equal(d.rule, 'handover.release-drained');
   });
 
   it('shuts down anyway after drain_timeout, naming the proxies that did not answer', () => {
@@ -669,6 +686,7 @@ describe('decide: draining the proxies before a switchover', () => {
     c.drain({ id, from: 'a', to: 'b', requestedAt: NOW.wall - 5001, timeoutMs: 5000 }).proxies([{ id: 'p1', drained: id }, { id: 'p2', drained: 'older' }]);
     const d = decideFor(c, 'a');
     assert.deepEqual(d.actions, [{ type: 'stop', mode: 'fast' }, { type: 'releaseLeader' }]);
+    assert.equal(d.rule, 'handover.release-drain-timeout');
     assert.match(d.reason, /drain timed out for p2 after 5 s/);
   });
 
@@ -691,6 +709,7 @@ describe('decide: draining the proxies before a switchover', () => {
     const d = decideFor(c, 'a', { pg: { replication: [] } });
     assert.ok(types(d).includes('clearDrain'), types(d).join(','));
     assert.ok(!types(d).includes('stop'));
+    assert.equal(d.rule, 'handover.wait-candidate');
     assert.match(d.reason, /b is not streaming from this primary/);
   });
 
@@ -722,13 +741,14 @@ describe('decide: a primary cut off from every proxy hands over', () => {
       { type: 'refreshLeader' },
       { type: 'requestSwitchover', intent: { kind: 'switchover', from: 'a', to: 'b', at: null, requestedAt: NOW.wall } },
     ]);
-    assert.match(d.reason, /all 2 live proxies have reported this server unreachable for 3\.5 s while b is reachable to them: asking for a switchover to b/);
+    assert.equal(d.rule, 'cutoff.request-switchover');
   });
 
   it('not for long enough yet: keeps going, and says so', () => {
     const c = base().proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 2000) }]);
     const d = decideFor(c, 'a');
     assert.ok(!types(d).includes('requestSwitchover'), types(d).join(','));
+    assert.equal(d.rule, 'cutoff.wait');
     assert.match(d.reason, /every live proxy reports this server unreachable \(2\.0 s of 3 s\)/);
   });
 
@@ -742,7 +762,7 @@ describe('decide: a primary cut off from every proxy hands over', () => {
     const isolated = base().proxies([{ id: 'p1', drained: null, unreachable: { a: NOW.wall - 9000, b: NOW.wall - 9000, c: NOW.wall - 9000 } }]);
     const d = decideFor(isolated, 'a');
     assert.ok(!types(d).includes('requestSwitchover'));
-    assert.match(d.reason, /no replica they all reach could take over/);
+    assert.equal(d.rule, 'cutoff.no-candidate');
     const off = base().proxies([{ id: 'p1', drained: null, unreachable: cut(NOW.wall - 9000) }]).config({ proxy_unreachable_timeout: 0 });
     assert.ok(!types(decideFor(off, 'a')).includes('requestSwitchover'));
   });
@@ -777,6 +797,7 @@ describe('decide: a primary cut off from every proxy hands over', () => {
       ]);
     const m = decideFor(mixed, 'a');
     assert.deepEqual(types(m), ['refreshLeader', 'requestDrain']);
+    assert.equal(m.rule, 'drain.request');
     assert.match(m.reason, /asked 1 proxy to drain/);
   });
 });
@@ -799,6 +820,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     for (const replicaWal of [C, C + 120]) {
       const d = decideFor(restarted(replicaWal), 'a', stoppedCleanly);
       assert.deepEqual(d.actions, [{ type: 'acquireLeader' }, { type: 'start', role: 'primary', follow: null }], `replica at ${replicaWal}`);
+      assert.equal(d.rule, 'former-primary.resume');
       assert.match(d.reason, /shut down cleanly at 0\/2FAF080 and no other member is ahead of it/);
     }
   });
@@ -806,6 +828,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
   it('a peer with WAL past the shutdown checkpoint record is more advanced: the former primary stays stopped', () => {
     const d = decideFor(restarted(C + SHUTDOWN_CHECKPOINT_MAX_SPAN + 8), 'a', stoppedCleanly);
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'former-primary.yield');
     assert.match(d.reason, /former primary stays stopped: b is more advanced/);
   });
 
@@ -814,6 +837,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     const obs = c.observe('a', stoppedCleanly);
     obs.peers.b = { ...obs.peers.b!, walPosition: 1.5e300 };
     const d = run(c.view(), obs);
+    assert.equal(d.rule, 'former-primary.yield');
     assert.match(d.reason, /former primary stays stopped: b is more advanced \(1\.5e\+300/);
   });
 
@@ -822,6 +846,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
       const c = cluster().primary('a', { wal: C - 4000 }).replica('b', { wal: replicaWal, state: 'running' }).leaderGone();
       const d = decideFor(c, 'a', stoppedCleanly);
       assert.deepEqual(d.actions, []);
+      assert.equal(d.rule, 'former-primary.yield');
       assert.match(d.reason, /b holds all of this server's WAL up to its shutdown checkpoint at 0\/2FAF080 and is running/);
     }
   });
@@ -835,12 +860,14 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     const c = restarted().shutdown('a', C - 8192);
     const d = decideFor(c, 'a', stoppedCleanly);
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'former-primary.yield');
     assert.match(d.reason, /holds all of this server's WAL/);
   });
 
   it('a replica that starts first waits primary_start_timeout for the former primary', () => {
     const d = decideFor(restarted(), 'b', { memory: { shutdownHoldSince: NOW.mono - 10_000 } });
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'election.refuse-shutdown-hold');
     assert.match(d.reason, /not taking the free leader key: a shut down cleanly at 0\/2FAF080 and may come back as primary \(waiting up to primary_start_timeout, 20 s left\)/);
   });
 
@@ -885,6 +912,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
   it('a former primary whose start failed no longer goes before a replica that holds all its WAL', () => {
     const d = decideFor(restarted(), 'a', { ...stoppedCleanly, memory: { holdsLeader: false, startFailures: 1 } });
     assert.deepEqual(d.actions, []);
+    assert.equal(d.rule, 'former-primary.yield');
     assert.match(d.reason, /holds all of this server's WAL/);
   });
 
@@ -893,7 +921,7 @@ describe('decide: clean restarts keep the primary (issue 16)', () => {
     assert.deepEqual(types(decideFor(c, 'a', stoppedCleanly)), ['acquireLeader', 'start']);
     const d = decideFor(c, 'b', { memory: { shutdownHoldSince: NOW.mono - 60_000 } });
     assert.deepEqual(d.actions, []);
-    assert.match(d.reason, /not listed in the sync key/);
+    assert.equal(d.rule, 'election.refuse-not-sync');
   });
 
   it('the primary records its clean shutdown only when no replica is left to take over', () => {
