@@ -4,7 +4,8 @@
  */
 import YAML from 'yaml';
 import { PgwardenError } from '../errors.js';
-import { describeValue, formatPath, parseOrThrow } from './issues.js';
+import { formatPath, parseOrThrow } from './issues.js';
+import { describeValue } from '../cluster/schema-messages.js';
 import { agentConfigSchema, resolveSecrets, type AgentConfig } from './schema.js';
 import { readYamlFile } from './yaml-file.js';
 

@@ -8,10 +8,11 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { PgwardenError } from '../errors.js';
-import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { parseOrThrow } from './issues.js';
+import { describeValue, expecting } from '../cluster/schema-messages.js';
 import { type HostPort, parseHostPort } from './schema.js';
 import { readYamlFile } from './yaml-file.js';
-import { HbaParseError, type HbaRules, parseHba } from '../proxy/auth/hba.js';
+import { HbaParseError, type HbaRules, parseHba } from '../postgres/hba.js';
 
 export type PoolMode = 'session' | 'transaction';
 export type ProxyAuthType = 'scram-sha-256' | 'md5' | 'trust' | 'hba';

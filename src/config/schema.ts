@@ -1,14 +1,23 @@
 /**
- * Every setting pgwarden has, with its default and its validation: the per-agent YAML file (`AgentConfig`)
- * and the dynamic settings kept in etcd (`DynamicConfig`, changed at run time with `edit-config` or the API).
+ * The per-agent YAML file (`AgentConfig`) with its defaults and validation, and the changes to the dynamic settings
+ * kept in etcd (`edit-config --set`, PATCH and PUT /config), checked with their schema in src/cluster/dynamic-config.ts.
  */
 import { z } from 'zod';
 import { PgwardenError } from '../errors.js';
-import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import {
+  DEFAULT_DYNAMIC_CONFIG,
+  DYNAMIC_CONFIG_FIELDS,
+  dynamicConfigSchema,
+  partialDynamicConfigSchema,
+  type DynamicConfig,
+  type PartialDynamicConfig,
+} from '../cluster/dynamic-config.js';
+import { pgParametersSchema } from '../cluster/pg-parameters.js';
 import { DEFAULT_TAGS, type Tags } from '../cluster/types.js';
 import { readFileSync } from 'node:fs';
 import { resolve as resolvePathFrom } from 'node:path';
-import { describeValue, expecting, parseOrThrow } from './issues.js';
+import { parseOrThrow } from './issues.js';
+import { describeValue, expecting } from '../cluster/schema-messages.js';
 import { PG_SSL_MODES, type PgClientSsl } from '../postgres/conf.js';
 import { VERIFY_CLIENT_MODES, type ApiTlsFiles } from './api-tls.js';
 import { etcdTlsProblems, type EtcdTlsFiles } from '../dcs/etcd-tls.js';
@@ -70,170 +79,13 @@ export const memberNameSchema = z
       `expected lower-case letters, digits, "-", "_" and "." only (it names etcd keys and replication connections), like "pg1"; got ${describeValue(issue.input)}`,
   });
 
-/** PostgreSQL settings pgwarden writes itself; a user value would silently fight the agent. */
-export const MANAGED_PG_PARAMETERS: Record<string, string> = {
-  listen_addresses: 'set postgresql.listen in the agent file instead',
-  port: 'set postgresql.listen in the agent file instead',
-  data_directory: 'set postgresql.data_dir in the agent file instead',
-  hba_file: 'pgwarden writes pg_hba.conf itself; allow more networks with postgresql.pg_hba_extra',
-  ident_file: 'pgwarden writes the configuration files itself',
-  config_file: 'pgwarden writes the configuration files itself',
-  primary_conninfo: 'pgwarden points replicas at the current leader itself',
-  primary_slot_name: 'pgwarden manages replication slots itself',
-  synchronous_standby_names: 'pgwarden manages it; set synchronous_mode and synchronous_node_count instead',
-};
-
-const PG_PARAMETER_NAME = /^[A-Za-z_][A-Za-z0-9_.]*$/;
-
-const pgParameters = z
-  .record(
-    z.string().regex(PG_PARAMETER_NAME, {
-      error: 'a PostgreSQL parameter name has letters, digits, "_" and "." only, like work_mem',
-    }),
-    z.union([z.string(), z.number(), z.boolean()], expecting('a string, number or boolean like 64MB, 100 or on')),
-    expecting('a mapping of PostgreSQL parameters like {work_mem: 64MB}'),
-  )
-  .superRefine((parameters, ctx) => {
-    for (const name of Object.keys(parameters)) {
-      const why = MANAGED_PG_PARAMETERS[name.toLowerCase()];
-      if (why !== undefined) {
-        ctx.addIssue({ code: 'custom', path: [name], message: `is managed by pgwarden: remove it (${why})` });
-      }
-    }
-  });
-
 // ---------------------------------------------------------------------------------------------------------
-// DynamicConfig (etcd key `config`)
+// DynamicConfig (etcd key `config`; its schema is the model's)
 // ---------------------------------------------------------------------------------------------------------
-
-const seconds = (example: number) => z.number(expecting(`a number of seconds like ${example}`));
-
-/** Each field's own rule, without defaults: shared by the complete and the partial (bootstrap) schemas. */
-const dynamicFields = {
-  ttl: seconds(5).min(2, {
-    error: (i) => `must be at least 2 seconds (a shorter leader lease expires under ordinary etcd latency); got ${describeValue(i.input)}`,
-  }),
-  loop_wait: seconds(1).min(0.1, {
-    error: (i) => `must be at least 0.1 seconds; got ${describeValue(i.input)}`,
-  }),
-  retry_timeout: seconds(2).positive({
-    error: (i) => `must be more than 0 seconds, like 2; got ${describeValue(i.input)}`,
-  }),
-  maximum_lag_on_failover: z
-    .number(expecting('a number of bytes like 1048576'))
-    .int({ error: (i) => `must be a whole number of bytes like 1048576; got ${describeValue(i.input)}` })
-    .min(0, { error: (i) => `must be 0 or more bytes; got ${describeValue(i.input)}` }),
-  synchronous_mode: z.boolean(expecting('true or false')),
-  synchronous_mode_strict: z.boolean(expecting('true or false')),
-  synchronous_node_count: z
-    .number(expecting('a whole number like 1'))
-    .int({ error: (i) => `must be a whole number like 1; got ${describeValue(i.input)}` })
-    .min(1, { error: (i) => `must be at least 1; got ${describeValue(i.input)}` }),
-  pause: z.boolean(expecting('true or false')),
-  member_slots_ttl: seconds(1800).min(0, { error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}` }),
-  primary_start_timeout: seconds(30).min(0, {
-    error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}`,
-  }),
-  postgresql: z.strictObject({ parameters: pgParameters }, expecting('a mapping like {parameters: {work_mem: 64MB}}')),
-  drain_timeout: seconds(5).min(0, { error: (i) => `must be 0 or more seconds; got ${describeValue(i.input)}` }),
-  proxy_unreachable_timeout: seconds(3).min(0, { error: (i) => `must be 0 (off) or more seconds; got ${describeValue(i.input)}` }),
-};
-
-type DynamicFieldName = keyof typeof dynamicFields;
-const DYNAMIC_FIELD_NAMES = Object.keys(dynamicFields) as DynamicFieldName[];
-
-interface Timings {
-  ttl?: unknown;
-  loop_wait?: unknown;
-  retry_timeout?: unknown;
-}
-
-/**
- * The cross-field timing rules. A leader refreshes its lease every loop_wait and may spend up to retry_timeout on
- * a refresh that fails and once more on the retry, so the lease must outlive loop_wait + 2 * retry_timeout.
- */
-function checkTimings(config: Timings, ctx: z.core.$RefinementCtx<unknown>): void {
-  const { ttl, loop_wait: loopWait, retry_timeout: retryTimeout } = config;
-  // Fields that already failed their own rule were reported; a cross-field complaint on top would only add noise.
-  if (typeof ttl !== 'number' || !(ttl >= 2)) return;
-  if (typeof loopWait !== 'number' || !(loopWait >= 0.1)) return;
-  if (typeof retryTimeout !== 'number' || !(retryTimeout > 0)) return;
-  if (!(loopWait < ttl)) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['loop_wait'],
-      message: `must be less than ttl (${ttl}); got ${loopWait}: lower loop_wait or raise ttl`,
-    });
-    return;
-  }
-  const needed = loopWait + 2 * retryTimeout;
-  if (ttl < needed) {
-    ctx.addIssue({
-      code: 'custom',
-      path: ['ttl'],
-      message:
-        `must be at least loop_wait + 2 * retry_timeout = ${loopWait} + 2 * ${retryTimeout} = ${needed} seconds ` +
-        `(got ${ttl}), so a leader can miss one refresh and retry before its lease expires: ` +
-        `raise ttl to ${needed} or lower loop_wait / retry_timeout`,
-    });
-  }
-}
-
-const D = DEFAULT_DYNAMIC_CONFIG;
-
-/** The complete dynamic configuration; missing fields take DEFAULT_DYNAMIC_CONFIG's values. */
-export const dynamicConfigSchema = z
-  .strictObject(
-    {
-      ttl: dynamicFields.ttl.default(D.ttl),
-      loop_wait: dynamicFields.loop_wait.default(D.loop_wait),
-      retry_timeout: dynamicFields.retry_timeout.default(D.retry_timeout),
-      maximum_lag_on_failover: dynamicFields.maximum_lag_on_failover.default(D.maximum_lag_on_failover),
-      synchronous_mode: dynamicFields.synchronous_mode.default(D.synchronous_mode),
-      synchronous_mode_strict: dynamicFields.synchronous_mode_strict.default(D.synchronous_mode_strict),
-      synchronous_node_count: dynamicFields.synchronous_node_count.default(D.synchronous_node_count),
-      pause: dynamicFields.pause.default(D.pause),
-      member_slots_ttl: dynamicFields.member_slots_ttl.default(D.member_slots_ttl),
-      primary_start_timeout: dynamicFields.primary_start_timeout.default(D.primary_start_timeout),
-      drain_timeout: dynamicFields.drain_timeout.default(D.drain_timeout),
-      proxy_unreachable_timeout: dynamicFields.proxy_unreachable_timeout.default(D.proxy_unreachable_timeout),
-      // prefault (not default) runs {} through the schema, so the nested parameters default applies too.
-      postgresql: z
-        .strictObject(
-          { parameters: pgParameters.prefault({}) },
-          expecting('a mapping like {parameters: {work_mem: 64MB}}'),
-        )
-        .prefault({}),
-    },
-    expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),
-  )
-  .superRefine((config, ctx) => checkTimings(config, ctx));
-
-/** Some dynamic settings without defaults (bootstrap.dcs); the timing rules apply to the result with defaults. */
-export const partialDynamicConfigSchema = z
-  .strictObject(
-    {
-      ttl: dynamicFields.ttl.optional(),
-      loop_wait: dynamicFields.loop_wait.optional(),
-      retry_timeout: dynamicFields.retry_timeout.optional(),
-      maximum_lag_on_failover: dynamicFields.maximum_lag_on_failover.optional(),
-      synchronous_mode: dynamicFields.synchronous_mode.optional(),
-      synchronous_mode_strict: dynamicFields.synchronous_mode_strict.optional(),
-      synchronous_node_count: dynamicFields.synchronous_node_count.optional(),
-      pause: dynamicFields.pause.optional(),
-      member_slots_ttl: dynamicFields.member_slots_ttl.optional(),
-      primary_start_timeout: dynamicFields.primary_start_timeout.optional(),
-      drain_timeout: dynamicFields.drain_timeout.optional(),
-      proxy_unreachable_timeout: dynamicFields.proxy_unreachable_timeout.optional(),
-      postgresql: dynamicFields.postgresql.optional(),
-    },
-    expecting('a mapping of dynamic settings like {ttl: 5, loop_wait: 1}'),
-  )
-  .superRefine((partial, ctx) => checkTimings({ ...DEFAULT_DYNAMIC_CONFIG, ...partial }, ctx));
 
 /** Validates (and completes with defaults) a dynamic configuration; throws CONFIG_INVALID naming each bad field. */
 export function validateDynamicConfig(input: unknown, source = 'the dynamic configuration'): DynamicConfig {
-  return parseOrThrow(dynamicConfigSchema, input, source) as DynamicConfig;
+  return parseOrThrow(dynamicConfigSchema, input, source);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -244,7 +96,7 @@ const PARAMETERS_PREFIX = 'postgresql.parameters.';
 
 /** Every key `applyConfigSetting` accepts (parameters as a pattern). */
 export const DYNAMIC_CONFIG_SETTING_KEYS: readonly string[] = [
-  ...DYNAMIC_FIELD_NAMES.filter((k) => k !== 'postgresql'),
+  ...DYNAMIC_CONFIG_FIELDS.filter((k) => k !== 'postgresql'),
   `${PARAMETERS_PREFIX}<name>`,
 ];
 
@@ -291,8 +143,8 @@ export function applyConfigSetting(config: DynamicConfig, key: string, value: st
     else next.postgresql.parameters[name] = parseParameterValue(value);
     return validateDynamicConfig(next, `setting ${key}=${value}`);
   }
-  if (!(DYNAMIC_FIELD_NAMES as string[]).includes(key) || key === 'postgresql') {
-    const candidates = DYNAMIC_FIELD_NAMES.filter((k) => k !== 'postgresql') as string[];
+  if (!(DYNAMIC_CONFIG_FIELDS as string[]).includes(key) || key === 'postgresql') {
+    const candidates: string[] = DYNAMIC_CONFIG_FIELDS.filter((k) => k !== 'postgresql');
     const parts = key.split('.');
     if (parts.length >= 3) candidates.push(PARAMETERS_PREFIX + parts.slice(2).join('.'));
     else if (parts.length === 2) candidates.push(PARAMETERS_PREFIX + parts[1]);
@@ -305,7 +157,7 @@ export function applyConfigSetting(config: DynamicConfig, key: string, value: st
           : `valid keys: ${DYNAMIC_CONFIG_SETTING_KEYS.join(', ')}`;
     throw new PgwardenError('CONFIG_INVALID', `unknown setting "${key}": ${hint}`);
   }
-  const field = key as Exclude<DynamicFieldName, 'postgresql'>;
+  const field = key as Exclude<keyof DynamicConfig, 'postgresql'>;
   const record = next as unknown as Record<string, unknown>;
   if (isNull) {
     record[field] = DEFAULT_DYNAMIC_CONFIG[field];
@@ -554,7 +406,7 @@ export const agentConfigSchema = z
           connect_address: hostPort('10.0.0.5:5432').optional(),
           run_as: nonEmpty('an OS user like "postgres"').default('postgres'),
           log_file: nonEmpty('a file path like /var/log/pgwarden/postgresql.log').optional(),
-          parameters: pgParameters.default({}),
+          parameters: pgParametersSchema.default({}),
           pg_hba_extra: z
             .array(
               // Networks only: every rule pgwarden writes is SCRAM-SHA-256, so no extra line can open `trust`.
@@ -703,7 +555,7 @@ export interface AgentConfig {
     rewind: MemberRoleCredentials;
   };
   tags: Tags;
-  bootstrap: { dcs: Partial<DynamicConfig> };
+  bootstrap: { dcs: PartialDynamicConfig };
   log: { level: LogLevel };
 }
 
@@ -840,7 +692,7 @@ export function resolveSecrets(parsed: ParsedAgentConfig, options: ResolveOption
       rewind: memberRole(pg.rewind, 'postgresql.rewind'),
     },
     tags: parsed.tags,
-    bootstrap: { dcs: parsed.bootstrap.dcs as Partial<DynamicConfig> },
+    bootstrap: { dcs: parsed.bootstrap.dcs },
     log: parsed.log,
   };
 }

@@ -5,7 +5,8 @@
  * stopping the HA loop that depends on reading the view every cycle.
  */
 import { z } from 'zod';
-import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../cluster/dynamic-config.js';
+import { DEFAULT_DYNAMIC_CONFIG, DYNAMIC_CONFIG_FIELDS, dynamicConfigSchema, type DynamicConfig } from '../cluster/dynamic-config.js';
+import { pgParametersSchema } from '../cluster/pg-parameters.js';
 import { type CleanShutdown, type ClusterView, DEFAULT_TAGS, type DrainRequest, type FailoverIntent, type HistoryEntry, type Lsn, type MemberStatus, type SyncState } from '../cluster/types.js';
 import { KEYS } from '../cluster/keys.js';
 
@@ -90,24 +91,6 @@ const historyEntrySchema = z.object({
   parent: z.number().int().positive().optional().catch(undefined),
 });
 
-const parameterValue = z.union([z.string(), z.number().finite(), z.boolean()]);
-
-/** One validator per config field, so that a bad field falls back to its default alone. */
-const configFieldSchemas: { [K in Exclude<keyof DynamicConfig, 'postgresql'>]: z.ZodType<DynamicConfig[K]> } = {
-  ttl: z.number().int().min(1),
-  loop_wait: z.number().finite().positive(),
-  retry_timeout: z.number().finite().positive(),
-  maximum_lag_on_failover: z.number().finite().nonnegative(),
-  synchronous_mode: z.boolean(),
-  synchronous_mode_strict: z.boolean(),
-  synchronous_node_count: z.number().int().min(1),
-  pause: z.boolean(),
-  member_slots_ttl: z.number().finite().nonnegative(),
-  primary_start_timeout: z.number().finite().nonnegative(),
-  drain_timeout: z.number().finite().nonnegative(),
-  proxy_unreachable_timeout: z.number().finite().nonnegative(),
-};
-
 function parseJson(raw: string | undefined): unknown {
   if (raw === undefined) return undefined;
   try {
@@ -125,21 +108,26 @@ export function defaultDynamicConfig(): DynamicConfig {
   return structuredClone(DEFAULT_DYNAMIC_CONFIG);
 }
 
-/** The stored config over the defaults, field by field; fields that fail validation keep their default. */
+/**
+ * The stored config over the defaults, field by field with the rules of src/cluster/dynamic-config.ts: a field (or
+ * one PostgreSQL parameter) that fails its rule keeps its default alone, unknown fields are ignored, and the
+ * cross-field timing rules are not applied (an operator's `etcdctl put` is taken as far as each field allows).
+ */
 export function decodeConfig(raw: string | undefined): DynamicConfig {
   const config = defaultDynamicConfig();
   const parsed = parseJson(raw);
   if (!isPlainObject(parsed)) return config;
   const fields = config as unknown as Record<string, unknown>;
-  for (const [field, schema] of Object.entries(configFieldSchemas)) {
-    const result = (schema as z.ZodType).safeParse(parsed[field]);
+  for (const field of DYNAMIC_CONFIG_FIELDS) {
+    if (field === 'postgresql' || parsed[field] === undefined) continue;
+    const result = dynamicConfigSchema.shape[field].safeParse(parsed[field]);
     if (result.success) fields[field] = result.data;
   }
   const postgresql = parsed.postgresql;
   if (isPlainObject(postgresql) && isPlainObject(postgresql.parameters)) {
     for (const [name, value] of Object.entries(postgresql.parameters)) {
-      const result = parameterValue.safeParse(value);
-      if (result.success && name !== '') config.postgresql.parameters[name] = result.data;
+      const result = pgParametersSchema.safeParse({ [name]: value });
+      if (result.success) config.postgresql.parameters[name] = value as string | number | boolean;
     }
   }
   return config;

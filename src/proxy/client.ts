@@ -40,7 +40,8 @@ import { type AdminConsole, consoleFor } from './admin/console.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
-import { type AuthMethod, type HbaRules, authMethodFor } from './auth/hba.js';
+import { type AuthMethod, authMethodFor } from './auth/hba.js';
+import type { HbaRules } from '../postgres/hba.js';
 import { closeConnection } from './closing.js';
 
 /** What a client needs from the proxy server that accepted it. */

@@ -22,7 +22,7 @@ import { nativeIoStatus } from './wire/native-wire.js';
 import type { ConnectionBudget } from './pool/server-pool.js';
 import type { SharedCounters } from './workers/shared-counters.js';
 import { ClientFailures } from './client-failures.js';
-import type { HbaRules } from './auth/hba.js';
+import type { HbaRules } from '../postgres/hba.js';
 import { closeUnix, listenUnix } from './unix-listener.js';
 import { closeConnection } from './closing.js';
 

@@ -19,6 +19,8 @@ import { freePort } from '../helpers/ports.js';
 import { TcpRelay } from '../helpers/relay.js';
 import { PrimaryWriter, sleep } from '../helpers/writer.js';
 import { waitFor as pollFor } from '../helpers/pg.js';
+import { Etcd3 } from 'etcd3';
+import { KEYS, clusterPrefix } from '../../src/cluster/keys.js';
 
 /** pollFor with this file's default timeout. */
 const waitFor = <T>(what: string, probe: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 30_000): Promise<T> =>
@@ -53,6 +55,29 @@ async function waitPrimaryIs(member: string | ((name: string) => boolean), timeo
     if (!l || !accept(l)) return null;
     return view.members[l]?.role === 'primary' && view.members[l]?.state === 'running' ? view : null;
   }, timeoutMs);
+}
+
+/** Waits for `count` writes acknowledged (by `member`, when given) after `after` on the writer's clock. */
+async function acknowledged(w: PrimaryWriter, count: number, options: { member?: string; after?: number } = {}): Promise<void> {
+  const counted = () => w.acks.filter((a) => (options.member === undefined || a.member === options.member) && a.at > (options.after ?? -Infinity)).length;
+  await waitFor(`${count} acknowledged writes${options.member ? ` on ${options.member}` : ''}`, () => counted() >= count);
+}
+
+/**
+ * Waits until each of `members` has run `cycles` more HA cycles (each cycle publishes the member's status once): how
+ * long "long enough for the agents to have acted" is, counted in their decisions rather than in seconds.
+ */
+async function cyclesOf(members: readonly string[], cycles: number, timeoutMs = 60_000): Promise<void> {
+  const counts = new Map(members.map((m) => [m, 0]));
+  const watch = await lc.dcs().watch((key) => {
+    const name = key.startsWith(KEYS.members) ? key.slice(KEYS.members.length) : null;
+    if (name !== null && counts.has(name)) counts.set(name, counts.get(name)! + 1);
+  });
+  try {
+    await waitFor(`${cycles} HA cycles of ${members.join(', ')}`, () => [...counts.values()].every((c) => c >= cycles), timeoutMs);
+  } finally {
+    await watch.close();
+  }
 }
 
 function writer(): PrimaryWriter {
@@ -107,7 +132,7 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     const w = writer();
     await w.prepare();
     w.start();
-    await sleep(500);
+    await acknowledged(w, 10);
     const old = await leaderName();
     // What the old primary's API says the moment its leader key goes: the replicas probe it then, before an election.
     // (The key is refreshed through its lease, not rewritten: its first event after the kill is the release.)
@@ -144,22 +169,34 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     const w = writer();
     await w.prepare();
     w.start();
-    await sleep(500);
+    await acknowledged(w, 10);
     const old = await leaderName();
     const bystanderPids = new Map(lc.members().filter((m) => m !== old).map((m) => [m, lc.pgPid(m)]));
+    // etcd's reading of the dead primary's lease when its leader key first changes (the key is refreshed through
+    // the lease, not rewritten, so that change is its removal).
+    const raw = new Etcd3({ hosts: lc.etcdEndpoint() });
+    const oldLease = (await raw.get(`${clusterPrefix('hatest')}leader`).exec()).kvs[0]!.lease;
+    const firstChange: { leaseLeft: Promise<number> | null } = { leaseLeft: null };
+    const leaderWatch = await lc.dcs().watch((key) => {
+      if (key !== KEYS.leader || firstChange.leaseLeft !== null) return;
+      firstChange.leaseLeft = raw.leaseClient.leaseTimeToLive({ ID: oldLease }).then((r) => Number(r.TTL));
+    });
     const t = w.now();
     lc.killAgent(old, 'SIGKILL');
     lc.killPostgres(old, 'SIGKILL');
     const view = await waitPrimaryIs((n) => n !== old, 20_000);
+    await leaderWatch.close();
+    assert.ok(firstChange.leaseLeft !== null, 'the leader key changed');
+    const leaseLeft = await firstChange.leaseLeft;
+    raw.close();
+    assert.equal(leaseLeft, -1, 'a dead host is only detected by lease expiry: the key went when etcd expired its lease');
     assert.ok(await w.waitForAckAfter(t, 10_000));
     // Regression: replicas that lost their primary once misjudged themselves as diverged and wiped their data.
     const bystander = [...bystanderPids.keys()].find((m) => m !== view.leader!.name)!;
     await waitFor(`${bystander} streaming from the new primary`, async () => (await lc.view()).members[bystander]?.state === 'streaming', 20_000);
     assert.equal(lc.pgPid(bystander), bystanderPids.get(bystander), 'the other replica followed the new primary without a restart or a re-clone');
     await w.stop();
-    const gap = w.maxGapAfter(t);
-    console.log(`# host crash: write gap ${gap?.toFixed(0)} ms, new primary ${view.leader!.name}`);
-    assert.ok(gap !== null && gap > 1000, 'a dead host is only detected by lease expiry');
+    console.log(`# host crash: write gap ${w.maxGapAfter(t)?.toFixed(0)} ms, new primary ${view.leader!.name}`);
     await lc.startAgent(old);
     await lc.waitHealthy(60_000);
     assert.equal((await lc.view()).members[old]?.role, 'replica');
@@ -172,7 +209,7 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     const w = writer();
     await w.prepare();
     w.start();
-    await sleep(500);
+    await acknowledged(w, 10);
     const old = await leaderName();
     const t = w.now();
     lc.killAgent(old, 'SIGKILL');
@@ -189,7 +226,7 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
         } catch {
           return;
         }
-        await sleep(20);
+        await sleep(20); // the pace of the writes, as PrimaryWriter's
       }
     })();
     const view = await waitPrimaryIs((n) => n !== old, 20_000);
@@ -209,10 +246,15 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
   it('switchover to a named member through the REST API', async () => {
     const old = await leaderName();
     const target = lc.members().find((m) => m !== old)!;
+    // The primary checks the candidate against its own view, one cycle old at most: wait until it lists everyone.
+    await waitFor(`${old}'s API to list every member`, async () => {
+      const body = (await (await fetch(`${lc.apiUrl(old)}/cluster`)).json()) as { members?: { name: string }[] };
+      return lc.members().every((m) => body.members?.some((x) => x.name === m));
+    });
     const w = writer();
     await w.prepare();
     w.start();
-    await sleep(300);
+    await acknowledged(w, 10);
     const t = w.now();
     const res = await postApi(old, '/switchover', { leader: old, candidate: target });
     assert.ok(res.status === 200 || res.status === 202, `switchover accepted, got ${res.status}: ${await res.text()}`);
@@ -296,7 +338,13 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
       return Object.values(v.members).every((m) => m.paused) || null;
     });
     lc.killPostgres(primary, 'SIGKILL');
-    await sleep((cfg.ttl + 3) * 1000);
+    // Once the primary's agent has seen its PostgreSQL gone, every agent gets as many cycles as an active cluster
+    // would need to restart or replace it, with the lease's expiry thrown in (ttl + 3 s of loop_wait).
+    await waitFor(`${primary} to report its PostgreSQL down`, async () => {
+      const status = (await lc.view()).members[primary];
+      return status !== undefined && status.state !== 'running';
+    });
+    await cyclesOf(lc.members(), Math.ceil((cfg.ttl + 3) / cfg.loop_wait));
     const v = await lc.view();
     assert.equal(v.leader?.name, primary, 'the leader key stays where it was');
     for (const m of lc.members().filter((x) => x !== primary)) assert.equal(v.members[m]?.role, 'replica', `${m} was not promoted`);
@@ -335,7 +383,7 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
       const w = writer();
       await w.prepare();
       w.start();
-      await sleep(500);
+      await acknowledged(w, 10, { member: holder });
       const t = w.now();
       relay.blackhole();
       const view = await waitPrimaryIs((n) => n !== holder, 30_000);
@@ -372,13 +420,13 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     const w = writer();
     await w.prepare();
     w.start();
-    await sleep(1500);
+    await acknowledged(w, 50);
     const t = w.now();
     lc.killPostgres(old, 'SIGKILL');
     const view = await waitPrimaryIs((n) => n !== old, 30_000);
     assert.ok(synced.sync!.members.includes(view.leader!.name), 'the new primary was a synchronous standby');
     assert.ok(await w.waitForAckAfter(t, 15_000));
-    await sleep(500);
+    await acknowledged(w, 10, { member: view.leader!.name, after: t });
     await w.stop();
     const acked = w.acks.length;
     assert.ok(acked > 50, `the workload ran (${acked} acknowledged writes)`);
@@ -404,15 +452,20 @@ describe('HA core against real etcd and PostgreSQL', { concurrency: false }, () 
     });
     const c = new pg.Client({ connectionString: lc.connectionString(primary) });
     await c.connect();
-    let committedAt = 0;
-    const started = performance.now();
-    const insert = c.query("INSERT INTO t VALUES (500, 'strict')").then(() => (committedAt = performance.now()));
-    await sleep(2000);
-    assert.equal(committedAt, 0, 'the commit waits while no synchronous standby exists');
+    const backend = (await c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    let committed = false;
+    const insert = c.query("INSERT INTO t VALUES (500, 'strict')").then(() => (committed = true));
+    const waitEvent = async (): Promise<string | null> =>
+      (await query<{ w: string | null }>(primary, 'SELECT wait_event AS w FROM pg_stat_activity WHERE pid = $1', [backend]))[0]?.w ?? null;
+    await waitFor('the commit to wait for a synchronous standby', async () => (await waitEvent()) === 'SyncRep');
+    // And it keeps waiting while the primary's agent runs on (it must not lift '*' without a standby).
+    await cyclesOf([primary], 3);
+    assert.equal(committed, false, 'the commit waits while no synchronous standby exists');
+    assert.equal(await waitEvent(), 'SyncRep');
     await lc.startAgent(replicas[0]!);
     await insert;
     await c.end();
-    assert.ok(committedAt - started > 2000, 'the commit completed only after a standby came back');
+    assert.ok(committed, 'the commit completed once a standby came back');
     for (const r of replicas.slice(1)) await lc.startAgent(r);
     await dcs.setConfig({ ...cfg, synchronous_mode: false, synchronous_mode_strict: false });
     await lc.waitHealthy(60_000);

@@ -59,6 +59,18 @@ function collect(socket: Socket, bytes: number): Promise<Buffer> {
   });
 }
 
+/** Polls `condition` every 10 ms until it holds; fails after `timeoutMs` (a guard against a hang). */
+async function until(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!condition()) {
+    if (performance.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Lets every callback already due run (a second onClose would come on the tick after the first). */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 describe('NativeWire', () => {
   const servers: Server[] = [];
   after(() => {
@@ -82,10 +94,8 @@ describe('NativeWire', () => {
     const back = collect(client, data.length);
     client.pause(); // the echo's queue fills up and it must stop reading
     for (let o = 0; o < data.length; o += 100_000) client.write(data.subarray(o, Math.min(o + 100_000, data.length)));
-    await new Promise((r) => setTimeout(r, 300));
-    assert.ok(serverWire !== null);
+    await until('the echo to pause reading', () => serverWire !== null && serverWire.isPaused());
     assert.ok(serverWire!.writableLength > 0, 'bytes are queued while the client does not read');
-    assert.ok(serverWire!.isPaused(), 'the echo paused reading');
     client.resume();
     const got = await back;
     assert.equal(got.length, data.length);
@@ -93,7 +103,8 @@ describe('NativeWire', () => {
     assert.equal(serverWire!.bytesRead, data.length);
     assert.equal(serverWire!.bytesWritten, data.length);
     client.destroy();
-    for (let i = 0; i < 100 && closes === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await until('onClose', () => closes > 0);
+    await settle();
     assert.equal(closes, 1, 'the client closing reaches onClose once');
     assert.equal(serverWire!.destroyed, true);
   });
@@ -119,15 +130,16 @@ describe('NativeWire', () => {
     assert.equal(got.subarray(big.length).toString(), 'bye');
     assert.equal(closed, false, 'the wire waits for the peer');
     client.end();
-    for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(closed, true);
+    await until('the wire to close', () => closed);
   });
 
   it("the peer's EOF: what is still queued is sent, then the wire closes (as a Node socket without allowHalfOpen)", async () => {
     let closed = 0;
     let queuedAtStart = 0;
+    let serverWire = null as NativeWire | null;
     const data = randomBytes(8 * 1024 * 1024);
     const { server, port } = await wireServer((wire) => {
+      serverWire = wire;
       wire.onClose = () => closed++;
       wire.write(data);
       queuedAtStart = wire.writableLength;
@@ -142,15 +154,19 @@ describe('NativeWire', () => {
     const ended = new Promise<void>((resolve) => client.once('end', resolve));
     client.pause();
     client.end(); // the FIN reaches the wire while most of `data` waits in its queue
-    await new Promise((r) => setTimeout(r, 300));
+    // The wire has the EOF once it stops being writable (it ends itself); it must not close yet.
+    await until('the wire to see the EOF', () => serverWire !== null && !serverWire.writable);
     assert.ok(queuedAtStart > 0, 'the kernel did not take 8 MiB at once');
+    assert.ok(serverWire!.writableLength > 0, 'bytes still queued');
+    await settle();
     assert.equal(closed, 0, 'the wire waits until its queue is sent');
     client.resume();
     await ended;
     const got = Buffer.concat(chunks);
     assert.equal(got.length, data.length);
     assert.ok(got.equals(data));
-    for (let i = 0; i < 100 && closed === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    await until('the wire to close', () => closed > 0);
+    await settle();
     assert.equal(closed, 1);
     client.destroy();
   });
@@ -165,11 +181,11 @@ describe('NativeWire', () => {
     servers.push(server);
     const client = await connectTo(port);
     const gone = new Promise<void>((resolve) => client.once('close', () => resolve()));
-    for (let i = 0; i < 100 && wireRef === null; i++) await new Promise((r) => setTimeout(r, 10));
+    await until('the wire', () => wireRef !== null);
     wireRef!.destroy();
     wireRef!.destroy();
     await gone;
-    await new Promise((r) => setTimeout(r, 20));
+    await settle();
     assert.equal(closes, 1);
 
     // The peer resets: the next writes fail and end the wire, once.
@@ -181,7 +197,7 @@ describe('NativeWire', () => {
     });
     servers.push(other.server);
     const c2 = await connectTo(other.port);
-    for (let i = 0; i < 100 && second === null; i++) await new Promise((r) => setTimeout(r, 10));
+    await until('the second wire', () => second !== null);
     c2.resetAndDestroy();
     for (let i = 0; i < 100 && secondCloses === 0; i++) {
       second!.write(Buffer.from('x'));
@@ -210,7 +226,8 @@ describe('NativeWire', () => {
     client.on('data', (c: Buffer) => chunks.push(c));
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     client.write('ab');
-    await new Promise((r) => setTimeout(r, 50));
+    // Answered before the next write, so that 'c!' is a read of its own.
+    await until("the answer to 'ab'", () => Buffer.concat(chunks).toString() === '<aa><bb>');
     client.write('c!');
     await closed;
     assert.equal(Buffer.concat(chunks).toString(), '<aa><bb><cc><!!>');
@@ -237,19 +254,23 @@ describe('NativeWire', () => {
     });
     servers.push(server);
     const source = await connectTo(port);
-    for (let i = 0; i < 100 && wires.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
+    await until('the source wire', () => wires.length >= 1);
     const sink = await connectTo(port);
-    for (let i = 0; i < 100 && wires.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await until('the sink wire', () => wires.length >= 2);
     try {
       sink.resetAndDestroy();
-      await new Promise((r) => setTimeout(r, 50));
+      // Sends until one fails on the reset (the first ones may still reach the kernel before the RST does).
       for (let i = 0; i < 200 && sinkCloses === 0; i++) {
         source.write(randomBytes(16 * 1024));
         await new Promise((r) => setTimeout(r, 10));
       }
       assert.equal(sinkCloses, 1, 'the failed send ended the sink');
       assert.equal(wires[1]!.destroyed, true);
-      await new Promise((r) => setTimeout(r, 50));
+      // More reads through the source after that: each would reach the ended sink if it were still wired.
+      const readBefore = wires[0]!.bytesRead;
+      source.write(randomBytes(16 * 1024));
+      await until('the source to read on', () => wires[0]!.bytesRead >= readBefore + 16 * 1024);
+      await settle();
       assert.equal(sinkCloses, 1, 'once');
       assert.equal(sourceCloses, 0, 'the source goes on');
       assert.equal(wires[0]!.destroyed, false);
@@ -280,8 +301,7 @@ describe('NativeWire', () => {
       }),
     );
     assert.equal(rounds.filter((ok) => ok).length, 300);
-    for (let i = 0; i < 200 && open > 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(open, 0, 'every wire was closed');
+    await until('every wire to close', () => open === 0, 10_000);
   });
 
   it('runs in worker threads, each with its own instance; a thread ending with wires open closes them and disturbs no other', async () => {

@@ -140,21 +140,21 @@ describe('PostgresServer (real PostgreSQL 15)', { timeout: 120_000 }, () => {
   it('emergencyStop makes a primary refuse new connections within a second', async () => {
     const pid = alpha.postmasterPid();
     assert.ok(pid !== null);
-    const sentAt = Date.now();
     assert.match(alpha.emergencyStop() ?? '', /fast shutdown of pid \d+/);
-    await waitFor(
+    const refusal = await waitFor(
       'alpha refusing connections',
       async () => {
         try {
           await psql(superuserOn(alpha), 'SELECT 1');
           return false;
-        } catch {
-          return true;
+        } catch (e) {
+          return e as Error & { code?: string };
         }
       },
       1000,
     );
-    assert.ok(Date.now() - sentAt <= 1000);
+    // Refused by the shutdown itself: PostgreSQL's "the database system is shutting down", or no server any more.
+    assert.ok(refusal.code === '57P03' || refusal.code === 'ECONNREFUSED', `refused with ${refusal.code}: ${refusal.message}`);
     const stopped = await observeUntil(alpha, 'alpha stopped', (x) => !x.running, 20_000);
     assert.equal(stopped.controlState, 'shut down');
     assert.equal(stopped.controlTimeline, 1);
@@ -223,14 +223,18 @@ describe('PostgresServer (real PostgreSQL 15)', { timeout: 120_000 }, () => {
     assert.ok(frozen.length > 3, 'postmaster and its children');
     for (const p of frozen) process.kill(p, 'SIGSTOP');
     try {
-      const started = Date.now();
-      const hung = await beta.observe();
-      const elapsed = Date.now() - started;
+      // The state waited for is "observe() has returned"; its deadline is the bound its timeouts promise.
+      let timer: NodeJS.Timeout | undefined;
+      const hung = await Promise.race([
+        beta.observe(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('observe() still pending after 3000 ms against a hung server')), 3000);
+        }),
+      ]).finally(() => clearTimeout(timer));
       assert.equal(hung.running, true);
       assert.equal(hung.accepting, false);
       assert.equal(hung.inRecovery, null);
       assert.equal(hung.systemId, systemId, 'still known from earlier cycles');
-      assert.ok(elapsed < 3000, `observe() took ${elapsed} ms`);
     } finally {
       for (const p of frozen) process.kill(p, 'SIGCONT');
     }

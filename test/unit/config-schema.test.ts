@@ -3,7 +3,6 @@ import { describe, it } from 'node:test';
 import {
   applyConfigPatch,
   applyConfigSetting,
-  dynamicConfigSchema,
   mergePatch,
   parseHostPort,
   splitConfigSetting,
@@ -11,7 +10,7 @@ import {
 } from '../../src/config/schema.js';
 import { closest, didYouMean, editDistance } from '../../src/config/suggest.js';
 import { PgwardenError } from '../../src/errors.js';
-import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import { DEFAULT_DYNAMIC_CONFIG, dynamicConfigSchema, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 
 /** Runs `fn`, expects CONFIG_INVALID, and checks every pattern against the message. */
 function invalid(fn: () => unknown, ...patterns: RegExp[]): string {

@@ -19,6 +19,7 @@ import {
   type RawCluster,
 } from '../../src/dcs/codec.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
+import { validateDynamicConfig } from '../../src/config/schema.js';
 import type { FailoverIntent, HistoryEntry, MemberStatus } from '../../src/cluster/types.js';
 
 function member(name: string, overrides: Partial<MemberStatus> = {}): MemberStatus {
@@ -244,7 +245,7 @@ describe('decodeConfig', () => {
   it('keeps each valid field and ignores each invalid one', () => {
     const config = decodeConfig(
       JSON.stringify({
-        ttl: 0, // below the 1 s etcd minimum
+        ttl: 0, // below the 2 s minimum
         loop_wait: 3,
         retry_timeout: '5',
         maximum_lag_on_failover: -1,
@@ -271,6 +272,22 @@ describe('decodeConfig', () => {
   it('a garbled postgresql section keeps the default parameters', () => {
     assert.deepEqual(decodeConfig('{"ttl": 7, "postgresql": "x"}'), { ...DEFAULT_DYNAMIC_CONFIG, ttl: 7 });
     assert.deepEqual(decodeConfig('{"postgresql": {"parameters": [1]}}'), DEFAULT_DYNAMIC_CONFIG);
+  });
+
+  it('reads each field by the rules edit-config and the API validate with', () => {
+    // What they accept reads as itself (a lease of 7.5 s is rounded up by the lease, not refused) ...
+    const accepted = { ttl: 7.5, loop_wait: 0.1, maximum_lag_on_failover: 0, postgresql: { parameters: { 'pg_stat_statements.max': 1000 } } };
+    const expected = { ...DEFAULT_DYNAMIC_CONFIG, ...accepted };
+    assert.deepEqual(validateDynamicConfig(accepted), expected);
+    assert.deepEqual(decodeConfig(JSON.stringify(accepted)), expected);
+    // ... and what they refuse keeps its default, field by field and parameter by parameter.
+    const refused = [{ ttl: 1 }, { loop_wait: 0.05 }, { maximum_lag_on_failover: 1.5 }, { postgresql: { parameters: { port: 5433 } } }, { postgresql: { parameters: { 'work mem': '1MB' } } }];
+    for (const settings of refused) {
+      assert.throws(() => validateDynamicConfig(settings), /invalid/, JSON.stringify(settings));
+      assert.deepEqual(decodeConfig(JSON.stringify(settings)), DEFAULT_DYNAMIC_CONFIG, JSON.stringify(settings));
+    }
+    const mixed = { ...Object.assign({}, ...refused.slice(0, 3)), ttl: 9, postgresql: { parameters: { port: 5433, 'work mem': '1MB', work_mem: '8MB' } } };
+    assert.deepEqual(decodeConfig(JSON.stringify(mixed)), { ...DEFAULT_DYNAMIC_CONFIG, ttl: 9, postgresql: { parameters: { work_mem: '8MB' } } });
   });
 
   it('decoding never mutates the shared defaults', () => {

@@ -44,8 +44,6 @@ const ALLOWED: Record<Layer, Layer[]> = {
  * removes the line here.
  */
 const KNOWN = new Set<string>([
-  // The proxy config schema checks auth_hba_file with the proxy's pg_hba parser; the parser (pure) belongs below.
-  'config/proxy.ts -> proxy/auth/hba.ts',
 ]);
 
 /** Cycles between files, each written as its members sorted and joined with ' | '. */

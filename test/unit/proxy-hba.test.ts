@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseProxyConfig } from '../../src/config/proxy.js';
-import { type HbaConnection, HbaParseError, authMethodFor, matchHba, parseHba, parseIp } from '../../src/proxy/auth/hba.js';
+import { type HbaConnection, authMethodFor, matchHba } from '../../src/proxy/auth/hba.js';
+import { HbaParseError, parseHba, parseIp } from '../../src/postgres/hba.js';
 import { planReload } from '../../src/proxy/admin/reload.js';
 import { PgProtocolError } from '../../src/proxy/protocol/errors.js';
 
