@@ -36,7 +36,8 @@ import { NativeWire, writeSpan } from './wire/native-wire.js';
 import type { Wire } from './wire/wire.js';
 import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
-import { type AdminConsole, consoleFor } from './admin/console.js';
+import type { ConsoleDoor } from './admin/door.js';
+import type { PauseGate } from './pause-gate.js';
 import { type ClientTls, clientCertificateProblem } from './tls.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
@@ -62,6 +63,10 @@ export interface ClientHost {
    * asks the primary; null for an unknown user or an expired password. Absent: secretFor only.
    */
   lookupSecret?(user: string, database: string): string | null | Promise<string | null>;
+  /** Where PAUSE holds this host's clients; absent: never paused. */
+  readonly pauseGate?: PauseGate;
+  /** The admin console's logins; absent or null: no console database here. */
+  readonly consoleDoor?: ConsoleDoor | null;
   /** The pool for (database as the client named it, user); throws PgProtocolError 3D000 for an unknown database. */
   poolFor(database: string, user: string): ServerPool;
   register(client: ProxyClient): void;
@@ -144,9 +149,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private midBatch = false;
   /** Named prepared statements of this client: name → its Parse message (a private copy) and result shape. */
   private readonly statements = new Map<string, ClientStatement>();
-  /** The proxy's admin console (PAUSE gate), and whether this client logged in to it rather than to a pool. */
-  private console: AdminConsole | null = null;
-  private toConsole = false;
+  /** Where PAUSE holds this client (null: never paused). */
+  private readonly gate: PauseGate | null;
+  /** The admin console's door when this client logged in to it rather than to a pool. */
+  private door: ConsoleDoor | null = null;
   /** The server connection died under this client's transaction: answered without a server until in step again. */
   private lost: LostTransaction | null = null;
   /** idle_transaction_timeout / client_idle_timeout: bytes moved as of the last sweep, and since when unchanged. */
@@ -190,6 +196,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.socket = socket;
     this.framer = new MessageFramer({ startup: true });
     this.mode = host.poolMode;
+    this.gate = host.pauseGate ?? null;
     socket.setNoDelay(true);
     this.listen(socket);
   }
@@ -327,9 +334,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.settingsSql = applySettingsSql(this.settings);
     this.settingsId = settingsKey(this.settings);
-    this.console = consoleFor(this.host);
-    this.toConsole = this.console !== null && this.console.serves(this.database);
-    this.pool = this.toConsole ? null : this.host.poolFor(this.database, this.user);
+    const door = this.host.consoleDoor ?? null;
+    this.door = door !== null && door.serves(this.database) ? door : null;
+    this.pool = this.door !== null ? null : this.host.poolFor(this.database, this.user);
     if (this.pool !== null) this.mode = this.pool.poolMode;
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
@@ -338,7 +345,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       return;
     }
     // The admin console knows only auth_file's users (as PgBouncer's does).
-    const found = this.toConsole || this.host.lookupSecret === undefined ? this.host.secretFor(this.user) : this.host.lookupSecret(this.user, this.database);
+    const found = this.door !== null || this.host.lookupSecret === undefined ? this.host.secretFor(this.user) : this.host.lookupSecret(this.user, this.database);
     if (found === null || typeof found === 'string') {
       this.challenge(found);
       return;
@@ -427,18 +434,18 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * Then the client is said hello.
    */
   private finishAuth(saslFinal: Buffer | null): void {
-    if (this.toConsole) {
-      if (this.console!.role(this.user) === null) {
+    if (this.door !== null) {
+      if (this.door.role(this.user) === null) {
         // PgBouncer's words; 42501 so that scripts see a privilege error. A failed login like any other (logged, counted).
         throw new PgProtocolError('42501', 'not allowed', { hint: `Add "${this.user}" to admin_users or stats_users in the proxy config.` });
       }
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
       this.state = 'closed';
-      this.console!.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);
+      this.door.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);
       return;
     }
     this.state = 'connecting';
-    if (this.mode === 'session' && this.console?.paused !== true) {
+    if (this.mode === 'session' && this.gate?.paused !== true) {
       const pool = this.pool!;
       const conn = pool.tryAcquire();
       if (conn !== null) {
@@ -526,12 +533,12 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             this.held = false;
             continue;
           }
-          server = this.console?.paused === true ? null : this.pool!.tryAcquire();
+          server = this.gate?.paused === true ? null : this.pool!.tryAcquire();
           if (server === null) {
             if (!this.waiting) {
               this.waiting = true;
               this.waitStartedAt = clock.now();
-              if (this.console?.paused === true) this.console.hold(this, this.pool!);
+              if (this.gate?.paused === true) this.gate.hold(this, this.pool!);
               else this.pool!.wait(this);
             }
             return;
