@@ -556,12 +556,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           this.close();
           return;
         }
-        if (server.queryStartedAt === 0) {
+        if (!server.queryRunning) {
           const now = clock.now();
-          server.queryStartedAt = now;
-          server.requestStartedAt = now;
+          server.beginQuery(now);
           this.requestStartedAt = now;
-          if (server.xactStartedAt === 0) server.xactStartedAt = now;
         }
         let inject = false;
         if (t === m.FrontendType.Sync || t === m.FrontendType.Query || t === m.FrontendType.FunctionCall) {
@@ -593,7 +591,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) {
             const name = m.decodeClose(f.buffer, f.bodyStart, f.end).name;
             this.statements.delete(name);
-            server.prepared.delete(name);
+            server.forgetPrepared(name);
           }
           server.pushExpect(Expect.ClientClose);
         } else if (t !== m.FrontendType.CopyData && t !== m.FrontendType.CopyDone && t !== m.FrontendType.CopyFail) {
@@ -655,7 +653,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const name = f.buffer.toString('latin1', nameAt, nul < 0 ? f.end : nul);
     const mine = this.statements.get(name);
     if (mine === undefined) return false; // unknown to us: let the server answer as it would
-    const theirs = server.prepared.get(name);
+    const theirs = server.preparedStatement(name);
     if (theirs === mine) return false;
     if (theirs === undefined || !theirs.parse.equals(mine.parse)) return true;
     // Another client's statement (or an earlier one of this client) of the same name and text: it serves this
@@ -688,11 +686,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       const copy = Buffer.from(f.buffer.subarray(f.start, f.end));
       const statement: ClientStatement = { parse: copy, shape: null };
       this.statements.set(name, statement);
-      if (server.prepared.has(name)) {
+      if (server.preparedStatement(name) !== undefined) {
         out.write(m.writeClose(w, 'S', name).flush());
         server.pushExpect(Expect.InjectedClose);
       }
-      server.prepared.set(name, statement);
+      server.rememberPrepared(name, statement);
       server.pushParse(Expect.NamedClientParse, name);
       out.write(copy);
       if (this.mode === 'transaction') {
@@ -705,13 +703,13 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const nameAt = type === m.FrontendType.Bind ? f.buffer.indexOf(0, f.bodyStart) + 1 : f.bodyStart + 1;
     const name = f.buffer.toString('latin1', nameAt, f.buffer.indexOf(0, nameAt));
     const mine = this.statements.get(name)!;
-    if (server.prepared.has(name)) {
+    if (server.preparedStatement(name) !== undefined) {
       out.write(m.writeClose(w, 'S', name).flush());
       server.pushExpect(Expect.InjectedClose);
     }
     out.write(mine.parse);
     server.pushParse(Expect.InjectedParse, name);
-    server.prepared.set(name, mine);
+    server.rememberPrepared(name, mine);
     if (mine.shape !== null) {
       // Flush: PostgreSQL sends the answers now, not at the client's Sync (which waits behind this check).
       m.writeDescribe(w, 'S', name);
@@ -754,7 +752,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       conn.pushExpect(Expect.InjectedClose);
       const describe = f.type === m.FrontendType.Describe;
       conn.pushPoisonBind(describe && statement.shape !== null ? Buffer.from(statement.shape.params, 'latin1') : null);
-      conn.prepared.delete(name);
+      conn.forgetPrepared(name);
       this.held = false; // answered by the error instead
     }
     // Paused only when it sent more than HIGH_WATER_MARK meanwhile (see received); forward() pauses it again if needed.
@@ -769,13 +767,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private attach(server: ServerConn): void {
     this.server = server;
     // The server socket's 'drain' resumes this client through ServerConn (its peer): no listener per transaction.
-    server.attach(this);
-    server.counters = this.pool!.counters;
-    server.sessionTags = 0;
-    if (server.settingsKey !== this.settingsId) {
-      server.injectQuery(this.settingsSql);
-      server.settingsKey = this.settingsId;
-    }
+    server.attach(this, this.pool!.counters);
+    server.applySettings(this.settingsId, this.settingsSql);
     server.socket.resume();
   }
 
@@ -812,16 +805,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * connection then goes back to the pool, unless session state pins the client to it.
    */
   onServerReady(conn: ServerConn, status: number): void {
-    const now = clock.now();
-    const counters = this.pool!.counters;
-    counters.recordQuery(conn.queryStartedAt === 0 ? 0 : Math.round((now - conn.queryStartedAt) * 1000));
-    conn.queryStartedAt = conn.outstanding > 0 ? now : 0;
-    if (status === TransactionStatusByte.Idle) {
-      counters.recordXact(conn.xactStartedAt === 0 ? 0 : Math.round((now - conn.xactStartedAt) * 1000));
-      conn.xactStartedAt = 0;
-    }
+    conn.finishQuery(clock.now(), status);
     if (this.mode !== 'transaction') return;
-    if (conn.sessionTags !== 0 || this.sqlEffects !== 0) this.updatePins(conn);
+    if (conn.hasSessionTags || this.sqlEffects !== 0) this.updatePins(conn);
     if (status === TransactionStatusByte.Idle && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
       this.releaseServer();
     }
@@ -835,21 +821,19 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * the value as the server parsed it (lists, units, DEFAULT, FROM CURRENT), while pinning is always right.
    */
   private updatePins(conn: ServerConn): void {
-    const tags = conn.sessionTags;
+    const tags = conn.takeSessionTags();
     const effects = this.sqlEffects;
-    conn.sessionTags = 0;
     this.sqlEffects = 0;
     let pins = this.pins;
     if ((effects & SqlEffect.DiscardAll) !== 0) {
       pins = 0;
       this.advisoryLocks = 0;
-      conn.prepared.clear();
-      conn.settingsKey = '';
+      conn.sessionDiscarded();
     }
     if ((effects & SqlEffect.ResetAll) !== 0) {
       pins &= ~Pin.Set;
       // The connection now has the server's defaults: the client's own settings are applied again on attach.
-      conn.settingsKey = '';
+      conn.forgetSettings();
     }
     if ((effects & SqlEffect.UnlistenAll) !== 0) pins &= ~Pin.Listen;
     if ((tags & SessionTag.Set) !== 0) {
@@ -887,7 +871,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.settings = clientSettings(next);
     this.settingsSql = applySettingsSql(this.settings);
     this.settingsId = settingsKey(this.settings);
-    if (inStep) conn.settingsKey = this.settingsId;
+    if (inStep) conn.settingsChanged(this.settingsId);
   }
 
   /** True while session state keeps this client on its server connection (transaction mode). */
@@ -983,7 +967,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.advisoryLocks = 0;
     this.sqlEffects = 0;
-    server.sessionTags = 0;
+    server.clearSessionTags();
     this.server = null;
   }
 
@@ -1038,14 +1022,10 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       this.detachServer();
       if (server.outstanding === 0 && server.status === TransactionStatusByte.Idle && !this.midBatch) {
         if (this.mode === 'session' && this.host.serverResetQuery !== '') {
-          server.injectQuery(this.host.serverResetQuery);
-          server.prepared.clear();
-          server.settingsKey = '';
+          server.resetSession(this.host.serverResetQuery);
         } else if (pinned) {
           // Outside a transaction block DISCARD ALL drops every kind of state a pin was for: the connection is reusable.
-          server.injectQuery('DISCARD ALL');
-          server.prepared.clear();
-          server.settingsKey = '';
+          server.resetSession('DISCARD ALL');
         }
         this.pool!.release(server);
       } else {

@@ -107,14 +107,14 @@ export class ServerConn {
   closed = false;
   /** Transaction status byte from the last ReadyForQuery (TransactionStatusByte). */
   status: number = TransactionStatusByte.Idle;
-  /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
-  settingsKey = '[]';
+  /** Key of the settings applied with SQL (see session-params.ts); '' when unknown (after a reset). */
+  private settingsApplied = '[]';
   /**
    * Named prepared statements this connection holds: name → the client's statement whose Parse made it here (its
    * shape, once known, is the one PostgreSQL holds for it here). Clients with statements of the same name, text and
    * shape share it.
    */
-  readonly prepared = new Map<string, ClientStatement>();
+  private readonly prepared = new Map<string, ClientStatement>();
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
@@ -132,15 +132,15 @@ export class ServerConn {
   private checking = false;
   /** What the PoisonBind's error is replaced with before the 0A000: the client's ParameterDescription (Describe S). */
   private poisonParams: Buffer | null = null;
-  /** SessionTag bits of CommandComplete tags forwarded since the attached client last looked (it clears them). */
-  sessionTags = 0;
-  /** Where the attached client's pool counts bytes; set by the client on attach. */
-  counters: PoolCounters | null = null;
-  /** clock.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
-  queryStartedAt = 0;
-  xactStartedAt = 0;
+  /** SessionTag bits of CommandComplete tags forwarded since the attached client last took them (takeSessionTags). */
+  private tags = 0;
+  /** Where the attached client's pool counts bytes, queries and transactions; set on attach. */
+  private counters: PoolCounters | null = null;
+  /** clock.now() when the running query / transaction began; 0 while none runs (beginQuery, finishQuery). */
+  private queryStartedAt = 0;
+  private xactStartedAt = 0;
   /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
-  requestStartedAt = 0;
+  private requestStarted = 0;
   private fatal: string | null = null;
   /**
    * The FATAL (or PANIC) ErrorResponse PostgreSQL sent before ending this connection (pg_terminate_backend, a
@@ -369,8 +369,11 @@ export class ServerConn {
     this.onIdleClose = handler;
   }
 
-  attach(peer: ServerConnPeer): void {
+  /** `peer` forwards through this connection from now on; its pool's `counters` count what runs here. */
+  attach(peer: ServerConnPeer, counters: PoolCounters): void {
     this.peer = peer;
+    this.counters = counters;
+    this.tags = 0;
   }
 
   detach(now: number = wallNow()): void {
@@ -405,6 +408,107 @@ export class ServerConn {
   pushPoisonBind(params: Buffer | null): void {
     this.expect.push(Expect.PoisonBind);
     this.poisonParams = params;
+  }
+
+  /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
+  get requestStartedAt(): number {
+    return this.requestStarted;
+  }
+
+  /** A query runs (a client message was sent since the last ReadyForQuery that owed nothing more). */
+  get queryRunning(): boolean {
+    return this.queryStartedAt !== 0;
+  }
+
+  /** The first client message of a request is sent at `now` (clock.now()): its query, and maybe a transaction, start. */
+  beginQuery(now: number): void {
+    this.queryStartedAt = now;
+    this.requestStarted = now;
+    if (this.xactStartedAt === 0) this.xactStartedAt = now;
+  }
+
+  /**
+   * A ReadyForQuery with `status` arrived at `now`: counts one query, timed from beginQuery (a next one runs on
+   * at once when more answers are owed), and one transaction when the status is idle.
+   */
+  finishQuery(now: number, status: number): void {
+    const counters = this.counters!;
+    counters.recordQuery(this.queryStartedAt === 0 ? 0 : Math.round((now - this.queryStartedAt) * 1000));
+    this.queryStartedAt = this.outstanding > 0 ? now : 0;
+    if (status === TransactionStatusByte.Idle) {
+      counters.recordXact(this.xactStartedAt === 0 ? 0 : Math.round((now - this.xactStartedAt) * 1000));
+      this.xactStartedAt = 0;
+    }
+  }
+
+  /** SessionTag bits of the CommandComplete tags forwarded since the last call; cleared. */
+  takeSessionTags(): number {
+    const tags = this.tags;
+    this.tags = 0;
+    return tags;
+  }
+
+  /** True when CommandComplete tags of session state were forwarded since the last takeSessionTags. */
+  get hasSessionTags(): boolean {
+    return this.tags !== 0;
+  }
+
+  /** Forgets the session tags seen so far (the client they concern leaves the connection). */
+  clearSessionTags(): void {
+    this.tags = 0;
+  }
+
+  /** Key of the client settings this connection has (session-params.ts settingsKey); '' when unknown. */
+  get settingsKey(): string {
+    return this.settingsApplied;
+  }
+
+  /** Gives the connection the client settings `key` with `sql` (RESET ALL and SETs) unless it has them already. */
+  applySettings(key: string, sql: string): void {
+    if (this.settingsApplied === key) return;
+    this.injectQuery(sql);
+    this.settingsApplied = key;
+  }
+
+  /** The settings changed on the connection itself (a followed parameter the client SET here): it has `key` now. */
+  settingsChanged(key: string): void {
+    this.settingsApplied = key;
+  }
+
+  /** The server's defaults replaced the settings (RESET ALL): applied again on the next attach. */
+  forgetSettings(): void {
+    this.settingsApplied = '';
+  }
+
+  /** The statement named `name` as prepared here, or undefined. */
+  preparedStatement(name: string): ClientStatement | undefined {
+    return this.prepared.get(name);
+  }
+
+  /** `statement`'s Parse was sent here under `name` (forgotten again if PostgreSQL does not answer ParseComplete). */
+  rememberPrepared(name: string, statement: ClientStatement): void {
+    this.prepared.set(name, statement);
+  }
+
+  /** The statement named `name` was closed here. */
+  forgetPrepared(name: string): void {
+    this.prepared.delete(name);
+  }
+
+  /**
+   * Sends `sql` (DISCARD ALL, server_reset_query) to drop the session state of the client leaving: no statement
+   * stays prepared, and the settings are the server's.
+   */
+  resetSession(sql: string): void {
+    this.injectQuery(sql);
+    this.prepared.clear();
+    this.settingsApplied = '';
+  }
+
+  /** DISCARD ALL ran on the connection (the client's own): nothing prepared, the server's settings. */
+  sessionDiscarded(): void {
+    this.prepared.clear();
+    this.settingsApplied = '';
   }
 
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
@@ -544,7 +648,7 @@ export class ServerConn {
           const tag = sessionTagOf(f.buffer, f.bodyStart, f.end);
           // Whoever sent it, PostgreSQL holds no prepared statement any more: they are prepared again when used.
           if (tag === SessionTag.DeallocateAll) this.prepared.clear();
-          else this.sessionTags |= tag;
+          else this.tags |= tag;
         }
         if (out === null) continue; // nobody to tell: notices and status changes of an idle connection
         if (forward) {
