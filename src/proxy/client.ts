@@ -33,6 +33,7 @@ import { applySettingsSql, clientSettings, settingsKey } from './pool/session-pa
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
 import { type ClientStatement, ShapeCheck } from './pool/statement-shape.js';
 import { NativeWire, writeSpan } from './wire/native-wire.js';
+import { SpanWriter } from './wire/span-writer.js';
 import type { Wire } from './wire/wire.js';
 import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
@@ -112,6 +113,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   private readonly framer: MessageFramer;
   private readonly writer = new MessageWriter(1024);
+  /** Writes the frames forwarded to the server connection (reused for every read). */
+  private readonly spans = new SpanWriter();
   private pool: ServerPool | null = null;
   /** Its pool's mode (pool_mode, or the database's or user's own). */
   private mode: 'session' | 'transaction';
@@ -507,13 +510,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private forward(): void {
     const f = this.framer;
     let server = this.server;
-    let out: Wire | null = server === null ? null : server.socket;
-    const native = this.native;
-    // Writes to `out` in this call: the first goes straight to the socket, cork from the second on (see handleData).
-    let writes = 0;
-    let spanBuffer: Buffer | null = null;
-    let spanStart = 0;
-    let spanEnd = 0;
+    const spans = this.spans;
+    spans.begin(server === null ? null : server.socket, this.native);
     try {
       for (;;) {
         if (!this.held) {
@@ -544,15 +542,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             return;
           }
           this.attach(server);
-          out = server.socket;
-          writes = 0;
+          spans.begin(server.socket, this.native);
         }
         this.held = false;
         if (t === m.FrontendType.Terminate) {
-          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
-          if (writes >= 2) out!.uncork();
-          out = null;
+          spans.finish();
           this.close();
           return;
         }
@@ -599,12 +593,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         }
         if (inject) {
           // Several writes follow: batch them.
-          if (writes < 2) {
-            out!.cork();
-            writes = 2;
-          }
-          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
+          spans.corkNow();
+          spans.flush();
           if (this.prepareOn(server, t)) {
             // A shape check is owed: this frame and the ones after it wait for onShapeChecked.
             this.held = true;
@@ -612,27 +602,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           }
           continue;
         }
-        if (spanBuffer === f.buffer && spanEnd === f.start) {
-          spanEnd = f.end;
-        } else {
-          if (spanBuffer !== null) {
-            if (++writes === 2) out!.cork();
-            writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          }
-          spanBuffer = f.buffer;
-          spanStart = f.start;
-          spanEnd = f.end;
-        }
+        spans.add(f.buffer, f.start, f.end);
       }
     } finally {
-      if (out !== null) {
-        if (spanBuffer !== null) {
-          if (++writes === 2) out.cork();
-          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-        }
-        if (writes >= 2) out.uncork();
-        if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
-      }
+      const out = spans.finish();
+      if (out !== null && out.writableLength > HIGH_WATER_MARK) this.socket.pause();
     }
   }
 

@@ -25,7 +25,8 @@ import type { Endpoint } from '../topology.js';
 import { connect as tlsConnect } from 'node:tls';
 import { SessionTag, sessionTagOf } from '../protocol/session-state.js';
 import type { PoolCounters } from './counters.js';
-import { NativeWire, writeSpan } from '../wire/native-wire.js';
+import { NativeWire } from '../wire/native-wire.js';
+import { SpanWriter } from '../wire/span-writer.js';
 import type { Wire } from '../wire/wire.js';
 import { wallNow } from '../clock.js';
 import { IntQueue } from './int-queue.js';
@@ -118,6 +119,8 @@ export class ServerConn {
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
+  /** Writes the frames forwarded to the peer (reused for every read). */
+  private readonly spans = new SpanWriter();
   /** What the server owes (Expect values), oldest first. */
   private readonly expect = new IntQueue();
   /** Statement names of the InjectedParse / NamedClientParse entries in `expect`, oldest first. */
@@ -578,15 +581,10 @@ export class ServerConn {
     if (counters !== null) counters.bytesSent += end - start;
     f.pushRange(buf, start, end);
     let peer = this.peer;
-    let out: Wire | null = peer === null ? null : peer.socket;
     const native = this.native;
-    // Writes to `out` in this call. The usual answer (a whole chunk up to ReadyForQuery) is one write, which goes
-    // straight to the socket; cork/uncork (a buffered-write entry, then a writev) only pays from the second write on.
-    let writes = 0;
-    // The pending run of frames to forward: buffer[spanStart, spanEnd).
-    let spanBuffer: Buffer | null = null;
-    let spanStart = 0;
-    let spanEnd = 0;
+    // The usual answer (a whole chunk up to ReadyForQuery) is one write, straight to the client's socket.
+    const spans = this.spans;
+    spans.begin(peer === null ? null : peer.socket, native);
     try {
       while (f.next()) {
         const t = f.type;
@@ -650,65 +648,30 @@ export class ServerConn {
           if (tag === SessionTag.DeallocateAll) this.prepared.clear();
           else this.tags |= tag;
         }
-        if (out === null) continue; // nobody to tell: notices and status changes of an idle connection
-        if (forward) {
-          if (spanBuffer === f.buffer && spanEnd === f.start) {
-            spanEnd = f.end;
-          } else {
-            if (spanBuffer !== null) {
-              if (++writes === 2) out.cork();
-              writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            }
-            spanBuffer = f.buffer;
-            spanStart = f.start;
-            spanEnd = f.end;
-          }
-        } else if (spanBuffer !== null) {
-          if (++writes === 2) out.cork();
-          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
-        }
+        if (spans.target === null) continue; // nobody to tell: notices and status changes of an idle connection
+        if (forward) spans.add(f.buffer, f.start, f.end);
+        else spans.flush();
         if (poisoned) {
           // PostgreSQL's answer to the client's Bind/Describe of a statement whose result type changed.
           if (this.poisonParams !== null) {
-            if (++writes === 2) out.cork();
-            out.write(this.poisonParams);
+            spans.writeOwn(this.poisonParams);
             this.poisonParams = null;
           }
-          if (++writes === 2) out.cork();
-          out.write(CACHED_PLAN_CHANGED);
+          spans.writeOwn(CACHED_PLAN_CHANGED);
         }
         if (checked >= 0) {
           // The peer now writes to this connection (and may end): everything for it so far is written first.
-          if (spanBuffer !== null) {
-            if (++writes === 2) out.cork();
-            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            spanBuffer = null;
-          }
+          spans.flush();
           peer!.onShapeChecked?.(this, checked);
           if (this.peer !== peer) {
-            if (writes >= 2) out.uncork();
-            if (out.writableLength > 0) this.readBufferRetained = true;
-            writes = 0;
-            peer = this.peer;
-            out = peer === null ? null : peer.socket;
-            if (out === null) continue;
+            peer = this.peerChanged();
+            if (peer === null) continue;
           }
         }
         if (ready) {
-          if (spanBuffer !== null) {
-            if (++writes === 2) out.cork();
-            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            spanBuffer = null;
-          }
+          spans.flush();
           peer!.onServerReady(this, this.status);
-          if (this.peer !== peer) {
-            if (writes >= 2) out.uncork();
-            if (out.writableLength > 0) this.readBufferRetained = true;
-            writes = 0;
-            peer = this.peer;
-            out = peer === null ? null : peer.socket;
-          }
+          if (this.peer !== peer) peer = this.peerChanged();
         }
       }
     } catch (e) {
@@ -716,12 +679,8 @@ export class ServerConn {
       this.fatal = `server sent an invalid message: ${(e as Error).message}`;
       this.destroy();
     }
+    const out = spans.finish();
     if (out !== null) {
-      if (spanBuffer !== null) {
-        if (++writes === 2) out.cork();
-        writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-      }
-      if (writes >= 2) out.uncork();
       const queued = out.writableLength;
       if (native) {
         if (queued > HIGH_WATER_MARK) this.socket.pause();
@@ -733,6 +692,19 @@ export class ServerConn {
     }
     // The chunk is the arena's: a split frame is kept as a copy (writes to Node sockets were copied by writeSpan).
     if (native && f.bufferedBytes > 0) f.own(false);
+  }
+
+  /**
+   * The peer changed during handleData (the connection went back to the pool, maybe to another client at once):
+   * what was written to the old one is finished, and forwarding goes on to the new one (or nowhere). Returns it.
+   */
+  private peerChanged(): ServerConnPeer | null {
+    const old = this.spans.finish();
+    // Not all written at once: the old peer's socket holds views of the chunk (see onRead).
+    if (old !== null && old.writableLength > 0) this.readBufferRetained = true;
+    const peer = this.peer;
+    this.spans.begin(peer === null ? null : peer.socket, this.native);
+    return peer;
   }
 
   /**
