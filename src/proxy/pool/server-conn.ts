@@ -103,8 +103,9 @@ export class ServerConn {
   readonly params = new Map<string, string>();
   backendPid = 0;
   backendSecret = 0;
-  readonly createdAt = wallNow();
-  idleSince = wallNow();
+  /** Ms since the epoch (the pool's clock) when it was made, for server_lifetime; and when it last went idle. */
+  readonly createdAt: number;
+  idleSince: number;
   closed = false;
   /** Transaction status byte from the last ReadyForQuery (TransactionStatusByte). */
   status: number = TransactionStatusByte.Idle;
@@ -167,7 +168,12 @@ export class ServerConn {
   /** Logged in and forwarding (handleData reads the socket); before that, login's 'data' listeners do. */
   private forwarding = false;
 
-  constructor(readonly endpoint: Endpoint) {
+  constructor(
+    readonly endpoint: Endpoint,
+    createdAt: number = wallNow(),
+  ) {
+    this.createdAt = createdAt;
+    this.idleSince = createdAt;
     const raw: Socket = connect({
       host: endpoint.host,
       port: endpoint.port,
