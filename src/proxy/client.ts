@@ -1,29 +1,22 @@
 /**
  * One client connection: startup and authentication, then forwarding of whole frames to the server connection
- * it holds (for a transaction in transaction mode, for its lifetime in session mode).
+ * it holds (for a transaction in transaction mode, for its lifetime in session mode). The pieces with a concern of
+ * their own live beside it: the transport checks of the startup (client-startup.ts), the password exchange
+ * (client-auth.ts), named prepared statements and their shape checks (client-statements.ts), session state that
+ * pins the client to its connection (client-pins.ts), idle timeouts (client-idle.ts), answers while its
+ * transaction's server connection is lost (lost-transaction.ts) and the write step of forwarding (wire/span-writer.ts).
  *
  * Forwarding follows the hot-path rules (docs/decisions/0011-proxy-read-buffer-and-cork.md): consecutive frames
- * are written as one slice of the received chunk
- * inside cork/uncork; the client frames looked at are Parse/Bind/Describe/Close (prepared statements), Sync,
- * Query, FunctionCall (answers owed) and Terminate. When no server connection is free the client's unread
- * frames stay in the framer (its socket is paused only if it sends more than HIGH_WATER_MARK meanwhile): the
- * wait costs no copies and no growing queue. In transaction mode Query/Parse text and CommandComplete tags
- * are watched for session state (advisory locks, LISTEN, SET, ...) that pins the client to its connection.
- *
- * Named prepared statements live on the server connection the client prepared them on; in transaction mode the
- * proxy prepares them again on each other connection the client uses them on (prepareOn). PostgreSQL never lets
- * a prepared statement change its result type, so neither does the proxy: a statement's shape is recorded when the
- * client prepares it, and when it is prepared again its shape is compared first, the client's Bind/Describe waiting
- * the one round trip in the framer as it waits for a server connection. A different shape (the table was dropped
- * and created with other columns) gets PostgreSQL's ERROR 0A000 "cached plan must not change result type" on each
- * use until the client prepares the statement again (onShapeChecked, statement-shape.ts).
+ * are written as one slice of the received chunk inside cork/uncork; the client frames looked at are
+ * Parse/Bind/Describe/Close (prepared statements), Sync, Query, FunctionCall (answers owed) and Terminate. When no
+ * server connection is free the client's unread frames stay in the framer (its socket is paused only if it sends
+ * more than HIGH_WATER_MARK meanwhile): the wait costs no copies and no growing queue; so does the wait for a
+ * shape check. In transaction mode Query/Parse text and CommandComplete tags are watched for session state
+ * (advisory locks, LISTEN, SET, ...) that pins the client to its connection.
  */
 import { randomInt } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { TLSSocket } from 'node:tls';
-import { md5Salt, verifyMd5Response } from './auth/md5.js';
-import { ScramServerSession } from './auth/scram.js';
 import { PgProtocolError, SQLSTATE, isPgProtocolError } from './protocol/errors.js';
 import { TargetKindByte, TransactionStatusByte } from './protocol/constants.js';
 import { MessageFramer, frontendAuthLimits, frontendLimits } from './protocol/framer.js';
@@ -31,13 +24,20 @@ import * as m from './protocol/messages.js';
 import { MessageWriter } from './protocol/writer.js';
 import { applySettingsSql, clientSettings, settingsKey } from './pool/session-params.js';
 import { Expect, HIGH_WATER_MARK, type ServerConn, type ServerConnPeer } from './pool/server-conn.js';
-import { type ClientStatement, ShapeCheck } from './pool/statement-shape.js';
-import { NativeWire, writeSpan } from './wire/native-wire.js';
+import type { ShapeCheck } from './pool/statement-shape.js';
+import { ClientStatements } from './client-statements.js';
+import { NativeWire } from './wire/native-wire.js';
+import { SpanWriter } from './wire/span-writer.js';
 import type { Wire } from './wire/wire.js';
-import { ADVISORY_UNLOCK_ALL, FOLLOWED_PARAMETERS, SessionTag, SqlEffect, advisoryEffect, leadingEffects } from './protocol/session-state.js';
+import { FOLLOWED_PARAMETERS } from './protocol/session-state.js';
+import { SessionPins } from './client-pins.js';
+import { IdleWatch } from './client-idle.js';
+import { PasswordExchange } from './client-auth.js';
 import type { PoolWaiter, ServerPool } from './pool/server-pool.js';
-import { type AdminConsole, consoleFor } from './admin/console.js';
-import { type ClientTls, clientCertificateProblem } from './tls.js';
+import type { ConsoleDoor } from './admin/door.js';
+import type { PauseGate } from './pause-gate.js';
+import type { ClientTls } from './tls.js';
+import { acceptTls, checkCertificateUser, checkTlsRequest, checkTransport } from './client-startup.js';
 import { LostOutcome, LostTransaction } from './lost-transaction.js';
 import * as clock from './clock.js';
 import { type AuthMethod, authMethodFor } from './auth/hba.js';
@@ -63,6 +63,10 @@ export interface ClientHost {
    * asks the primary; null for an unknown user or an expired password. Absent: secretFor only.
    */
   lookupSecret?(user: string, database: string): string | null | Promise<string | null>;
+  /** Where PAUSE holds this host's clients; absent: never paused. */
+  readonly pauseGate?: PauseGate;
+  /** The admin console's logins; absent or null: no console database here. */
+  readonly consoleDoor?: ConsoleDoor | null;
   /** The pool for (database as the client named it, user); throws PgProtocolError 3D000 for an unknown database. */
   poolFor(database: string, user: string): ServerPool;
   register(client: ProxyClient): void;
@@ -82,7 +86,7 @@ export interface ClientHost {
   readonly logger?: Logger;
 }
 
-type State = 'startup' | 'lookup' | 'sasl-initial' | 'sasl-response' | 'md5' | 'connecting' | 'ready' | 'closed';
+type State = 'startup' | 'lookup' | 'password' | 'connecting' | 'ready' | 'closed';
 
 /** Values a server reports that follow the client's own startup settings. */
 const REPORTED_FROM_CLIENT = new Set(['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'standard_conforming_strings', 'is_superuser']);
@@ -108,51 +112,39 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   private readonly framer: MessageFramer;
   private readonly writer = new MessageWriter(1024);
+  /** Writes the frames forwarded to the server connection (reused for every read). */
+  private readonly spans = new SpanWriter();
   private pool: ServerPool | null = null;
   /** Its pool's mode (pool_mode, or the database's or user's own). */
   private mode: 'session' | 'transaction';
-  private scram: ScramServerSession | null = null;
   /** How this client logs in (auth_type, or its auth_hba_file line). */
   private method: AuthMethod = 'scram-sha-256';
+  /** The password exchange while the client logs in with one (state 'password'), and after it (its secret). */
+  private password: PasswordExchange | null = null;
   /** Session mode: the SCRAM server-final message, kept while the client's server connection is opened at login. */
   private saslFinal: Buffer | null = null;
-  private salt: Buffer | null = null;
-  /** The secret this client is checked against (auth_file or auth_query). */
-  private secret: string | null = null;
   private settings = new Map<string, string>();
   private settingsSql = 'RESET ALL';
   private settingsId = '[]';
   /** The current frame was read from the framer but not handled yet (waiting for a server connection). */
   private held = false;
-  /** Transaction mode: why this client keeps its server connection past its transactions (Pin bits; 0: it does not). */
-  private pins = 0;
-  /** SqlEffect bits (and ADVISORY_CHANGED) of the SQL sent since the last ReadyForQuery. */
-  private sqlEffects = 0;
-  /** Session-level advisory locks this client took and did not release, as counted from its SQL text. */
-  private advisoryLocks = 0;
+  /** Transaction mode: why this client keeps its server connection past its transactions (client-pins.ts). */
+  private readonly pins = new SessionPins();
   /** clock.now() when this client began waiting for a server connection; 0 when not waiting. */
   private waitStartedAt = 0;
   private waiting = false;
-  /**
-   * A statement was prepared again on the server connection and its shape is being compared with the client's
-   * (statement-shape.ts): the current frame (a Bind or Describe of it) waits, like the frames behind it.
-   */
-  private checking = false;
-  /** The statement being checked, and its name. */
-  private checked: ClientStatement | null = null;
-  private checkedName = '';
   /** Extended-protocol messages were sent since the last Sync: the server may not be given back yet. */
   private midBatch = false;
-  /** Named prepared statements of this client: name → its Parse message (a private copy) and result shape. */
-  private readonly statements = new Map<string, ClientStatement>();
-  /** The proxy's admin console (PAUSE gate), and whether this client logged in to it rather than to a pool. */
-  private console: AdminConsole | null = null;
-  private toConsole = false;
+  /** Named prepared statements of this client, and the shape check its current frame may wait for (client-statements.ts). */
+  private readonly statements = new ClientStatements();
+  /** Where PAUSE holds this client (null: never paused). */
+  private readonly gate: PauseGate | null;
+  /** The admin console's door when this client logged in to it rather than to a pool. */
+  private door: ConsoleDoor | null = null;
   /** The server connection died under this client's transaction: answered without a server until in step again. */
   private lost: LostTransaction | null = null;
-  /** idle_transaction_timeout / client_idle_timeout: bytes moved as of the last sweep, and since when unchanged. */
-  private idleBytes = -1;
-  private idleSince = 0;
+  /** idle_transaction_timeout / client_idle_timeout (client-idle.ts). */
+  private readonly idle = new IdleWatch();
   private readonly onDrain = (): void => {
     this.server?.socket.resume();
   };
@@ -171,7 +163,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     const pool = this.pool;
     if (pool !== null) pool.counters.bytesReceived += end - start;
     this.framer.pushRange(buf, start, end);
-    if (this.waiting || this.checking) {
+    if (this.waiting || this.statements.checking) {
       // The frames wait in the framer for a server connection (or a shape check); only a client that keeps sending is paused.
       if (this.framer.bufferedBytes > HIGH_WATER_MARK) this.socket.pause();
       return;
@@ -191,6 +183,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.socket = socket;
     this.framer = new MessageFramer({ startup: true });
     this.mode = host.poolMode;
+    this.gate = host.pauseGate ?? null;
     socket.setNoDelay(true);
     this.listen(socket);
   }
@@ -222,28 +215,13 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.host.adopted?.(raw, wire);
   }
 
-  /**
-   * SSLRequest with TLS configured: 'S', then the startup continues on a TLSSocket over the same TCP socket.
-   * Bytes that came after the SSLRequest, before the handshake, were sent in plaintext and could be a
-   * man-in-the-middle's injection (CVE-2021-23214): such a client is refused.
-   */
+  /** SSLRequest with TLS configured: the startup continues on a TLSSocket over the same TCP socket (client-startup.ts). */
   private startTls(tls: ClientTls): void {
-    if (this.encrypted) throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'SSLRequest received on a connection that already uses TLS');
-    if (this.framer.bufferedBytes > 0) {
-      throw new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'received unencrypted data after SSL request', {
-        hint: 'This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.',
-      });
-    }
+    checkTlsRequest(this.encrypted, this.framer.bufferedBytes);
     const raw = this.socket as Socket;
     raw.off('data', this.onData);
     raw.off('drain', this.onDrain);
-    raw.write(m.SSL_ACCEPTED);
-    const secure = new TLSSocket(raw, {
-      isServer: true,
-      secureContext: tls.secureContext,
-      requestCert: tls.verifiesClientCerts,
-      rejectUnauthorized: false,
-    });
+    const secure = acceptTls(raw, tls);
     this.socket = secure;
     this.encrypted = true;
     this.listen(secure);
@@ -297,21 +275,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.user = frame.user;
     this.database = frame.database;
-    const tls = this.host.clientTls ?? null;
-    if (this.encrypted && tls?.verifiesClientCerts === true) {
-      // Decrypted bytes arrived: the handshake is done and the certificate (if any) is known.
-      const problem = clientCertificateProblem(this.socket as TLSSocket, tls);
-      if (problem !== null) throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, `${problem}: connection refused`);
-    }
-    // A Unix-domain socket never leaves the machine: sslmode require is about the network (as PgBouncer).
-    if (!this.encrypted && !this.local && tls?.sslmode === 'require') {
-      // PostgreSQL's wording for a hostssl-only pg_hba, which clients and people recognise.
-      throw new PgProtocolError(
-        SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION,
-        `no pg_hba.conf entry for host "${this.socket.remoteAddress ?? 'unknown'}", user "${frame.user}", database "${frame.database}", no encryption`,
-        { hint: 'This proxy accepts only TLS connections (client_tls_sslmode require): connect with sslmode=require or stronger.' },
-      );
-    }
+    checkTransport(this, this.host.clientTls ?? null, frame.user, frame.database);
     // auth_hba_file is asked first, as by PostgreSQL: a refused client learns nothing about databases or limits.
     this.method = authMethodFor(this.host.authType, this.host.hba, {
       local: this.local,
@@ -320,7 +284,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       database: this.database,
       user: this.user,
     });
-    if (this.method === 'cert') this.checkCertificateUser();
+    if (this.method === 'cert') checkCertificateUser(this, this.user);
     try {
       this.settings = clientSettings(frame.params);
     } catch (e) {
@@ -328,9 +292,9 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     this.settingsSql = applySettingsSql(this.settings);
     this.settingsId = settingsKey(this.settings);
-    this.console = consoleFor(this.host);
-    this.toConsole = this.console !== null && this.console.serves(this.database);
-    this.pool = this.toConsole ? null : this.host.poolFor(this.database, this.user);
+    const door = this.host.consoleDoor ?? null;
+    this.door = door !== null && door.serves(this.database) ? door : null;
+    this.pool = this.door !== null ? null : this.host.poolFor(this.database, this.user);
     if (this.pool !== null) this.mode = this.pool.poolMode;
     if (frame.minorVersion > 0 || frame.protocolOptions.length > 0) m.writeNegotiateProtocolVersion(this.writer, 0, frame.protocolOptions);
     this.framer.setLimits(frontendAuthLimits());
@@ -339,7 +303,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       return;
     }
     // The admin console knows only auth_file's users (as PgBouncer's does).
-    const found = this.toConsole || this.host.lookupSecret === undefined ? this.host.secretFor(this.user) : this.host.lookupSecret(this.user, this.database);
+    const found = this.door !== null || this.host.lookupSecret === undefined ? this.host.secretFor(this.user) : this.host.lookupSecret(this.user, this.database);
     if (found === null || typeof found === 'string') {
       this.challenge(found);
       return;
@@ -363,35 +327,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     );
   }
 
-  /**
-   * auth_hba_file's cert: a client certificate (already verified against client_tls_ca_file in handleStartup)
-   * whose CN is the user, as PostgreSQL's cert method without a user map.
-   */
-  private checkCertificateUser(): void {
-    const peer = this.encrypted ? (this.socket as TLSSocket).getPeerCertificate() : null;
-    if (peer === null || peer.subject === undefined) {
-      throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, 'connection requires a valid client certificate');
-    }
-    const cn = peer.subject.CN;
-    if (cn !== this.user) {
-      throw new PgProtocolError(SQLSTATE.INVALID_AUTHORIZATION_SPECIFICATION, `certificate authentication failed for user "${this.user}"`, {
-        detail: `The certificate's common name is ${cn === undefined ? 'missing' : `"${String(cn)}"`}; it must be the user name.`,
-      });
-    }
-  }
-
-  /** Asks the client for its password the way its secret allows (md5 clients of SCRAM secrets get SCRAM). */
+  /** Asks the client for its password the way its secret allows (client-auth.ts). */
   private challenge(secret: string | null): void {
-    this.secret = secret;
-    if (this.method === 'md5' && (secret === null || !secret.startsWith('SCRAM-SHA-256$'))) {
-      this.salt = md5Salt();
-      this.state = 'md5';
-      this.socket.write(m.writeAuthenticationMD5Password(this.writer, this.salt).flush());
-    } else {
-      this.scram = new ScramServerSession({ user: this.user, secret });
-      this.state = 'sasl-initial';
-      this.socket.write(m.writeAuthenticationSASL(this.writer, this.scram.mechanisms).flush());
-    }
+    this.password = new PasswordExchange(this.user, this.method, secret);
+    this.state = 'password';
+    this.socket.write(this.password.request(this.writer));
   }
 
   private handleAuthMessage(): void {
@@ -400,22 +340,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
       this.close();
       return;
     }
-    if (this.state === 'md5') {
-      const response = m.decodePasswordMessage(f.buffer, f.bodyStart, f.end);
-      verifyMd5Response({ user: this.user, secret: this.secret, salt: this.salt!, response });
-      this.pool?.rememberSecret(this.secret);
-      this.finishAuth(null);
-    } else if (this.state === 'sasl-initial') {
-      const { mechanism, data } = m.decodeSASLInitialResponse(f.buffer, f.bodyStart, f.end);
-      this.socket.write(m.writeAuthenticationSASLContinue(this.writer, this.scram!.handleInitialResponse(mechanism, data)).flush());
-      this.state = 'sasl-response';
-    } else if (this.state === 'sasl-response') {
-      const final = this.scram!.handleResponse(m.decodeSASLResponse(f.buffer, f.bodyStart, f.end));
-      const keys = this.scram!.passThroughKeys();
-      if (keys !== null) this.pool?.rememberScramKeys(keys);
-      this.pool?.rememberSecret(this.secret);
-      this.finishAuth(final);
+    const exchange = this.password!;
+    const answer = exchange.receive(f.buffer, f.bodyStart, f.end, this.writer);
+    if (Buffer.isBuffer(answer)) {
+      this.socket.write(answer);
+      return;
     }
+    if (answer.scramKeys !== null) this.pool?.rememberScramKeys(answer.scramKeys);
+    this.pool?.rememberSecret(exchange.secret);
+    this.finishAuth(answer.saslFinal);
   }
 
   /**
@@ -428,18 +361,18 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * Then the client is said hello.
    */
   private finishAuth(saslFinal: Buffer | null): void {
-    if (this.toConsole) {
-      if (this.console!.role(this.user) === null) {
+    if (this.door !== null) {
+      if (this.door.role(this.user) === null) {
         // PgBouncer's words; 42501 so that scripts see a privilege error. A failed login like any other (logged, counted).
         throw new PgProtocolError('42501', 'not allowed', { hint: `Add "${this.user}" to admin_users or stats_users in the proxy config.` });
       }
       // Handed over: the console session owns the socket from here; 'closed' keeps this object out of the way.
       this.state = 'closed';
-      this.console!.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);
+      this.door.openSession(this.socket as Socket, this.user, saslFinal, this.pid, this.secretKey);
       return;
     }
     this.state = 'connecting';
-    if (this.mode === 'session' && this.console?.paused !== true) {
+    if (this.mode === 'session' && this.gate?.paused !== true) {
       const pool = this.pool!;
       const conn = pool.tryAcquire();
       if (conn !== null) {
@@ -501,13 +434,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private forward(): void {
     const f = this.framer;
     let server = this.server;
-    let out: Wire | null = server === null ? null : server.socket;
-    const native = this.native;
-    // Writes to `out` in this call: the first goes straight to the socket, cork from the second on (see handleData).
-    let writes = 0;
-    let spanBuffer: Buffer | null = null;
-    let spanStart = 0;
-    let spanEnd = 0;
+    const spans = this.spans;
+    spans.begin(server === null ? null : server.socket, this.native);
     try {
       for (;;) {
         if (!this.held) {
@@ -527,47 +455,41 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
             this.held = false;
             continue;
           }
-          server = this.console?.paused === true ? null : this.pool!.tryAcquire();
+          server = this.gate?.paused === true ? null : this.pool!.tryAcquire();
           if (server === null) {
             if (!this.waiting) {
               this.waiting = true;
               this.waitStartedAt = clock.now();
-              if (this.console?.paused === true) this.console.hold(this, this.pool!);
+              if (this.gate?.paused === true) this.gate.hold(this, this.pool!);
               else this.pool!.wait(this);
             }
             return;
           }
           this.attach(server);
-          out = server.socket;
-          writes = 0;
+          spans.begin(server.socket, this.native);
         }
         this.held = false;
         if (t === m.FrontendType.Terminate) {
-          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
-          if (writes >= 2) out!.uncork();
-          out = null;
+          spans.finish();
           this.close();
           return;
         }
-        if (server.queryStartedAt === 0) {
+        if (!server.queryRunning) {
           const now = clock.now();
-          server.queryStartedAt = now;
-          server.requestStartedAt = now;
+          server.beginQuery(now);
           this.requestStartedAt = now;
-          if (server.xactStartedAt === 0) server.xactStartedAt = now;
         }
         let inject = false;
         if (t === m.FrontendType.Sync || t === m.FrontendType.Query || t === m.FrontendType.FunctionCall) {
           server.pushExpect(Expect.Sync);
           this.midBatch = false;
-          if (t === m.FrontendType.Query && this.mode === 'transaction') this.noteSql(f.buffer, f.bodyStart, f.end - 1);
+          if (t === m.FrontendType.Query && this.mode === 'transaction') this.pins.noteSql(f.buffer, f.bodyStart, f.end - 1);
         } else if (t === m.FrontendType.Parse) {
           this.midBatch = true;
           if (this.mode === 'transaction') {
             const textStart = f.buffer.indexOf(0, f.bodyStart) + 1;
             const textEnd = f.buffer.indexOf(0, textStart);
-            if (textStart > 0 && textEnd > 0 && textEnd < f.end) this.noteSql(f.buffer, textStart, textEnd);
+            if (textStart > 0 && textEnd > 0 && textEnd < f.end) this.pins.noteSql(f.buffer, textStart, textEnd);
           }
           if (f.buffer[f.bodyStart] !== 0) {
             inject = true; // named: handled below, outside the plain forwarding run
@@ -578,16 +500,15 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
           this.midBatch = true;
           // The statement name follows the portal name.
           const portalEnd = f.buffer.indexOf(0, f.bodyStart);
-          if (portalEnd >= 0 && portalEnd + 1 < f.end && f.buffer[portalEnd + 1] !== 0) inject = this.needsPrepare(server, portalEnd + 1);
+          if (portalEnd >= 0 && portalEnd + 1 < f.end && f.buffer[portalEnd + 1] !== 0) inject = this.statements.needsPrepare(server, f.buffer, portalEnd + 1, f.end);
         } else if (t === m.FrontendType.Describe) {
           this.midBatch = true;
-          if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) inject = this.needsPrepare(server, f.bodyStart + 1);
+          if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) inject = this.statements.needsPrepare(server, f.buffer, f.bodyStart + 1, f.end);
         } else if (t === m.FrontendType.Close) {
           this.midBatch = true;
           if (f.buffer[f.bodyStart] === TargetKindByte.Statement && f.buffer[f.bodyStart + 1] !== 0) {
             const name = m.decodeClose(f.buffer, f.bodyStart, f.end).name;
-            this.statements.delete(name);
-            server.prepared.delete(name);
+            this.statements.closed(name, server);
           }
           server.pushExpect(Expect.ClientClose);
         } else if (t !== m.FrontendType.CopyData && t !== m.FrontendType.CopyDone && t !== m.FrontendType.CopyFail) {
@@ -595,162 +516,27 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         }
         if (inject) {
           // Several writes follow: batch them.
-          if (writes < 2) {
-            out!.cork();
-            writes = 2;
-          }
-          if (spanBuffer !== null) writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
-          if (this.prepareOn(server, t)) {
+          spans.corkNow();
+          spans.flush();
+          if (this.statements.prepareOn(server, f, this.mode === 'transaction', this.native)) {
             // A shape check is owed: this frame and the ones after it wait for onShapeChecked.
             this.held = true;
             return;
           }
           continue;
         }
-        if (spanBuffer === f.buffer && spanEnd === f.start) {
-          spanEnd = f.end;
-        } else {
-          if (spanBuffer !== null) {
-            if (++writes === 2) out!.cork();
-            writeSpan(out!, spanBuffer, spanStart, spanEnd, native);
-          }
-          spanBuffer = f.buffer;
-          spanStart = f.start;
-          spanEnd = f.end;
-        }
+        spans.add(f.buffer, f.start, f.end);
       }
     } finally {
-      if (out !== null) {
-        if (spanBuffer !== null) {
-          if (++writes === 2) out.cork();
-          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-        }
-        if (writes >= 2) out.uncork();
-        if (out.writableLength > HIGH_WATER_MARK) this.socket.pause();
-      }
+      const out = spans.finish();
+      if (out !== null && out.writableLength > HIGH_WATER_MARK) this.socket.pause();
     }
   }
 
-  /** Transaction mode: what the SQL text buf[start, end) of a Query or Parse does to session state (see updatePins). */
-  private noteSql(buf: Buffer, start: number, end: number): void {
-    this.sqlEffects |= leadingEffects(buf, start, end);
-    const advisory = advisoryEffect(buf, start, end);
-    if (advisory !== 0) {
-      this.advisoryLocks = advisory === ADVISORY_UNLOCK_ALL ? 0 : Math.max(0, this.advisoryLocks + advisory);
-      this.sqlEffects |= ADVISORY_CHANGED;
-    }
-  }
-
-  /** True when the statement named at `nameAt` (a Bind's or Describe's) must first be prepared on `server`. */
-  private needsPrepare(server: ServerConn, nameAt: number): boolean {
-    const f = this.framer;
-    const nul = f.buffer.indexOf(0, nameAt);
-    const name = f.buffer.toString('latin1', nameAt, nul < 0 ? f.end : nul);
-    const mine = this.statements.get(name);
-    if (mine === undefined) return false; // unknown to us: let the server answer as it would
-    const theirs = server.prepared.get(name);
-    if (theirs === mine) return false;
-    if (theirs === undefined || !theirs.parse.equals(mine.parse)) return true;
-    // Another client's statement (or an earlier one of this client) of the same name and text: it serves this
-    // client only with the shape this client learnt. Not known here: prepared again, and checked.
-    const known = mine.shape;
-    if (known === null) return false;
-    const there = theirs.shape;
-    return there === null || there.params !== known.params || there.result !== known.result;
-  }
-
-  /**
-   * A named Parse from the client, or a Bind/Describe of a statement this server connection lacks: writes what
-   * the server must have first (Close of a stale statement, the client's Parse), whose answers are swallowed,
-   * then the client's message itself.
-   *
-   * Result shapes (transaction mode, see statement-shape.ts): a Describe('S') follows the client's Parse, and its
-   * answers become the statement's shape. A statement with a shape that is prepared again is described again and
-   * the client's message waits for the comparison: then true is returned, the message is not written, and
-   * onShapeChecked goes on. One round trip, only when a statement is first used on another server connection.
-   * A statement without a shape (its Parse was answered by the proxy while its server connection was lost, or
-   * this is session mode, where connections do not change under a statement) is prepared again unchecked, as
-   * before, and its shape is recorded from there on (transaction mode).
-   */
-  private prepareOn(server: ServerConn, type: number): boolean {
-    const f = this.framer;
-    const out = server.socket;
-    const w = server.messageWriter;
-    if (type === m.FrontendType.Parse) {
-      const name = f.buffer.toString('latin1', f.bodyStart, f.buffer.indexOf(0, f.bodyStart));
-      const copy = Buffer.from(f.buffer.subarray(f.start, f.end));
-      const statement: ClientStatement = { parse: copy, shape: null };
-      this.statements.set(name, statement);
-      if (server.prepared.has(name)) {
-        out.write(m.writeClose(w, 'S', name).flush());
-        server.pushExpect(Expect.InjectedClose);
-      }
-      server.prepared.set(name, statement);
-      server.pushParse(Expect.NamedClientParse, name);
-      out.write(copy);
-      if (this.mode === 'transaction') {
-        // If the Parse fails, PostgreSQL skips this Describe: its entry goes at the next ReadyForQuery.
-        out.write(m.writeDescribe(w, 'S', name).flush());
-        server.pushDescribe(Expect.RecordDescribe, statement);
-      }
-      return false;
-    }
-    const nameAt = type === m.FrontendType.Bind ? f.buffer.indexOf(0, f.bodyStart) + 1 : f.bodyStart + 1;
-    const name = f.buffer.toString('latin1', nameAt, f.buffer.indexOf(0, nameAt));
-    const mine = this.statements.get(name)!;
-    if (server.prepared.has(name)) {
-      out.write(m.writeClose(w, 'S', name).flush());
-      server.pushExpect(Expect.InjectedClose);
-    }
-    out.write(mine.parse);
-    server.pushParse(Expect.InjectedParse, name);
-    server.prepared.set(name, mine);
-    if (mine.shape !== null) {
-      // Flush: PostgreSQL sends the answers now, not at the client's Sync (which waits behind this check).
-      m.writeDescribe(w, 'S', name);
-      out.write(m.writeFlush(w).flush());
-      server.pushDescribe(Expect.CheckDescribe, mine);
-      this.checking = true;
-      this.checked = mine;
-      this.checkedName = name;
-      return true;
-    }
-    if (this.mode === 'transaction') {
-      out.write(m.writeDescribe(w, 'S', name).flush());
-      server.pushDescribe(Expect.RecordDescribe, mine);
-    }
-    writeSpan(out, f.buffer, f.start, f.end, this.native);
-    return false;
-  }
-
-  /**
-   * The shape check of the current frame's statement (a Bind or Describe('S') of it) is resolved. Same shape, or
-   * no comparison because PostgreSQL skips the batch after an error (Abandoned): the frame goes on as it is. Another
-   * shape: the client gets PostgreSQL's own answer for that, ERROR 0A000 "cached plan must not change result type",
-   * in place of the frame's answer. The statement is closed on the server and a Bind of it sent instead of the
-   * frame: PostgreSQL fails it (26000, replaced by the 0A000, see Expect.PoisonBind) and skips the rest of the
-   * batch up to Sync, leaving the transaction failed where there is one, exactly as for a changed result type.
-   * The client's record keeps the shape it learnt, so each use fails again until it prepares the statement again.
-   */
+  /** The shape check the current frame waits for is resolved (ClientStatements.checkResolved); the client goes on. */
   onShapeChecked(conn: ServerConn, result: ShapeCheck): void {
-    if (conn !== this.server || !this.checking) return;
-    this.checking = false;
-    const statement = this.checked!;
-    this.checked = null;
-    if (result === ShapeCheck.Changed) {
-      const f = this.framer;
-      const name = this.checkedName;
-      const w = conn.messageWriter;
-      m.writeClose(w, 'S', name);
-      m.writeBind(w, '', name);
-      conn.socket.write(w.flush());
-      conn.pushExpect(Expect.InjectedClose);
-      const describe = f.type === m.FrontendType.Describe;
-      conn.pushPoisonBind(describe && statement.shape !== null ? Buffer.from(statement.shape.params, 'latin1') : null);
-      conn.prepared.delete(name);
-      this.held = false; // answered by the error instead
-    }
+    if (conn !== this.server || !this.statements.checking) return;
+    if (this.statements.checkResolved(conn, result, this.framer.type)) this.held = false; // answered by the error instead
     // Paused only when it sent more than HIGH_WATER_MARK meanwhile (see received); forward() pauses it again if needed.
     if (this.socket.isPaused()) this.socket.resume();
     this.pump();
@@ -763,13 +549,8 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   private attach(server: ServerConn): void {
     this.server = server;
     // The server socket's 'drain' resumes this client through ServerConn (its peer): no listener per transaction.
-    server.attach(this);
-    server.counters = this.pool!.counters;
-    server.sessionTags = 0;
-    if (server.settingsKey !== this.settingsId) {
-      server.injectQuery(this.settingsSql);
-      server.settingsKey = this.settingsId;
-    }
+    server.attach(this, this.pool!.counters);
+    server.applySettings(this.settingsId, this.settingsSql);
     server.socket.resume();
   }
 
@@ -806,66 +587,20 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
    * connection then goes back to the pool, unless session state pins the client to it.
    */
   onServerReady(conn: ServerConn, status: number): void {
-    const now = clock.now();
-    const counters = this.pool!.counters;
-    counters.recordQuery(conn.queryStartedAt === 0 ? 0 : Math.round((now - conn.queryStartedAt) * 1000));
-    conn.queryStartedAt = conn.outstanding > 0 ? now : 0;
-    if (status === TransactionStatusByte.Idle) {
-      counters.recordXact(conn.xactStartedAt === 0 ? 0 : Math.round((now - conn.xactStartedAt) * 1000));
-      conn.xactStartedAt = 0;
-    }
+    conn.finishQuery(clock.now(), status);
     if (this.mode !== 'transaction') return;
-    if (conn.sessionTags !== 0 || this.sqlEffects !== 0) this.updatePins(conn);
-    if (status === TransactionStatusByte.Idle && conn.outstanding === 0 && !this.midBatch && !this.held && this.pins === 0) {
+    if ((conn.hasSessionTags || this.pins.effectsPending) && this.pins.settle(conn)) {
+      const counters = this.pool!.counters;
+      if (this.pins.pinned) {
+        counters.pinnedClients++;
+        this.host.onPin?.(this, this.pins.reasons());
+      } else {
+        counters.pinnedClients--;
+      }
+    }
+    if (status === TransactionStatusByte.Idle && conn.outstanding === 0 && !this.midBatch && !this.held && !this.pins.pinned) {
       this.releaseServer();
     }
-  }
-
-  /**
-   * Transaction mode: pins the client to `conn` while it holds session state that would otherwise leak to the
-   * next client (advisory locks, LISTEN, a session SET/RESET, SQL PREPARE, a WITH HOLD cursor, a temp table),
-   * and unpins it when the state is released (advisory locks counted back to 0 or pg_advisory_unlock_all,
-   * UNLISTEN *, RESET ALL, DISCARD ALL). A SET is pinned rather than remembered and replayed: replaying needs
-   * the value as the server parsed it (lists, units, DEFAULT, FROM CURRENT), while pinning is always right.
-   */
-  private updatePins(conn: ServerConn): void {
-    const tags = conn.sessionTags;
-    const effects = this.sqlEffects;
-    conn.sessionTags = 0;
-    this.sqlEffects = 0;
-    let pins = this.pins;
-    if ((effects & SqlEffect.DiscardAll) !== 0) {
-      pins = 0;
-      this.advisoryLocks = 0;
-      conn.prepared.clear();
-      conn.settingsKey = '';
-    }
-    if ((effects & SqlEffect.ResetAll) !== 0) {
-      pins &= ~Pin.Set;
-      // The connection now has the server's defaults: the client's own settings are applied again on attach.
-      conn.settingsKey = '';
-    }
-    if ((effects & SqlEffect.UnlistenAll) !== 0) pins &= ~Pin.Listen;
-    if ((tags & SessionTag.Set) !== 0) {
-      // A SET that is transaction-scoped or of a followed parameter (see onParameterStatus) leaves nothing to pin for,
-      // unless another SET of the same batch does.
-      const harmless = (effects & (SqlEffect.ExemptSet | SqlEffect.FollowedSet)) !== 0 && (effects & SqlEffect.PinningSet) === 0;
-      if (!harmless) pins |= Pin.Set;
-    }
-    if ((tags & SessionTag.Listen) !== 0) pins |= Pin.Listen;
-    if ((tags & SessionTag.Prepare) !== 0) pins |= Pin.Prepare;
-    if ((tags & SessionTag.DeclareCursor) !== 0 && (effects & SqlEffect.HoldCursor) !== 0) pins |= Pin.HoldCursor;
-    if ((effects & SqlEffect.TempTable) !== 0) pins |= Pin.TempTable;
-    pins = this.advisoryLocks > 0 ? pins | Pin.Advisory : pins & ~Pin.Advisory;
-    if (pins === this.pins) return;
-    const counters = this.pool!.counters;
-    if (this.pins === 0) {
-      counters.pinnedClients++;
-      this.host.onPin?.(this, pinReasons(pins));
-    } else if (pins === 0) {
-      counters.pinnedClients--;
-    }
-    this.pins = pins;
   }
 
   /**
@@ -881,12 +616,12 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.settings = clientSettings(next);
     this.settingsSql = applySettingsSql(this.settings);
     this.settingsId = settingsKey(this.settings);
-    if (inStep) conn.settingsKey = this.settingsId;
+    if (inStep) conn.settingsChanged(this.settingsId);
   }
 
   /** True while session state keeps this client on its server connection (transaction mode). */
   get pinned(): boolean {
-    return this.pins !== 0;
+    return this.pins.pinned;
   }
 
   /**
@@ -896,12 +631,11 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
   onServerLost(conn: ServerConn, message: string): void {
     if (this.server !== conn) return;
     // A shape check cannot be answered any more: its frame (still current, held) is the lost transaction's.
-    this.checking = false;
-    this.checked = null;
+    this.statements.abandonCheck();
     const error = conn.serverError;
     const loss = { outstanding: conn.outstanding, inTransaction: conn.status !== TransactionStatusByte.Idle, midBatch: this.midBatch, reason: message, error };
     // A pinned client's session state (locks, LISTEN, settings) died with the connection: it cannot go on.
-    const pinned = this.pins !== 0;
+    const pinned = this.pins.pinned;
     this.detachServer();
     this.pool?.discard(conn);
     if (this.state !== 'ready') return;
@@ -935,7 +669,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
         this.close();
         return;
       }
-      const outcome = this.lost.handle(f.type, f.buffer, f.start, f.bodyStart, f.end, w, this.statements);
+      const outcome = this.lost.handle(f.type, f.buffer, f.start, f.bodyStart, f.end, w, this.statements.byName);
       if (outcome === LostOutcome.Consumed) continue;
       this.lost = null;
       // The frame stays current: forward() sends it to a server.
@@ -944,40 +678,22 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     this.socket.write(w.flush());
   }
 
-  /**
-   * One sweep of idle_transaction_timeout / client_idle_timeout (ms, 0: off). Idle means no byte moved on the
-   * client's or its server's socket since the previous sweeps and no answer owed, so the hot path pays nothing.
-   * PgBouncer's words and SQLSTATE (FATAL 08P01), so tools that recognise them keep working.
-   */
+  /** One sweep of idle_transaction_timeout / client_idle_timeout (ms, 0: off) at `now` (see client-idle.ts). */
   checkIdle(now: number, idleInTransactionMs: number, clientIdleMs: number): void {
     if (this.state !== 'ready') return;
     const server = this.server;
     const bytes = this.socket.bytesRead + this.socket.bytesWritten + (server === null ? 0 : server.socket.bytesRead + server.socket.bytesWritten);
-    if (bytes !== this.idleBytes) {
-      this.idleBytes = bytes;
-      this.idleSince = now;
-      return;
-    }
-    if (this.waiting || this.checking || (server !== null && server.outstanding > 0)) return;
-    const idleFor = now - this.idleSince;
+    const busy = this.waiting || this.statements.checking || (server !== null && server.outstanding > 0);
     const inTransaction = (server !== null && server.status !== TransactionStatusByte.Idle) || (this.lost?.inTransaction ?? false);
-    if (idleInTransactionMs > 0 && inTransaction && idleFor > idleInTransactionMs) {
-      this.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'idle transaction timeout'));
-    } else if (clientIdleMs > 0 && idleFor > clientIdleMs) {
-      this.fail(new PgProtocolError(SQLSTATE.PROTOCOL_VIOLATION, 'client_idle_timeout'));
-    }
+    const error = this.idle.check(now, bytes, busy, inTransaction, idleInTransactionMs, clientIdleMs);
+    if (error !== null) this.fail(error);
   }
 
   private detachServer(): void {
     const server = this.server;
     if (server === null) return;
-    if (this.pins !== 0) {
-      this.pins = 0;
-      this.pool!.counters.pinnedClients--;
-    }
-    this.advisoryLocks = 0;
-    this.sqlEffects = 0;
-    server.sessionTags = 0;
+    if (this.pins.clear()) this.pool!.counters.pinnedClients--;
+    server.clearSessionTags();
     this.server = null;
   }
 
@@ -998,7 +714,7 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
 
   /** A secret was found for the user this client names (false before the lookup, or for an unknown user). */
   get userKnown(): boolean {
-    return this.secret !== null;
+    return this.password !== null && this.password.secret !== null;
   }
 
   /**
@@ -1028,18 +744,14 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     }
     const server = this.server;
     if (server !== null) {
-      const pinned = this.pins !== 0;
+      const pinned = this.pins.pinned;
       this.detachServer();
       if (server.outstanding === 0 && server.status === TransactionStatusByte.Idle && !this.midBatch) {
         if (this.mode === 'session' && this.host.serverResetQuery !== '') {
-          server.injectQuery(this.host.serverResetQuery);
-          server.prepared.clear();
-          server.settingsKey = '';
+          server.resetSession(this.host.serverResetQuery);
         } else if (pinned) {
           // Outside a transaction block DISCARD ALL drops every kind of state a pin was for: the connection is reusable.
-          server.injectQuery('DISCARD ALL');
-          server.prepared.clear();
-          server.settingsKey = '';
+          server.resetSession('DISCARD ALL');
         }
         this.pool!.release(server);
       } else {
@@ -1054,32 +766,4 @@ export class ProxyClient implements ServerConnPeer, PoolWaiter {
     if (this.state === 'startup') this.host.logger?.debug({ client: this.socket.remoteAddress }, 'client closed the connection before its startup packet');
     this.close();
   }
-}
-
-/** sqlEffects bit (beside SqlEffect's): the advisory-lock count changed. */
-const ADVISORY_CHANGED = 1 << 16;
-
-/** Why a client is pinned to its server connection (transaction mode). */
-const enum Pin {
-  Advisory = 1,
-  Listen = 2,
-  Set = 4,
-  Prepare = 8,
-  HoldCursor = 16,
-  TempTable = 32,
-}
-
-const PIN_NAMES: readonly [Pin, string][] = [
-  [Pin.Advisory, 'advisory lock'],
-  [Pin.Listen, 'LISTEN'],
-  [Pin.Set, 'SET'],
-  [Pin.Prepare, 'PREPARE'],
-  [Pin.HoldCursor, 'WITH HOLD cursor'],
-  [Pin.TempTable, 'temporary table'],
-];
-
-function pinReasons(pins: number): string {
-  return PIN_NAMES.filter(([bit]) => (pins & bit) !== 0)
-    .map(([, name]) => name)
-    .join(', ');
 }

@@ -18,3 +18,29 @@ export function now(): number {
 export function wallNow(): number {
   return origin + performance.now();
 }
+
+/**
+ * Time as a pool sees it: the wall-clock reading and its timers. Injected (ServerPoolOptions.clock) so that pool
+ * timing, the reserve pool and idle timeouts are unit-tested with a fake clock; `realClock` is the default.
+ */
+export interface Clock {
+  /** Milliseconds since the epoch (wallNow()). */
+  wallNow(): number;
+  /** Calls `fn` every `ms` without keeping the process alive; the returned function stops it. */
+  every(ms: number, fn: () => void): () => void;
+  /** Calls `fn` once after `ms`; the returned function cancels it. */
+  after(ms: number, fn: () => void): () => void;
+}
+
+export const realClock: Clock = {
+  wallNow,
+  every(ms, fn) {
+    const timer = setInterval(fn, ms);
+    timer.unref();
+    return () => clearInterval(timer);
+  },
+  after(ms, fn) {
+    const timer = setTimeout(fn, ms);
+    return () => clearTimeout(timer);
+  },
+};

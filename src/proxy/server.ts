@@ -25,6 +25,8 @@ import { ClientFailures } from './client-failures.js';
 import type { HbaRules } from '../postgres/hba.js';
 import { closeUnix, listenUnix } from './unix-listener.js';
 import { closeConnection } from './closing.js';
+import { PauseGate } from './pause-gate.js';
+import type { ConsoleDoor } from './admin/door.js';
 
 export interface ProxyServerOptions {
   config: ProxyConfig;
@@ -107,6 +109,10 @@ export class ProxyServer implements ClientHost {
   private readonly authQuery: AuthQuery | null;
   /** Failed logins and protocol violations: logged (rate-limited) and counted for /metrics. */
   readonly clientFailures: ClientFailures;
+  /** PAUSE/KILL on the admin console hold this server's clients here (the read-only listener's are never held). */
+  readonly pauseGate = new PauseGate((database) => this.config.databases?.[database]?.dbname ?? database);
+  /** The admin console's logins, once a console is attached (attachAdminConsole); null: none. */
+  consoleDoor: ConsoleDoor | null = null;
 
   constructor(private readonly options: ProxyServerOptions) {
     this.config = options.config;
@@ -207,6 +213,11 @@ export class ProxyServer implements ClientHost {
 
   poolStats(): Map<string, PoolStats> {
     return new Map([...this.pools].map(([key, pool]) => [key, pool.stats]));
+  }
+
+  /** Clients that name a console database log in to `door` from now on. */
+  openConsoleDoor(door: ConsoleDoor): void {
+    this.consoleDoor = door;
   }
 
   /** The logged-in clients, read-only, for the admin console's SHOW CLIENTS/POOLS. */

@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { parseProxyConfig } from '../../src/config/proxy.js';
 import { AdminConsole } from '../../src/proxy/admin/console.js';
 import { ClientFailures } from '../../src/proxy/client-failures.js';
+import { PauseGate } from '../../src/proxy/pause-gate.js';
 import { planReload } from '../../src/proxy/admin/reload.js';
 import { StatsPeriods, averagesBetween, zeroTotals } from '../../src/proxy/admin/stats.js';
 import { LATENCY_BUCKETS_US } from '../../src/proxy/pool/counters.js';
@@ -112,7 +113,7 @@ describe('proxy /metrics', () => {
     }
     const topology = new MovingTopology();
     const config = parseProxyConfig({ auth_type: 'trust' }, { source: 'test', baseDir: '/x' });
-    const proxy = { poolStats: () => new Map(), poolCounters: () => new Map(), serverPools: () => new Map(), clientFailures: new ClientFailures(undefined), clientList: () => [], applyConfig: () => undefined, reconnect: () => 0, closeNeededCount: () => 0, stop: async () => undefined, address: { host: '127.0.0.1', port: 1 } };
+    const proxy = { poolStats: () => new Map(), poolCounters: () => new Map(), serverPools: () => new Map(), clientFailures: new ClientFailures(undefined), clientList: () => [], applyConfig: () => undefined, reconnect: () => 0, closeNeededCount: () => 0, stop: async () => undefined, address: { host: '127.0.0.1', port: 1 }, pauseGate: new PauseGate() };
     const adminConsole = new AdminConsole(proxy, { config, topology });
     try {
       const registry = createProxyMetricsRegistry({ console: adminConsole, topology, proxy });

@@ -3,8 +3,8 @@
  * columns so exporters and scripts written for PgBouncer work unchanged, and PAUSE/RESUME/RELOAD/RECONNECT/KILL/
  * WAIT_CLOSE/SHUTDOWN with PgBouncer's meaning.
  *
- * A console is attached to a ProxyServer from outside (attachAdminConsole) and found by the client through
- * consoleFor(): the proxy server itself needs no field for it, and a proxy without a console behaves as before.
+ * A console is attached to a ProxyServer from outside (attachAdminConsole): the server hands its logins to the
+ * console (ConsoleDoor) and shares its PauseGate with it, through which PAUSE/RESUME/KILL hold and release clients.
  */
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
@@ -16,7 +16,8 @@ import * as m from '../protocol/messages.js';
 import { MessageWriter } from '../protocol/writer.js';
 import { closeConnection } from '../closing.js';
 import type { ProxyClient } from '../client.js';
-import type { PoolWaiter, ServerPool } from '../pool/server-pool.js';
+import type { ConsoleDoor } from './door.js';
+import type { PauseGate } from '../pause-gate.js';
 import type { ProxyServer } from '../server.js';
 import type { Endpoint, Topology } from '../topology.js';
 import * as clock from '../clock.js';
@@ -75,20 +76,14 @@ export interface ReloadResult {
 }
 
 /** What the console needs of the proxy: read-only views, RELOAD/RECONNECT hooks and stop(). */
-export type ConsoleProxy = Pick<ProxyServer, 'poolStats' | 'poolCounters' | 'serverPools' | 'applyConfig' | 'reconnect' | 'closeNeededCount' | 'stop' | 'address'> & {
+export type ConsoleProxy = Pick<ProxyServer, 'poolStats' | 'poolCounters' | 'serverPools' | 'applyConfig' | 'reconnect' | 'closeNeededCount' | 'stop' | 'address' | 'pauseGate'> & {
   clientList(): readonly ProxyClient[];
 };
 
-const consoles = new WeakMap<object, AdminConsole>();
-
-/** The console attached to a proxy server (the ClientHost a client has), or null. */
-export function consoleFor(host: object): AdminConsole | null {
-  return consoles.get(host) ?? null;
-}
-
-export function attachAdminConsole(proxy: ConsoleProxy, options: AdminConsoleOptions): AdminConsole {
+/** Attaches a console to `proxy`: it takes the logins to database pgwarden/pgbouncer, and commands the pause gate. */
+export function attachAdminConsole(proxy: ConsoleProxy & Pick<ProxyServer, 'openConsoleDoor'>, options: AdminConsoleOptions): AdminConsole {
   const console = new AdminConsole(proxy, options);
-  consoles.set(proxy, console);
+  proxy.openConsoleDoor(console);
   return console;
 }
 
@@ -102,12 +97,6 @@ interface ConsoleSessionEntry {
   requestAt: number;
 }
 
-interface Held {
-  client: PoolWaiter & { readonly state: string };
-  pool: ServerPool;
-  since: number;
-}
-
 /** The pool key's database as SHOW POOLS/STATS name it: "dbname", or "dbname@ro" for the read-only listener's pools. */
 export function poolDatabaseLabel(key: string): { database: string; user: string } {
   const [dbname, user, role] = key.split('/');
@@ -116,13 +105,10 @@ export function poolDatabaseLabel(key: string): { database: string; user: string
 
 const POLL_MS = 20;
 
-export class AdminConsole {
+export class AdminConsole implements ConsoleDoor {
   private config: ProxyConfig;
-  /** PAUSE without a database (or SUSPEND-like): every database waits. */
-  private pauseAll = false;
-  /** Databases paused by PAUSE db or KILL db (names as given, matched against alias and dbname). */
-  private readonly pausedDatabases = new Set<string>();
-  private held: Held[] = [];
+  /** The proxy's: PAUSE/KILL close it for a database (or all), RESUME opens it. */
+  private readonly gate: PauseGate;
   /** Console connections open now (SHOW CLIENTS and LISTS count them, as PgBouncer does). */
   readonly sessions = new Set<ConsoleSessionEntry>();
   private readonly startedAt = Date.now();
@@ -136,12 +122,13 @@ export class AdminConsole {
     private readonly options: AdminConsoleOptions,
   ) {
     this.config = options.config;
+    this.gate = proxy.pauseGate;
     this.startStatsTimer();
   }
 
-  /** New transactions wait (client.ts holds them here) while any database is paused. */
+  /** New transactions wait (at the proxy's pause gate) while any database is paused. */
   get paused(): boolean {
-    return this.pauseAll || this.pausedDatabases.size > 0;
+    return this.gate.paused;
   }
 
   /** Stops the stats_period timer (proxy shutdown). */
@@ -162,23 +149,6 @@ export class AdminConsole {
   /** True for the console's database names. */
   serves(database: string): boolean {
     return CONSOLE_DATABASES.has(database);
-  }
-
-  /** A client that wants a server connection while paused: kept until RESUME, unless its own database runs. */
-  hold(client: Held['client'], pool: ServerPool): void {
-    const c = client as unknown as ProxyClient;
-    if (!this.isPaused(c.database)) {
-      // Another database is paused, not this one; hand over outside the client's own pump.
-      queueMicrotask(() => this.acquireFor(client, pool));
-      return;
-    }
-    this.held.push({ client, pool, since: Date.now() });
-  }
-
-  private isPaused(database: string): boolean {
-    if (this.pauseAll) return true;
-    if (this.pausedDatabases.size === 0) return false;
-    return this.pausedDatabases.has(database) || this.pausedDatabases.has(this.dbnameOf(database));
   }
 
   /** Takes over an authenticated connection to the console database. */
@@ -221,8 +191,8 @@ export class AdminConsole {
       if (this.serves(client.database)) continue;
       row(client.database, client.user).clActive++;
     }
-    for (const h of this.held) {
-      const c = h.client as unknown as ProxyClient;
+    for (const h of this.gate.heldClients()) {
+      const c = h.client as ProxyClient;
       if (c.state === 'closed') continue;
       const r = row(c.database, c.user);
       r.clWaiting++;
@@ -274,7 +244,7 @@ export class AdminConsole {
       case 'SERVERS':
         return this.serverRows();
       case 'CLIENTS': {
-        const heldPids = new Set(this.held.map((h) => (h.client as unknown as ProxyClient).pid));
+        const heldPids = new Set(this.gate.heldClients().map((h) => (h.client as ProxyClient).pid));
         // connect_time: accepted; request_time: the start of its last request (PgBouncer's: connect_time until one).
         const rows = this.proxy.clientList().map((c) => [
           'C', c.user, c.database, heldPids.has(c.pid) ? 'waiting' : 'active', ...clientAddress(c, this.proxy.address.port),
@@ -295,7 +265,7 @@ export class AdminConsole {
           const name = ro === null ? db : db.slice(0, -3);
           const host = ro === null ? primary?.host ?? null : ro.host;
           const port = ro === null ? primary?.port ?? null : ro.port;
-          return [db, host, port, this.dbnameOf(name), null, cfg.default_pool_size, 0, 0, poolModeFor(cfg, name, null), 0, current.get(db) ?? 0, this.isPaused(name) ? 1 : 0, 0];
+          return [db, host, port, this.dbnameOf(name), null, cfg.default_pool_size, 0, 0, poolModeFor(cfg, name, null), 0, current.get(db) ?? 0, this.gate.isPaused(name) ? 1 : 0, 0];
         });
         rows.push(['pgbouncer', null, this.proxy.address.port, 'pgbouncer', 'pgbouncer', 2, 0, 0, 'statement', 0, 0, 0, 0]);
         return rows;
@@ -422,26 +392,22 @@ export class AdminConsole {
     if (database !== null && verb !== 'WAIT_CLOSE') this.checkDatabase(database, verb);
     switch (verb) {
       case 'PAUSE': {
-        if (this.pauseAll || (database !== null && this.pausedDatabases.has(database))) throw consoleError('55000', database === null ? 'already suspended/paused' : `database ${database} is already paused`, 'Run RESUME first.');
-        if (database === null) this.pauseAll = true;
-        else this.pausedDatabases.add(database);
+        if (this.gate.pausedAll || (database !== null && this.gate.pausedByName(database))) throw consoleError('55000', database === null ? 'already suspended/paused' : `database ${database} is already paused`, 'Run RESUME first.');
+        this.gate.pause(database);
         // PgBouncer's PAUSE: new transactions wait, and each server connection is closed once released; the answer
         // comes when none is left, so PostgreSQL can then be restarted without breaking a transaction.
         const marked = this.proxy.reconnect(dbname);
         this.options.logger?.info({ database: database ?? '(all)', serverConnections: marked }, 'PAUSE: waiting for server connections to be released');
-        while (this.isPaused(database ?? '') && this.proxy.closeNeededCount(dbname) > 0 && wanted()) await sleep(POLL_MS);
+        while (this.gate.isPaused(database ?? '') && this.proxy.closeNeededCount(dbname) > 0 && wanted()) await sleep(POLL_MS);
         return { tag: 'PAUSE', notices: [] };
       }
       case 'RESUME':
         if (database === null) {
-          if (!this.paused) throw consoleError('55000', 'pooler is not paused/suspended');
-          this.pauseAll = false;
-          this.pausedDatabases.clear();
-        } else {
-          if (!this.pausedDatabases.has(database)) throw consoleError('55000', `database ${database} is not paused`);
-          this.pausedDatabases.delete(database);
+          if (!this.gate.paused) throw consoleError('55000', 'pooler is not paused/suspended');
+        } else if (!this.gate.pausedByName(database)) {
+          throw consoleError('55000', `database ${database} is not paused`);
         }
-        this.resume();
+        this.gate.resume(database);
         return { tag: 'RESUME', notices: [] };
       case 'RELOAD': {
         const result = this.options.peers === undefined ? this.reload() : await this.options.peers.reload();
@@ -455,7 +421,7 @@ export class AdminConsole {
       case 'KILL': {
         // PgBouncer's KILL: the database's clients and server connections go at once, and it stays paused (new
         // clients wait) until RESUME.
-        this.pausedDatabases.add(database!);
+        this.gate.pause(database!);
         for (const client of this.proxy.clientList()) {
           if (client.database === database || this.dbnameOf(client.database) === dbname) {
             client.fail(new PgProtocolError('57P01', 'terminating connection due to administrator command', { detail: `KILL ${database} on the admin console` }));
@@ -474,23 +440,6 @@ export class AdminConsole {
       default:
         throw new PgProtocolError(SQLSTATE.FEATURE_NOT_SUPPORTED, `${verb} is not supported by this proxy`, { severity: 'ERROR', hint: validCommandsHint() });
     }
-  }
-
-  resume(): void {
-    const still: Held[] = [];
-    for (const h of this.held.splice(0)) {
-      if (h.client.state === 'closed') continue;
-      if (this.isPaused((h.client as unknown as ProxyClient).database)) still.push(h);
-      else this.acquireFor(h.client, h.pool);
-    }
-    this.held = still;
-  }
-
-  private acquireFor(client: Held['client'], pool: ServerPool): void {
-    if (client.state === 'closed') return;
-    const conn = pool.tryAcquire();
-    if (conn !== null) client.onServerAcquired(conn);
-    else pool.wait(client);
   }
 
   /**

@@ -25,7 +25,8 @@ import type { Endpoint } from '../topology.js';
 import { connect as tlsConnect } from 'node:tls';
 import { SessionTag, sessionTagOf } from '../protocol/session-state.js';
 import type { PoolCounters } from './counters.js';
-import { NativeWire, writeSpan } from '../wire/native-wire.js';
+import { NativeWire } from '../wire/native-wire.js';
+import { SpanWriter } from '../wire/span-writer.js';
 import type { Wire } from '../wire/wire.js';
 import { wallNow } from '../clock.js';
 import { IntQueue } from './int-queue.js';
@@ -102,22 +103,25 @@ export class ServerConn {
   readonly params = new Map<string, string>();
   backendPid = 0;
   backendSecret = 0;
-  readonly createdAt = wallNow();
-  idleSince = wallNow();
+  /** Ms since the epoch (the pool's clock) when it was made, for server_lifetime; and when it last went idle. */
+  readonly createdAt: number;
+  idleSince: number;
   closed = false;
   /** Transaction status byte from the last ReadyForQuery (TransactionStatusByte). */
   status: number = TransactionStatusByte.Idle;
-  /** Key of the settings applied with SQL (see session-params.ts); '' until the first apply. */
-  settingsKey = '[]';
+  /** Key of the settings applied with SQL (see session-params.ts); '' when unknown (after a reset). */
+  private settingsApplied = '[]';
   /**
    * Named prepared statements this connection holds: name → the client's statement whose Parse made it here (its
    * shape, once known, is the one PostgreSQL holds for it here). Clients with statements of the same name, text and
    * shape share it.
    */
-  readonly prepared = new Map<string, ClientStatement>();
+  private readonly prepared = new Map<string, ClientStatement>();
 
   private readonly framer = new MessageFramer();
   private readonly writer = new MessageWriter(1024);
+  /** Writes the frames forwarded to the peer (reused for every read). */
+  private readonly spans = new SpanWriter();
   /** What the server owes (Expect values), oldest first. */
   private readonly expect = new IntQueue();
   /** Statement names of the InjectedParse / NamedClientParse entries in `expect`, oldest first. */
@@ -132,15 +136,15 @@ export class ServerConn {
   private checking = false;
   /** What the PoisonBind's error is replaced with before the 0A000: the client's ParameterDescription (Describe S). */
   private poisonParams: Buffer | null = null;
-  /** SessionTag bits of CommandComplete tags forwarded since the attached client last looked (it clears them). */
-  sessionTags = 0;
-  /** Where the attached client's pool counts bytes; set by the client on attach. */
-  counters: PoolCounters | null = null;
-  /** clock.now() when the running query / transaction began; 0 while none runs. Kept by the client. */
-  queryStartedAt = 0;
-  xactStartedAt = 0;
+  /** SessionTag bits of CommandComplete tags forwarded since the attached client last took them (takeSessionTags). */
+  private tags = 0;
+  /** Where the attached client's pool counts bytes, queries and transactions; set on attach. */
+  private counters: PoolCounters | null = null;
+  /** clock.now() when the running query / transaction began; 0 while none runs (beginQuery, finishQuery). */
+  private queryStartedAt = 0;
+  private xactStartedAt = 0;
   /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
-  requestStartedAt = 0;
+  private requestStarted = 0;
   private fatal: string | null = null;
   /**
    * The FATAL (or PANIC) ErrorResponse PostgreSQL sent before ending this connection (pg_terminate_backend, a
@@ -164,7 +168,12 @@ export class ServerConn {
   /** Logged in and forwarding (handleData reads the socket); before that, login's 'data' listeners do. */
   private forwarding = false;
 
-  constructor(readonly endpoint: Endpoint) {
+  constructor(
+    readonly endpoint: Endpoint,
+    createdAt: number = wallNow(),
+  ) {
+    this.createdAt = createdAt;
+    this.idleSince = createdAt;
     const raw: Socket = connect({
       host: endpoint.host,
       port: endpoint.port,
@@ -369,8 +378,11 @@ export class ServerConn {
     this.onIdleClose = handler;
   }
 
-  attach(peer: ServerConnPeer): void {
+  /** `peer` forwards through this connection from now on; its pool's `counters` count what runs here. */
+  attach(peer: ServerConnPeer, counters: PoolCounters): void {
     this.peer = peer;
+    this.counters = counters;
+    this.tags = 0;
   }
 
   detach(now: number = wallNow()): void {
@@ -405,6 +417,107 @@ export class ServerConn {
   pushPoisonBind(params: Buffer | null): void {
     this.expect.push(Expect.PoisonBind);
     this.poisonParams = params;
+  }
+
+  /** clock.now() when the last request sent on this connection started (SHOW SERVERS' request_time); 0: none. */
+  get requestStartedAt(): number {
+    return this.requestStarted;
+  }
+
+  /** A query runs (a client message was sent since the last ReadyForQuery that owed nothing more). */
+  get queryRunning(): boolean {
+    return this.queryStartedAt !== 0;
+  }
+
+  /** The first client message of a request is sent at `now` (clock.now()): its query, and maybe a transaction, start. */
+  beginQuery(now: number): void {
+    this.queryStartedAt = now;
+    this.requestStarted = now;
+    if (this.xactStartedAt === 0) this.xactStartedAt = now;
+  }
+
+  /**
+   * A ReadyForQuery with `status` arrived at `now`: counts one query, timed from beginQuery (a next one runs on
+   * at once when more answers are owed), and one transaction when the status is idle.
+   */
+  finishQuery(now: number, status: number): void {
+    const counters = this.counters!;
+    counters.recordQuery(this.queryStartedAt === 0 ? 0 : Math.round((now - this.queryStartedAt) * 1000));
+    this.queryStartedAt = this.outstanding > 0 ? now : 0;
+    if (status === TransactionStatusByte.Idle) {
+      counters.recordXact(this.xactStartedAt === 0 ? 0 : Math.round((now - this.xactStartedAt) * 1000));
+      this.xactStartedAt = 0;
+    }
+  }
+
+  /** SessionTag bits of the CommandComplete tags forwarded since the last call; cleared. */
+  takeSessionTags(): number {
+    const tags = this.tags;
+    this.tags = 0;
+    return tags;
+  }
+
+  /** True when CommandComplete tags of session state were forwarded since the last takeSessionTags. */
+  get hasSessionTags(): boolean {
+    return this.tags !== 0;
+  }
+
+  /** Forgets the session tags seen so far (the client they concern leaves the connection). */
+  clearSessionTags(): void {
+    this.tags = 0;
+  }
+
+  /** Key of the client settings this connection has (session-params.ts settingsKey); '' when unknown. */
+  get settingsKey(): string {
+    return this.settingsApplied;
+  }
+
+  /** Gives the connection the client settings `key` with `sql` (RESET ALL and SETs) unless it has them already. */
+  applySettings(key: string, sql: string): void {
+    if (this.settingsApplied === key) return;
+    this.injectQuery(sql);
+    this.settingsApplied = key;
+  }
+
+  /** The settings changed on the connection itself (a followed parameter the client SET here): it has `key` now. */
+  settingsChanged(key: string): void {
+    this.settingsApplied = key;
+  }
+
+  /** The server's defaults replaced the settings (RESET ALL): applied again on the next attach. */
+  forgetSettings(): void {
+    this.settingsApplied = '';
+  }
+
+  /** The statement named `name` as prepared here, or undefined. */
+  preparedStatement(name: string): ClientStatement | undefined {
+    return this.prepared.get(name);
+  }
+
+  /** `statement`'s Parse was sent here under `name` (forgotten again if PostgreSQL does not answer ParseComplete). */
+  rememberPrepared(name: string, statement: ClientStatement): void {
+    this.prepared.set(name, statement);
+  }
+
+  /** The statement named `name` was closed here. */
+  forgetPrepared(name: string): void {
+    this.prepared.delete(name);
+  }
+
+  /**
+   * Sends `sql` (DISCARD ALL, server_reset_query) to drop the session state of the client leaving: no statement
+   * stays prepared, and the settings are the server's.
+   */
+  resetSession(sql: string): void {
+    this.injectQuery(sql);
+    this.prepared.clear();
+    this.settingsApplied = '';
+  }
+
+  /** DISCARD ALL ran on the connection (the client's own): nothing prepared, the server's settings. */
+  sessionDiscarded(): void {
+    this.prepared.clear();
+    this.settingsApplied = '';
   }
 
   /** Records what the server will answer for a message the client sent (or the proxy injected). */
@@ -474,15 +587,10 @@ export class ServerConn {
     if (counters !== null) counters.bytesSent += end - start;
     f.pushRange(buf, start, end);
     let peer = this.peer;
-    let out: Wire | null = peer === null ? null : peer.socket;
     const native = this.native;
-    // Writes to `out` in this call. The usual answer (a whole chunk up to ReadyForQuery) is one write, which goes
-    // straight to the socket; cork/uncork (a buffered-write entry, then a writev) only pays from the second write on.
-    let writes = 0;
-    // The pending run of frames to forward: buffer[spanStart, spanEnd).
-    let spanBuffer: Buffer | null = null;
-    let spanStart = 0;
-    let spanEnd = 0;
+    // The usual answer (a whole chunk up to ReadyForQuery) is one write, straight to the client's socket.
+    const spans = this.spans;
+    spans.begin(peer === null ? null : peer.socket, native);
     try {
       while (f.next()) {
         const t = f.type;
@@ -544,67 +652,32 @@ export class ServerConn {
           const tag = sessionTagOf(f.buffer, f.bodyStart, f.end);
           // Whoever sent it, PostgreSQL holds no prepared statement any more: they are prepared again when used.
           if (tag === SessionTag.DeallocateAll) this.prepared.clear();
-          else this.sessionTags |= tag;
+          else this.tags |= tag;
         }
-        if (out === null) continue; // nobody to tell: notices and status changes of an idle connection
-        if (forward) {
-          if (spanBuffer === f.buffer && spanEnd === f.start) {
-            spanEnd = f.end;
-          } else {
-            if (spanBuffer !== null) {
-              if (++writes === 2) out.cork();
-              writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            }
-            spanBuffer = f.buffer;
-            spanStart = f.start;
-            spanEnd = f.end;
-          }
-        } else if (spanBuffer !== null) {
-          if (++writes === 2) out.cork();
-          writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-          spanBuffer = null;
-        }
+        if (spans.target === null) continue; // nobody to tell: notices and status changes of an idle connection
+        if (forward) spans.add(f.buffer, f.start, f.end);
+        else spans.flush();
         if (poisoned) {
           // PostgreSQL's answer to the client's Bind/Describe of a statement whose result type changed.
           if (this.poisonParams !== null) {
-            if (++writes === 2) out.cork();
-            out.write(this.poisonParams);
+            spans.writeOwn(this.poisonParams);
             this.poisonParams = null;
           }
-          if (++writes === 2) out.cork();
-          out.write(CACHED_PLAN_CHANGED);
+          spans.writeOwn(CACHED_PLAN_CHANGED);
         }
         if (checked >= 0) {
           // The peer now writes to this connection (and may end): everything for it so far is written first.
-          if (spanBuffer !== null) {
-            if (++writes === 2) out.cork();
-            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            spanBuffer = null;
-          }
+          spans.flush();
           peer!.onShapeChecked?.(this, checked);
           if (this.peer !== peer) {
-            if (writes >= 2) out.uncork();
-            if (out.writableLength > 0) this.readBufferRetained = true;
-            writes = 0;
-            peer = this.peer;
-            out = peer === null ? null : peer.socket;
-            if (out === null) continue;
+            peer = this.peerChanged();
+            if (peer === null) continue;
           }
         }
         if (ready) {
-          if (spanBuffer !== null) {
-            if (++writes === 2) out.cork();
-            writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-            spanBuffer = null;
-          }
+          spans.flush();
           peer!.onServerReady(this, this.status);
-          if (this.peer !== peer) {
-            if (writes >= 2) out.uncork();
-            if (out.writableLength > 0) this.readBufferRetained = true;
-            writes = 0;
-            peer = this.peer;
-            out = peer === null ? null : peer.socket;
-          }
+          if (this.peer !== peer) peer = this.peerChanged();
         }
       }
     } catch (e) {
@@ -612,12 +685,8 @@ export class ServerConn {
       this.fatal = `server sent an invalid message: ${(e as Error).message}`;
       this.destroy();
     }
+    const out = spans.finish();
     if (out !== null) {
-      if (spanBuffer !== null) {
-        if (++writes === 2) out.cork();
-        writeSpan(out, spanBuffer, spanStart, spanEnd, native);
-      }
-      if (writes >= 2) out.uncork();
       const queued = out.writableLength;
       if (native) {
         if (queued > HIGH_WATER_MARK) this.socket.pause();
@@ -629,6 +698,19 @@ export class ServerConn {
     }
     // The chunk is the arena's: a split frame is kept as a copy (writes to Node sockets were copied by writeSpan).
     if (native && f.bufferedBytes > 0) f.own(false);
+  }
+
+  /**
+   * The peer changed during handleData (the connection went back to the pool, maybe to another client at once):
+   * what was written to the old one is finished, and forwarding goes on to the new one (or nowhere). Returns it.
+   */
+  private peerChanged(): ServerConnPeer | null {
+    const old = this.spans.finish();
+    // Not all written at once: the old peer's socket holds views of the chunk (see onRead).
+    if (old !== null && old.writableLength > 0) this.readBufferRetained = true;
+    const peer = this.peer;
+    this.spans.begin(peer === null ? null : peer.socket, this.native);
+    return peer;
   }
 
   /**

@@ -14,7 +14,7 @@ import { PgProtocolError, SQLSTATE } from '../protocol/errors.js';
 import { TransactionStatusByte } from '../protocol/constants.js';
 import type { Endpoint, Topology } from '../topology.js';
 import { PoolCounters } from './counters.js';
-import { wallNow } from '../clock.js';
+import { type Clock, realClock } from '../clock.js';
 import { type ServerCredentials, ServerConn } from './server-conn.js';
 
 export interface PoolWaiter {
@@ -59,6 +59,10 @@ export interface ServerPoolOptions {
    * hold for the whole proxy. Absent: this pool's own connections are all there is.
    */
   budget?: ConnectionBudget;
+  /** Time for waits, idle and lifetime checks, retries and housekeeping; default realClock. */
+  clock?: Clock;
+  /** Makes a connection to `endpoint` (login() follows), created at `now` (ms since the epoch); default a ServerConn. */
+  connect?: (endpoint: Endpoint, now: number) => ServerConn;
 }
 
 /**
@@ -217,9 +221,12 @@ export class ServerPool {
   private templatePromise: Promise<Map<string, string>> | null = null;
   /** parameters() callers waiting for a connection being opened to log in (see parameters()). */
   private parametersWanted: { resolve: (params: Map<string, string>) => void; reject: (e: unknown) => void }[] = [];
-  private readonly timer: NodeJS.Timeout;
+  private readonly clock: Clock;
+  /** Stops the housekeeping timer. */
+  private readonly stopHousekeeping: () => void;
   private closed = false;
-  private retryTimer: NodeJS.Timeout | null = null;
+  /** Cancels the pending retry of grow() after a failed open; null: none pending. */
+  private cancelRetry: (() => void) | null = null;
   private readonly role: 'rw' | 'ro';
   private readonly onTopologyChange = (): void => this.followTopology();
 
@@ -227,8 +234,8 @@ export class ServerPool {
     this.role = options.role ?? 'rw';
     this.budget = options.budget;
     this.all = new ConnectionSet(this.budget, options.databaseLimit);
-    this.timer = setInterval(() => this.housekeeping(), 250);
-    this.timer.unref();
+    this.clock = options.clock ?? realClock;
+    this.stopHousekeeping = this.clock.every(HOUSEKEEPING_MS, () => this.housekeeping());
     options.topology.on('change', this.onTopologyChange);
     options.databaseLimit?.join(this);
   }
@@ -360,7 +367,7 @@ export class ServerPool {
       return;
     }
     this.waiters.push(waiter);
-    this.waitingSince.push(wallNow());
+    this.waitingSince.push(this.clock.wallNow());
     this.grow();
   }
 
@@ -376,7 +383,7 @@ export class ServerPool {
 
   /** Gives a clean, idle connection back. */
   release(conn: ServerConn): void {
-    const now = wallNow();
+    const now = this.clock.wallNow();
     conn.detach(now);
     if (conn.closed) return;
     if (this.closed || !this.isTarget(conn.endpoint)) {
@@ -417,7 +424,7 @@ export class ServerPool {
 
   /** Closes a connection that cannot be reused (mid-transaction, broken). */
   discard(conn: ServerConn): void {
-    conn.detach();
+    conn.detach(this.clock.wallNow());
     this.all.delete(conn);
     const i = this.idle.indexOf(conn);
     if (i >= 0) this.idle.splice(i, 1);
@@ -441,7 +448,7 @@ export class ServerPool {
    */
   shedIdle(): boolean {
     const conn = this.idle[0];
-    if (conn === undefined || wallNow() - conn.idleSince < SHED_IDLE_MS) return false;
+    if (conn === undefined || this.clock.wallNow() - conn.idleSince < SHED_IDLE_MS) return false;
     return this.closeOneIdle();
   }
 
@@ -452,8 +459,8 @@ export class ServerPool {
 
   close(): void {
     this.closed = true;
-    clearInterval(this.timer);
-    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.stopHousekeeping();
+    if (this.cancelRetry !== null) this.cancelRetry();
     this.options.topology.off('change', this.onTopologyChange);
     this.options.databaseLimit?.leave(this);
     this.noLongerLacking();
@@ -514,7 +521,7 @@ export class ServerPool {
   private limit(): number {
     const reserve = this.options.reserveSize ?? 0;
     const after = this.options.reserveTimeoutMs ?? 0;
-    if (reserve > 0 && after > 0 && this.waitingSince.length > 0 && wallNow() - this.waitingSince[0] >= after) return this.options.size + reserve;
+    if (reserve > 0 && after > 0 && this.waitingSince.length > 0 && this.clock.wallNow() - this.waitingSince[0] >= after) return this.options.size + reserve;
     return this.options.size;
   }
 
@@ -576,7 +583,8 @@ export class ServerPool {
     const endpoint = this.leastBusyTarget();
     if (endpoint === null) this.returnRoom();
     if (endpoint === null) throw new PgProtocolError(SQLSTATE.CONNECTION_FAILURE, this.role === 'rw' ? 'no primary server is known' : 'no replica is available');
-    const conn = new ServerConn(endpoint);
+    const now = this.clock.wallNow();
+    const conn = this.options.connect === undefined ? new ServerConn(endpoint, now) : this.options.connect(endpoint, now);
     this.all.add(conn);
     this.opening++;
     try {
@@ -625,7 +633,7 @@ export class ServerPool {
 
   /** open(), retried while the failure is one a failover explains, until queryWaitTimeoutMs (0: no limit). */
   private async openPatiently(): Promise<ServerConn> {
-    const deadline = this.options.queryWaitTimeoutMs > 0 ? Date.now() + this.options.queryWaitTimeoutMs : Infinity;
+    const deadline = this.options.queryWaitTimeoutMs > 0 ? this.clock.wallNow() + this.options.queryWaitTimeoutMs : Infinity;
     for (;;) {
       try {
         // Alone, a pool needs no room for its first connection; with workers the others may hold all of it (retried).
@@ -641,8 +649,8 @@ export class ServerPool {
         if (this.waiters.length === 0) this.noLongerLacking();
         return await this.open();
       } catch (e) {
-        if (!isRetryable(e) || Date.now() + RETRY_MS >= deadline || this.closed) throw e;
-        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+        if (!isRetryable(e) || this.clock.wallNow() + RETRY_MS >= deadline || this.closed) throw e;
+        await new Promise<void>((resolve) => this.clock.after(RETRY_MS, resolve));
       }
     }
   }
@@ -674,10 +682,10 @@ export class ServerPool {
         (e: unknown) => {
           if (isRetryable(e)) {
             // A server that just died or was demoted: etcd will name another one; keep the waiters.
-            this.retryTimer ??= setTimeout(() => {
-              this.retryTimer = null;
+            this.cancelRetry ??= this.clock.after(RETRY_MS, () => {
+              this.cancelRetry = null;
               this.grow();
-            }, RETRY_MS);
+            });
             return;
           }
           const waiter = this.waiters.shift();
@@ -689,7 +697,7 @@ export class ServerPool {
   }
 
   private housekeeping(): void {
-    const now = wallNow();
+    const now = this.clock.wallNow();
     while (this.options.queryWaitTimeoutMs > 0 && this.waiters.length > 0 && now - this.waitingSince[0] > this.options.queryWaitTimeoutMs) {
       const waiter = this.waiters.shift()!;
       this.waitingSince.shift();
@@ -723,7 +731,7 @@ export class ServerPool {
 
   /** min_pool_size: opens spare connections (within the database's limit) while there is a target. */
   private fillToMinimum(minSize: number): void {
-    if (minSize === 0 || this.closed || this.retryTimer !== null || this.targets().length === 0) return;
+    if (minSize === 0 || this.closed || this.cancelRetry !== null || this.targets().length === 0) return;
     while (this.takeRoom(minSize)) {
       if (!(this.options.databaseLimit?.take() ?? true)) {
         this.budget?.give();
@@ -796,6 +804,8 @@ export class ServerPool {
 }
 
 const RETRY_MS = 100;
+/** How often housekeeping runs: query_wait_timeout, server_idle_timeout, server_lifetime, reserve_pool_timeout, min_pool_size. */
+const HOUSEKEEPING_MS = 250;
 /**
  * With workers: how long a connection stays idle in one worker while the pool lacks room in another before it is
  * closed for it. Not at once: a worker whose clients all happen to be between transactions would hand its
