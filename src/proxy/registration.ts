@@ -11,6 +11,7 @@ import type { Dcs } from '../dcs/dcs.js';
 import type { ProxyRegistration } from '../dcs/codec.js';
 import { formatHostPort } from '../config/schema.js';
 import { describeError } from '../errors.js';
+import { type Clock, realClock } from './clock.js';
 
 /** How often the registration's lease is refreshed, as a share of its TTL. */
 const KEEPALIVE_SHARE = 1 / 3;
@@ -45,8 +46,8 @@ export interface ReachabilitySource {
 }
 
 export class ProxyRegistrar {
-  private timer: NodeJS.Timeout | null = null;
-  private drainTimer: NodeJS.Timeout | null = null;
+  private stopRefresh: (() => void) | null = null;
+  private stopDrainPoll: (() => void) | null = null;
   /** The last drain acknowledged in etcd. */
   private drained: string | null = null;
   private acknowledging: string | null = null;
@@ -73,6 +74,8 @@ export class ProxyRegistrar {
     private readonly log: Logger,
     private readonly reachability: ReachabilitySource | null = null,
     private readonly operations: OperationsAddresses | null = null,
+    /** Time and timers; the process's own by default (the simulator passes simulated ones). */
+    private readonly clock: Clock = realClock,
   ) {}
 
   async start(ttl: number): Promise<void> {
@@ -81,14 +84,14 @@ export class ProxyRegistrar {
     // Subscribed before the first put: a change while it is in flight is published right after it.
     this.reachability?.on('change', this.onReachability);
     await this.publish();
-    this.timer = setInterval(() => void this.refresh(), ttl * 1000 * KEEPALIVE_SHARE);
+    this.stopRefresh = this.clock.every(ttl * 1000 * KEEPALIVE_SHARE, () => void this.refresh());
     this.drains.on('change', this.onTopology);
     this.checkDrain();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.stopRefresh?.();
+    this.stopRefresh = null;
     this.stopPolling();
     this.drains.off('change', this.onTopology);
     this.running = false;
@@ -122,7 +125,7 @@ export class ProxyRegistrar {
         id: this.id,
         rw: `${rw.host}:${rw.port}`,
         ro: ro === null ? null : `${ro.host}:${ro.port}`,
-        updatedAt: Date.now(),
+        updatedAt: this.clock.wallNow(),
         drained: this.drained,
         ...(this.reachability === null ? {} : { unreachable: this.reachability.unreachable() }),
         ...(this.operations === null
@@ -159,10 +162,10 @@ export class ProxyRegistrar {
       this.stopPolling();
       return;
     }
-    if (this.drainTimer === null) {
-      this.drainStartedAt = Date.now();
+    if (this.stopDrainPoll === null) {
+      this.drainStartedAt = this.clock.wallNow();
       this.log.info({ drain: id }, 'switchover drain requested: holding new read-write transactions, letting those in flight finish');
-      this.drainTimer = setInterval(() => this.checkDrain(), DRAIN_POLL_MS);
+      this.stopDrainPoll = this.clock.every(DRAIN_POLL_MS, () => this.checkDrain());
     }
     if (this.acknowledging === id || this.proxy.rwTransactionsInFlight() > 0) return;
     this.acknowledging = id;
@@ -170,7 +173,7 @@ export class ProxyRegistrar {
     this.publish().then(
       () => {
         this.acknowledging = null;
-        this.log.info({ drain: id, ms: Date.now() - this.drainStartedAt }, 'drained for the switchover: no read-write transaction in flight; acknowledged');
+        this.log.info({ drain: id, ms: this.clock.wallNow() - this.drainStartedAt }, 'drained for the switchover: no read-write transaction in flight; acknowledged');
         this.checkDrain();
       },
       (e: unknown) => {
@@ -183,7 +186,7 @@ export class ProxyRegistrar {
   }
 
   private stopPolling(): void {
-    if (this.drainTimer !== null) clearInterval(this.drainTimer);
-    this.drainTimer = null;
+    this.stopDrainPoll?.();
+    this.stopDrainPoll = null;
   }
 }

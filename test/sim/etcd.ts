@@ -9,7 +9,7 @@
  * round trip taking simulated time: a request is applied when it arrives, and an answer that does not come
  * back before the call's deadline is a DCS_UNAVAILABLE error even when the request was applied.
  */
-import { decodeCluster, decodeHistory, encodeDrain, encodeHistory, encodeShutdown } from '../../src/dcs/codec.js';
+import { decodeCluster, decodeHistory, encodeDrain, encodeHistory, encodeProxy, encodeShutdown, type ProxyRegistration } from '../../src/dcs/codec.js';
 import { PgwardenError } from '../../src/errors.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 import type { CleanShutdown, ClusterView, DrainRequest, FailoverIntent, HistoryEntry, Lsn, MemberStatus, SyncState } from '../../src/cluster/types.js';
@@ -385,6 +385,14 @@ export class SimDcsClient implements Dcs {
     const lease = this.lease;
     this.lease = null;
     if (options.revoke && lease !== null) await this.rpc('revoke the lease', this.deadline(), () => this.etcd.revoke(lease)).catch(() => undefined);
+  }
+
+  /** EtcdDcs.publishProxy: `proxies/<id>` bound to this client's lease. */
+  async publishProxy(registration: ProxyRegistration): Promise<void> {
+    const deadline = this.deadline();
+    await this.withLease(deadline, (lease) =>
+      this.rpc(`publish proxy ${registration.id}`, deadline, () => this.etcd.put(`proxies/${registration.id}`, encodeProxy(registration), lease)),
+    );
   }
 
   async claimInitialize(): Promise<boolean> {

@@ -262,7 +262,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       if (opts.deadman ?? true) this.deadmen.set(name, new SimDeadman(this, server));
     }
     const proxyCount = opts.proxies ?? proxyRng.weighted([[0, 1], [1, 2], [2, 1]] as const);
-    for (let i = 1; i <= proxyCount; i++) this.proxies.push(new SimProxy(`proxy${i}`, this.etcd, proxyRng.fork(i), this.config.ttl, WALL_EPOCH));
+    for (let i = 1; i <= proxyCount; i++) this.proxies.push(new SimProxy(`proxy${i}`, this.etcd, this.kernel, proxyRng.fork(i), this.config.ttl, WALL_EPOCH));
   }
 
   // ---- running ----------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
       );
     }
     for (const name of this.names) this.kernel.after(this.agentRng.int(0, 300), () => this.startAgent(name));
-    for (const proxy of this.proxies) proxy.start(this.kernel.now);
+    for (const proxy of this.proxies) proxy.start();
     const tick = (): void => {
       this.tick();
       if (!this.done) this.kernel.after(TICK_MS, tick);
@@ -625,7 +625,8 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
   // ---- the world: replication, network, watches -------------------------------------------------------
 
   private linkToEtcd(member: string): boolean {
-    return this.hostUp.get(member)! && !this.cutFromEtcd.has(member) && !this.isolatedSet.has(member);
+    // Proxies run on hosts of their own, not faulted here (their crashes are theirs: proxy.ts).
+    return (this.hostUp.get(member) ?? true) && !this.cutFromEtcd.has(member) && !this.isolatedSet.has(member);
   }
 
   private keyChanged(key: string): void {
