@@ -7,6 +7,7 @@ import { loadEtcdTls } from '../dcs/etcd-tls.js';
 import { describeError } from '../errors.js';
 import { Agent } from '../ha/agent.js';
 import { LeaseDeadman } from '../ha/deadman.js';
+import type { PeerProber } from '../ha/world.js';
 import { probePeers } from '../api/peer-probe.js';
 import { createLogger } from '../log.js';
 import { PostgresServer } from '../postgres/server.js';
@@ -58,7 +59,7 @@ export async function runAgent(configPath: string): Promise<void> {
     (e) => log.error({ err: describeError(e) }, 'could not arm the lease deadman'),
     (message) => log.warn(message),
   );
-  const peers = (view: Parameters<typeof probePeers>[0], me: string, timeoutMs: number) => probePeers(view, me, timeoutMs, peerTls);
+  const peers: PeerProber = (view, me, timeoutMs) => probePeers(view, me, timeoutMs, peerTls);
   const agent = new Agent({ config, dcs, pg, log, peers, deadman });
   const api = await startApi({
     listen: config.api.listen,
