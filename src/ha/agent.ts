@@ -361,7 +361,7 @@ export class Agent implements ApiBackend {
 
   private logDecision(decision: Decision): void {
     // One line per cycle, like Patroni's heartbeat line: the log reads as the cluster's history.
-    this.log.info({ actions: decision.actions.map((a) => a.type) }, decision.reason);
+    this.log.info({ rule: decision.rule, actions: decision.actions.map((a) => a.type) }, decision.reason);
     this.lastReason = decision.reason;
   }
 

@@ -290,10 +290,11 @@ function traceLogger(host: AgentHost, name: string) {
     { level: 'info', base: null, timestamp: false },
     {
       write(line: string): void {
-        const o = JSON.parse(line) as { msg?: string; actions?: string[]; err?: { message?: string } | string };
+        const o = JSON.parse(line) as { msg?: string; rule?: string; actions?: string[]; err?: { message?: string } | string };
+        const rule = o.rule ? `${o.rule}: ` : '';
         const actions = o.actions && o.actions.length > 0 ? ` -> [${o.actions.join(', ')}]` : '';
         const err = o.err ? `: ${typeof o.err === 'string' ? o.err : (o.err.message ?? JSON.stringify(o.err))}` : '';
-        host.trace(name, `${o.msg ?? ''}${actions}${err}`);
+        host.trace(name, `${rule}${o.msg ?? ''}${actions}${err}`);
       },
     },
   );
