@@ -1,6 +1,6 @@
 /**
  * Pure translation between the raw values stored under `/pgwarden/<cluster>/` and the shapes of
- * src/ha/types.ts. Decoding never throws: etcd is shared with operators (`etcdctl put`), other pgwarden
+ * src/cluster/types.ts. Decoding never throws: etcd is shared with operators (`etcdctl put`), other pgwarden
  * versions and bugs, so a garbled value degrades to "absent" (or to defaults for `config`) instead of
  * stopping the HA loop that depends on reading the view every cycle.
  */
