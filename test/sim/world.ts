@@ -23,6 +23,7 @@ import { intentTimeoutMs, isWakeKey } from '../../src/ha/decide.js';
 import { DEFAULT_DYNAMIC_CONFIG, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 import { type ClusterView, DEFAULT_TAGS, type FailoverIntent, type Tags } from '../../src/cluster/types.js';
 import type { PgObservation } from '../../src/postgres/observation.js';
+import { decodeCluster } from '../../src/dcs/codec.js';
 import type { Agent } from '../../src/ha/agent.js';
 import { type AgentHost, createSimAgent, type HostClock } from './agent-world.js';
 import { SimDeadman, type DeadmanHost } from './deadman.js';
@@ -961,7 +962,7 @@ export class Simulation implements AgentHost, PgListener, DeadmanHost {
 
   setPause(pause: boolean): void {
     const kv = this.etcd.get('config');
-    const config = kv ? (JSON.parse(kv.value) as DynamicConfig) : this.config;
+    const config = kv ? decodeCluster({ config: kv.value }).config : this.config;
     this.etcd.put('config', JSON.stringify({ ...config, pause }));
   }
 
