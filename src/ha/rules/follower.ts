@@ -62,20 +62,12 @@ export function rejoinAsReplica(input: RuleInput, leader: string, lm: MemberStat
   if (!lm || lm.role !== 'primary' || lm.state !== 'running' || lm.timeline === null) {
     return decision('follower.wait-primary', [], `waiting for the primary ${leader} to be running before rejoining as its replica`, 'replica', 'stopped');
   }
-  if (reclone && !memory.rewindFailed) {
+  if (reclone || memory.rewindFailed) {
+    const why = memory.rewindFailed ? `pg_rewind failed, cloning again${rewindErrorNote(input)}` : how;
     return decision(
       'follower.reclone',
       [{ type: 'reinitialize', from: leader }, { type: 'start', role: 'replica', follow: leader }],
-      `rejoining as a replica of ${leader}: ${how}`,
-      'replica',
-      'cloning',
-    );
-  }
-  if (memory.rewindFailed) {
-    return decision(
-      'follower.reclone',
-      [{ type: 'reinitialize', from: leader }, { type: 'start', role: 'replica', follow: leader }],
-      `rejoining as a replica of ${leader}: pg_rewind failed, cloning again${rewindErrorNote(input)}`,
+      `rejoining as a replica of ${leader}: ${why}`,
       'replica',
       'cloning',
     );
