@@ -215,10 +215,9 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
         done = true;
         return r;
       });
-      await sleep(400);
+      // Held at the pause gate (SHOW POOLS counts it waiting), not run.
+      await waitFor('the transaction held', async () => Number((await c.query('SHOW POOLS')).rows.find((r) => r.database === 'postgres')?.cl_waiting) === 1 || undefined, 5000);
       assert.equal(done, false, 'a transaction ran while paused');
-      const waiting = (await c.query('SHOW POOLS')).rows.find((r) => r.database === 'postgres');
-      assert.equal(Number(waiting.cl_waiting), 1);
       await c.query('RESUME');
       assert.equal((await pending).rows[0].answer, 42);
       await assert.rejects(c.query('RESUME'), (e: pg.DatabaseError) => /not paused/.test(e.message));
@@ -242,7 +241,7 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
         return r;
       });
       assert.equal((await elsewhere.query('select current_database() as db')).rows[0].db, 'template1');
-      await sleep(200);
+      await waitFor('the transaction of the paused database held', async () => Number((await c.query('SHOW POOLS')).rows.find((r) => r.database === 'postgres')?.cl_waiting) === 1 || undefined, 5000);
       assert.equal(done, false, 'a transaction of the paused database ran');
       await c.query('RESUME postgres');
       assert.equal((await pending).rows[0].one, 1);
@@ -346,7 +345,7 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
         done = true;
         return r;
       });
-      await sleep(300);
+      await waitFor('the transaction of the killed database held', async () => Number((await c.query('SHOW POOLS')).rows.find((r) => r.database === 'postgres')?.cl_waiting) === 1 || undefined, 5000);
       assert.equal(done, false, 'a killed database runs nothing before RESUME');
       await c.query('RESUME postgres');
       assert.equal((await pending).rows[0].n, 7);
