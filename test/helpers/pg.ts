@@ -123,6 +123,22 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * `work`'s result; rejects if it has not settled after `timeoutMs`. The limit only stops a hang (a test waiting
+ * for something that never comes), it measures nothing.
+ */
+export async function unlessHung<T>(what: string, work: Promise<T>, timeoutMs = 15_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`still waiting for ${what} after ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([work, hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The postmaster and its direct children (every backend and auxiliary process), from /proc. */
 export async function serverProcesses(postmasterPid: number): Promise<number[]> {
   const pids = [postmasterPid];

@@ -21,7 +21,7 @@ import { startEtcd } from '../helpers/etcd.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
 import { ensureLocalCa } from '../../src/proxy/tls.js';
 import { WorkerGroup } from '../../src/proxy/workers/group.js';
-import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, waitFor } from '../helpers/pg.js';
+import { cleanupServers, makePgTempDir, makeTestServer, testCredentials, unlessHung, waitFor } from '../helpers/pg.js';
 import { freePort } from '../helpers/ports.js';
 import { startProxyProcess } from '../helpers/proxy-process.js';
 
@@ -60,6 +60,38 @@ function client(group: WorkerGroup, database: string, extra: pg.ClientConfig = {
 async function backends(database: string): Promise<number> {
   const r = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend' AND pid <> pg_backend_pid()", [database]);
   return r.rows[0].n as number;
+}
+
+/** Backends running `sql` right now (pg_stat_activity state 'active'). */
+async function running(sql: string): Promise<number> {
+  const r = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND pid <> pg_backend_pid()", [sql]);
+  return r.rows[0].n as number;
+}
+
+/** Backends of `database` in a transaction and waiting for their client (state 'idle in transaction'). */
+async function inTransaction(database: string): Promise<number> {
+  const r = await direct.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state = 'idle in transaction'", [database]);
+  return r.rows[0].n as number;
+}
+
+/**
+ * Waits until every one of the `count` backends of `database` has been idle for `ms` by PostgreSQL's clock. A worker
+ * closes an idle connection for another worker only once it has been idle 100 ms (in the proxy's view, which starts
+ * a little after PostgreSQL's: hence the margin).
+ */
+async function idleFor(database: string, count: number, ms: number): Promise<void> {
+  await waitFor(`${count} backends of ${database} idle for ${ms} ms`, async () => {
+    const r = await direct.query(
+      "SELECT count(*)::int AS n, count(*) FILTER (WHERE state = 'idle' AND clock_timestamp() - state_change > $2 * interval '1 ms')::int AS idle FROM pg_stat_activity WHERE datname = $1",
+      [database, ms],
+    );
+    return r.rows[0].n === count && r.rows[0].idle === count;
+  });
+}
+
+/** The default_pool_size that the console session `admin` reports (its worker's config). */
+async function poolSizeSeenBy(admin: pg.Client): Promise<string | undefined> {
+  return (await admin.query('SHOW CONFIG')).rows.find((r) => r.key === 'default_pool_size')?.value as string | undefined;
 }
 
 /** The most backends of `database` seen every 20 ms while `work` runs, and its result. */
@@ -117,7 +149,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     assert.ok(max <= 4, `at most default_pool_size server connections over both workers, saw ${max}`);
     assert.ok(group.serverConnections(`w_spread/${user}`) <= 4);
     await Promise.all(clients.map((c) => c.end()));
-    for (let i = 0; i < 100 && group.clientsPerWorker().some((n) => n > 0); i++) await sleep(20);
+    await waitFor('the closed clients to be counted out', () => group.clientsPerWorker().every((n) => n === 0), 2000).catch(() => undefined);
     assert.deepEqual(group.clientsPerWorker(), [0, 0], 'closed clients are counted out');
     await stopGroup(group);
   });
@@ -133,12 +165,11 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
         const pid = (await sleeper.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
         assert.equal(pid, (sleeper as unknown as { processID: number }).processID);
       }
-      const started = Date.now();
-      const running = sleeper.query('SELECT pg_sleep(30)').then(
+      const cancelled = sleeper.query('SELECT pg_sleep(30)').then(
         () => 'finished',
         (e: { code?: string }) => e.code ?? 'no code',
       );
-      await sleep(300);
+      await waitFor('pg_sleep(30) to run', async () => (await running('SELECT pg_sleep(30)')) === 1);
       // The cancel request is a connection of its own: the main thread gives it to worker 1, which has no clients.
       const { processID, secretKey } = sleeper as unknown as { processID: number; secretKey: number };
       const cancel = Buffer.alloc(16);
@@ -148,8 +179,9 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
       cancel.writeInt32BE(secretKey, 12);
       const socket = connect(group.address.port, '127.0.0.1', () => socket.end(cancel));
       socket.on('error', () => undefined);
-      assert.equal(await running, '57014', 'the query was cancelled (57014)');
-      assert.ok(Date.now() - started < 10_000, 'long before pg_sleep(30) would have ended');
+      assert.equal(await cancelled, '57014', 'the query was cancelled (57014)');
+      // Long before pg_sleep(30) would have ended, its backend runs it no more.
+      await waitFor('the backend to stop running pg_sleep(30)', async () => (await running('SELECT pg_sleep(30)')) === 0, 10_000);
       const after = await sleeper.query('SELECT 1 AS one');
       assert.equal(after.rows[0].one, 1, 'the client goes on after the cancel');
       await sleeper.end();
@@ -166,36 +198,36 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     for (const c of cs) await c.connect();
     const [c0, c1, c2, c3, c4, c5] = cs as [pg.Client, pg.Client, pg.Client, pg.Client, pg.Client, pg.Client];
     assert.deepEqual(group.clientsPerWorker(), [3, 3]);
-    await sleep(300); // worker 0's connection has been idle a while
+    await idleFor('w_room', 2, 300);
 
     // Two transactions of worker 1 at once: worker 0's idle connection is closed to make room for the second.
     await c1.query('BEGIN');
-    const t0 = Date.now();
-    await c3.query('BEGIN');
-    assert.ok(Date.now() - t0 < 3000, `worker 1 got the second connection in ${Date.now() - t0} ms`);
+    await unlessHung("c3's BEGIN (worker 1's second transaction)", c3.query('BEGIN'));
+    assert.equal(await inTransaction('w_room'), 2, 'worker 1 holds two server connections, one per transaction');
     await c1.query('COMMIT');
     assert.equal(await backends('w_room'), 2, 'still at most default_pool_size');
 
     // Worker 1 now holds both connections and always has clients waiting (c1 and c5 in a loop, c3 in its
     // transaction); worker 0 has none. Its client is served anyway: worker 1 gives back what exceeds its share.
     let looping = true;
-    const loop = async (c: pg.Client): Promise<number> => {
-      let n = 0;
+    const rounds = [0, 0];
+    const loop = async (c: pg.Client, i: number): Promise<void> => {
       while (looping) {
         await c.query('SELECT pg_sleep(0.005)');
-        n++;
+        rounds[i]!++;
       }
-      return n;
     };
-    const loops = [loop(c1), loop(c5)];
-    await sleep(200);
-    const asked = Date.now();
-    const served = await Promise.race([c0.query('SELECT 42 AS v').then((r) => `got ${r.rows[0].v} after ${Date.now() - asked} ms`), sleep(5000).then(() => 'still waiting after 5 s')]);
+    const loops = [loop(c1, 0), loop(c5, 1)];
+    await waitFor("both of worker 1's loops to run", () => rounds.every((n) => n > 0));
+    const roundsWhenAsked = rounds[0]! + rounds[1]!;
+    const served = await unlessHung("c0's query", c0.query('SELECT 42 AS v')).then((r) => r.rows[0].v as number, (e: Error) => e.message);
+    const roundsWhileWaiting = rounds[0]! + rounds[1]! - roundsWhenAsked;
     looping = false;
-    const rounds = await Promise.all(loops);
-    assert.match(served, /^got 42 after \d+ ms$/);
-    // Within a transaction or two of worker 1's (5 ms each): not whenever worker 1 happens to have no client waiting.
-    assert.ok(Number(/after (\d+)/.exec(served)![1]) < 1000, served);
+    await Promise.all(loops);
+    assert.equal(served, 42);
+    // Within some of worker 1's transactions (5 ms each; the connection worker 0 opens takes a few of them): not
+    // whenever worker 1 happens to have no client waiting, which is never while its loops run.
+    assert.ok(roundsWhileWaiting < 150, `c0 was served after ${roundsWhileWaiting} transactions of worker 1`);
     assert.ok(rounds.every((n) => n > 0), 'worker 1 kept serving its clients meanwhile');
     assert.ok((await backends('w_room')) <= 2, 'never more than default_pool_size');
     await c3.query('COMMIT');
@@ -216,13 +248,12 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     const [a1, b1, a2, b2] = cs as [pg.Client, pg.Client, pg.Client, pg.Client];
     assert.deepEqual(group.clientsPerWorker(), [2, 2]);
     assert.equal(await backends('w_dblimit'), 2);
-    await sleep(300); // worker 0's connection has been idle a while
+    await idleFor('w_dblimit', 2, 300);
 
     // Two transactions of worker 1 at once: worker 0's idle connection (another pool) is closed to make room.
     await b1.query('BEGIN');
-    const t0 = Date.now();
-    await b2.query('BEGIN');
-    assert.ok(Date.now() - t0 < 3000, `worker 1 got the database's second connection in ${Date.now() - t0} ms`);
+    await unlessHung("b2's BEGIN (worker 1's second transaction)", b2.query('BEGIN'));
+    assert.equal(await inTransaction('w_dblimit'), 2, "worker 1 holds the database's two server connections, one per transaction");
     assert.equal(await backends('w_dblimit'), 2, 'still at most max_db_connections');
     await Promise.all([b1.query('COMMIT'), b2.query('COMMIT')]);
 
@@ -248,18 +279,21 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
 
   it('RELOAD (SIGHUP) gives every worker the new pool size', async () => {
     await direct.query('CREATE DATABASE w_reload');
-    const group = await startGroup({ default_pool_size: 1 }, 'reload.yml');
+    const group = await startGroup({ default_pool_size: 1, admin_users: [user] }, 'reload.yml');
     const clients = Array.from({ length: 4 }, () => client(group, 'w_reload'));
     for (const c of clients) await c.connect();
-    await writeFile(path.join(base, 'reload.yml'), JSON.stringify({ listen: '127.0.0.1:0', auth_file: 'userlist.txt', workers: 2, default_pool_size: 4 }));
+    // A console session in each worker (each goes to the worker with fewer clients), to see each worker's config.
+    const consoles = [client(group, 'pgbouncer'), client(group, 'pgbouncer')];
+    for (const c of consoles) await c.connect();
+    assert.deepEqual(group.clientsPerWorker(), [3, 3]);
+    await writeFile(path.join(base, 'reload.yml'), JSON.stringify({ listen: '127.0.0.1:0', auth_file: 'userlist.txt', workers: 2, default_pool_size: 4, admin_users: [user] }));
     group.reload();
-    await sleep(100);
+    await waitFor('both workers to apply the new pool size', async () => (await Promise.all(consoles.map(poolSizeSeenBy))).every((v) => v === '4'));
     // Four transactions open at once, two in each worker: only a pool of 4 over both runs them together.
-    const begun = await Promise.race([Promise.all(clients.map((c) => c.query('BEGIN'))).then(() => 'all four'), sleep(5000).then(() => 'not all four within 5 s')]);
-    assert.equal(begun, 'all four');
+    await unlessHung('four transactions at once', Promise.all(clients.map((c) => c.query('BEGIN'))));
     assert.equal(await backends('w_reload'), 4);
     await Promise.all(clients.map((c) => c.query('COMMIT')));
-    await Promise.all(clients.map((c) => c.end()));
+    await Promise.all([...clients, ...consoles].map((c) => c.end()));
     await stopGroup(group);
   });
 
@@ -308,7 +342,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await direct.query('CREATE DATABASE w_process');
     const port = await freePort();
     const file = path.join(base, 'process.yml');
-    const settings = { listen: `127.0.0.1:${port}`, auth_file: 'userlist.txt', workers: 2, default_pool_size: 1 };
+    const settings = { listen: `127.0.0.1:${port}`, auth_file: 'userlist.txt', workers: 2, default_pool_size: 1, admin_users: [user] };
     await writeFile(file, JSON.stringify(settings));
     const proxy = await startProxyProcess(file, server.port, /"workers":2[^\n]*proxy listening/);
     const child = proxy.child;
@@ -319,19 +353,25 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
         return c;
       });
       for (const c of clients) await c.connect();
+      // A console session in each worker (each goes to the worker with fewer clients), to see each worker's config.
+      const consoles = Array.from({ length: 2 }, () => {
+        const c = new pg.Client({ host: '127.0.0.1', port, user, password, database: 'pgbouncer' });
+        c.on('error', () => undefined);
+        return c;
+      });
+      for (const c of consoles) await c.connect();
       await writeFile(file, JSON.stringify({ ...settings, default_pool_size: 2 }));
       child.kill('SIGHUP');
       await waitFor('the reload to be logged', async () => /RELOAD: config file re-read/.test(proxy.log()) || undefined, 10_000);
-      await sleep(100);
+      await waitFor('both workers to apply the new pool size', async () => (await Promise.all(consoles.map(poolSizeSeenBy))).every((v) => v === '2'));
       // One client in each worker, both in a transaction at once: a pool of 2 over both workers.
-      const begun = await Promise.race([Promise.all(clients.map((c) => c.query('BEGIN'))).then(() => 'both'), sleep(5000).then(() => 'not both within 5 s')]);
-      assert.equal(begun, 'both');
+      await unlessHung('two transactions at once', Promise.all(clients.map((c) => c.query('BEGIN'))));
       assert.equal(await backends('w_process'), 2);
       await Promise.all(clients.map((c) => c.query('COMMIT')));
       const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
       child.kill('SIGTERM');
-      assert.equal(await Promise.race([exited, sleep(15_000).then(() => 'still running after 15 s')]), 0);
-      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+      assert.equal(await unlessHung('the proxy to exit after SIGTERM', exited), 0);
+      await Promise.all([...clients, ...consoles].map((c) => c.end().catch(() => undefined)));
     } finally {
       await proxy.kill();
     }
@@ -377,21 +417,26 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
         answered = Date.now();
         return r.rows[0].v as number;
       });
+      // Nothing to wait for (this checks that nothing happens): 600 ms is over a hundred of the registrar's 5 ms polls.
       await sleep(600);
       assert.equal(await drained(), null, "not acknowledged while worker 1's transaction runs");
       assert.equal(answered, 0, 'worker 0 holds the new transaction');
 
       await c1.query('COMMIT');
-      const ackedAfter = Date.now();
       await waitFor('the drain to be acknowledged', async () => ((await drained()) === 'switchover:1:b' ? true : undefined), 5000);
-      assert.ok(Date.now() - ackedAfter < 3000);
       assert.equal(answered, 0, 'still held after the acknowledgement, until the drain ends');
 
       await agent.clearDrain();
       assert.equal(await held, 2, 'the held transaction runs once the drain is over');
 
-      // Seconds with nothing changing in etcd: both workers still route to the primary (their view is kept fresh).
-      await sleep(3000);
+      // Three loads with nothing changing in etcd (two seconds, past staleAfterMs): both workers still route to the
+      // primary (their view is kept fresh).
+      let loads = 0;
+      const counted = (): void => {
+        loads++;
+      };
+      topology.on('loaded', counted);
+      await waitFor('three loads of the topology', () => loads >= 3, 10_000).finally(() => topology.off('loaded', counted));
       const later = await Promise.all(clients.map((c, i) => c.query('SELECT $1::int AS v', [i]).then((r) => r.rows[0].v as number, (e: Error) => e.message)));
       assert.deepEqual(later, [0, 1]);
     } finally {
@@ -426,7 +471,7 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     await adminClient.query('PAUSE w_admin');
     const answered: number[] = [];
     const queries = clients.map((c, i) => c.query('SELECT 1').then(() => answered.push(i)));
-    await sleep(300);
+    await waitFor('the four clients to be held', async () => (await show('CLIENTS')).filter((r) => r.database === 'w_admin' && r.state === 'waiting').length === 4);
     assert.deepEqual(answered, [], 'PAUSE holds the clients of both workers');
     await adminClient.query('RESUME w_admin');
     await Promise.all(queries);
