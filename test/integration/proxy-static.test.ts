@@ -17,7 +17,7 @@ import { ProxyServer } from '../../src/proxy/server.js';
 import { StaticTopology } from '../../src/proxy/topology.js';
 import * as m from '../../src/proxy/protocol/messages.js';
 import { MessageWriter } from '../../src/proxy/protocol/writer.js';
-import { cleanupServers, makePgTempDir, makeTestServer, testCredentials } from '../helpers/pg.js';
+import { cleanupServers, makePgTempDir, makeTestServer, psql, testCredentials, waitFor } from '../helpers/pg.js';
 
 const run = promisify(execFile);
 
@@ -44,6 +44,16 @@ describe('proxy in static mode', { timeout: 120_000 }, () => {
     const c = new pg.Client({ host: '127.0.0.1', port: proxy.address.port, user, password, database: 'postgres', ...extra });
     c.on('error', () => undefined);
     return c;
+  }
+
+  /** Backends running `sql` right now (pg_stat_activity state 'active'), asked of PostgreSQL directly. */
+  async function backendsRunning(sql: string): Promise<number> {
+    const rows = await psql<{ n: number }>(
+      { host: '127.0.0.1', port: postgres.port, user, password, database: 'postgres' },
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active' AND pid <> pg_backend_pid()",
+      [sql],
+    );
+    return rows[0]!.n;
   }
 
   before(async () => {
@@ -140,7 +150,7 @@ describe('proxy in static mode', { timeout: 120_000 }, () => {
     const pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     const running = c.query('SELECT pg_sleep(10), pg_backend_pid()');
     const outcome = assert.rejects(running, (e: unknown) => (e as { code?: string }).code === '57P01' && (e as { severity?: string }).severity === 'ERROR');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('pg_sleep(10) to run', async () => (await backendsRunning('SELECT pg_sleep(10), pg_backend_pid()')) === 1);
     const direct = new pg.Client({ host: '127.0.0.1', port: postgres.port, user, password, database: 'postgres' });
     await direct.connect();
     // The sleeping query runs on some pooled connection: terminate every backend that sleeps.
@@ -155,9 +165,8 @@ describe('proxy in static mode', { timeout: 120_000 }, () => {
   it('a CancelRequest reaches the server running the query', async () => {
     const c = client(txProxy);
     await c.connect();
-    const started = Date.now();
     const running = c.query('SELECT pg_sleep(10)');
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('pg_sleep(10) to run', async () => (await backendsRunning('SELECT pg_sleep(10)')) === 1);
     // node-postgres keeps the BackendKeyData it got (the proxy's fake key): send the CancelRequest by hand.
     const key = c as unknown as { processID: number; secretKey: number };
     const cancel = connect({ host: '127.0.0.1', port: txProxy.address.port });
@@ -165,7 +174,8 @@ describe('proxy in static mode', { timeout: 120_000 }, () => {
     cancel.end(m.writeCancelRequest(new MessageWriter(64), key.processID, key.secretKey).flush());
     await once(cancel, 'close');
     await assert.rejects(running, (e: unknown) => (e as { code?: string }).code === '57014');
-    assert.ok(Date.now() - started < 5000);
+    // Long before pg_sleep(10) would have ended, its backend runs it no more.
+    await waitFor('the backend to stop running pg_sleep(10)', async () => (await backendsRunning('SELECT pg_sleep(10)')) === 0, 5000);
     await c.end();
   });
 
