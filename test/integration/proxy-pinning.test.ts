@@ -251,12 +251,22 @@ describe('proxy: session state pins a client to its server connection (transacti
     const c = await client();
     await a.query('BEGIN');
     await b.query('BEGIN');
+    // The wait the proxy counts began after `asked` and before it showed c waiting; it ended after a's COMMIT was
+    // sent and before c got its answer (the proxy's clock is performance.now() too; 1 ms for rounding). a's
+    // transaction runs 200 ms more meanwhile, so that the wait is long enough to be told from none.
+    const asked = performance.now();
     const waited = c.query('SELECT 1');
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor('c to wait for a server connection', () => proxy.poolStats().get(`postgres/${user}`)?.waiting === 1);
+    const seenWaiting = performance.now();
+    await a.query('SELECT pg_sleep(0.2)');
+    const commitSent = performance.now();
     await a.query('COMMIT');
     await waited;
+    const answered = performance.now();
     await b.query('COMMIT');
     const waitedUs = counters().snapshot().waitTimeUs - now.waitTimeUs;
-    assert.ok(waitedUs >= 150_000 && waitedUs < 10_000_000, `wait time ${waitedUs} µs`);
+    const atLeastUs = (commitSent - seenWaiting - 1) * 1000;
+    const atMostUs = (answered - asked + 1) * 1000;
+    assert.ok(waitedUs >= atLeastUs && waitedUs <= atMostUs, `wait time ${waitedUs} µs, between ${atLeastUs.toFixed(0)} and ${atMostUs.toFixed(0)} µs expected`);
   });
 });

@@ -162,8 +162,9 @@ describe('proxy registration with member reachability', { timeout: 60_000 }, () 
 
       failNext = true;
       unreachable = { a: 1, b: 2 };
+      const putsBefore = puts;
       source.emit('change');
-      await sleep(100);
+      await waitFor('the put that fails', async () => (puts > putsBefore && !failNext && inFlight === 0 ? true : undefined));
       assert.equal((await mine())?.unreachable?.b, undefined, 'the put failed');
       // No further change comes: the refresh publishes what etcd missed.
       await waitFor('the refresh to publish the missed change', async () => ((await mine())?.unreachable?.b === 2 ? true : undefined), 3000);
