@@ -264,6 +264,7 @@ describe('proxy admin console', { timeout: 240_000 }, () => {
       assert.deepEqual(servers.map((s) => [s.state, Number(s.close_needed), Number(s.remote_pid)]), [['active', 1, pidBefore]], 'idle connections close at once, the busy one is marked');
       let waited = false;
       const waitClose = c.query('WAIT_CLOSE').then(() => (waited = true));
+      // Nothing to wait for (this checks that WAIT_CLOSE does not answer yet): a while for a wrong answer to come.
       await sleep(300);
       assert.equal(waited, false, 'WAIT_CLOSE answered while a marked connection was still in a transaction');
       // The other client is not disturbed: it gets a fresh connection.

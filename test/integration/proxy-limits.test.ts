@@ -303,12 +303,12 @@ describe('proxy limits and descriptors', { timeout: 240_000 }, () => {
       await real.connect();
       assert.equal((await real.query('SELECT 42 AS v')).rows[0].v, 42);
       const held = await descriptors(proxy.pid);
-      const elapsed = (performance.now() - opened) / 1000;
-      assert.ok(elapsed < loginTimeout, `the sockets opened and the real client logged in within the timeout (${elapsed.toFixed(1)} s)`);
-      assert.equal(silent.filter((c) => c.ended()).length, 0, 'no silent socket is closed before client_login_timeout');
+      // The real client was served while every silent socket was still open: they did not block it.
+      assert.equal(silent.filter((c) => c.ended()).length, 0, 'no silent socket is closed before client_login_timeout, nor before the real client was served');
       assert.ok(held.sockets >= baseline.sockets + silentCount, `the proxy holds the ${silentCount} sockets (${held.sockets} sockets, baseline ${baseline.sockets})`);
       // Then they are closed, without a byte (none sent a startup packet), and their descriptors are given back.
       await waitFor('client_login_timeout to close every silent socket', async () => silent.every((c) => c.ended()) || undefined, loginTimeout * 1000 + SETTLE_MS);
+      // The timeout itself is tested here: not before it ran out (a lower bound; slowness only adds to it).
       const closedAfter = (performance.now() - opened) / 1000;
       assert.ok(closedAfter >= loginTimeout - 0.5, `closed after the timeout, not before (${closedAfter.toFixed(1)} s)`);
       assert.equal(silent.filter((c) => c.received().length > 0).length, 0, 'a client that sent nothing gets nothing');
@@ -344,8 +344,8 @@ describe('proxy limits and descriptors', { timeout: 240_000 }, () => {
       const waiting = await rawClient(proxy.port);
       waiting.socket.write(startupMessage(user, 'postgres'));
       await waitFor('the SCRAM request', async () => waiting.received().length > 0 || undefined);
-      const started = performance.now();
-      while (performance.now() - started < 3000) await new Promise((resolve) => setTimeout(resolve, 200));
+      // Nothing to wait for (this checks that nothing happens): 3 s, past the 2 s this login had before the RELOAD.
+      await new Promise((resolve) => setTimeout(resolve, 3000));
       assert.equal(waiting.ended(), false, 'with client_login_timeout 0 a slow login is kept');
       waiting.socket.destroy();
       await admin.end();

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { agentChildEnv } from '../../src/config/cli.js';
 import { LocalCluster } from '../../src/up/local-cluster.js';
-import { waitFor } from '../helpers/pg.js';
+import { psql, waitFor } from '../helpers/pg.js';
 
 const run = promisify(execFile);
 const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -140,15 +140,14 @@ async function switchoverUnderPgbench(protocol: 'prepared' | 'simple'): Promise<
   const old = await leaderOf();
   const candidate = lc.members().find((m) => m !== old)!;
   const rw = lc.proxyConnectionString('rw');
-  const direct = new pg.Client({ connectionString: lc.connectionString(old) });
-  await direct.connect();
-  const historyBefore = Number((await direct.query('SELECT count(*)::int AS n FROM pgbench_history')).rows[0].n);
-  await direct.end();
+  const history = async (): Promise<number> => Number((await psql<{ n: number }>({ connectionString: lc.connectionString(old) }, 'SELECT count(*)::int AS n FROM pgbench_history'))[0]!.n);
+  const historyBefore = await history();
 
   const bench = pgbench(rw, ['-n', '-c', '4', '-j', '2', '-T', '10', '-M', protocol]);
   const writer = new GapWriter(rw);
   const writing = writer.run();
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  // The switchover comes under load: once pgbench has committed transactions and the writing client has written.
+  await waitFor('pgbench and the writing client to be under way', async () => (writer.writes >= 10 && (await history()) > historyBefore) || undefined, 15_000);
   const started = Date.now();
   const so = await run(process.execPath, [MAIN, 'switchover', '--candidate', candidate, '--force', '--dir', dir], {
     env: agentChildEnv(),
