@@ -225,9 +225,10 @@ describe('proxy with worker threads', { timeout: 120_000 }, () => {
     looping = false;
     await Promise.all(loops);
     assert.equal(served, 42);
-    // Within some of worker 1's transactions (5 ms each; the connection worker 0 opens takes a few of them): not
-    // whenever worker 1 happens to have no client waiting, which is never while its loops run.
-    assert.ok(roundsWhileWaiting < 150, `c0 was served after ${roundsWhileWaiting} transactions of worker 1`);
+    // Within a transaction or two of worker 1's (5 ms each; one typically; the bound leaves room for a slow
+    // connection opening in worker 0): not whenever worker 1 happens to have no client waiting, which is never while
+    // its loops run.
+    assert.ok(roundsWhileWaiting < 50, `c0 was served after ${roundsWhileWaiting} transactions of worker 1`);
     assert.ok(rounds.every((n) => n > 0), 'worker 1 kept serving its clients meanwhile');
     assert.ok((await backends('w_room')) <= 2, 'never more than default_pool_size');
     await c3.query('COMMIT');
