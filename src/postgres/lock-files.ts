@@ -160,6 +160,9 @@ function readLockFile(file: string): LockFile | null {
   return { pid: Math.abs(pid), dataDir: lines[1]?.trim() || null };
 }
 
+/** How long a process that looks like a server of the data directory may take to show it is not one. */
+const SERVER_SETTLE_MS = 2000;
+
 export interface StaleLockOptions {
   dataDir: string;
   /** `<socket directory>/.s.PGSQL.<port>.lock`. */
@@ -184,7 +187,14 @@ export async function clearStaleLocks(options: StaleLockOptions): Promise<string
       `PostgreSQL (pid ${pidLock.pid}) is still running in ${options.dataDir}: stop it first (pg_ctl stop -D ${options.dataDir}).`,
     );
   }
-  const found = classifyDataDirProcesses(postgresProcesses(), dataDir);
+  let found = classifyDataDirProcesses(postgresProcesses(), dataDir);
+  // A child the postmaster forked just before it died still bears the postmaster's title until it renames itself, and
+  // it exits (or renames itself) within moments: only a server that stays is one.
+  const settleUntil = Date.now() + SERVER_SETTLE_MS;
+  while (found.server !== null && Date.now() < settleUntil) {
+    await sleep(50);
+    found = classifyDataDirProcesses(postgresProcesses(), dataDir);
+  }
   if (found.server !== null) {
     throw new PgwardenError(
       'PG_COMMAND_FAILED',
