@@ -15,8 +15,12 @@ export interface BackupEntry {
   stopTime: Date;
   /** The database's size at backup time (bytes). */
   size: number;
-  /** What this backup stored in the repository (bytes, after compression and deduplication against `prior`). */
+  /** What this backup stored in the repository (bytes, after compression, without the files it shares with `prior`). */
   repoSize: number;
+  /** The repository bytes a restore of this backup reads: its own and those it references in prior backups. */
+  repoSizeTotal: number;
+  /** pgBackRest found page checksum errors while copying (its `error` flag); the backup exists but needs a look. */
+  checksumErrors: boolean;
   /** First and last WAL segment needed to make the backup consistent. */
   walStart: string;
   walStop: string;
@@ -52,6 +56,8 @@ export interface StanzaInfo {
   name: string;
   /** pgBackRest's status: 0 ok; otherwise `message` says what (e.g. "missing stanza path", "no valid backups"). */
   status: { code: number; message: string };
+  /** Each repository's status (pgBackRest 2.45 has one repository per stanza here: repo1). */
+  repositoryStatus: Array<{ key: number; code: number; message: string }>;
   /** Whether a backup of this stanza runs right now (its lock is held). */
   backupRunning: boolean;
   cipher: string;
@@ -124,6 +130,8 @@ function parseBackup(raw: unknown, i: number): BackupEntry {
     stopTime: new Date(number(timestamp.stop, `${where}.timestamp.stop`) * 1000),
     size: number(info.size, `${where}.info.size`),
     repoSize: number(repository.delta, `${where}.info.repository.delta`),
+    repoSizeTotal: number(repository.size, `${where}.info.repository.size`),
+    checksumErrors: b.error === true,
     walStart,
     walStop: string(archive.stop, `${where}.archive.stop`),
     lsnStart: lsn ? string(lsn.start, `${where}.lsn.start`) : null,
@@ -141,7 +149,7 @@ export function parseStanzaInfo(raw: unknown, segmentBytes = DEFAULT_WAL_SEGMENT
   const backupLock = lock && lock.backup !== undefined ? object(lock.backup, 'status.lock.backup') : null;
   const dbs = array(s.db ?? [], 'db').map((d, i) => {
     const o = object(d, `db[${i}]`);
-    return { id: number(o.id, `db[${i}].id`), systemId: String(number(o['system-id'], `db[${i}].system-id`)), version: string(o.version, `db[${i}].version`) };
+    return { id: number(o.id, `db[${i}].id`), systemId: string(o['system-id'], `db[${i}].system-id`), version: string(o.version, `db[${i}].version`) };
   });
   // pgBackRest lists the stanza's database history oldest first (a stanza-upgrade adds one).
   const database = dbs.length > 0 ? dbs.reduce((a, b) => (b.id > a.id ? b : a)) : null;
@@ -167,6 +175,11 @@ export function parseStanzaInfo(raw: unknown, segmentBytes = DEFAULT_WAL_SEGMENT
   return {
     name: string(s.name, 'name'),
     status: { code: number(status.code, 'status.code'), message: string(status.message, 'status.message') },
+    repositoryStatus: array(s.repo ?? [], 'repo').map((r, i) => {
+      const o = object(r, `repo[${i}]`);
+      const st = object(o.status, `repo[${i}].status`);
+      return { key: number(o.key, `repo[${i}].key`), code: number(st.code, `repo[${i}].status.code`), message: string(st.message, `repo[${i}].status.message`) };
+    }),
     backupRunning: backupLock ? backupLock.held === true : false,
     cipher: typeof s.cipher === 'string' ? s.cipher : 'none',
     database,
@@ -180,7 +193,10 @@ export function parseStanzaInfo(raw: unknown, segmentBytes = DEFAULT_WAL_SEGMENT
 export function parseInfoJson(text: string, stanza: string, segmentBytes = DEFAULT_WAL_SEGMENT_BYTES): StanzaInfo {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    // The system identifier is a 64-bit integer, beyond a JavaScript number's exact range: read it as a string.
+    // pgBackRest also copies raw bytes into messages (a file decrypted with a wrong pass); control characters
+    // are not allowed in JSON strings, and the text is one line, so they become spaces.
+    parsed = JSON.parse(text.replace(/"system-id":(\d+)/g, '"system-id":"$1"').replace(/[\u0000-\u001f]/g, ' '));
   } catch {
     throw malformed('not JSON');
   }

@@ -71,7 +71,18 @@ export function pgBackRestError(output: string): PgBackRestErrorText {
     if (/^(\S+ \S+ )?P\d\d\s+[A-Z]+:/.test(l)) break;
     if (l.trim() !== '') parts.push(l.trim());
   }
-  return { code: Number(first[1]), message: parts.join(' ') };
+  return { code: Number(first[1]), message: readable(parts.join(' ')) };
+}
+
+/**
+ * A message fit to show: a file decrypted with the wrong cipher pass is garbage, and pgBackRest quotes the line it
+ * could not parse ("key/value found outside of section at line 1: <binary>"); that quote is dropped.
+ */
+export function readable(message: string): string {
+  return message
+    .replace(/(found outside of section at line \d+): .*?(?=( FormatError:| HINT:|\n|$))/g, '$1 (undecodable bytes)')
+    .replace(/[\u0000-\u0008\u000b-\u001f\u007f\ufffd]/g, '')
+    .replace(/\s*\n\s*/g, ' ');
 }
 
 // Error codes of pgBackRest 2.45 (its build/error.yaml) that name a failure class by themselves.
@@ -89,7 +100,13 @@ const CRYPTO = 95;
  * in every case. `command` names what ran ("backup", "stanza-create").
  */
 export function classifyFailure(command: string, output: string, exit: string, repository: string): PgwardenError {
-  const { code, message } = pgBackRestError(output);
+  return classifyMessage(command, pgBackRestError(output), exit, repository);
+}
+
+/** classifyFailure for a message already taken apart (info reports failures in its JSON, not as an error line). */
+export function classifyMessage(command: string, error: PgBackRestErrorText, exit: string, repository: string): PgwardenError {
+  const code = error.code;
+  const message = readable(error.message);
   const theirs = `pgBackRest said: ${code === null ? '' : `[${code}] `}${message}`;
   if (code === ARCHIVE_MISMATCH || code === BACKUP_MISMATCH || code === DB_MISMATCH || /do not match (the database|stanza)|system-id \d+ do not match/i.test(message)) {
     return new PgwardenError(
@@ -98,13 +115,15 @@ export function classifyFailure(command: string, output: string, exit: string, r
         `Give this cluster its own stanza or repository; never reuse one across clusters. ${theirs}`,
     );
   }
-  if (code === CRYPTO || /CryptoError|cipher header invalid|is or was the repo encrypted/i.test(message)) {
+  // A wrong pass does not fail decryption in 2.45: the garbage fails to parse as an info file (FormatError), with
+  // a misleading hint to run stanza-create. A missing pass on an encrypted repository reads garbage the same way.
+  if (code === CRYPTO || /CryptoError|cipher header invalid|is or was the repo encrypted|FormatError: key\/value found outside of section/i.test(message)) {
     return new PgwardenError(
       'BACKUP_CIPHER_MISMATCH',
       `pgbackrest ${command} could not decrypt ${repository}: the cipher pass is wrong, or the repository's encryption differs from the configuration. ${theirs}`,
     );
   }
-  if (/has a stanza-create been performed|missing stanza path|stanza .* does not exist/i.test(message)) {
+  if (/has a stanza-create been performed|missing stanza (path|data)|stanza .* does not exist/i.test(message)) {
     return new PgwardenError('BACKUP_STANZA_MISSING', `pgbackrest ${command}: ${repository} holds no such stanza yet; create it (stanza-create) first. ${theirs}`);
   }
   if (code === LOCK_ACQUIRE || /unable to acquire lock/i.test(message)) {

@@ -12,7 +12,7 @@ import { renderPgpass } from '../postgres/conf.js';
 import { runAsIdentity, runProgram, withSecretFile, writeFileAs, type OsUser } from '../postgres/run.js';
 import { backupWorkPaths, renderPgBackRestConf, type BackupRepositorySettings, type BackupSecrets } from './pgbackrest-conf.js';
 import { parseInfoJson, type BackupType, type StanzaInfo } from './pgbackrest-info.js';
-import { BackupProgressReader, classifyFailure, type BackupProgress } from './pgbackrest-output.js';
+import { BackupProgressReader, classifyFailure, classifyMessage, type BackupProgress } from './pgbackrest-output.js';
 
 export const PGBACKREST_BIN = '/usr/bin/pgbackrest';
 
@@ -136,7 +136,9 @@ export class PgBackRest {
     const info = parseInfoJson(json, this.stanza);
     // info does not fail on a repository it cannot read: it reports it in the stanza's status.
     if (info.status.code !== 0 && info.status.code !== 2 /* no valid backups */) {
-      throw classifyFailure('info', `ERROR: [000]: ${info.status.message}`, `status ${info.status.code}`, this.repositoryName);
+      // The repository's own status says more than the stanza's ("other") when it could not be read.
+      const message = info.repositoryStatus.find((r) => r.code !== 0 && r.code !== 2)?.message ?? info.status.message;
+      throw classifyMessage('info', { code: null, message }, `status ${info.status.code}`, this.repositoryName);
     }
     return info;
   }
