@@ -132,7 +132,7 @@ export function classifyMessage(command: string, error: PgBackRestErrorText, exi
   if (code === DB_CONNECT) {
     return new PgwardenError('BACKUP_FAILED', `pgbackrest ${command} could not connect to the PostgreSQL server it backs up. ${theirs}`);
   }
-  if (code === HOST_CONNECT || /unable to (open|list|create path)|permission denied|PathMissingError|no such file or directory|HostConnectError|TLS|certificate/i.test(message)) {
+  if (code === HOST_CONNECT || /unable to (open|list|create path|get info for path)|not a directory|permission denied|PathMissingError|no such file or directory|HostConnectError|TLS|certificate/i.test(message)) {
     return new PgwardenError('BACKUP_REPOSITORY_UNREACHABLE', `pgbackrest ${command} could not reach ${repository}: check the path or endpoint, credentials and permissions. ${theirs}`);
   }
   return new PgwardenError('BACKUP_FAILED', `pgbackrest ${command} failed (${exit}). ${theirs}`);

@@ -19,7 +19,7 @@ import type { BackupProgress } from '../../src/backup/pgbackrest-output.js';
 import { isPgwardenError, type ErrorCode } from '../../src/errors.js';
 import { runAsIdentity } from '../../src/postgres/run.js';
 import type { PostgresServer } from '../../src/postgres/server.js';
-import { cleanupServers, makePgTempDir, makeTestServer, psql, tcpConfig, testCredentials } from '../helpers/pg.js';
+import { cleanupServers, makePgTempDir, makeTestServer, psql, tcpConfig, testCredentials, waitFor } from '../helpers/pg.js';
 import { freePort } from '../helpers/ports.js';
 
 const run = promisify(execFile);
@@ -215,8 +215,31 @@ describe('PgBackRest (real pgBackRest 2.45, PostgreSQL 15, posix repository)', {
     }
   });
 
-  it('expire keeps what retention asks for (two full backups): nothing removed yet', async () => {
+  it('a second backup while one runs is refused, and the first completes', async () => {
+    const first = alphaBackRest.backup({ type: 'full' });
+    // The first holds the stanza's backup lock from its start until its end.
+    await waitFor('the first backup to hold its lock', async () => (await alphaBackRest.info()).backupRunning);
+    await rejectsWith(alphaBackRest.backup({ type: 'incr' }), 'BACKUP_IN_PROGRESS', /^pgbackrest backup refused: another backup or expire of this stanza is running.*pgBackRest said: \[50\] unable to acquire lock/);
+    const done = await first;
+    assert.ok(done.label?.endsWith('F'));
+  });
+
+  it('a repository path that cannot be created is reported as unreachable', async () => {
+    const notADir = path.join(base, 'a-file');
+    await writeFile(notADir, 'not a directory\n');
+    const lost = backRestFor({ ...settingsFor('alpha', alpha.port, path.join(notADir, 'repo'), 'main'), workDir: path.join(base, 'pgbackrest', 'alpha-lost') });
+    await lost.writeConfig();
+    await rejectsWith(lost.stanzaCreate(), 'BACKUP_REPOSITORY_UNREACHABLE', /^pgbackrest stanza-create could not reach the repository \S+\/a-file\/repo: .*pgBackRest said: /);
+  });
+
+  it('retention of two full backups: a third full one expires the first with its diff', async () => {
+    assert.deepEqual((await alphaBackRest.info()).backups.map((b) => b.type), ['full', 'diff', 'full']);
+    await alphaBackRest.backup({ type: 'full' });
+    // pgBackRest 2.45 expires at the end of every backup; an expire of its own then finds nothing more to remove.
     await alphaBackRest.expire();
-    assert.equal((await alphaBackRest.info()).backups.length, 2);
+    const info = await alphaBackRest.info();
+    assert.deepEqual(info.backups.map((b) => b.type), ['full', 'full']);
+    assert.notEqual(info.backups[0].label, fullLabel, 'the oldest full backup and its diff are gone');
+    assert.equal(info.window?.from.label, info.backups[0].label);
   });
 });

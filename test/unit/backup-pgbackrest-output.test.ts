@@ -104,6 +104,10 @@ describe('pgBackRest errors', () => {
     assert.equal(classifyFailure('backup', "ERROR: [050]: unable to acquire lock on file '/l/main-backup.lock': Resource temporarily unavailable", 'exit 50', REPO).code, 'BACKUP_IN_PROGRESS');
     assert.equal(classifyFailure('check', "ERROR: [049]: unable to get address for 's3.invalid': [-2] Name or service not known", 'exit 49', REPO).code, 'BACKUP_REPOSITORY_UNREACHABLE');
     assert.equal(classifyFailure('stanza-create', "ERROR: [047]: unable to create path '/r/archive/main': [13] Permission denied", 'exit 47', REPO).code, 'BACKUP_REPOSITORY_UNREACHABLE');
+    assert.equal(
+      classifyFailure('stanza-create', "ERROR: [041]: unable to get info for path/file '/tmp/a-file/repo/archive/main/archive.info': [20] Not a directory", 'exit 41', REPO).code,
+      'BACKUP_REPOSITORY_UNREACHABLE',
+    );
     const db = classifyFailure('backup', "ERROR: [056]: unable to connect to 'dbname='postgres' port=5433 host='/run'': connection refused", 'exit 56', REPO);
     assert.equal(db.code, 'BACKUP_FAILED');
     assert.match(db.message, /could not connect to the PostgreSQL server it backs up/);
