@@ -129,9 +129,18 @@ export class PgBackRest {
 
   /** The stanza's backups, archive and recoverable window (`pgbackrest info --output=json`). */
   async info(): Promise<StanzaInfo> {
-    const output = await this.run('info', ['--output=json'], { timeoutMs: this.commandTimeout, postgres: false, consoleLevel: 'off' });
-    // The JSON is one line on stdout; warnings (stderr) may come around it.
-    const json = output.split('\n').find((l) => l.startsWith('['));
+    // The JSON is one line on stdout, taken whole as it streams (runProgram keeps only the end of long output).
+    // Warnings stay in pgBackRest's log file: on stderr they could land in the middle of it.
+    let json: string | undefined;
+    const output = await this.run('info', ['--output=json'], {
+      timeoutMs: this.commandTimeout,
+      postgres: false,
+      consoleLevel: 'error',
+      stderrLevel: 'off',
+      onLine: (line) => {
+        if (line.startsWith('[')) json = line;
+      },
+    });
     if (json === undefined) throw new PgwardenError('BACKUP_FAILED', `pgbackrest info printed no JSON: ${output.trim().slice(0, 500) || '(no output)'}`);
     const info = parseInfoJson(json, this.stanza);
     // info does not fail on a repository it cannot read: it reports it in the stanza's status.
@@ -159,7 +168,13 @@ export class PgBackRest {
   private async run(
     command: string,
     extra: string[],
-    how: { timeoutMs: number; postgres: boolean; consoleLevel?: 'off' | 'info' | 'detail'; onLine?: (line: string) => void },
+    how: {
+      timeoutMs: number;
+      postgres: boolean;
+      consoleLevel?: 'off' | 'error' | 'info' | 'detail';
+      stderrLevel?: 'off' | 'warn';
+      onLine?: (line: string) => void;
+    },
   ): Promise<string> {
     try {
       accessSync(this.binary, constants.X_OK);
@@ -170,8 +185,8 @@ export class PgBackRest {
       `--config=${this.options.configFile}`,
       `--stanza=${this.stanza}`,
       `--log-level-console=${how.consoleLevel ?? 'info'}`,
-      // Errors and warnings on stderr too, whatever the console level (info prints only JSON on stdout).
-      '--log-level-stderr=warn',
+      // Errors and warnings on stderr too, whatever the console level.
+      `--log-level-stderr=${how.stderrLevel ?? 'warn'}`,
       ...extra,
       command,
     ];
