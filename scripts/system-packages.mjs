@@ -19,10 +19,11 @@ function onPath(command) {
   return (process.env.PATH ?? '').split(':').some((dir) => dir !== '' && executable(`${dir}/${command}`));
 }
 
-/** What `pgwarden up` runs: PostgreSQL 15's server programs and etcd. */
+/** What `pgwarden up` runs: PostgreSQL 15's server programs, etcd, and pgBackRest (backups and the WAL archive). */
 export const CLUSTER_PACKAGES = [
   { package: 'postgresql-15', present: () => ['postgres', 'initdb', 'pg_ctl', 'pg_basebackup', 'pg_rewind'].every((p) => executable(`${PG_BIN_DIR}/${p}`)) },
   { package: 'etcd-server', present: () => executable('/usr/bin/etcd') },
+  { package: 'pgbackrest', present: () => executable('/usr/bin/pgbackrest') },
 ];
 
 /** What the test suite runs besides the cluster's programs, and why. */

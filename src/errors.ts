@@ -20,6 +20,12 @@ export const ERROR_CODES = {
   TIMEOUT: 'an operation did not finish within its time limit',
   REQUEST_REFUSED: "a member's agent refused a restart, reload or reinitialize request; the message gives its reason",
   NOT_CONFIRMED: 'a CLI command that changes the cluster was not confirmed (answered no, or no terminal and no --force)',
+  BACKUP_FAILED: "a pgBackRest command (backup, check, expire, stanza-create, info) failed; pgBackRest's own message is attached",
+  BACKUP_STANZA_MISMATCH: "the repository's stanza belongs to another cluster (another PostgreSQL system identifier or version); point this cluster at its own stanza or repository",
+  BACKUP_STANZA_MISSING: 'the repository holds no stanza of that name yet: it is created once, by the leader, before the first backup',
+  BACKUP_REPOSITORY_UNREACHABLE: 'the backup repository (its path, or its S3 endpoint and bucket) could not be reached or read; the message says what failed',
+  BACKUP_CIPHER_MISMATCH: "the repository could not be decrypted: the cipher pass is wrong, or the repository's encryption differs from the configuration",
+  BACKUP_IN_PROGRESS: 'another backup (or expire) of the same stanza is running; wait for it to finish',
   INTERNAL: 'a bug: please report it with the log',
 } as const;
 

@@ -68,6 +68,8 @@ export interface RunOptions {
   hint: string;
   /** Exit codes that are not failures (besides 0). */
   allowExitCodes?: number[];
+  /** Told each piece of stdout and stderr as it arrives (progress of a long program). */
+  onOutput?: (chunk: string) => void;
 }
 
 export interface RunResult {
@@ -119,7 +121,9 @@ export function runProgram(program: string, args: string[], options: RunOptions)
     });
     let output = '';
     const collect = (chunk: Buffer): void => {
-      output += chunk.toString('utf8');
+      const text = chunk.toString('utf8');
+      output += text;
+      options.onOutput?.(text);
       if (output.length > KEPT_OUTPUT_BYTES * 2) output = output.slice(-KEPT_OUTPUT_BYTES);
     };
     child.stdout.on('data', collect);

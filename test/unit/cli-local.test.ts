@@ -23,7 +23,7 @@ after(async () => {
 });
 
 describe('checkDependencies', () => {
-  it('passes when PostgreSQL 15 and etcd are where Debian puts them', () => {
+  it('passes when PostgreSQL 15, etcd and pgBackRest are where Debian puts them', () => {
     assert.doesNotThrow(() => checkDependencies());
   });
 
@@ -36,7 +36,18 @@ describe('checkDependencies', () => {
       assert.equal(e.code, 'DEPENDENCY_MISSING');
       assert.match(e.message, /PostgreSQL 15 \(.*no-pg\/postgres.*\) and etcd \(.*no-etcd\) are not installed/);
       assert.ok(e.message.includes(`\`${INSTALL_COMMAND}\``) || e.message.includes(`\`sudo ${INSTALL_COMMAND}\``), e.message);
-      assert.equal(INSTALL_COMMAND, 'apt-get install -y postgresql-15 etcd-server');
+      assert.equal(INSTALL_COMMAND, 'apt-get install -y postgresql-15 etcd-server pgbackrest');
+    }
+  });
+
+  it('names a missing pgBackRest alone, with the same install command', () => {
+    try {
+      checkDependencies({ pgbackrestBin: path.join(base, 'no-pgbackrest') });
+      assert.fail('expected DEPENDENCY_MISSING');
+    } catch (e) {
+      assert.ok(isPgwardenError(e));
+      assert.equal(e.code, 'DEPENDENCY_MISSING');
+      assert.match(e.message, /^pgBackRest \(.*no-pgbackrest\) is not installed: install it with `(sudo )?apt-get install -y postgresql-15 etcd-server pgbackrest`/);
     }
   });
 });

@@ -5,7 +5,8 @@
  *   cluster (the model), proxy/protocol + proxy/wire (the wire protocol), errors.ts, log.ts, processes.ts: depend
  *   on nothing
  *   dcs, postgres: on those
- *   config: on those and dcs/postgres
+ *   backup (drives pgBackRest): on those and postgres
+ *   config: on those and dcs/postgres/backup
  *   ha: on those and config
  *   api, proxy: on everything below
  *   up, cli: on top (cli may use up)
@@ -22,7 +23,7 @@ import ts from 'typescript';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 
-type Layer = 'cluster' | 'protocol' | 'bottom' | 'dcs' | 'postgres' | 'config' | 'ha' | 'api' | 'proxy' | 'up' | 'cli';
+type Layer = 'cluster' | 'protocol' | 'bottom' | 'dcs' | 'postgres' | 'backup' | 'config' | 'ha' | 'api' | 'proxy' | 'up' | 'cli';
 
 const BASE: Layer[] = ['cluster', 'protocol', 'bottom'];
 const ALLOWED: Record<Layer, Layer[]> = {
@@ -31,12 +32,13 @@ const ALLOWED: Record<Layer, Layer[]> = {
   bottom: [],
   dcs: [...BASE],
   postgres: [...BASE],
-  config: [...BASE, 'dcs', 'postgres'],
-  ha: [...BASE, 'dcs', 'postgres', 'config'],
-  api: [...BASE, 'dcs', 'postgres', 'config', 'ha'],
+  backup: [...BASE, 'postgres'],
+  config: [...BASE, 'dcs', 'postgres', 'backup'],
+  ha: [...BASE, 'dcs', 'postgres', 'backup', 'config'],
+  api: [...BASE, 'dcs', 'postgres', 'backup', 'config', 'ha'],
   proxy: [...BASE, 'dcs', 'postgres', 'config', 'ha'],
-  up: [...BASE, 'dcs', 'postgres', 'config', 'ha', 'api', 'proxy'],
-  cli: [...BASE, 'dcs', 'postgres', 'config', 'ha', 'api', 'proxy', 'up'],
+  up: [...BASE, 'dcs', 'postgres', 'backup', 'config', 'ha', 'api', 'proxy'],
+  cli: [...BASE, 'dcs', 'postgres', 'backup', 'config', 'ha', 'api', 'proxy', 'up'],
 };
 
 /**

@@ -21,6 +21,11 @@ interface SystemPackages {
 const load = (): Promise<SystemPackages> => import(new URL('../../../scripts/system-packages.mjs', import.meta.url).href) as Promise<SystemPackages>;
 
 describe('system packages for npm start and npm test', () => {
+  it('the cluster needs PostgreSQL 15, etcd and pgBackRest', async () => {
+    const { CLUSTER_PACKAGES } = await load();
+    assert.deepEqual(CLUSTER_PACKAGES.map((n) => n.package), ['postgresql-15', 'etcd-server', 'pgbackrest']);
+  });
+
   it('the test suite needs every package .ci/run used to install, and the cluster packages', async () => {
     const { TEST_PACKAGES, CLUSTER_PACKAGES } = await load();
     const names = TEST_PACKAGES.map((n) => n.package);
