@@ -129,10 +129,7 @@ const retentionSchema = z
 /** pgBackRest's compress-type values that Debian's build supports (it links bzip2, zlib, lz4 and zstd). */
 export const BACKUP_COMPRESSIONS = ['none', 'gz', 'bz2', 'lz4', 'zst'] as const;
 
-/**
- * A cron expression (checked in UTC: whether one is valid does not depend on the timezone it is read in). The
- * message shows the weekly full backup as the example whatever the field, so every schedule error reads alike.
- */
+/** A cron expression, checked in UTC: whether one is valid does not depend on the timezone it is read in. */
 const cron = (example: string, what: string) =>
   z.string(expecting(`a cron expression like '${example}' (${what})`)).superRefine((expression, ctx) => {
     const problem = cronProblem(expression);
