@@ -10,7 +10,7 @@ import { describeValue, expecting } from './schema-messages.js';
 
 const absolutePath = (example: string) =>
   z.string(expecting(`an absolute path like ${example}`)).refine((path) => path.startsWith('/'), {
-    error: (i) => `must be an absolute path (every member reads it from its own root), like ${example}; got ${describeValue(i.input)}`,
+    error: (i) => `must be an absolute path (each member reads it, whatever its working directory), like ${example}; got ${describeValue(i.input)}`,
   });
 
 const nonEmptyText = (example: string) =>

@@ -168,7 +168,7 @@ describe('the backup settings', () => {
   });
 
   it('paths must be absolute', () => {
-    invalid(() => backupOf({ repository: { type: 'posix', path: 'backups' } }), /backup\.repository\.path: must be an absolute path \(every member reads it from its own root\), like \/var\/lib\/pgwarden\/backups; got "backups"/);
+    invalid(() => backupOf({ repository: { type: 'posix', path: 'backups' } }), /backup\.repository\.path: must be an absolute path \(each member reads it, whatever its working directory\), like \/var\/lib\/pgwarden\/backups; got "backups"/);
     invalid(() => backupOf({ repository: posix, cipher_pass_file: 'cipher.pass' }), /backup\.cipher_pass_file: must be an absolute path .*got "cipher\.pass"/);
     invalid(
       () => backupOf({ repository: { ...s3, key_file: 's3.key', secret_file: './s3.secret', ca_file: 'ca.crt' } }),
