@@ -2,7 +2,7 @@
  * The CLI's cluster commands: each finds the cluster, reads it from etcd, checks the request, writes an intent
  * (etcd) or asks a member's agent (REST), and prints. None of them promotes, demotes or touches PostgreSQL.
  */
-import { applyConfigSetting, splitConfigSetting } from '../config/schema.js';
+import { applyConfigSettings, splitConfigSetting } from '../config/schema.js';
 import { closest } from '../config/suggest.js';
 import type { ProxyRegistration } from '../dcs/codec.js';
 import type { EtcdDcs } from '../dcs/etcd.js';
@@ -76,11 +76,7 @@ export async function editConfigCommand(io: Io, options: TargetOptions & { set: 
     );
   }
   await withCluster(options, async ({ dcs, view }) => {
-    let next: DynamicConfig = view.config;
-    for (const setting of options.set) {
-      const { key, value } = splitConfigSetting(setting);
-      next = applyConfigSetting(next, key, value);
-    }
+    const next: DynamicConfig = applyConfigSettings(view.config, options.set.map(splitConfigSetting));
     const diff = configDiff(view.config, next);
     if (diff.length === 0) {
       io.out('Nothing changes: the configuration already has these values.');

@@ -6,6 +6,7 @@
 import { z } from 'zod';
 import { describeValue, expecting } from './schema-messages.js';
 import { pgParametersSchema } from './pg-parameters.js';
+import { backupSettingsSchema } from './backup-settings.js';
 
 const seconds = (example: number) => z.number(expecting(`a number of seconds like ${example}`));
 const trueOrFalse = () => z.boolean(expecting('true or false'));
@@ -67,6 +68,8 @@ const dynamicConfigFields = {
   proxy_unreachable_timeout: seconds(3)
     .min(0, { error: (i) => `must be 0 (off) or more seconds; got ${describeValue(i.input)}` })
     .default(3),
+  /** Backups and WAL archiving with pgBackRest (src/cluster/backup-settings.ts); null, the default, is off. */
+  backup: backupSettingsSchema.nullable().default(null),
 };
 
 interface Timings {

@@ -93,11 +93,41 @@ export function validateDynamicConfig(input: unknown, source = 'the dynamic conf
 // ---------------------------------------------------------------------------------------------------------
 
 const PARAMETERS_PREFIX = 'postgresql.parameters.';
+const BACKUP_PREFIX = 'backup.';
+
+/** The value each `backup.*` setting takes on a command line; the schema checks it after. */
+type SettingValueType = 'text' | 'number' | 'boolean';
+const BACKUP_SETTING_TYPES: Readonly<Record<string, SettingValueType>> = {
+  'repository.type': 'text',
+  'repository.path': 'text',
+  'repository.endpoint': 'text',
+  'repository.bucket': 'text',
+  'repository.region': 'text',
+  'repository.key_file': 'text',
+  'repository.secret_file': 'text',
+  'repository.path_style': 'text',
+  'repository.verify_tls': 'boolean',
+  'repository.ca_file': 'text',
+  'retention.full': 'number',
+  'retention.window_days': 'number',
+  'retention.diff': 'number',
+  compression: 'text',
+  cipher_pass_file: 'text',
+  'schedule.full': 'text',
+  'schedule.diff': 'text',
+  'schedule.incr': 'text',
+  'schedule.verify': 'text',
+  'schedule.timezone': 'text',
+  stanza: 'text',
+};
+
+const BACKUP_SETTING_KEYS = Object.keys(BACKUP_SETTING_TYPES).map((key) => BACKUP_PREFIX + key);
 
 /** Every key `applyConfigSetting` accepts (parameters as a pattern). */
 export const DYNAMIC_CONFIG_SETTING_KEYS: readonly string[] = [
   ...DYNAMIC_CONFIG_FIELDS.filter((k) => k !== 'postgresql'),
   `${PARAMETERS_PREFIX}<name>`,
+  ...BACKUP_SETTING_KEYS,
 ];
 
 /** Splits "key=value" (the value may contain "="). */
@@ -129,54 +159,117 @@ function parseParameterValue(value: string): string | number | boolean {
   return value;
 }
 
+/** A command-line value as the type a setting takes; throws naming the setting and an example. */
+function typedValue(key: string, value: string, type: SettingValueType, example: unknown): string | number | boolean {
+  if (type === 'boolean') {
+    const parsed = parseBoolean(value);
+    if (parsed === null) throw new PgwardenError('CONFIG_INVALID', `setting ${key}: expected true or false, got ${JSON.stringify(value)}`);
+    return parsed;
+  }
+  if (type === 'number') {
+    if (!NUMBER_TEXT.test(value)) {
+      throw new PgwardenError('CONFIG_INVALID', `setting ${key}: expected a number like ${String(example)}, got ${JSON.stringify(value)}`);
+    }
+    return Number(value);
+  }
+  // A cron expression or a path may be quoted on the command line; the quotes are not part of the value.
+  const quoted = /^(['"])(.*)\1$/.exec(value);
+  return quoted ? quoted[2] : value;
+}
+
 /**
- * Applies one `edit-config --set key=value` setting and returns the new (validated) configuration; `config` is not
- * modified. Dotted keys reach PostgreSQL parameters (`postgresql.parameters.work_mem=64MB`); the value `null`
- * deletes the key (a setting goes back to its default, a parameter is removed).
+ * Sets one `backup.*` setting in `next` (modified). Setting anything while backups are off starts a new section;
+ * `null` removes the setting (it goes back to its default). A new repository type starts a new repository mapping,
+ * since the other type's keys mean nothing to it.
  */
-export function applyConfigSetting(config: DynamicConfig, key: string, value: string): DynamicConfig {
-  const next = structuredClone(config);
+function assignBackupSetting(next: DynamicConfig, key: string, value: string): void {
+  const path = key.slice(BACKUP_PREFIX.length);
+  const type = BACKUP_SETTING_TYPES[path];
+  if (type === undefined) throw unknownSetting(key);
+  const isNull = value === 'null';
+  if (next.backup === null && isNull) return;
+  const section = (next.backup ?? {}) as unknown as Record<string, unknown>;
+  const [group, leaf] = path.includes('.') ? path.split('.') : [null, path];
+  let holder = section;
+  if (group !== null) {
+    const current = section[group];
+    holder = isPlainObject(current) ? current : {};
+    if (group === 'repository' && leaf === 'type' && !isNull && holder.type !== value) holder = {};
+    section[group] = holder;
+  }
+  if (isNull) delete holder[leaf];
+  else holder[leaf] = typedValue(key, value, type, path.startsWith('retention.') ? 2 : undefined);
+  next.backup = section as unknown as DynamicConfig['backup'];
+}
+
+function unknownSetting(key: string): PgwardenError {
+  const candidates: string[] = [...DYNAMIC_CONFIG_FIELDS.filter((k) => k !== 'postgresql'), ...BACKUP_SETTING_KEYS];
+  const parts = key.split('.');
+  if (parts[0] !== 'backup') {
+    if (parts.length >= 3) candidates.push(PARAMETERS_PREFIX + parts.slice(2).join('.'));
+    else if (parts.length === 2) candidates.push(PARAMETERS_PREFIX + parts[1]);
+  }
+  const suggestion = closest(key, candidates);
+  const hint =
+    key === 'postgresql' || key === 'postgresql.parameters'
+      ? `set one parameter at a time, like ${PARAMETERS_PREFIX}work_mem=64MB`
+      : suggestion !== null
+        ? `did you mean "${suggestion}"?`
+        : key.startsWith(BACKUP_PREFIX)
+          ? `valid backup keys: ${BACKUP_SETTING_KEYS.join(', ')}`
+          : `valid keys: ${DYNAMIC_CONFIG_SETTING_KEYS.join(', ')}`;
+  return new PgwardenError('CONFIG_INVALID', `unknown setting "${key}": ${hint}`);
+}
+
+/** Applies one setting to `next` (modified), typed but not yet validated. */
+function assignSetting(next: DynamicConfig, key: string, value: string): void {
   const isNull = value === 'null';
   if (key.startsWith(PARAMETERS_PREFIX) && key.length > PARAMETERS_PREFIX.length) {
     const name = key.slice(PARAMETERS_PREFIX.length);
     if (isNull) delete next.postgresql.parameters[name];
     else next.postgresql.parameters[name] = parseParameterValue(value);
-    return validateDynamicConfig(next, `setting ${key}=${value}`);
+    return;
   }
-  if (!(DYNAMIC_CONFIG_FIELDS as string[]).includes(key) || key === 'postgresql') {
-    const candidates: string[] = DYNAMIC_CONFIG_FIELDS.filter((k) => k !== 'postgresql');
-    const parts = key.split('.');
-    if (parts.length >= 3) candidates.push(PARAMETERS_PREFIX + parts.slice(2).join('.'));
-    else if (parts.length === 2) candidates.push(PARAMETERS_PREFIX + parts[1]);
-    const suggestion = closest(key, candidates);
-    const hint =
-      key === 'postgresql' || key === 'postgresql.parameters'
-        ? `set one parameter at a time, like ${PARAMETERS_PREFIX}work_mem=64MB`
-        : suggestion !== null
-          ? `did you mean "${suggestion}"?`
-          : `valid keys: ${DYNAMIC_CONFIG_SETTING_KEYS.join(', ')}`;
-    throw new PgwardenError('CONFIG_INVALID', `unknown setting "${key}": ${hint}`);
+  if (key.startsWith(BACKUP_PREFIX)) {
+    assignBackupSetting(next, key, value);
+    return;
   }
-  const field = key as Exclude<keyof DynamicConfig, 'postgresql'>;
-  const record = next as unknown as Record<string, unknown>;
-  if (isNull) {
-    record[field] = DEFAULT_DYNAMIC_CONFIG[field];
-  } else if (typeof DEFAULT_DYNAMIC_CONFIG[field] === 'boolean') {
-    const parsed = parseBoolean(value);
-    if (parsed === null) {
-      throw new PgwardenError('CONFIG_INVALID', `setting ${key}: expected true or false, got ${JSON.stringify(value)}`);
-    }
-    record[field] = parsed;
-  } else {
-    if (!NUMBER_TEXT.test(value)) {
+  if (key === 'backup') {
+    if (!isNull) {
       throw new PgwardenError(
         'CONFIG_INVALID',
-        `setting ${key}: expected a number like ${String(DEFAULT_DYNAMIC_CONFIG[field])}, got ${JSON.stringify(value)}`,
+        `setting backup: only null (backups off) is set as a whole; set its keys one by one, like ` +
+          `backup.repository.type=posix backup.repository.path=/var/lib/pgwarden/backups`,
       );
     }
-    record[field] = Number(value);
+    next.backup = null;
+    return;
   }
-  return validateDynamicConfig(next, `setting ${key}=${value}`);
+  if (!(DYNAMIC_CONFIG_FIELDS as string[]).includes(key) || key === 'postgresql') throw unknownSetting(key);
+  const field = key as Exclude<keyof DynamicConfig, 'postgresql' | 'backup'>;
+  const record = next as unknown as Record<string, unknown>;
+  const fallback = DEFAULT_DYNAMIC_CONFIG[field];
+  record[field] = isNull ? fallback : typedValue(key, value, typeof fallback === 'boolean' ? 'boolean' : 'number', fallback);
+}
+
+/**
+ * Applies `edit-config --set key=value` settings in order and returns the new configuration, validated once they
+ * are all applied (so that settings which only make sense together, like a repository's type and path, can be
+ * given together); `config` is not modified. Dotted keys reach PostgreSQL parameters
+ * (`postgresql.parameters.work_mem=64MB`) and the backup section (`backup.schedule.full='0 3 * * 0'`); the value
+ * `null` deletes the key (a setting goes back to its default, a parameter is removed, `backup=null` turns backups
+ * off).
+ */
+export function applyConfigSettings(config: DynamicConfig, settings: readonly { key: string; value: string }[]): DynamicConfig {
+  const next = structuredClone(config);
+  for (const { key, value } of settings) assignSetting(next, key, value);
+  const source = settings.length === 1 ? 'setting' : 'settings';
+  return validateDynamicConfig(next, `${source} ${settings.map(({ key, value }) => `${key}=${value}`).join(', ')}`);
+}
+
+/** Applies one `edit-config --set key=value` setting (see applyConfigSettings). */
+export function applyConfigSetting(config: DynamicConfig, key: string, value: string): DynamicConfig {
+  return applyConfigSettings(config, [{ key, value }]);
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -302,6 +302,9 @@ describe('mutations', () => {
     const typo = await send(primary, 'PATCH', '/config', { loop_wiat: 2 });
     assert.equal(typo.status, 400);
     assert.match(await typo.text(), /loop_wiat: unknown key; did you mean "loop_wait"\?/);
+    const cron = await send(primary, 'PATCH', '/config', { backup: { repository: { type: 'posix', path: '/var/lib/pgwarden/backups' }, schedule: { full: 'weekly' } } });
+    assert.equal(cron.status, 400);
+    assert.match(await cron.text(), /PATCH \/config is invalid: backup\.schedule\.full: expected a cron expression like '0 3 \* \* 0'/);
     assert.equal(primaryBackend.configs.length, 0);
   });
 

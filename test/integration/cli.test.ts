@@ -152,6 +152,28 @@ describe('pgwarden CLI against a local 3-node cluster', () => {
     assert.equal((await cluster!.view()).config.maximum_lag_on_failover, 2097152);
   });
 
+  it('edit-config sets the backup section in one edit, refuses a bad cron expression naming the field, and turns it off', async () => {
+    const path = '/var/lib/pgwarden/backups';
+    const edit = await cli(['edit-config', '--set', 'backup.repository.type=posix', '--set', `backup.repository.path=${path}`, '--set', 'backup.schedule.full=0 3 * * 0', '--force', ...d()]);
+    assert.equal(edit.code, 0, edit.stderr);
+    assert.match(edit.stdout, /^-backup: null$/m);
+    assert.match(edit.stdout, /^\+backup\.schedule\.full: "0 3 \* \* 0"$/m);
+    assert.deepEqual((await cluster!.view()).config.backup, {
+      repository: { type: 'posix', path },
+      retention: { full: 2 },
+      compression: 'gz',
+      schedule: { full: '0 3 * * 0', timezone: 'UTC' },
+    });
+    const bad = await cli(['edit-config', '--set', 'backup.schedule.full=weekly', '--force', ...d()]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /backup\.schedule\.full: expected a cron expression like '0 3 \* \* 0'/);
+    assertNoStack(bad);
+    assert.equal((await cluster!.view()).config.backup?.schedule.full, '0 3 * * 0');
+    const off = await cli(['edit-config', '--set', 'backup=null', '--force', ...d()]);
+    assert.equal(off.code, 0, off.stderr);
+    assert.equal((await cluster!.view()).config.backup, null);
+  });
+
   it('switchover without --force and without a terminal refuses and says to pass --force', async () => {
     const leader = (await cluster!.view()).leader!.name;
     const candidate = cluster!.members().find((m) => m !== leader)!;
