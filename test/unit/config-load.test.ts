@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { expectPgwardenError } from '../helpers/errors.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,16 +42,7 @@ function minimal(): Record<string, any> {
 }
 
 function fails(code: ErrorCode, fn: () => unknown, ...patterns: RegExp[]): string {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  assert.ok(error instanceof PgwardenError, `expected a PgwardenError, got ${String(error)}`);
-  assert.equal(error.code, code, error.message);
-  for (const pattern of patterns) assert.match(error.message, pattern);
-  return error.message;
+  return expectPgwardenError(code, fn, ...patterns);
 }
 
 describe('loadAgentConfig: TLS between members', () => {

@@ -10,20 +10,12 @@ import {
 } from '../../src/config/schema.js';
 import { closest, didYouMean, editDistance } from '../../src/config/suggest.js';
 import { PgwardenError } from '../../src/errors.js';
+import { expectPgwardenError } from '../helpers/errors.js';
 import { DEFAULT_DYNAMIC_CONFIG, dynamicConfigSchema, type DynamicConfig } from '../../src/cluster/dynamic-config.js';
 
 /** Runs `fn`, expects CONFIG_INVALID, and checks every pattern against the message. */
 function invalid(fn: () => unknown, ...patterns: RegExp[]): string {
-  let error: unknown;
-  try {
-    fn();
-  } catch (e) {
-    error = e;
-  }
-  assert.ok(error instanceof PgwardenError, `expected a PgwardenError, got ${String(error)}`);
-  assert.equal(error.code, 'CONFIG_INVALID');
-  for (const pattern of patterns) assert.match(error.message, pattern);
-  return error.message;
+  return expectPgwardenError('CONFIG_INVALID', fn, ...patterns);
 }
 
 const defaults = (): DynamicConfig => structuredClone(DEFAULT_DYNAMIC_CONFIG);
