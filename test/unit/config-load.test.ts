@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { expectPgwardenError } from '../helpers/errors.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import { cliClusterFromEnv } from '../../src/config/cli-env.js';
 import { applyEnvOverrides, loadAgentConfig, parseAgentConfig } from '../../src/config/load.js';
 import { PgwardenError, type ErrorCode } from '../../src/errors.js';
 import { DEFAULT_TAGS } from '../../src/cluster/types.js';
+import { expectPgwardenError } from '../helpers/errors.js';
 
 let dir: string;
 before(() => {
