@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
 import YAML from 'yaml';
 import { LocalCluster } from '../../src/up/local-cluster.js';
@@ -80,9 +80,19 @@ async function cyclesOf(members: readonly string[], cycles: number, timeoutMs = 
   }
 }
 
+/** Writers of the running test: one that failed before its own stop() is stopped before the next test starts. */
+const writers = new Set<PrimaryWriter>();
+
 function writer(): PrimaryWriter {
-  return new PrimaryWriter(lc.members().map((m) => ({ name: m, apiUrl: lc.apiUrl(m), connectionString: lc.connectionString(m) })));
+  const w = new PrimaryWriter(lc.members().map((m) => ({ name: m, apiUrl: lc.apiUrl(m), connectionString: lc.connectionString(m) })));
+  writers.add(w);
+  return w;
 }
+
+afterEach(async () => {
+  for (const w of writers) await w.stop();
+  writers.clear();
+});
 
 async function postApi(member: string, route: string, body: unknown): Promise<Response> {
   const { username, password } = lc.apiCredentials();
